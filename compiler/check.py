@@ -1,0 +1,64 @@
+"""`aiops check`: load -> validate -> summary. Writes nothing."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import schema as S
+from .diagnostics import Diagnostic, render_all
+from .load import Loaded, load
+from .validate import validate
+
+
+def check(spec_dir: str | Path, overrides: list[str] | None = None) -> tuple[Loaded | None, S.Spec | None,
+                                                                             list[Diagnostic]]:
+    loaded, diags = load(spec_dir, overrides)
+    if loaded is None:
+        return None, None, diags
+    spec, more = validate(loaded)
+    return loaded, spec, diags + more
+
+
+def summary(loaded: Loaded, spec: S.Spec) -> str:
+    cols = spec.data.columns
+    feats = [f for f in spec.features if f.transform != "drop"]
+    dropped = [f for f in spec.features if f.transform == "drop"]
+    th = spec.thresholds
+    gates = [f"{k} {'>=' if b.min is not None else '<='} {b.min if b.min is not None else b.max}"
+             for k, b in th.evaluation.items()]
+    sec = spec.security
+    g = spec.governance
+    pii = [n for n, c in cols.items() if c.pii]
+    sens = [n for n, c in cols.items() if c.sensitive]
+    choices = ", ".join(f"{k}={v}" for k, v in sorted(loaded.choices.items()))
+    lines = [
+        f"ok: {spec.name} {spec.version} ({loaded.spec_dir}; {choices})",
+        f"  spec hash  {loaded.spec_hash[:16]}",
+        f"  task       {spec.problem.task}: predict {spec.problem.target}"
+        + (f" = {spec.problem.positive_class!r}" if spec.problem.positive_class is not None else ""),
+        f"  data       {spec.data.source}: {len(cols)} columns in the contract "
+        f"({len(pii)} pii, {len(sens)} sensitive), split {spec.data.split.method}, "
+        f"max rejected {spec.data.max_rejected_share:.1%}",
+        f"  features   {len(feats)} model features, {len(dropped)} dropped "
+        f"({', '.join(sorted({f.transform for f in feats}))})",
+        f"  model      {spec.model.estimator}({', '.join(f'{k}={v}' for k, v in spec.model.params.items())}) "
+        "exportable to ONNX",
+        f"  gates      {', '.join(gates) or 'none (nothing will be blessed)'}; {len(th.slices)} slice, "
+        f"{len(th.fairness)} fairness bounds",
+        f"  monitoring {spec.monitoring.schedule!r}, {len(spec.monitoring.drift)} drift rules, "
+        f"window {spec.monitoring.window.by}:{spec.monitoring.window.size}",
+        f"  serving    {', '.join(spec.serving.modes)}; max {spec.serving.max_records_per_request} records/request",
+        f"  policy     risk tier {g.risk_tier}, {g.approvals_required} of {len(g.approvers)} approvals, "
+        f"audit log {'on' if sec.audit_log.enabled else 'off'}, encryption at rest "
+        f"{'on' if sec.encryption_at_rest.enabled else 'off'}, {len(sec.roles)} roles",
+    ]
+    return "\n".join(lines)
+
+
+def run_check(spec_dir: str, overrides: list[str]) -> tuple[str, bool]:
+    loaded, spec, diags = check(spec_dir, overrides)
+    errors = [d for d in diags if d.is_error]
+    if errors or spec is None or loaded is None:
+        return render_all(diags), False
+    text = summary(loaded, spec)
+    warnings = render_all(diags)
+    return (warnings + "\n" + text) if warnings else text, True

@@ -1,0 +1,79 @@
+"""The `aiops` command line. Heavy libraries are imported lazily, per command."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+
+
+class UserError(Exception):
+    """An error in the user's input: printed without a traceback, exit code `code`."""
+
+    def __init__(self, message: str, code: int = 2):
+        super().__init__(message)
+        self.code = code
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .check import run_check
+
+    text, ok = run_check(args.spec_dir, args.overrides)
+    print(text, file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="aiops", description="Compile a declarative ML spec into a governed system.")
+    p.add_argument("--version", action="version", version=f"aiops {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    c = sub.add_parser("check", help="compose and validate a spec; write nothing")
+    c.add_argument("spec_dir", help="the spec folder, e.g. specs/credit_risk")
+    c.add_argument("overrides", nargs="*", help="Hydra overrides: group=option or key.path=value")
+    c.set_defaults(func=_check)
+
+    try:
+        from .cli_commands import register  # commands beyond check
+    except ImportError:  # pragma: no cover - during bootstrap only
+        register = None
+    if register is not None:
+        register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception:
+        if os.environ.get("AIOPS_DEBUG"):
+            raise
+        import traceback
+
+        crash = Path(os.environ.get("AIOPS_CRASH_LOG", ".aiops/crash.log"))
+        try:
+            crash.parent.mkdir(parents=True, exist_ok=True)
+            crash.write_text(traceback.format_exc())
+            where = f"; details in {crash}"
+        except OSError:
+            where = ""
+        print(f"internal error: aiops failed unexpectedly{where}. This is a bug in aiops, not in your input; "
+              "set AIOPS_DEBUG=1 to see the traceback.", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""Semantic rules for features, the model and the evaluation thresholds."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from . import estimators as E
+from .context import Ctx
+from .diagnostics import did_you_mean, fmt_choices
+from .rules_data import ONNX_SAFE
+
+# transform -> (dtypes of the source it accepts, params it requires, params it may take)
+TRANSFORMS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
+    "passthrough": (("int", "float", "bool"), (), ("impute", "fill_value", "scale")),
+    "impute": (("int", "float", "bool"), ("impute",), ("fill_value", "scale")),
+    "scale": (("int", "float"), ("scale",), ("impute", "fill_value")),
+    "onehot": (("str", "category", "bool", "int"), (), ()),
+    "ordinal": (("str", "category", "int"), ("categories",), ()),
+    "log": (("int", "float"), (), ("impute", "fill_value", "scale")),
+    "clip": (("int", "float"), (), ("min", "max", "impute", "fill_value", "scale")),
+    "bucketize": (("int", "float"), ("bins",), ("impute", "fill_value")),
+    "days_between": (("date",), (), ("other", "reference", "impute", "fill_value", "scale")),
+    "date_part": (("date",), ("part",), ("impute", "fill_value", "scale")),
+    "ratio": (("int", "float"), ("other",), ("impute", "fill_value", "scale")),
+    "difference": (("int", "float"), ("other",), ("impute", "fill_value", "scale")),
+    "drop": (("int", "float", "bool", "str", "category", "date"), (), ("reason",)),
+}
+_OPTIONAL_PARAMS = ("other", "reference", "part", "impute", "fill_value", "scale", "categories", "min", "max",
+                    "bins", "reason")
+
+
+def check_features(ctx: Ctx) -> None:
+    feats = ctx.spec.features or []
+    target = ctx.spec.problem.target if ctx.spec.problem else None
+    seen: dict[str, int] = {}
+    used_sources: set[str] = set()
+    for i, f in enumerate(feats):
+        if f is None:
+            continue
+        base = ("features", i)
+        if f.name in seen:
+            ctx.err("E312", "duplicate feature name", base + ("name",),
+                    f"'{f.name}' is also the name of features[{seen[f.name]}]", help="give each feature its own name")
+        elif f.name:
+            seen[f.name] = i
+        if f.name and not ONNX_SAFE.match(f.name):
+            ctx.err("E316", "feature name is not a safe identifier", base + ("name",),
+                    f"'{f.name}' must match [A-Za-z_][A-Za-z0-9_]* (it becomes an ONNX input name)")
+        if f.transform is None:
+            continue
+        accepts, required, optional = TRANSFORMS[f.transform]
+        col = ctx.column_ref(f.source, base + ("source",), "feature")
+        if f.source:
+            used_sources.add(f.source)
+        if f.source is not None and f.source == target and f.transform != "drop":
+            ctx.err("E303", "the target is used as a feature", base + ("source",),
+                    f"'{f.source}' is problem.target", help="remove this feature: the model would see the answer")
+        if col is not None and col.dtype not in accepts:
+            ctx.err("E313", f"transform '{f.transform}' does not fit the column's dtype", base + ("transform",),
+                    f"'{f.transform}' takes a column of dtype {fmt_choices(accepts)}; '{f.source}' has dtype {col.dtype}",
+                    help=_suggest(col.dtype))
+        for p in required:
+            if getattr(f, p) is None:
+                ctx.err("E314", f"transform '{f.transform}' needs '{p}'", base, f"features[{i}] ('{f.name}') has no '{p}'",
+                        help=f"add '{p}: ...' to this feature", key=True)
+        for p in _OPTIONAL_PARAMS:
+            if getattr(f, p) not in (None, "") and p not in required and p not in optional:
+                ctx.err("E315", f"'{p}' does not apply to transform '{f.transform}'", base + (p,),
+                        f"'{f.transform}' takes: {', '.join(required + optional) or 'no parameters'}",
+                        help=f"remove '{p}'", key=True)
+        if f.transform in ("ratio", "difference", "days_between") and f.other is not None:
+            other = ctx.column_ref(f.other, base + ("other",), "feature", code="E311")
+            if f.other:
+                used_sources.add(f.other)
+            if other is not None and col is not None and (other.dtype == "date") != (col.dtype == "date"):
+                ctx.err("E313", f"'other' of '{f.transform}' does not fit", base + ("other",),
+                        f"'{f.other}' has dtype {other.dtype}, '{f.source}' has dtype {col.dtype}")
+        if f.transform == "days_between":
+            if (f.other is None) == (f.reference is None):
+                ctx.err("E314", "days_between needs exactly one of 'other' or 'reference'", base,
+                        "set other: <date column> or reference: 'YYYY-MM-DD'", key=True)
+            if f.reference is not None:
+                try:
+                    datetime.strptime(f.reference, "%Y-%m-%d")
+                except ValueError:
+                    ctx.err("E314", "reference is not a date", base + ("reference",),
+                            f"'reference' must be a date written YYYY-MM-DD. Got '{f.reference}' instead.")
+        if f.transform == "clip" and f.min is None and f.max is None:
+            ctx.err("E314", "clip needs 'min' or 'max'", base, key=True, help="add min: and/or max:")
+        if f.transform == "clip" and f.min is not None and f.max is not None and f.min > f.max:
+            ctx.err("E314", "clip bounds are reversed", base + ("min",), f"min {f.min} is above max {f.max}")
+        if f.transform == "bucketize" and f.bins is not None:
+            if isinstance(f.bins, int) and not 2 <= f.bins <= 255:
+                ctx.err("E314", "bucketize bins out of range", base + ("bins",),
+                        f"'bins' must be an int in the range [2, 255] or a list of edges. Got {f.bins} instead.")
+            if isinstance(f.bins, list) and (len(f.bins) < 2 or any(a >= b for a, b in zip(f.bins, f.bins[1:]))):
+                ctx.err("E314", "bucketize edges must be strictly increasing", base + ("bins",),
+                        f"got {f.bins}")
+        if f.transform == "impute" and f.impute == "constant" and f.fill_value is None:
+            ctx.err("E314", "impute: constant needs fill_value", base, key=True, help="add fill_value: 0")
+    live = [f for f in feats if f is not None and f.transform not in (None, "drop")]
+    if feats and not live:
+        ctx.err("E317", "the spec has no model feature", ("features",), "every feature is 'drop'",
+                help="keep at least one feature")
+    # a contract column that no feature uses nor drops is most likely forgotten
+    data = ctx.spec.data
+    skip = {target, data.key if data else None, data.split.time_column if data and data.split else None}
+    for name in ctx.columns:
+        if name not in used_sources and name not in skip:
+            ctx.warn("W318", "a column of the contract is neither used nor dropped", ("data", "columns", name),
+                     f"no feature takes '{name}'", help=f"add {{name: {name}, transform: drop, source: {name}, "
+                                                        "reason: ...}} to say it is left out on purpose", key=True)
+
+
+def _suggest(dtype: str) -> str:
+    if dtype in ("str", "category"):
+        return "use onehot or ordinal for a categorical column"
+    if dtype == "date":
+        return "use days_between or date_part for a date column"
+    return "use passthrough, impute, scale, log, clip or bucketize for a numeric column"
+
+
+def check_model(ctx: Ctx) -> None:
+    m = ctx.spec.model
+    task = ctx.spec.problem.task if ctx.spec.problem else None
+    if m is None or m.estimator is None:
+        return
+    info = E.ALLOWED.get(m.estimator)
+    if info is None:
+        ctx.err("E501", "estimator is not in the allow-list", ("model", "estimator"),
+                f"'{m.estimator}' is not one of the estimators aiops can export to ONNX and verify",
+                f"allowed: {', '.join(E.ALLOWED)}", help=did_you_mean(m.estimator, E.ALLOWED))
+        return
+    if task is not None and task not in info.tasks:
+        fits = [n for n, e in E.ALLOWED.items() if task in e.tasks]
+        ctx.err("E502", "the estimator does not fit the task", ("model", "estimator"),
+                f"{m.estimator} is for {' / '.join(info.tasks)}; problem.task is {task}",
+                help=f"choose one of: {', '.join(fits)}")
+        return
+    for param, message, valid in E.param_problems(m.estimator, m.params or {}):
+        if "is not a parameter" in message:
+            ctx.err("E504", "unknown estimator parameter", ("model", "params", param), message,
+                    help=did_you_mean(param, valid) or f"valid parameters: {', '.join(valid)}", key=True)
+        else:
+            ctx.err("E505", "invalid estimator parameter value", ("model", "params", param), message)
+    ok, why = E.probe_export(m.estimator)
+    if not ok:
+        v = E.versions()
+        ctx.err("E503", "the estimator cannot be exported to ONNX with the installed libraries", ("model", "estimator"),
+                f"{m.estimator} with scikit-learn {v['scikit-learn']}, skl2onnx {v['skl2onnx']}, onnx {v['onnx']}, "
+                f"protobuf {v['protobuf']}: {why}",
+                help="install the pinned versions (pip install -e .), or choose another estimator")
+
+
+def check_thresholds(ctx: Ctx) -> None:
+    th = ctx.spec.thresholds
+    task = ctx.spec.problem.task if ctx.spec.problem else None
+    if th is None:
+        return
+    for name, b in (th.evaluation or {}).items():
+        check_metric_bound(ctx, name, b, ("thresholds", "evaluation", name), task)
+    for i, s in enumerate(th.slices or []):
+        if s is None:
+            continue
+        base = ("thresholds", "slices", i)
+        col = ctx.column_ref(s.column, base + ("column",), "slice", code="E605")
+        check_metric_bound(ctx, s.metric, s, base, task, metric_path=base + ("metric",))
+        if col is not None and col.dtype in ("int", "float") and not s.bins:
+            ctx.err("E607", "a slice on a numeric column needs bins", base + ("column",),
+                    f"'{s.column}' has dtype {col.dtype}", help="add bins: [edges...] to define the groups")
+        _check_bins(ctx, s.bins, base + ("bins",))
+    sens = [n for n, c in ctx.columns.items() if c is not None and c.sensitive]
+    for i, fb in enumerate(th.fairness or []):
+        if fb is None:
+            continue
+        base = ("thresholds", "fairness", i)
+        if task == "regression":
+            ctx.err("E610", "fairness bounds need a classification task", base + ("metric",),
+                    f"{fb.metric} compares positive rates; problem.task is regression")
+        col = ctx.column_ref(fb.attribute, base + ("attribute",), "fairness bound", code="E606")
+        if col is not None and not col.sensitive:
+            ctx.err("E606", "fairness bound on a column that is not sensitive", base + ("attribute",),
+                    f"'{fb.attribute}' is not flagged sensitive in data.columns",
+                    f"sensitive columns: {', '.join(sens) or '(none)'}",
+                    help=f"set sensitive: true on data.columns.{fb.attribute}")
+        if col is not None and col.dtype in ("int", "float") and not fb.bins:
+            ctx.err("E607", "a fairness bound on a numeric attribute needs bins", base + ("attribute",),
+                    f"'{fb.attribute}' has dtype {col.dtype}", help="add bins: [18, 25, 101] to define the groups")
+        _check_bins(ctx, fb.bins, base + ("bins",))
+        if fb.metric is not None:
+            lo, hi = (0.0, float("inf")) if fb.metric == "disparate_impact_ratio" else (0.0, 1.0)
+            _check_bound(ctx, fb, base, fb.metric, lo, hi)
+    p = th.parity
+    if p is not None and task is not None:
+        if task == "regression":
+            needed = ("value_atol",)
+        else:
+            needed = ("probabilities_atol", "label_max_mismatch_rate")
+        for k in needed:
+            if getattr(p, k) is None:
+                ctx.err("E609", f"the parity tolerance '{k}' is not set", ("thresholds", "parity"),
+                        f"a {task} model's ONNX export is verified per output; '{k}' has no tolerance",
+                        help=f"set thresholds.parity.{k} (e.g. 1e-4; tree models in float32 may need 1e-3)",
+                        key=True)
+        for k in ("probabilities_atol", "label_max_mismatch_rate", "value_atol"):
+            v = getattr(p, k)
+            if v is not None and v < 0:
+                ctx.err("E609", "a parity tolerance is negative", ("thresholds", "parity", k), f"got {v}")
+        if p.label_max_mismatch_rate is not None and p.label_max_mismatch_rate > 1:
+            ctx.err("E609", "label_max_mismatch_rate is a share", ("thresholds", "parity", "label_max_mismatch_rate"),
+                    f"must be in [0, 1]. Got {p.label_max_mismatch_rate} instead.")
+
+
+def _check_bins(ctx: Ctx, bins, path) -> None:
+    if bins and (len(bins) < 2 or any(a >= b for a, b in zip(bins, bins[1:]))):
+        ctx.err("E607", "group edges must be strictly increasing", path, f"got {bins}")
+
+
+def check_metric_bound(ctx: Ctx, name: str | None, bound, path, task, metric_path=None) -> None:
+    if name is None or bound is None:
+        return
+    mpath = metric_path or path
+    spec = E.METRICS.get(name)
+    if spec is None:
+        ctx.err("E601", "unknown metric", mpath, f"'{name}' is not a metric aiops computes",
+                f"metrics: {', '.join(E.METRICS)}", help=did_you_mean(name, E.METRICS), key=metric_path is None)
+        return
+    tasks, lo, hi, _ = spec
+    if task is not None and task not in tasks:
+        fits = [m for m, s in E.METRICS.items() if task in s[0]]
+        ctx.err("E602", "the metric does not fit the task", mpath, f"'{name}' is for {' / '.join(tasks)}; "
+                f"problem.task is {task}", help=f"metrics for {task}: {', '.join(fits)}", key=metric_path is None)
+        return
+    _check_bound(ctx, bound, path, name, lo, hi)
+
+
+def _check_bound(ctx: Ctx, bound, path, name: str, lo: float, hi: float) -> None:
+    if bound.min is None and bound.max is None:
+        ctx.err("E604", "a threshold sets neither min nor max", path, f"'{name}' has no bound",
+                help="add min: or max:", key=True)
+        return
+    for k in ("min", "max"):
+        v = getattr(bound, k)
+        if v is not None and not (lo <= v <= hi):
+            rng = f"[{lo}, {hi}]" if hi != float("inf") else f"[{lo}, inf)"
+            ctx.err("E603", f"threshold for '{name}' is out of range", path + (k,),
+                    f"'{name}' takes values in {rng}. Got {k}: {v} instead.",
+                    help="a share is written 0.8, not 80" if v >= 10 and hi == 1.0 else None)
+    if bound.min is not None and bound.max is not None and bound.min > bound.max:
+        ctx.err("E604", f"threshold for '{name}' is empty", path + ("min",),
+                f"min {bound.min} is above max {bound.max}")

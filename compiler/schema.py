@@ -1,0 +1,322 @@
+"""The typed schema of a spec, as dataclasses.
+
+`validate.structure` walks the composed config against these types and collects every
+problem (unknown keys with "did you mean", missing keys, wrong types, invalid choices) in
+one pass; OmegaConf's own structured-config merge stops at the first error, so it is not
+used for checking. `REQUIRED` marks a key without a default.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional, Union
+
+
+class _Required:
+    def __repr__(self) -> str:  # pragma: no cover - debug aid
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+
+Task = Literal["binary_classification", "multiclass_classification", "regression"]
+Dtype = Literal["int", "float", "str", "category", "bool", "date"]
+TransformName = Literal[
+    "passthrough", "impute", "scale", "onehot", "ordinal", "log", "clip", "bucketize",
+    "days_between", "date_part", "ratio", "difference", "drop",
+]
+Scaling = Literal["standard", "minmax", "robust"]
+ImputeStrategy = Literal["mean", "median", "most_frequent", "constant"]
+DatePart = Literal["month", "day_of_week", "day_of_year", "day", "year", "quarter"]
+DriftTest = Literal["psi", "ks", "chi_square", "jensen_shannon", "wasserstein"]
+Action = Literal["alert", "retrain", "block"]
+
+
+# ---------------------------------------------------------------- problem & KPIs
+@dataclass
+class Problem:
+    statement: str = REQUIRED
+    task: Task = REQUIRED
+    target: str = REQUIRED
+    positive_class: Optional[Any] = None
+    decision: str = REQUIRED
+    business_outcome: str = REQUIRED
+
+
+@dataclass
+class KPI:
+    name: str = REQUIRED
+    definition: str = REQUIRED
+    baseline: float = REQUIRED
+    target: float = REQUIRED
+    direction: Literal["increase", "decrease"] = REQUIRED
+    owner: str = REQUIRED
+    unit: str = ""
+
+
+# ---------------------------------------------------------------- data contract
+@dataclass
+class StrLength:
+    min: Optional[int] = None
+    max: Optional[int] = None
+
+
+@dataclass
+class Checks:
+    ge: Optional[float] = None
+    le: Optional[float] = None
+    gt: Optional[float] = None
+    lt: Optional[float] = None
+    isin: Optional[list[Any]] = None
+    regex: Optional[str] = None
+    str_length: Optional[StrLength] = None
+    unique: bool = False
+
+
+@dataclass
+class Column:
+    dtype: Dtype = REQUIRED
+    nullable: bool = False
+    checks: Checks = field(default_factory=Checks)
+    formats: list[str] = field(default_factory=list)  # accepted input formats of a date column
+    pii: bool = False
+    sensitive: bool = False
+    description: str = ""
+
+
+@dataclass
+class Split:
+    method: Literal["random", "stratified", "time"] = "stratified"
+    test_size: float = 0.25
+    seed: int = 0
+    time_column: Optional[str] = None
+    test_start: Optional[str] = None  # time split: rows on/after this date are the holdout
+    end: Optional[str] = None  # time split: rows on/after this date are held back (for monitoring)
+
+
+@dataclass
+class Provenance:
+    origin: str = REQUIRED
+    license: str = REQUIRED
+    derived_by: str = ""
+    description: str = ""
+
+
+@dataclass
+class Data:
+    source: str = REQUIRED
+    format: Optional[Literal["csv", "parquet"]] = None
+    key: Optional[str] = None  # a row key, used to join delayed labels
+    provenance: Provenance = field(default_factory=Provenance)
+    max_rejected_share: float = 0.0
+    split: Split = field(default_factory=Split)
+    columns: dict[str, Column] = REQUIRED
+
+
+# ---------------------------------------------------------------- features
+@dataclass
+class Feature:
+    name: str = REQUIRED
+    transform: TransformName = REQUIRED
+    source: str = REQUIRED
+    other: Optional[str] = None  # second column: ratio, difference, days_between
+    reference: Optional[str] = None  # days_between: a fixed reference date (YYYY-MM-DD)
+    part: Optional[DatePart] = None  # date_part
+    impute: Optional[ImputeStrategy] = None
+    fill_value: Optional[Any] = None
+    scale: Optional[Scaling] = None
+    categories: Optional[list[Any]] = None  # ordinal: ordered categories
+    min: Optional[float] = None  # clip
+    max: Optional[float] = None  # clip
+    bins: Optional[Union[int, list[float]]] = None  # bucketize: count (quantile) or edges
+    reason: str = ""  # drop: why the column is not used
+
+
+# ---------------------------------------------------------------- model
+@dataclass
+class Model:
+    estimator: str = REQUIRED
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- thresholds
+@dataclass
+class Bound:
+    min: Optional[float] = None
+    max: Optional[float] = None
+
+
+@dataclass
+class SliceBound:
+    column: str = REQUIRED
+    metric: str = REQUIRED
+    min: Optional[float] = None
+    max: Optional[float] = None
+    min_rows: int = 30
+    bins: Optional[list[float]] = None  # groups for a numeric column
+
+
+@dataclass
+class FairnessBound:
+    attribute: str = REQUIRED
+    metric: Literal[
+        "demographic_parity_difference", "equal_opportunity_difference", "disparate_impact_ratio"
+    ] = REQUIRED
+    min: Optional[float] = None
+    max: Optional[float] = None
+    bins: Optional[list[float]] = None  # groups for a numeric attribute (e.g. age)
+
+
+@dataclass
+class Parity:
+    probabilities_atol: Optional[float] = None
+    label_max_mismatch_rate: Optional[float] = None
+    value_atol: Optional[float] = None  # regression
+    edge_rows: int = 200
+
+
+@dataclass
+class Thresholds:
+    evaluation: dict[str, Bound] = field(default_factory=dict)
+    slices: list[SliceBound] = field(default_factory=list)
+    fairness: list[FairnessBound] = field(default_factory=list)
+    parity: Parity = field(default_factory=Parity)
+
+
+# ---------------------------------------------------------------- monitoring
+@dataclass
+class DriftRule:
+    test: DriftTest = REQUIRED
+    threshold: float = REQUIRED  # statistic ceiling, or p-value floor for ks / chi_square
+    applies_to: Literal["numeric", "categorical"] = REQUIRED
+
+
+@dataclass
+class DataQuality:
+    max_schema_violation_rate: float = 0.01
+    max_null_rate: float = 0.05
+    max_out_of_range_rate: float = 0.01
+    max_unseen_category_rate: float = 0.01
+
+
+@dataclass
+class Window:
+    by: Literal["time", "rows"] = "rows"
+    column: Optional[str] = None
+    size: Union[int, str] = 5000  # rows, or 'day' / 'week' / 'month' for time windows
+
+
+@dataclass
+class MonitoringActions:
+    data_quality: Action = "alert"
+    drift: Action = "alert"
+    performance: Action = "retrain"
+    fairness: Action = "alert"
+
+
+@dataclass
+class Monitoring:
+    schedule: str = REQUIRED  # cron
+    window: Window = field(default_factory=Window)
+    label_delay_days: int = 0
+    label_key: Optional[str] = None
+    data_quality: DataQuality = field(default_factory=DataQuality)
+    drift: list[DriftRule] = field(default_factory=list)
+    drift_features: dict[str, list[DriftRule]] = field(default_factory=dict)
+    drift_correction: Literal["none", "bonferroni", "holm"] = "holm"
+    prediction_drift: Optional[DriftRule] = None
+    performance: dict[str, Bound] = field(default_factory=dict)
+    fairness: bool = True
+    actions: MonitoringActions = field(default_factory=MonitoringActions)
+    retrain_margin: float = 0.0
+    webhook: Optional[str] = None
+
+
+# ---------------------------------------------------------------- serving
+@dataclass
+class Serving:
+    modes: list[Literal["http", "batch", "async"]] = field(default_factory=lambda: ["http", "batch"])
+    max_records_per_request: int = 1000
+    max_body_bytes: int = 1_048_576
+    latency_objective_ms: float = 50.0
+    timeout_s: float = 10.0
+    batch_chunk_rows: int = 50_000
+
+
+# ---------------------------------------------------------------- security
+@dataclass
+class Masking:
+    method: Literal["hash", "redact", "generalize", "none"] = REQUIRED
+    allow_as_feature: bool = False
+
+
+@dataclass
+class Encryption:
+    enabled: bool = False
+    key_env: str = "AIOPS_DATA_KEY"
+
+
+@dataclass
+class AuditLog:
+    enabled: bool = False
+    retention_days: int = 365
+
+
+@dataclass
+class Security:
+    masking: dict[str, Masking] = field(default_factory=dict)
+    encryption_at_rest: Encryption = field(default_factory=Encryption)
+    roles: dict[str, list[Literal["predict", "explain", "score", "jobs", "metadata", "metrics", "audit", "admin"]]] = field(
+        default_factory=dict
+    )
+    audit_log: AuditLog = field(default_factory=AuditLog)
+    key_source: Literal["env", "file"] = "env"
+    signing_key_env: str = "AIOPS_SIGNING_KEY"
+
+
+# ---------------------------------------------------------------- governance
+@dataclass
+class Explainability:
+    required: bool = False
+    method: Literal["permutation_importance", "occlusion", "coefficients"] = "permutation_importance"
+
+
+@dataclass
+class Governance:
+    owner: str = REQUIRED
+    approvers: list[str] = field(default_factory=list)
+    approvals_required: int = 1
+    risk_tier: Literal["minimal", "limited", "high"] = REQUIRED
+    intended_use: list[str] = REQUIRED
+    out_of_scope_use: list[str] = field(default_factory=list)
+    limitations: list[str] = field(default_factory=list)
+    ethical_considerations: list[str] = field(default_factory=list)
+    regulations: list[Literal["eu_ai_act", "nist_ai_rmf", "sr_11_7"]] = field(default_factory=list)
+    explainability: Explainability = field(default_factory=Explainability)
+    review_cadence_days: int = 180
+
+
+# ---------------------------------------------------------------- environment
+@dataclass
+class Env:
+    name: str = "local"
+    registry: str = ".aiops/registry.db"
+    quarantine_dir: str = ".aiops/quarantine"
+
+
+# ---------------------------------------------------------------- the spec
+@dataclass
+class Spec:
+    name: str = REQUIRED
+    version: str = REQUIRED
+    description: str = ""
+    problem: Problem = field(default_factory=Problem)
+    kpis: list[KPI] = field(default_factory=list)
+    data: Data = field(default_factory=Data)
+    features: list[Feature] = REQUIRED
+    model: Model = field(default_factory=Model)
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    monitoring: Monitoring = field(default_factory=Monitoring)
+    serving: Serving = field(default_factory=Serving)
+    security: Security = field(default_factory=Security)
+    governance: Governance = field(default_factory=Governance)
+    env: Env = field(default_factory=Env)

@@ -1,0 +1,28 @@
+"""validate: structure, then every semantic rule; returns all diagnostics, never raises."""
+from __future__ import annotations
+
+from . import rules_data, rules_model, rules_policy
+from . import schema as S
+from .context import Ctx
+from .diagnostics import Diagnostic
+from .load import Loaded
+from .structure import structure
+
+
+def validate(loaded: Loaded) -> tuple[S.Spec | None, list[Diagnostic]]:
+    spec, diags = structure(loaded.config, loaded.sources)
+    if spec is None:
+        return None, diags
+    ctx = Ctx(spec, loaded.sources, loaded.spec_dir)
+    rules = [
+        rules_data.check_columns, rules_data.check_problem, rules_data.check_split,
+        rules_model.check_features, rules_model.check_model, rules_model.check_thresholds,
+        rules_policy.check_monitoring, rules_policy.check_serving, rules_policy.check_security,
+        rules_policy.check_governance,
+    ]
+    if spec.data is not None and spec.data.source:
+        rules.insert(0, rules_data.check_source)
+    for rule in rules:
+        rule(ctx)
+    ok = not any(d.is_error for d in diags + ctx.diags)
+    return (spec if ok else None), diags + ctx.diags
