@@ -38,7 +38,7 @@ class Ctx:
             return None
         col = self.columns.get(name)
         if col is None:
-            decl = self.sm.locate(("data", "columns"))
+            decl = self.sm.locate(("data", "columns"), key=True)
             self.err(code, f"{what} refers to an undeclared column", path,
                      f"'{name}' is not a column of data.columns ({decl.render()})",
                      help=did_you_mean(name, self.columns) or "declare the column in data.columns, or fix the name")

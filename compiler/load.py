@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +57,7 @@ class SourceMap:
             if p in self.positions:
                 return self.positions[p]
             p = p[:-1]
-        return Location()
+        return self.positions.get((), Location())
 
     def line_of(self, loc: Location) -> str | None:
         if loc.file is None or loc.line is None:
@@ -121,8 +121,11 @@ def _yaml_error(exc: yaml.YAMLError, file: str, lines: list[str]) -> Diagnostic:
     loc = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file)
     problem = getattr(exc, "problem", None) or str(exc)
     ctx = getattr(exc, "context", None)
+    ctx_mark = getattr(exc, "context_mark", None)
     src = lines[mark.line] if mark and mark.line < len(lines) else None
-    notes = (f"while {ctx}",) if ctx else ()
+    if ctx and ctx_mark is not None and ctx_mark is not mark:
+        ctx = f"{ctx} that starts at line {ctx_mark.line + 1}, column {ctx_mark.column + 1}"
+    notes = (ctx,) if ctx else ()
     return Diagnostic("E002", f"YAML syntax error: {problem}", "", loc, src, notes,
                       "fix the YAML syntax at this position (indentation, a missing ':' or an unclosed quote)")
 
@@ -190,10 +193,10 @@ def load(spec_dir: str | Path, overrides: list[str] | None = None) -> tuple[Load
     # 3. compose with the config-group choices, then check the value overrides' keys
     config, choices, err = _compose(d, group_ovs, sm, primary)
     if err is not None:
-        return None, diags + [err]
+        return None, diags + [_relocate(err, d, nodes, primary, choices, group_ovs, sm)]
     kept = list(group_ovs)
     for ov, key, is_add in value_ovs:
-        problem = None if is_add else _key_problem(config, parse_path(key), ov)
+        problem = None if is_add else _key_problem(config, _config_path(config, key), ov)
         if problem is None:
             kept.append(ov)
         else:
@@ -201,11 +204,45 @@ def load(spec_dir: str | Path, overrides: list[str] | None = None) -> tuple[Load
     if len(kept) != len(group_ovs):
         config, choices, err = _compose(d, kept, sm, primary)
         if err is not None:
-            return None, diags + [err]
+            return None, diags + [_relocate(err, d, nodes, primary, choices, kept, sm)]
     overrides = kept
-    # 4. source map, in composition order
+    files = _source_map(d, nodes, primary, choices, overrides, sm, config)
+    return Loaded(d, config, sm, choices, overrides, files), diags
+
+
+def _relocate(err: Diagnostic, d: Path, nodes: dict[Path, yaml.Node | None], primary: Path,
+              choices: dict[str, str], overrides: list[str], sm: SourceMap) -> Diagnostic:
+    """An interpolation error is found while composing, before the source map exists: locate it now."""
+    if err.code != "E006" or not err.path:
+        return err
+    _source_map(d, nodes, primary, choices, overrides, sm, None)
+    loc = sm.locate(parse_path(err.path))
+    return replace(err, location=loc, source_line=sm.line_of(loc))
+
+
+def _config_path(config: dict[str, Any] | None, key: str) -> PathT:
+    """The key path of an override's key: a number is a list index where the config has a list."""
+    out: list[Any] = []
+    node: Any = config
+    for part in parse_path(key):
+        if isinstance(node, list) and isinstance(part, str) and part.isdigit():
+            part = int(part)
+        out.append(part)
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return tuple(out)
+
+
+def _source_map(d: Path, nodes: dict[Path, yaml.Node | None], primary: Path, choices: dict[str, str],
+                overrides: list[str], sm: SourceMap, config: dict[str, Any] | None) -> list[Path]:
+    """4. Fill the source map in composition order; returns the files that took part."""
     sm.positions.clear()
     sm.key_positions.clear()
+    sm.positions[()] = Location(_rel(primary))
     files: list[Path] = []
     for item in _defaults_order(nodes.get(primary)):
         if item == "_self_":
@@ -218,19 +255,22 @@ def load(spec_dir: str | Path, overrides: list[str] | None = None) -> tuple[Load
         gfile = d / item / f"{opt}.yaml"
         if gfile in nodes and nodes[gfile] is not None:
             files.append(gfile)
-            _walk_yaml(nodes[gfile], tuple(item.split("/")), _rel(gfile), sm)
+            prefix = tuple(item.split("/"))
+            # a key missing from the group file is reported at the file itself
+            sm.positions.setdefault(prefix, Location(_rel(gfile)))
+            _walk_yaml(nodes[gfile], prefix, _rel(gfile), sm)
     for ov in overrides:
         if "=" not in ov:
             continue
         key = ov.split("=", 1)[0].lstrip("+~")
         if key in choices or "/" in key:
             continue
-        p = parse_path(key)
+        p = _config_path(config, key)
         sm.positions[p] = Location(override=ov)
         sm.key_positions[p] = Location(override=ov)
         for old in [q for q in sm.positions if len(q) > len(p) and q[: len(p)] == p]:
             sm.positions[old] = Location(override=ov)
-    return Loaded(d, config, sm, choices, overrides, files), diags
+    return files
 
 
 def _parse_overrides(overrides: list[str], groups: set[str], diags: list[Diagnostic]):
@@ -277,14 +317,33 @@ def _compose(d: Path, overrides: list[str], sm: SourceMap, primary: Path):
                 config = OmegaConf.to_container(cfg, resolve=True)
             except OmegaConfBaseException as exc:
                 key = getattr(exc, "full_key", "") or ""
-                return None, {}, Diagnostic("E006", "an interpolation cannot be resolved", key,
+                return None, choices, Diagnostic("E006", "an interpolation cannot be resolved", key,
                                             sm.locate(parse_path(key)) if key else Location(_rel(primary)),
                                             notes=(str(exc).splitlines()[0],), help="point ${...} at a key that exists")
     except MissingConfigException as exc:
         return None, {}, _missing_option(exc, d, overrides, sm, primary)
-    except (HydraException, OmegaConfBaseException, ValueError) as exc:
-        return None, {}, _override_error(exc, overrides, config_keys=[])
+    except (HydraException, OmegaConfBaseException, ValueError, AssertionError) as exc:
+        # Hydra rejects some malformed defaults lists (e.g. an empty group name) with an assert
+        diag = _override_error(exc, overrides, config_keys=[])
+        if diag.location == Location():  # no override is to blame: the spec's own defaults list is
+            diag = _defaults_error(exc, sm, primary)
+        return None, {}, diag
     return config, choices, None
+
+
+def _defaults_error(exc: Exception, sm: SourceMap, primary: Path) -> Diagnostic:
+    file = _rel(primary)
+    loc = Location(file)
+    src = None
+    for i, line in enumerate(sm.lines.get(file, []), 1):
+        if re.match(r"defaults\s*:", line):
+            loc, src = Location(file, i, 1), line
+            break
+    msg = str(exc).strip()
+    return Diagnostic("E003", "the defaults list cannot be composed", "defaults", loc, src,
+                      notes=(msg.splitlines()[0] if msg else f"Hydra rejected it ({type(exc).__name__})",),
+                      help="list one '- group: option' item per config group, e.g. '- model: logistic', "
+                           "then '- _self_'")
 
 
 def _key_problem(config: dict[str, Any], path: PathT, ov: str) -> Diagnostic | None:
@@ -345,7 +404,7 @@ def _missing_option(exc: Exception, d: Path, overrides: list[str], sm: SourceMap
 def _override_error(exc: Exception, overrides: list[str], config_keys: list[str]) -> Diagnostic:
     msg = str(exc).strip()
     first = msg.splitlines()[0] if msg else type(exc).__name__
-    bad = next((o for o in overrides if o.split("=", 1)[0] in msg or o in msg), None)
+    bad = next((o for o in overrides if o.split("=", 1)[0].lstrip("+~") in msg or o in msg), None)
     m = re.search(r"Could not override '([^']+)'", msg) or re.search(r"Key '([^']+)' is not in struct", msg)
     if m:
         key = m.group(1)

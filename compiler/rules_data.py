@@ -114,12 +114,12 @@ def check_columns(ctx: Ctx) -> None:
         if ch is None:
             continue
         numeric_checks = [k for k in ("ge", "le", "gt", "lt") if getattr(ch, k) is not None]
-        if numeric_checks and col.dtype not in ("int", "float", "date"):
+        if numeric_checks and col.dtype is not None and col.dtype not in ("int", "float", "date"):
             ctx.err("E207", "a range check does not fit the column's dtype", base + ("checks", numeric_checks[0]),
                     f"'{numeric_checks[0]}' compares numbers, but '{name}' has dtype {col.dtype}",
                     help="use isin for categories, or change the dtype")
         for k in ("regex", "str_length"):
-            if getattr(ch, k) is not None and col.dtype not in ("str", "category"):
+            if getattr(ch, k) is not None and col.dtype is not None and col.dtype not in ("str", "category"):
                 ctx.err("E207", "a string check does not fit the column's dtype", base + ("checks", k),
                         f"'{k}' applies to str or category columns, but '{name}' has dtype {col.dtype}",
                         help="remove the check, or change the dtype")
@@ -143,11 +143,11 @@ def check_columns(ctx: Ctx) -> None:
 
 def check_split(ctx: Ctx) -> None:
     d = ctx.spec.data
-    sp = d.split
+    sp = d.split if d is not None else None
     if sp is None:
         return
     base = ("data", "split")
-    if not (0.0 < sp.test_size < 1.0):
+    if sp.test_size is not None and not (0.0 < sp.test_size < 1.0):
         ctx.err("E209", "split.test_size is out of range", base + ("test_size",),
                 f"'data.split.test_size' must be a float in the range (0.0, 1.0). Got {sp.test_size} instead.")
     task = ctx.spec.problem.task if ctx.spec.problem else None
@@ -180,7 +180,7 @@ def check_split(ctx: Ctx) -> None:
         which = "time_column" if sp.time_column else ("test_start" if sp.test_start else "end")
         ctx.err("E209", f"split.{which} only applies to a time split", base + (which,),
                 f"the split method is {sp.method}", help="set method: time, or remove it")
-    if not (0.0 <= d.max_rejected_share <= 1.0):
+    if d.max_rejected_share is not None and not (0.0 <= d.max_rejected_share <= 1.0):
         ctx.err("E210", "max_rejected_share is out of range", ("data", "max_rejected_share"),
                 f"'data.max_rejected_share' must be a float in the range [0.0, 1.0]. Got {d.max_rejected_share} instead.")
     if d.key is not None:

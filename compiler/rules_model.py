@@ -108,7 +108,7 @@ def check_features(ctx: Ctx) -> None:
         if name not in used_sources and name not in skip:
             ctx.warn("W318", "a column of the contract is neither used nor dropped", ("data", "columns", name),
                      f"no feature takes '{name}'", help=f"add {{name: {name}, transform: drop, source: {name}, "
-                                                        "reason: ...}} to say it is left out on purpose", key=True)
+                                                        "reason: ...} to say it is left out on purpose", key=True)
 
 
 def _suggest(dtype: str) -> str:
@@ -211,7 +211,7 @@ def check_thresholds(ctx: Ctx) -> None:
 
 
 def _check_bins(ctx: Ctx, bins, path) -> None:
-    if bins and (len(bins) < 2 or any(a >= b for a, b in zip(bins, bins[1:]))):
+    if bins and None not in bins and (len(bins) < 2 or any(a >= b for a, b in zip(bins, bins[1:]))):
         ctx.err("E607", "group edges must be strictly increasing", path, f"got {bins}")
 
 

@@ -56,7 +56,7 @@ def check_monitoring(ctx: Ctx) -> None:
     for col_name, rules in (m.drift_features or {}).items():
         col = ctx.column_ref(col_name, base + ("drift_features", col_name), "drift_features", code="E703")
         for j, r in enumerate(rules or []):
-            if r is None or col is None:
+            if r is None or col is None or r.test is None:
                 continue
             kind = kind_of(col.dtype)
             if kind == "date" or kind not in DRIFT_FITS[r.test]:

@@ -1,0 +1,250 @@
+"""plan: resolve a checked spec into frozen dataclasses. Templates see only this.
+
+Every name, default, dtype, import and constructor is decided here; the templates print.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from . import __version__
+from . import estimators as E
+from . import schema as S
+from .load import Loaded
+
+PANDERA_DTYPE = {"int": "int64", "float": "float64", "str": "str", "category": "str", "bool": "bool",
+                 "date": "str"}
+
+
+@dataclass(frozen=True)
+class ColumnPlan:
+    name: str
+    dtype: str
+    pandera_dtype: str  # the dtype expression pandera coerces to
+    nullable: bool
+    checks: tuple[str, ...]  # pandera check expressions, as Python source
+    unique: bool
+    formats: tuple[str, ...]
+    pii: bool
+    sensitive: bool
+    masking: str | None
+    description: str
+    required: bool  # needed by a scoring request (a model feature reads it)
+    contract: dict  # the runtime contract entry (contract.json)
+
+
+@dataclass(frozen=True)
+class FeaturePlan:
+    name: str
+    transform: str
+    source: str
+    other: str | None
+    kind: str  # numeric | categorical
+    step_source: str  # FeatureStep(...) constructor, as Python source
+    encoder_source: str  # the scikit-learn transformer for this input, as Python source
+    step: dict  # the runtime FeatureStep fields (features.json)
+    summary: str  # one line for humans
+
+
+@dataclass(frozen=True)
+class DroppedPlan:
+    name: str
+    source: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    version: str
+    description: str
+    spec_dir: str
+    spec_hash: str
+    overrides: tuple[str, ...]
+    choices: tuple[tuple[str, str], ...]
+    tool_version: str
+    regenerate: str
+    task: str
+    target: str
+    positive_class: str | None
+    key: str | None
+    data_source: str  # relative to the repository root (cwd)
+    data_format: str
+    columns: tuple[ColumnPlan, ...]
+    features: tuple[FeaturePlan, ...]
+    dropped: tuple[DroppedPlan, ...]
+    estimator: str
+    estimator_module: str
+    estimator_source: str  # constructor call with params, as Python source
+    params: tuple[tuple[str, Any], ...]
+    has_proba: bool
+    sklearn_imports: tuple[str, ...]
+    train_config: dict  # split, rejection tolerance, thresholds, parity: JSON-able
+    spec: dict  # the whole typed spec with defaults filled, JSON-able (for documents)
+
+
+def _src(v: Any) -> str:
+    return repr(v)
+
+
+def _checks(c: S.Column) -> tuple[str, ...]:
+    out = []
+    ch = c.checks
+    for op in ("ge", "le", "gt", "lt"):
+        v = getattr(ch, op)
+        if v is not None and c.dtype != "date":
+            v = int(v) if c.dtype == "int" and float(v).is_integer() else v
+            name = {"ge": "greater_than_or_equal_to", "le": "less_than_or_equal_to",
+                    "gt": "greater_than", "lt": "less_than"}[op]
+            out.append(f"pa.Check.{name}({_src(v)})")
+    if ch.isin is not None:
+        vals = [str(v) for v in ch.isin] if c.dtype in ("str", "category") else list(ch.isin)
+        out.append(f"pa.Check.isin({_src(vals)})")
+    if ch.regex is not None:
+        out.append(f"pa.Check.str_matches({_src(ch.regex)})")
+    if ch.str_length is not None and (ch.str_length.min is not None or ch.str_length.max is not None):
+        out.append(f"pa.Check.str_length({_src(ch.str_length.min)}, {_src(ch.str_length.max)})")
+    if c.dtype == "date":
+        out.append(f"pa.Check(lambda s: dates_parse(s, {_src(tuple(c.formats))}), element_wise=False, "
+                   f"error={_src('a date written as ' + ' or '.join(c.formats))})")
+    return tuple(out)
+
+
+def _contract_entry(name: str, c: S.Column, required: bool, masking: str | None) -> dict:
+    ch = c.checks
+    return {
+        "name": name, "dtype": c.dtype, "nullable": c.nullable, "required": required,
+        "ge": ch.ge, "le": ch.le, "gt": ch.gt, "lt": ch.lt,
+        "isin": list(ch.isin) if ch.isin is not None else None,
+        "regex": ch.regex,
+        "min_length": ch.str_length.min if ch.str_length else None,
+        "max_length": ch.str_length.max if ch.str_length else None,
+        "unique": ch.unique, "formats": list(c.formats), "pii": c.pii, "sensitive": c.sensitive,
+        "masking": masking,
+    }
+
+
+def _encoder(f: S.Feature) -> tuple[str, set[str]]:
+    """The scikit-learn transformer for one model input, and the names it imports."""
+    if f.transform == "onehot":
+        return 'OneHotEncoder(handle_unknown="ignore", sparse_output=False)', {"OneHotEncoder"}
+    if f.transform == "ordinal":
+        cats = [str(c) for c in f.categories]
+        return (f'OrdinalEncoder(categories=[{_src(cats)}], handle_unknown="use_encoded_value", unknown_value=-1)',
+                {"OrdinalEncoder"})
+    steps = []
+    names = {"Pipeline", "SimpleImputer"}
+    strategy = f.impute or ("most_frequent" if f.transform in ("bucketize", "date_part") else "median")
+    if strategy == "constant":
+        steps.append(f'("impute", SimpleImputer(strategy="constant", fill_value={_src(float(f.fill_value))}))')
+    else:
+        steps.append(f'("impute", SimpleImputer(strategy={_src(strategy)}))')
+    if f.transform == "bucketize" and isinstance(f.bins, int):
+        steps.append(f'("bins", KBinsDiscretizer(n_bins={f.bins}, encode="ordinal", strategy="quantile", '
+                     'quantile_method="averaged_inverted_cdf"))')
+        names.add("KBinsDiscretizer")
+    if f.scale is not None:
+        cls = {"standard": "StandardScaler", "minmax": "MinMaxScaler", "robust": "RobustScaler"}[f.scale]
+        steps.append(f'("scale", {cls}())')
+        names.add(cls)
+    return "Pipeline([" + ", ".join(steps) + "])", names
+
+
+def _step(f: S.Feature) -> dict:
+    from runtime.features import reference_days
+
+    edges = tuple(float(b) for b in f.bins) if isinstance(f.bins, list) else None
+    return {"name": f.name, "transform": f.transform, "source": f.source, "other": f.other,
+            "reference_days": reference_days(f.reference), "part": f.part,
+            "clip_min": f.min if f.transform == "clip" else None,
+            "clip_max": f.max if f.transform == "clip" else None,
+            "edges": list(edges) if edges else None}
+
+
+def _step_source(step: dict) -> str:
+    args = [f"{k}={_src(tuple(v) if isinstance(v, list) else v)}" for k, v in step.items()
+            if v is not None or k in ("name", "transform", "source")]
+    return "FeatureStep(" + ", ".join(args) + ")"
+
+
+def _summary(f: S.Feature) -> str:
+    t = f.transform
+    base = {
+        "passthrough": f"{f.source} as is", "impute": f"{f.source}", "scale": f"{f.source}",
+        "onehot": f"one-hot of {f.source}", "ordinal": f"ordinal code of {f.source} in {f.categories}",
+        "log": f"log(1 + {f.source})", "clip": f"{f.source} clipped to [{f.min}, {f.max}]",
+        "bucketize": f"bucket of {f.source} ({f.bins if isinstance(f.bins, int) else 'edges ' + str(f.bins)})",
+        "days_between": f"days from {f.other or f.reference} to {f.source}",
+        "date_part": f"{f.part} of {f.source}", "ratio": f"{f.source} / {f.other}",
+        "difference": f"{f.source} - {f.other}",
+    }[t]
+    extra = []
+    if t not in ("onehot", "ordinal"):
+        extra.append(f"missing -> {f.impute or ('most frequent' if t in ('bucketize', 'date_part') else 'median')}")
+    if f.scale:
+        extra.append(f"{f.scale} scaling")
+    return base + (f" ({', '.join(extra)})" if extra else "")
+
+
+def _jsonable(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {k: _jsonable(v) for k, v in dataclasses.asdict(obj).items()}
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+def build_plan(loaded: Loaded, spec: S.Spec, data_source: str) -> Plan:
+    live = [f for f in spec.features if f.transform != "drop"]
+    dropped = tuple(DroppedPlan(f.name, f.source, f.reason or "not used") for f in spec.features
+                    if f.transform == "drop")
+    needed = {s for f in live for s in (f.source, f.other) if s}
+    masking = {k: m.method for k, m in spec.security.masking.items()}
+    columns = []
+    for name, c in spec.data.columns.items():
+        columns.append(ColumnPlan(
+            name=name, dtype=c.dtype, pandera_dtype=PANDERA_DTYPE[c.dtype], nullable=c.nullable,
+            checks=_checks(c), unique=c.checks.unique, formats=tuple(c.formats), pii=c.pii, sensitive=c.sensitive,
+            masking=masking.get(name), description=c.description, required=name in needed,
+            contract=_contract_entry(name, c, name in needed, masking.get(name)),
+        ))
+    imports: set[str] = {"ColumnTransformer"}
+    feats = []
+    for f in live:
+        enc, names = _encoder(f)
+        imports |= names
+        step = _step(f)
+        feats.append(FeaturePlan(
+            name=f.name, transform=f.transform, source=f.source, other=f.other,
+            kind="categorical" if f.transform in ("onehot", "ordinal") else "numeric",
+            step_source=_step_source(step), encoder_source=enc, step=step, summary=_summary(f),
+        ))
+    info = E.ALLOWED[spec.model.estimator]
+    params = tuple(sorted(spec.model.params.items()))
+    est_src = f"{spec.model.estimator}(" + ", ".join(f"{k}={_src(v)}" for k, v in params) + ")"
+    pos = None if spec.problem.positive_class is None else str(spec.problem.positive_class)
+    th = spec.thresholds
+    train_config = {
+        "task": spec.problem.task, "target": spec.problem.target, "positive_class": pos,
+        "key": spec.data.key, "max_rejected_share": spec.data.max_rejected_share,
+        "split": _jsonable(spec.data.split),
+        "evaluation": {k: _jsonable(b) for k, b in sorted(th.evaluation.items())},
+        "slices": _jsonable(th.slices), "fairness": _jsonable(th.fairness), "parity": _jsonable(th.parity),
+        "explainability": _jsonable(spec.governance.explainability),
+        "seed": spec.data.split.seed,
+    }
+    overrides = tuple(loaded.overrides)
+    regenerate = " ".join(["aiops compile", str(loaded.spec_dir), *overrides])
+    fmt = spec.data.format or ("parquet" if data_source.endswith((".parquet", ".pq")) else "csv")
+    return Plan(
+        name=spec.name, version=spec.version, description=spec.description, spec_dir=str(loaded.spec_dir),
+        spec_hash=loaded.spec_hash, overrides=overrides, choices=tuple(sorted(loaded.choices.items())),
+        tool_version=__version__, regenerate=regenerate, task=spec.problem.task, target=spec.problem.target,
+        positive_class=pos, key=spec.data.key, data_source=data_source, data_format=fmt,
+        columns=tuple(columns), features=tuple(feats), dropped=dropped, estimator=spec.model.estimator,
+        estimator_module=info.module, estimator_source=est_src, params=params, has_proba=info.has_proba,
+        sklearn_imports=tuple(sorted(imports)), train_config=train_config, spec=_jsonable(spec),
+    )

@@ -1,0 +1,288 @@
+"""The data contract at run time: typed, vectorised validation of records without pandas.
+
+`contract.json` (written by the compiler from the spec) holds, per column, the dtype,
+nullability, checks and PII flags. The same rules are rendered as a pandera schema for
+training; tests hold the two to the same verdicts on dirty real data.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from .dates import parse_many
+
+MISSING_CATEGORY = "__missing__"
+
+
+@dataclass(frozen=True)
+class ColumnRule:
+    name: str
+    dtype: str  # int float str category bool date
+    nullable: bool = False
+    required: bool = True  # must be present in a scoring request
+    ge: float | None = None
+    le: float | None = None
+    gt: float | None = None
+    lt: float | None = None
+    isin: tuple | None = None
+    regex: str | None = None
+    min_length: int | None = None
+    max_length: int | None = None
+    unique: bool = False
+    formats: tuple[str, ...] = ()
+    pii: bool = False
+    sensitive: bool = False
+    masking: str | None = None
+
+    @property
+    def numeric(self) -> bool:
+        return self.dtype in ("int", "float")
+
+
+@dataclass
+class RowErrors:
+    """Per-row reasons, as (row, column, code, message); messages never quote PII values."""
+
+    n: int
+    items: list[tuple[int, str, str, str]] = field(default_factory=list)
+
+    def add_mask(self, mask: np.ndarray, column: str, code: str, message: str) -> None:
+        for i in np.flatnonzero(mask):
+            self.items.append((int(i), column, code, message))
+
+    @property
+    def bad_rows(self) -> np.ndarray:
+        bad = np.zeros(self.n, dtype=bool)
+        for i, *_ in self.items:
+            bad[i] = True
+        return bad
+
+    def by_row(self) -> dict[int, list[tuple[str, str, str]]]:
+        out: dict[int, list[tuple[str, str, str]]] = {}
+        for i, col, code, msg in self.items:
+            out.setdefault(i, []).append((col, code, msg))
+        return out
+
+
+class Contract:
+    def __init__(self, columns: Iterable[ColumnRule], target: str | None = None, key: str | None = None):
+        self.columns = list(columns)
+        self.by_name = {c.name: c for c in self.columns}
+        self.target = target
+        self.key = key
+        self._regex = {c.name: re.compile(c.regex) for c in self.columns if c.regex}
+        self._isin = {c.name: frozenset(str(v) for v in c.isin) for c in self.columns if c.isin is not None}
+
+    # ------------------------------------------------------------------ io
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Contract":
+        cols = []
+        for c in d["columns"]:
+            c = dict(c)
+            c["isin"] = tuple(c["isin"]) if c.get("isin") is not None else None
+            c["formats"] = tuple(c.get("formats") or ())
+            cols.append(ColumnRule(**c))
+        return cls(cols, d.get("target"), d.get("key"))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Contract":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = []
+        for c in self.columns:
+            d = {k: getattr(c, k) for k in ColumnRule.__dataclass_fields__}
+            d["isin"] = list(c.isin) if c.isin is not None else None
+            d["formats"] = list(c.formats)
+            out.append(d)
+        return {"columns": out, "target": self.target, "key": self.key}
+
+    @property
+    def request_columns(self) -> list[ColumnRule]:
+        return [c for c in self.columns if c.name != self.target]
+
+    # ------------------------------------------------------------------ validation
+    def validate_records(self, records: list[Any], allow_extra: bool = False) -> tuple[dict[str, np.ndarray], RowErrors]:
+        """Validate JSON-like records (dicts). Returns clean columns and per-row errors."""
+        n = len(records)
+        errors = RowErrors(n)
+        raw: dict[str, list[Any]] = {c.name: [None] * n for c in self.request_columns}
+        present: dict[str, np.ndarray] = {c.name: np.zeros(n, dtype=bool) for c in self.request_columns}
+        for i, rec in enumerate(records):
+            if not isinstance(rec, dict):
+                errors.items.append((i, "", "not_an_object", "a record must be a JSON object"))
+                continue
+            for k, v in rec.items():
+                if k in raw:
+                    raw[k][i] = v
+                    present[k][i] = True
+                elif k == self.target:
+                    continue
+                elif not allow_extra:
+                    name = k if isinstance(k, str) and len(k) <= 64 and k.isprintable() else "(unprintable name)"
+                    errors.items.append((i, name, "unknown_field", "is not a column of the data contract"))
+        not_obj = np.array([not isinstance(r, dict) for r in records], dtype=bool)
+        for c in self.request_columns:
+            missing = ~present[c.name] & ~not_obj
+            if c.required:
+                errors.add_mask(missing, c.name, "missing_field", "is required")
+        cols = {c.name: self._check_column(c, np.array(raw[c.name] + [None], dtype=object)[:-1], errors,
+                                           skip=~present[c.name]) for c in self.request_columns}
+        return cols, errors
+
+    def validate_columns(self, data: dict[str, Any], n: int) -> tuple[dict[str, np.ndarray], RowErrors]:
+        """Validate columnar data (numpy arrays or lists) of n rows, e.g. a batch chunk."""
+        errors = RowErrors(n)
+        cols = {}
+        for c in self.request_columns:
+            if c.name not in data:
+                if c.required:
+                    errors.add_mask(np.ones(n, dtype=bool), c.name, "missing_field", "is required")
+                cols[c.name] = self._empty(c, n)
+                continue
+            cols[c.name] = self._check_column(c, data[c.name], errors, skip=np.zeros(n, dtype=bool))
+        return cols, errors
+
+    def _empty(self, c: ColumnRule, n: int) -> np.ndarray:
+        if c.dtype in ("int", "float", "bool", "date"):
+            return np.full(n, np.nan)
+        return np.full(n, None, dtype=object)
+
+    def _check_column(self, c: ColumnRule, values: Any, errors: RowErrors, skip: np.ndarray) -> np.ndarray:
+        arr = values if isinstance(values, np.ndarray) else np.asarray(values, dtype=object)
+        n = len(arr)
+        if c.dtype in ("int", "float"):
+            out, null, bad_type = _to_float(arr)
+            if c.dtype == "int":
+                frac = ~null & ~bad_type & np.isfinite(out) & (np.floor(np.nan_to_num(out)) != np.nan_to_num(out))
+                bad_type |= frac
+            inf = ~null & ~bad_type & ~np.isfinite(np.nan_to_num(out, nan=0.0, posinf=np.inf, neginf=-np.inf))
+            errors.add_mask(bad_type & ~skip, c.name, "wrong_type", f"must be {'an integer' if c.dtype == 'int' else 'a number'}")
+            errors.add_mask(inf & ~skip, c.name, "not_finite", "must be a finite number")
+            out[bad_type | inf] = np.nan
+            ok = ~null & ~bad_type & ~inf
+            with np.errstate(invalid="ignore"):
+                for op, bound, fn in (("ge", c.ge, np.greater_equal), ("le", c.le, np.less_equal),
+                                      ("gt", c.gt, np.greater), ("lt", c.lt, np.less)):
+                    if bound is not None:
+                        viol = ok & ~fn(out, bound)
+                        sym = {"ge": ">=", "le": "<=", "gt": ">", "lt": "<"}[op]
+                        errors.add_mask(viol, c.name, "out_of_range", f"must be {sym} {_num(bound)}")
+            if c.isin is not None:
+                allowed = np.array([float(v) for v in c.isin if _is_number(v)])
+                viol = ok & ~np.isin(out, allowed)
+                errors.add_mask(viol, c.name, "not_in_set", f"must be one of {', '.join(_num(v) for v in allowed)}")
+        elif c.dtype == "bool":
+            out = np.full(n, np.nan)
+            null = np.zeros(n, dtype=bool)
+            bad = np.zeros(n, dtype=bool)
+            for i, v in enumerate(arr):
+                if v is None or (isinstance(v, float) and v != v):
+                    null[i] = True
+                elif isinstance(v, (bool, np.bool_)):
+                    out[i] = float(v)
+                elif isinstance(v, str) and v.lower() in ("true", "false"):
+                    out[i] = float(v.lower() == "true")
+                else:
+                    bad[i] = True
+            errors.add_mask(bad & ~skip, c.name, "wrong_type", "must be true or false")
+        elif c.dtype == "date":
+            out, bad = parse_many(arr, c.formats)
+            null = np.isnan(out) & ~bad
+            errors.add_mask(bad & ~skip, c.name, "bad_date",
+                            f"must be a date written as {' or '.join(c.formats)}")
+        else:  # str / category
+            out = np.empty(n, dtype=object)
+            null = np.zeros(n, dtype=bool)
+            bad = np.zeros(n, dtype=bool)
+            for i, v in enumerate(arr):
+                if v is None or (isinstance(v, float) and v != v):
+                    null[i] = True
+                    out[i] = None
+                elif isinstance(v, str):
+                    out[i] = v
+                elif isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
+                    out[i] = str(int(v))  # categories written as numbers
+                else:
+                    bad[i] = True
+                    out[i] = None
+            errors.add_mask(bad & ~skip, c.name, "wrong_type", "must be a string")
+            ok = ~null & ~bad
+            if c.isin is not None:
+                allowed = self._isin[c.name]
+                viol = ok & np.array([s not in allowed for s in out], dtype=bool) if n else ok
+                msg = "is not an accepted category" if c.pii or len(allowed) > 12 else \
+                    f"must be one of {', '.join(sorted(allowed))}"
+                errors.add_mask(viol, c.name, "not_in_set", msg)
+            if c.regex is not None:
+                rx = self._regex[c.name]
+                viol = ok & np.array([rx.search(s) is None if s is not None else False for s in out], dtype=bool)
+                errors.add_mask(viol, c.name, "regex", f"must match {c.regex}")
+            if c.min_length is not None or c.max_length is not None:
+                lens = np.array([len(s) if s is not None else 0 for s in out])
+                viol = ok & (((lens < c.min_length) if c.min_length is not None else False) |
+                             ((lens > c.max_length) if c.max_length is not None else False))
+                errors.add_mask(viol, c.name, "str_length",
+                                f"length must be in [{c.min_length or 0}, {c.max_length if c.max_length is not None else 'inf'}]")
+        if not c.nullable:
+            errors.add_mask(null & ~skip, c.name, "null", "must not be null")
+        return out
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _num(v: float) -> str:
+    f = float(v)
+    return str(int(f)) if f.is_integer() else repr(f)
+
+
+def _to_float(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(values as float64, null mask, wrong-type mask)."""
+    if arr.dtype.kind in "iuf":
+        out = arr.astype(np.float64)
+        return out, np.isnan(out), np.zeros(len(arr), dtype=bool)
+    if arr.dtype.kind == "b":
+        return arr.astype(np.float64), np.zeros(len(arr), dtype=bool), np.zeros(len(arr), dtype=bool)
+    n = len(arr)
+    out = np.full(n, np.nan)
+    null = np.zeros(n, dtype=bool)
+    bad = np.zeros(n, dtype=bool)
+    for i, v in enumerate(arr):
+        if v is None:
+            null[i] = True
+        elif isinstance(v, (bool, np.bool_)):
+            bad[i] = True
+        elif isinstance(v, (int, np.integer)):
+            if abs(int(v)) > 2**53:
+                bad[i] = True
+            else:
+                out[i] = float(v)
+        elif isinstance(v, (float, np.floating)):
+            if math.isnan(v):
+                null[i] = True
+            else:
+                out[i] = float(v)
+        elif isinstance(v, str):
+            s = v.strip()
+            if s == "":
+                null[i] = True
+            else:
+                try:
+                    out[i] = float(s)
+                except ValueError:
+                    bad[i] = True
+                else:
+                    if math.isnan(out[i]):
+                        bad[i] = True
+                        out[i] = np.nan
+        else:
+            bad[i] = True
+    return out, null, bad

@@ -1,0 +1,72 @@
+"""ONNX inference from contract records: no scikit-learn, no pandas.
+
+One `Predictor` per process (or worker): the onnxruntime session is created once.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .contract import Contract, RowErrors
+from .features import FeatureStep, derive
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    name: str
+    version: str
+    task: str
+    classes: tuple[str, ...]  # classification: the order of the probability columns
+    positive_class: str | None
+    threshold: float  # binary: probability of the positive class at which the label is positive
+
+
+class Predictor:
+    def __init__(self, artefact_dir: str | Path, threads: int = 1):
+        import onnxruntime as ort
+
+        d = Path(artefact_dir)
+        feats = json.loads((d / "features.json").read_text())
+        self.steps = [FeatureStep.from_dict(s) for s in feats["steps"]]
+        self.contract = Contract.load(d / "contract.json")
+        self.meta = ModelMeta(feats["name"], feats["version"], feats["task"], tuple(feats.get("classes") or ()),
+                              feats.get("positive_class"), float(feats.get("threshold", 0.5)))
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(d / "model.onnx"), sess_options=so, providers=["CPUExecutionProvider"])
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.is_classifier = self.meta.task != "regression"
+        self.pos_index = self.meta.classes.index(self.meta.positive_class) if (
+            self.meta.positive_class is not None and self.meta.positive_class in self.meta.classes) else None
+
+    def run_feed(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outs = self.session.run(None, {k: feed[k] for k in self.input_names})
+        if not self.is_classifier:
+            return {"value": np.asarray(outs[0], dtype=np.float64).reshape(-1)}
+        proba = np.asarray(outs[1], dtype=np.float64)
+        if self.pos_index is not None and len(self.meta.classes) == 2:
+            label_idx = np.where(proba[:, self.pos_index] >= self.meta.threshold, self.pos_index, 1 - self.pos_index)
+        else:
+            label_idx = proba.argmax(axis=1)
+        labels = np.asarray(self.meta.classes, dtype=object)[label_idx]
+        return {"label": labels, "probabilities": proba}
+
+    def predict_columns(self, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Predictions for validated contract columns (all rows valid)."""
+        n = len(next(iter(cols.values()))) if cols else 0
+        if n == 0:
+            return {"value": np.zeros(0)} if not self.is_classifier else {
+                "label": np.zeros(0, dtype=object), "probabilities": np.zeros((0, len(self.meta.classes)))}
+        return self.run_feed(derive(self.steps, cols))
+
+    def predict_records(self, records: list[Any]) -> tuple[dict[str, np.ndarray] | None, RowErrors]:
+        cols, errors = self.contract.validate_records(records)
+        if errors.items:
+            return None, errors
+        return self.predict_columns(cols), errors

@@ -1,0 +1,81 @@
+"""Reference profiles for monitoring: per-column sketches, never raw rows.
+
+Numeric and date columns: a 101-point quantile sketch (for KS and Wasserstein), decile
+bins with counts (for PSI and Jensen-Shannon), null count, min, max, mean, std.
+Categorical columns: category counts (the 50 most frequent, the rest pooled).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .contract import Contract
+
+TOP_CATEGORIES = 50
+OTHER = "__other__"
+MISSING = "__missing__"
+
+
+def numeric_profile(x: np.ndarray) -> dict[str, Any]:
+    x = x.astype(np.float64)
+    ok = x[~np.isnan(x)]
+    out: dict[str, Any] = {"kind": "numeric", "rows": int(len(x)), "nulls": int(len(x) - len(ok))}
+    if len(ok) == 0:
+        out.update({"quantiles": [], "edges": [], "counts": [0]})
+        return out
+    q = np.quantile(ok, np.linspace(0, 1, 101), method="linear")
+    edges = np.unique(np.quantile(ok, np.linspace(0.1, 0.9, 9), method="linear"))
+    counts = bin_counts(ok, edges)
+    out.update({"min": float(ok.min()), "max": float(ok.max()), "mean": float(ok.mean()), "std": float(ok.std()),
+                "quantiles": q.tolist(), "edges": edges.tolist(), "counts": counts.tolist()})
+    return out
+
+
+def bin_counts(x: np.ndarray, edges: np.ndarray | list[float]) -> np.ndarray:
+    """Counts in (-inf, e0], (e0, e1], ..., (e_last, inf)."""
+    idx = np.searchsorted(np.asarray(edges, dtype=np.float64), x, side="left")
+    return np.bincount(idx, minlength=len(edges) + 1)
+
+
+def categorical_profile(values: np.ndarray) -> dict[str, Any]:
+    vals = np.array([MISSING if v is None else str(v) for v in values], dtype=object)
+    cats, counts = np.unique(vals, return_counts=True)
+    order = sorted(zip(cats.tolist(), counts.tolist()), key=lambda kv: (-kv[1], kv[0]))
+    kept = dict(order[:TOP_CATEGORIES])
+    other = sum(c for _, c in order[TOP_CATEGORIES:])
+    if other:
+        kept[OTHER] = other
+    return {"kind": "categorical", "rows": int(len(vals)), "nulls": int(kept.get(MISSING, 0)),
+            "counts": dict(sorted(kept.items()))}
+
+
+def build_profile(contract: Contract, cols: dict[str, np.ndarray], out: dict[str, np.ndarray],
+                  classes: tuple[str, ...], positive: str | None, y: np.ndarray) -> dict[str, Any]:
+    columns = {}
+    for c in contract.request_columns:
+        if c.name not in cols:
+            continue
+        if c.dtype in ("int", "float", "bool", "date"):
+            p = numeric_profile(np.asarray(cols[c.name], dtype=np.float64))
+            p["dtype"] = c.dtype
+        else:
+            p = categorical_profile(cols[c.name])
+            p["dtype"] = c.dtype
+        if c.pii:  # sketches of a PII column could leak values: keep counts only
+            p = {"kind": p["kind"], "dtype": c.dtype, "rows": p["rows"], "nulls": p["nulls"], "pii": True}
+        columns[c.name] = p
+    pred: dict[str, Any]
+    if "value" in out:
+        pred = {"kind": "regression", "value": numeric_profile(out["value"])}
+        target = numeric_profile(np.asarray(y, dtype=np.float64))
+    else:
+        if positive is not None and len(classes) == 2:
+            score = out["probabilities"][:, classes.index(positive)]
+        else:
+            score = out["probabilities"].max(axis=1)
+        pred = {"kind": "classification", "score": numeric_profile(score),
+                "labels": categorical_profile(out["label"])["counts"]}
+        target = categorical_profile(np.asarray(y, dtype=object))
+    return {"rows": int(len(y)), "columns": dict(sorted(columns.items())), "prediction": pred, "target": target,
+            "classes": list(classes), "positive_class": positive}

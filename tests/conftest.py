@@ -1,0 +1,58 @@
+"""Shared fixtures: a private copy of a bundled spec folder that a test may edit."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SPECS = REPO / "specs"
+
+
+class SpecCopy:
+    """A copy of specs/<name> (data included) under tmp_path/specs/<name>.
+
+    The test runs with tmp_path as its working directory, so diagnostics name files
+    as they would in the repository: ``specs/credit_risk/spec.yaml:42:13``.
+    """
+
+    def __init__(self, root: Path, name: str):
+        self.name = name
+        self.dir = root / "specs" / name
+        shutil.copytree(SPECS / name, self.dir)
+
+    @property
+    def rel(self) -> str:
+        """The folder as given on the command line: specs/<name>."""
+        return f"specs/{self.name}"
+
+    def text(self, file: str) -> str:
+        return (self.dir / file).read_text(encoding="utf-8")
+
+    def replace(self, file: str, old: str, new: str) -> None:
+        """Replace the one occurrence of `old` in `file` (it must occur exactly once)."""
+        text = self.text(file)
+        count = text.count(old)
+        assert count == 1, f"{old!r} occurs {count} times in {self.name}/{file}, expected once"
+        (self.dir / file).write_text(text.replace(old, new), encoding="utf-8")
+
+    def where(self, file: str, line_part: str, token: str | None = None) -> str:
+        """'specs/<name>/<file>:LINE:COL' of the one line containing `line_part`, COL being
+        where `token` (default: the first non-blank character) starts on that line."""
+        hits = [(i, ln) for i, ln in enumerate(self.text(file).splitlines(), 1) if line_part in ln]
+        assert len(hits) == 1, f"{line_part!r} is on {len(hits)} lines of {self.name}/{file}, expected one"
+        line_no, line = hits[0]
+        col = (line.index(token) if token is not None else len(line) - len(line.lstrip())) + 1
+        return f"{self.rel}/{file}:{line_no}:{col}"
+
+
+@pytest.fixture
+def spec_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Factory: ``spec_copy("credit_risk")`` copies the bundled spec and chdirs to tmp_path."""
+    monkeypatch.chdir(tmp_path)
+
+    def make(name: str = "credit_risk") -> SpecCopy:
+        return SpecCopy(tmp_path, name)
+
+    return make
