@@ -23,6 +23,11 @@ def to_onnx_bytes(pipe, features, has_proba: bool, name: str) -> bytes:
         onx = to_onnx(pipe, initial_types=types, options=opts, target_opset={"": 17, "ai.onnx.ml": 3},
                       name=name)
     onx.doc_string = f"aiops model {name}"
+    # skl2onnx collects opset imports in a set: sort them, or the bytes depend on PYTHONHASHSEED
+    ops = sorted((o.domain, o.version) for o in onx.opset_import)
+    del onx.opset_import[:]
+    for domain, version in ops:
+        onx.opset_import.add(domain=domain, version=version)
     return onx.SerializeToString()
 
 

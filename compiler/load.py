@@ -290,12 +290,19 @@ def _parse_overrides(overrides: list[str], groups: set[str], diags: list[Diagnos
                                     notes=(first,), help="write overrides as key.path=value or group=option, e.g. "
                                                          "model=logistic or thresholds.evaluation.roc_auc.min=0.8"))
             continue
-        good.append(ov)
         key = parsed.key_or_group
         if key.split("/")[0] in groups:
+            value = parsed.value()
+            if not (value is None or isinstance(value, str)):  # Hydra itself fails on e.g. model=[1,2]
+                diags.append(Diagnostic("E004", f"config group '{key}' takes one option name", key,
+                                        Location(override=ov), notes=(f"got {parsed.get_value_element_as_str()}",),
+                                        help=f"write {key}=option, e.g. model=logistic"))
+                continue
+            good.append(ov)
             group_ovs.append(ov)
-        else:
-            value_ovs.append((ov, key, parsed.is_add() or parsed.is_force_add()))
+            continue
+        good.append(ov)
+        value_ovs.append((ov, key, parsed.is_add() or parsed.is_force_add()))
     return good, group_ovs, value_ovs
 
 
@@ -325,10 +332,24 @@ def _compose(d: Path, overrides: list[str], sm: SourceMap, primary: Path):
     except (HydraException, OmegaConfBaseException, ValueError, AssertionError) as exc:
         # Hydra rejects some malformed defaults lists (e.g. an empty group name) with an assert
         diag = _override_error(exc, overrides, config_keys=[])
-        if diag.location == Location():  # no override is to blame: the spec's own defaults list is
-            diag = _defaults_error(exc, sm, primary)
+        if diag.location == Location():
+            diag = _blame(exc, diag, d, overrides, sm, primary)
         return None, {}, diag
     return config, choices, None
+
+
+def _blame(exc: Exception, diag: Diagnostic, d: Path, overrides: list[str], sm: SourceMap,
+           primary: Path) -> Diagnostic:
+    """A composition error whose message names no override: the spec's own defaults list is to
+    blame when it fails alone, else the first override that fails on its own."""
+    if not overrides:
+        return _defaults_error(exc, sm, primary)
+    alone = _compose(d, [], sm, primary)[2]
+    if alone is not None:
+        return alone
+    culprit = overrides[0] if len(overrides) == 1 else next(
+        (o for o in overrides if _compose(d, [o], sm, primary)[2] is not None), overrides[-1])
+    return replace(diag, location=Location(override=culprit))
 
 
 def _defaults_error(exc: Exception, sm: SourceMap, primary: Path) -> Diagnostic:
