@@ -292,10 +292,10 @@ def _parse_overrides(overrides: list[str], groups: set[str], diags: list[Diagnos
             continue
         key = parsed.key_or_group
         if key.split("/")[0] in groups:
-            value = parsed.value()
+            value = None if parsed.is_sweep_override() else parsed.value()  # Hydra reports sweeps itself
             if not (value is None or isinstance(value, str)):  # Hydra itself fails on e.g. model=[1,2]
                 diags.append(Diagnostic("E004", f"config group '{key}' takes one option name", key,
-                                        Location(override=ov), notes=(f"got {parsed.get_value_element_as_str()}",),
+                                        Location(override=ov), notes=(f"got '{ov.split('=', 1)[-1]}'",),
                                         help=f"write {key}=option, e.g. model=logistic"))
                 continue
             good.append(ov)
