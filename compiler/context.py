@@ -32,7 +32,8 @@ class Ctx:
     def columns(self) -> dict[str, S.Column]:
         return (self.spec.data.columns if self.spec.data is not None else None) or {}
 
-    def column_ref(self, name: str | None, path: PathT, what: str, code: str = "E310") -> S.Column | None:
+    def column_ref(self, name: str | None, path: PathT, what: str, code: str = "E310",
+                   key: bool = False) -> S.Column | None:
         """Resolve a reference to a contract column, reporting it (with did-you-mean) if absent."""
         if name is None:
             return None
@@ -41,5 +42,6 @@ class Ctx:
             decl = self.sm.locate(("data", "columns"), key=True)
             self.err(code, f"{what} refers to an undeclared column", path,
                      f"'{name}' is not a column of data.columns ({decl.render()})",
-                     help=did_you_mean(name, self.columns) or "declare the column in data.columns, or fix the name")
+                     help=did_you_mean(name, self.columns) or "declare the column in data.columns, or fix the name",
+                     key=key)
         return col

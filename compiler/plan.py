@@ -197,6 +197,15 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+def _rel(p) -> str:
+    from pathlib import Path
+
+    try:
+        return Path(p).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return Path(p).resolve().as_posix()
+
+
 def build_plan(loaded: Loaded, spec: S.Spec, data_source: str) -> Plan:
     live = [f for f in spec.features if f.transform != "drop"]
     dropped = tuple(DroppedPlan(f.name, f.source, f.reason or "not used") for f in spec.features
@@ -237,10 +246,11 @@ def build_plan(loaded: Loaded, spec: S.Spec, data_source: str) -> Plan:
         "seed": spec.data.split.seed,
     }
     overrides = tuple(loaded.overrides)
-    regenerate = " ".join(["aiops compile", str(loaded.spec_dir), *overrides])
+    spec_dir = _rel(loaded.spec_dir)
+    regenerate = " ".join(["aiops compile", spec_dir, *overrides])
     fmt = spec.data.format or ("parquet" if data_source.endswith((".parquet", ".pq")) else "csv")
     return Plan(
-        name=spec.name, version=spec.version, description=spec.description, spec_dir=str(loaded.spec_dir),
+        name=spec.name, version=spec.version, description=spec.description, spec_dir=spec_dir,
         spec_hash=loaded.spec_hash, overrides=overrides, choices=tuple(sorted(loaded.choices.items())),
         tool_version=__version__, regenerate=regenerate, task=spec.problem.task, target=spec.problem.target,
         positive_class=pos, key=spec.data.key, data_source=data_source, data_format=fmt,

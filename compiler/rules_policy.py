@@ -54,7 +54,8 @@ def check_monitoring(ctx: Ctx) -> None:
                     help="use ks, psi or wasserstein for numeric; chi_square or jensen_shannon for categorical")
         _check_drift_threshold(ctx, r, base + ("drift", i))
     for col_name, rules in (m.drift_features or {}).items():
-        col = ctx.column_ref(col_name, base + ("drift_features", col_name), "drift_features", code="E703")
+        col = ctx.column_ref(col_name, base + ("drift_features", col_name), "drift_features", code="E703",
+                             key=True)
         for j, r in enumerate(rules or []):
             if r is None or col is None or r.test is None:
                 continue
@@ -145,7 +146,7 @@ def check_security(ctx: Ctx) -> None:
                     features_by_source.setdefault(src, i)
     masking = sec.masking or {}
     for name, mk in masking.items():
-        col = ctx.column_ref(name, base + ("masking", name), "security.masking", code="E801")
+        col = ctx.column_ref(name, base + ("masking", name), "security.masking", code="E801", key=True)
         if col is not None and not col.pii:
             ctx.warn("W804", "masking is set for a column that is not flagged pii", base + ("masking", name),
                      f"'{name}' has pii: false in data.columns", help=f"set pii: true on data.columns.{name}", key=True)

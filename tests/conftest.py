@@ -49,10 +49,14 @@ class SpecCopy:
 
 @pytest.fixture
 def spec_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Factory: ``spec_copy("credit_risk")`` copies the bundled spec and chdirs to tmp_path."""
+    """Factory: ``spec_copy("credit_risk")`` copies the bundled spec and chdirs to tmp_path.
+    Asking again for the same name in the same test gives the same copy."""
     monkeypatch.chdir(tmp_path)
+    copies: dict[str, SpecCopy] = {}
 
     def make(name: str = "credit_risk") -> SpecCopy:
-        return SpecCopy(tmp_path, name)
+        if name not in copies:
+            copies[name] = SpecCopy(tmp_path, name)
+        return copies[name]
 
     return make

@@ -1,0 +1,864 @@
+"""A catalog of bad specs, one per rule of `aiops check`.
+
+Each case copies a bundled spec folder (data included), changes one thing (a line of one
+YAML file, or a command-line override), runs the check in-process and quotes the message it
+expects, line for line. Locations are written as markers that are looked up in the edited
+file, so a case names the line it points at rather than a bare number:
+
+    @AT@       where the diagnostic points (case.at: file, a unique part of the line, the token)
+    @COLUMNS@  where data.columns is declared (the `columns:` key of spec.yaml)
+    @TIER@     where governance.risk_tier is set
+    @DIR@      the absolute path of the copied spec folder
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from compiler import estimators
+from compiler.check import run_check
+
+COMPILER = Path(__file__).resolve().parent.parent / "compiler"
+
+Mark = tuple[str, str, str]  # (file, a unique part of the line, the token the column points at)
+
+
+@dataclass(frozen=True)
+class Bad:
+    expected: str  # the exact lines of the diagnostic, with markers
+    edits: tuple[tuple[str, str, str], ...] = ()  # (file, old text, new text)
+    overrides: tuple[str, ...] = ()
+    at: Mark | None = None
+    spec: str = "credit_risk"
+    target: str | None = None  # the folder given to the check, when not the copy itself
+    delete: str | None = None  # a file to delete from the copy
+    onnx_probe_fails: str | None = None  # simulate an exporter failure with this message
+
+
+SPEC = "spec.yaml"
+LOGISTIC = "model/logistic.yaml"
+STRICT = "security/strict.yaml"
+HIGH_RISK = "governance/high_risk.yaml"
+
+CASES: dict[str, Bad] = {
+    # ------------------------------------------------------------------ load: folder, YAML, Hydra
+    "E001-missing-folder": Bad(
+        target="specs/credit_rsk",
+        expected="""\
+error[E001]: spec folder not found
+  --> specs/credit_rsk
+   = 'specs/credit_rsk' is not a folder
+   = help: did you mean 'specs/credit_risk'?""",
+    ),
+    "E001-no-spec-yaml": Bad(
+        delete=SPEC,
+        expected="""\
+error[E001]: the spec folder has no spec.yaml
+  --> specs/credit_risk
+   = help: create specs/credit_risk/spec.yaml with a defaults list and the spec's keys""",
+    ),
+    "E002-yaml-syntax-in-group-file": Bad(
+        edits=((LOGISTIC, "C: 0.5", "C: [0.5"),),
+        at=(LOGISTIC, "max_iter: 2000", ":"),
+        expected="""\
+error[E002]: YAML syntax error: expected ',' or ']', but got ':'
+  --> @AT@
+   |     max_iter: 2000
+   = while parsing a flow sequence that starts at line 3, column 6
+   = help: fix the YAML syntax at this position (indentation, a missing ':' or an unclosed quote)""",
+    ),
+    "E003-defaults-list": Bad(
+        edits=((SPEC, "- model: logistic", "- model: logistc"),),
+        at=(SPEC, "- model: logistc", "model"),
+        expected="""\
+error[E003]: unknown option 'logistc' for config group 'model'
+  --> @AT@ (defaults.model)
+   |     - model: logistc
+   = 'model/logistc.yaml' does not exist in specs/credit_risk
+   = available options in 'model': gradient_boosting, logistic, random_forest
+   = help: did you mean 'logistic'?""",
+    ),
+    "E003-command-line": Bad(
+        overrides=("security=strikt",),
+        expected="""\
+error[E003]: unknown option 'strikt' for config group 'security'
+  --> command-line override 'security=strikt' (defaults.security)
+   = 'security/strikt.yaml' does not exist in specs/credit_risk
+   = available options in 'security': basic, strict
+   = help: did you mean 'strict'?""",
+    ),
+    "E003-malformed-defaults-list": Bad(
+        edits=((SPEC, "  - env: local\n", "  - 7\n"),),
+        at=(SPEC, "defaults:", "defaults"),
+        expected="""\
+error[E003]: the defaults list cannot be composed
+  --> @AT@ (defaults)
+   |     defaults:
+   = Unsupported type in defaults : int
+   = help: list one '- group: option' item per config group, e.g. '- model: logistic', then '- _self_'""",
+    ),
+    "E004-unparsable-override": Bad(
+        overrides=("model.params.C=[1,",),
+        expected="""\
+error[E004]: a command-line override cannot be parsed
+  --> command-line override 'model.params.C=[1,'
+   = no viable alternative at input '[1,'
+   = help: write overrides as key.path=value or group=option, e.g. model=logistic or \
+thresholds.evaluation.roc_auc.min=0.8""",
+    ),
+    "E004-group-takes-one-option": Bad(
+        overrides=("model=[1,2]",),
+        expected="""\
+error[E004]: config group 'model' takes one option name
+  --> command-line override 'model=[1,2]' (model)
+   = got '[1,2]'
+   = help: write model=option, e.g. model=logistic""",
+    ),
+    "E005-unknown-override-key": Bad(
+        overrides=("thresholds.evaluaton.roc_auc.min=0.8",),
+        expected="""\
+error[E005]: override of a key that the spec does not have: 'thresholds.evaluaton.roc_auc.min'
+  --> command-line override 'thresholds.evaluaton.roc_auc.min=0.8' (thresholds.evaluaton.roc_auc.min)
+   = thresholds has no key 'evaluaton'; its keys: evaluation, slices, fairness, parity
+   = help: did you mean 'evaluation'?""",
+    ),
+    "E006-bad-interpolation": Bad(
+        edits=((SPEC, "version: 1.0.0", "version: ${nosuch.key}"),),
+        at=(SPEC, "version: ${nosuch.key}", "${"),
+        expected="""\
+error[E006]: an interpolation cannot be resolved
+  --> @AT@ (version)
+   |     version: ${nosuch.key}
+   = Interpolation key 'nosuch.key' not found
+   = help: point ${...} at a key that exists""",
+    ),
+    # ------------------------------------------------------------------ structure
+    "E100-unknown-key": Bad(
+        edits=((SPEC, "seed: 42", "sed: 42"),),
+        at=(SPEC, "sed: 42", "sed"),
+        expected="""\
+error[E100]: unknown key 'sed'
+  --> @AT@ (data.split.sed)
+   |     sed: 42
+   = 'data.split' has no key 'sed'; valid keys: method, test_size, seed, time_column, test_start, end
+   = help: did you mean 'seed'?""",
+    ),
+    "E101-missing-key-in-group-file": Bad(
+        edits=((HIGH_RISK, "owner: head-of-credit-risk\n", ""),),
+        expected="""\
+error[E101]: missing required key 'governance.owner'
+  --> specs/credit_risk/governance/high_risk.yaml (governance)
+   = 'governance' must set 'owner' (a string)
+   = help: add 'owner: ...' here""",
+    ),
+    "E102-wrong-type": Bad(
+        edits=((SPEC, "test_size: 0.3", "test_size: thirty"),),
+        at=(SPEC, "test_size: thirty", "thirty"),
+        expected="""\
+error[E102]: 'data.split.test_size' has the wrong type
+  --> @AT@ (data.split.test_size)
+   |     test_size: thirty
+   = 'data.split.test_size' must be a number. Got 'thirty' instead.""",
+    ),
+    "E103-invalid-choice": Bad(
+        edits=((SPEC, "method: stratified", "method: stratifed"),),
+        at=(SPEC, "method: stratifed", "stratifed"),
+        expected="""\
+error[E103]: invalid value for 'method'
+  --> @AT@ (data.split.method)
+   |     method: stratifed
+   = 'data.split.method' must be one of 'random', 'stratified', 'time'. Got 'stratifed' instead.
+   = help: did you mean 'stratified'?""",
+    ),
+    # ------------------------------------------------------------------ data contract and source
+    "E201-source-missing": Bad(
+        edits=((SPEC, "source: data/german_credit.csv", "source: data/german_credt.csv"),),
+        at=(SPEC, "source: data/german_credt.csv", "data/"),
+        expected="""\
+error[E201]: the data source does not exist
+  --> @AT@ (data.source)
+   |     source: data/german_credt.csv
+   = no file at '@DIR@/data/german_credt.csv' (paths are relative to the spec folder)
+   = help: did you mean 'data/german_credit.csv'?""",
+    ),
+    "E202-unknown-format": Bad(
+        edits=((SPEC, "source: data/german_credit.csv", "source: data/german_credit.txt"),
+               (SPEC, "  format: csv\n", "")),
+        at=(SPEC, "source: data/german_credit.txt", "data/"),
+        expected="""\
+error[E202]: cannot tell the data format from the file name
+  --> @AT@ (data.source)
+   |     source: data/german_credit.txt
+   = 'data/german_credit.txt' ends in neither .csv nor .parquet
+   = help: set data.format: csv or parquet""",
+    ),
+    "E203-column-not-in-source": Bad(
+        edits=((SPEC, "telephone: {dtype: category}", "telephon: {dtype: category}"),),
+        at=(SPEC, "telephon: {dtype: category}", "telephon"),
+        expected="""\
+error[E203]: a column of the data contract is not in the data source
+  --> @AT@ (data.columns.telephon)
+   |     telephon: {dtype: category}
+   = 'telephon' is not in the header of data/german_credit.csv (21 columns)
+   = help: did you mean 'telephone'?""",
+    ),
+    "E204-unsafe-column-name": Bad(
+        edits=((SPEC, "job: {dtype: category}", "job title: {dtype: category}"),),
+        at=(SPEC, "job title: {dtype: category}", "job"),
+        expected="""\
+error[E204]: column name is not a safe identifier
+  --> @AT@ (data.columns.job title)
+   |     job title: {dtype: category}
+   = 'job title' must match [A-Za-z_][A-Za-z0-9_]* (it becomes an ONNX input name)
+   = help: rename the column in the data, e.g. 'job_title'""",
+    ),
+    "E205-unreadable-source": Bad(
+        edits=((SPEC, "format: csv", "format: parquet"),),
+        at=(SPEC, "source: data/german_credit.csv", "data/"),
+        expected="""\
+error[E205]: cannot read the header of the data source as parquet
+  --> @AT@ (data.source)
+   |     source: data/german_credit.csv
+   = ArrowInvalid: Parquet magic bytes not found in footer. Either the file is corrupted or this is not a parquet file.
+   = help: check data.format and that the file is not damaged""",
+    ),
+    "E206-invalid-date-format": Bad(
+        spec="flight_delays",
+        edits=((SPEC, '"%d%m%Y"]', '"%d%m%Q"]'),),
+        at=(SPEC, '"%d%m%Q"]', '"%d%m%Q"'),
+        expected="""\
+error[E206]: invalid date format
+  --> @AT@ (data.columns.flight_date.formats[2])
+   |     formats: ["%Y-%m-%d", "%m/%d/%Y", "%d%m%Q"]
+   = '%d%m%Q' is not a strftime format that can be parsed back
+   = help: use directives such as %Y, %m, %d, e.g. '%Y-%m-%d' or '%d/%m/%Y'""",
+    ),
+    "E207-check-does-not-fit-dtype": Bad(
+        edits=((SPEC, "credit_history: {dtype: category}", "credit_history: {dtype: category, checks: {ge: 1}}"),),
+        at=(SPEC, "credit_history: {dtype: category, checks: {ge: 1}}", "1}"),
+        expected="""\
+error[E207]: a range check does not fit the column's dtype
+  --> @AT@ (data.columns.credit_history.checks.ge)
+   |     credit_history: {dtype: category, checks: {ge: 1}}
+   = 'ge' compares numbers, but 'credit_history' has dtype category
+   = help: use isin for categories, or change the dtype""",
+    ),
+    "E208-empty-range": Bad(
+        edits=((SPEC, "{dtype: int, checks: {ge: 1, le: 120}}", "{dtype: int, checks: {ge: 200, le: 120}}"),),
+        at=(SPEC, "duration_in_month: {dtype: int", "{ge"),
+        expected="""\
+error[E208]: the range check is empty
+  --> @AT@ (data.columns.duration_in_month.checks)
+   |     duration_in_month: {dtype: int, checks: {ge: 200, le: 120}}
+   = lower bound 200.0 is above upper bound 120.0
+   = help: swap or fix the bounds""",
+    ),
+    "E209-split": Bad(
+        edits=((SPEC, "test_size: 0.3", "test_size: 1.5"),),
+        at=(SPEC, "test_size: 1.5", "1.5"),
+        expected="""\
+error[E209]: split.test_size is out of range
+  --> @AT@ (data.split.test_size)
+   |     test_size: 1.5
+   = 'data.split.test_size' must be a float in the range (0.0, 1.0). Got 1.5 instead.""",
+    ),
+    "E210-max-rejected-share": Bad(
+        overrides=("data.max_rejected_share=2",),
+        expected="""\
+error[E210]: max_rejected_share is out of range
+  --> command-line override 'data.max_rejected_share=2' (data.max_rejected_share)
+   = 'data.max_rejected_share' must be a float in the range [0.0, 1.0]. Got 2.0 instead.""",
+    ),
+    "E211-key-undeclared": Bad(
+        spec="flight_delays",
+        edits=((SPEC, "  key: flight_key", "  key: flight_ky"),),
+        at=(SPEC, "  key: flight_ky", "flight_ky"),
+        expected="""\
+error[E211]: data.key refers to an undeclared column
+  --> @AT@ (data.key)
+   |     key: flight_ky
+   = 'flight_ky' is not a column of data.columns (@COLUMNS@)
+   = help: did you mean 'flight_key'?""",
+    ),
+    # ------------------------------------------------------------------ problem and features
+    "E301-target-undeclared": Bad(
+        edits=((SPEC, "target: creditability", "target: creditabilty"),),
+        at=(SPEC, "target: creditabilty", "creditabilty"),
+        expected="""\
+error[E301]: problem.target refers to an undeclared column
+  --> @AT@ (problem.target)
+   |     target: creditabilty
+   = 'creditabilty' is not a column of data.columns (@COLUMNS@)
+   = help: did you mean 'creditability'?""",
+    ),
+    "E302-positive-class": Bad(
+        edits=((SPEC, "positive_class: bad", "positive_class: baad"),),
+        at=(SPEC, "positive_class: baad", "baad"),
+        expected="""\
+error[E302]: the positive class is not a label of the target
+  --> @AT@ (problem.positive_class)
+   |     positive_class: baad
+   = 'baad' is not in creditability's isin ['good', 'bad']
+   = help: did you mean 'bad'?""",
+    ),
+    "E303-target-as-feature": Bad(
+        edits=((SPEC, "transform: onehot, source: telephone}", "transform: onehot, source: creditability}"),),
+        at=(SPEC, "source: creditability}", "creditability}"),
+        expected="""\
+error[E303]: the target is used as a feature
+  --> @AT@ (features[18].source)
+   |     - {name: telephone, transform: onehot, source: creditability}
+   = 'creditability' is problem.target
+   = help: remove this feature: the model would see the answer""",
+    ),
+    "E310-feature-source-undeclared": Bad(
+        edits=((SPEC, "transform: scale, source: duration_in_month", "transform: scale, source: duration_in_mnth"),),
+        at=(SPEC, "source: duration_in_mnth", "duration_in_mnth"),
+        expected="""\
+error[E310]: feature refers to an undeclared column
+  --> @AT@ (features[1].source)
+   |     - {name: duration, transform: scale, source: duration_in_mnth, scale: standard}
+   = 'duration_in_mnth' is not a column of data.columns (@COLUMNS@)
+   = help: did you mean 'duration_in_month'?""",
+    ),
+    "E311-feature-other-undeclared": Bad(
+        edits=((SPEC, "other: duration_in_month", "other: duration_in_mnth"),),
+        at=(SPEC, "other: duration_in_mnth", "duration_in_mnth"),
+        expected="""\
+error[E311]: feature refers to an undeclared column
+  --> @AT@ (features[5].other)
+   |     - {name: amount_per_month, transform: ratio, source: credit_amount, other: duration_in_mnth, scale: standard}
+   = 'duration_in_mnth' is not a column of data.columns (@COLUMNS@)
+   = help: did you mean 'duration_in_month'?""",
+    ),
+    "E312-duplicate-feature-name": Bad(
+        edits=((SPEC, "{name: job,", "{name: housing,"),),
+        at=(SPEC, "source: job}", "housing"),
+        expected="""\
+error[E312]: duplicate feature name
+  --> @AT@ (features[16].name)
+   |     - {name: housing, transform: onehot, source: job}
+   = 'housing' is also the name of features[14]
+   = help: give each feature its own name""",
+    ),
+    "E313-transform-does-not-fit-dtype": Bad(
+        edits=((SPEC, "{name: purpose, transform: onehot", "{name: purpose, transform: log"),),
+        at=(SPEC, "{name: purpose, transform: log", "log"),
+        expected="""\
+error[E313]: transform 'log' does not fit the column's dtype
+  --> @AT@ (features[3].transform)
+   |     - {name: purpose, transform: log, source: purpose}
+   = 'log' takes a column of dtype 'int', 'float'; 'purpose' has dtype category
+   = help: use onehot or ordinal for a categorical column""",
+    ),
+    "E314-transform-parameter-missing": Bad(
+        edits=((SPEC, "source: duration_in_month, scale: standard}", "source: duration_in_month}"),),
+        at=(SPEC, "{name: duration,", "{name"),
+        expected="""\
+error[E314]: transform 'scale' needs 'scale'
+  --> @AT@ (features[1])
+   |     - {name: duration, transform: scale, source: duration_in_month}
+   = features[1] ('duration') has no 'scale'
+   = help: add 'scale: ...' to this feature""",
+    ),
+    "E315-parameter-does-not-apply": Bad(
+        edits=((SPEC, "source: status_of_existing_checking_account}",
+                "source: status_of_existing_checking_account, scale: standard}"),),
+        at=(SPEC, "{name: checking_account,", "scale"),
+        expected="""\
+error[E315]: 'scale' does not apply to transform 'onehot'
+  --> @AT@ (features[0].scale)
+   |     - {name: checking_account, transform: onehot, source: status_of_existing_checking_account, scale: standard}
+   = 'onehot' takes: no parameters
+   = help: remove 'scale'""",
+    ),
+    "E316-unsafe-feature-name": Bad(
+        edits=((SPEC, "name: log_credit_amount", "name: log-credit-amount"),),
+        at=(SPEC, "name: log-credit-amount", "log-credit-amount"),
+        expected="""\
+error[E316]: feature name is not a safe identifier
+  --> @AT@ (features[4].name)
+   |     - {name: log-credit-amount, transform: log, source: credit_amount, scale: standard}
+   = 'log-credit-amount' must match [A-Za-z_][A-Za-z0-9_]* (it becomes an ONNX input name)""",
+    ),
+    "E317-no-model-feature": Bad(
+        overrides=("features=[{name:x,transform:drop,source:purpose}]",),
+        expected="""\
+error[E317]: the spec has no model feature
+  --> command-line override 'features=[{name:x,transform:drop,source:purpose}]' (features)
+   = every feature is 'drop'
+   = help: keep at least one feature""",
+    ),
+    "W318-column-neither-used-nor-dropped": Bad(
+        edits=((SPEC, "  - {name: telephone, transform: onehot, source: telephone}\n", ""),),
+        at=(SPEC, "telephone: {dtype: category}", "telephone"),
+        expected="""\
+warning[W318]: a column of the contract is neither used nor dropped
+  --> @AT@ (data.columns.telephone)
+   |     telephone: {dtype: category}
+   = no feature takes 'telephone'
+   = help: add {name: telephone, transform: drop, source: telephone, reason: ...} to say it is left out on purpose""",
+    ),
+    # ------------------------------------------------------------------ model
+    "E501-estimator-not-allowed": Bad(
+        edits=((LOGISTIC, "estimator: LogisticRegression", "estimator: LogisticRegresion"),),
+        at=(LOGISTIC, "estimator:", "Logistic"),
+        expected="""\
+error[E501]: estimator is not in the allow-list
+  --> @AT@ (model.estimator)
+   |     estimator: LogisticRegresion
+   = 'LogisticRegresion' is not one of the estimators aiops can export to ONNX and verify
+   = allowed: LogisticRegression, RandomForestClassifier, ExtraTreesClassifier, GradientBoostingClassifier, \
+HistGradientBoostingClassifier, DecisionTreeClassifier, LinearRegression, Ridge, Lasso, RandomForestRegressor, \
+GradientBoostingRegressor, HistGradientBoostingRegressor, DecisionTreeRegressor
+   = help: did you mean 'LogisticRegression'?""",
+    ),
+    "E502-estimator-does-not-fit-task": Bad(
+        overrides=("model.estimator=Ridge",),
+        expected="""\
+error[E502]: the estimator does not fit the task
+  --> command-line override 'model.estimator=Ridge' (model.estimator)
+   = Ridge is for regression; problem.task is binary_classification
+   = help: choose one of: LogisticRegression, RandomForestClassifier, ExtraTreesClassifier, \
+GradientBoostingClassifier, HistGradientBoostingClassifier, DecisionTreeClassifier""",
+    ),
+    "E503-not-exportable": Bad(
+        onnx_probe_fails="MissingShapeCalculator: Unable to find a shape calculator",
+        at=(LOGISTIC, "estimator:", "Logistic"),
+        expected="""\
+error[E503]: the estimator cannot be exported to ONNX with the installed libraries
+  --> @AT@ (model.estimator)
+   |     estimator: LogisticRegression
+   = LogisticRegression with @VERSIONS@: MissingShapeCalculator: Unable to find a shape calculator
+   = help: install the pinned versions (pip install -e .), or choose another estimator""",
+    ),
+    "E504-unknown-estimator-parameter": Bad(
+        edits=((LOGISTIC, "max_iter: 2000", "max_itr: 2000"),),
+        at=(LOGISTIC, "max_itr: 2000", "max_itr"),
+        expected="""\
+error[E504]: unknown estimator parameter
+  --> @AT@ (model.params.max_itr)
+   |     max_itr: 2000
+   = 'max_itr' is not a parameter of LogisticRegression
+   = help: did you mean 'max_iter'?""",
+    ),
+    "E505-invalid-estimator-parameter": Bad(
+        edits=((LOGISTIC, "C: 0.5", "C: -1"),),
+        at=(LOGISTIC, "C: -1", "-1"),
+        expected="""\
+error[E505]: invalid estimator parameter value
+  --> @AT@ (model.params.C)
+   |     C: -1
+   = The 'C' parameter of LogisticRegression must be a float in the range (0.0, inf]. Got -1 instead.""",
+    ),
+    # ------------------------------------------------------------------ thresholds
+    "E601-unknown-metric": Bad(
+        edits=((SPEC, "roc_auc: {min: 0.74}", "roc_auk: {min: 0.74}"),),
+        at=(SPEC, "roc_auk: {min: 0.74}", "roc_auk"),
+        expected="""\
+error[E601]: unknown metric
+  --> @AT@ (thresholds.evaluation.roc_auk)
+   |     roc_auk: {min: 0.74}
+   = 'roc_auk' is not a metric aiops computes
+   = metrics: roc_auc, average_precision, accuracy, balanced_accuracy, precision, recall, f1, log_loss, brier, r2, \
+mae, rmse, mape
+   = help: did you mean 'roc_auc'?""",
+    ),
+    "E602-metric-does-not-fit-task": Bad(
+        edits=((SPEC, "accuracy: {min: 0.7}", "r2: {min: 0.7}"),),
+        at=(SPEC, "r2: {min: 0.7}", "r2"),
+        expected="""\
+error[E602]: the metric does not fit the task
+  --> @AT@ (thresholds.evaluation.r2)
+   |     r2: {min: 0.7}
+   = 'r2' is for regression; problem.task is binary_classification
+   = help: metrics for binary_classification: roc_auc, average_precision, accuracy, balanced_accuracy, precision, \
+recall, f1, log_loss, brier""",
+    ),
+    "E603-threshold-out-of-range": Bad(
+        edits=((SPEC, "roc_auc: {min: 0.74}", "roc_auc: {min: 74}"),),
+        at=(SPEC, "roc_auc: {min: 74}", "74"),
+        expected="""\
+error[E603]: threshold for 'roc_auc' is out of range
+  --> @AT@ (thresholds.evaluation.roc_auc.min)
+   |     roc_auc: {min: 74}
+   = 'roc_auc' takes values in [0.0, 1.0]. Got min: 74.0 instead.
+   = help: a share is written 0.8, not 80""",
+    ),
+    "E604-threshold-without-bound": Bad(
+        edits=((SPEC, "brier: {max: 0.2}", "brier: {}"),),
+        at=(SPEC, "brier: {}", "brier"),
+        expected="""\
+error[E604]: a threshold sets neither min nor max
+  --> @AT@ (thresholds.evaluation.brier)
+   |     brier: {}
+   = 'brier' has no bound
+   = help: add min: or max:""",
+    ),
+    "E605-slice-column-undeclared": Bad(
+        edits=((SPEC, "- {column: housing,", "- {column: housng,"),),
+        at=(SPEC, "- {column: housng,", "housng"),
+        expected="""\
+error[E605]: slice refers to an undeclared column
+  --> @AT@ (thresholds.slices[0].column)
+   |     - {column: housng, metric: roc_auc, min: 0.65, min_rows: 30}
+   = 'housng' is not a column of data.columns (@COLUMNS@)
+   = help: did you mean 'housing'?""",
+    ),
+    "E606-fairness-on-non-sensitive-column": Bad(
+        edits=((SPEC, "{attribute: foreign_worker,", "{attribute: telephone,"),),
+        at=(SPEC, "{attribute: telephone,", "telephone"),
+        expected="""\
+error[E606]: fairness bound on a column that is not sensitive
+  --> @AT@ (thresholds.fairness[2].attribute)
+   |     - {attribute: telephone, metric: demographic_parity_difference, max: 0.25}
+   = 'telephone' is not flagged sensitive in data.columns
+   = sensitive columns: personal_status_and_sex, age_in_years, foreign_worker
+   = help: set sensitive: true on data.columns.telephone""",
+    ),
+    "E607-numeric-attribute-without-bins": Bad(
+        edits=((SPEC, "{attribute: age_in_years, bins: [18, 25, 101],", "{attribute: age_in_years,"),),
+        at=(SPEC, "{attribute: age_in_years,", "age_in_years"),
+        expected="""\
+error[E607]: a fairness bound on a numeric attribute needs bins
+  --> @AT@ (thresholds.fairness[1].attribute)
+   |     - {attribute: age_in_years, metric: disparate_impact_ratio, min: 0.5}
+   = 'age_in_years' has dtype int
+   = help: add bins: [18, 25, 101] to define the groups""",
+    ),
+    "E609-parity-tolerance-unset": Bad(
+        edits=((SPEC, "    probabilities_atol: 1.0e-4\n", ""),),
+        at=(SPEC, "  parity:", "parity"),
+        expected="""\
+error[E609]: the parity tolerance 'probabilities_atol' is not set
+  --> @AT@ (thresholds.parity)
+   |     parity:
+   = a binary_classification model's ONNX export is verified per output; 'probabilities_atol' has no tolerance
+   = help: set thresholds.parity.probabilities_atol (e.g. 1e-4; tree models in float32 may need 1e-3)""",
+    ),
+    "E610-fairness-needs-classification": Bad(
+        overrides=("problem.task=regression",),
+        at=(SPEC, "{attribute: personal_status_and_sex,", "demographic"),
+        expected="""\
+error[E610]: fairness bounds need a classification task
+  --> @AT@ (thresholds.fairness[0].metric)
+   |     - {attribute: personal_status_and_sex, metric: demographic_parity_difference, max: 0.25}
+   = demographic_parity_difference compares positive rates; problem.task is regression""",
+    ),
+    # ------------------------------------------------------------------ monitoring and serving
+    "E701-invalid-cron": Bad(
+        edits=((SPEC, 'schedule: "0 6 * * 1"', 'schedule: "0 25 * * 1"'),),
+        at=(SPEC, "schedule:", '"0 25'),
+        expected="""\
+error[E701]: invalid cron schedule
+  --> @AT@ (monitoring.schedule)
+   |     schedule: "0 25 * * 1"
+   = the hour field '25' is outside [0, 23]
+   = help: e.g. '0 6 * * 1' runs every Monday at 06:00""",
+    ),
+    "E702-drift-test-does-not-fit": Bad(
+        edits=((SPEC, "{test: ks, threshold: 0.01, applies_to: numeric}",
+                "{test: ks, threshold: 0.01, applies_to: categorical}"),),
+        at=(SPEC, "{test: ks,", "ks"),
+        expected="""\
+error[E702]: drift test 'ks' does not fit categorical features
+  --> @AT@ (monitoring.drift[1].test)
+   |     - {test: ks, threshold: 0.01, applies_to: categorical}
+   = 'ks' applies to numeric features
+   = help: use ks, psi or wasserstein for numeric; chi_square or jensen_shannon for categorical""",
+    ),
+    "E703-drift-feature-does-not-fit": Bad(
+        spec="flight_delays",
+        edits=((SPEC, "drift_correction: holm",
+                "drift_features: {flight_date: [{test: psi, threshold: 0.2, applies_to: numeric}]}"),),
+        at=(SPEC, "drift_features:", "psi"),
+        expected="""\
+error[E703]: drift test 'psi' does not fit column 'flight_date'
+  --> @AT@ (monitoring.drift_features.flight_date[0].test)
+   |     drift_features: {flight_date: [{test: psi, threshold: 0.2, applies_to: numeric}]}
+   = 'flight_date' has dtype date; 'psi' applies to numeric and categorical""",
+    ),
+    "E704-window": Bad(
+        spec="flight_delays",
+        edits=((SPEC, "size: month}", "size: mnth}"),),
+        at=(SPEC, "size: mnth}", "mnth"),
+        expected="""\
+error[E704]: invalid time window size
+  --> @AT@ (monitoring.window.size)
+   |     window: {by: time, column: flight_date, size: mnth}
+   = 'monitoring.window.size' must be one of 'day', 'week', 'month' for a time window. Got 'mnth' instead.
+   = help: did you mean 'month'?""",
+    ),
+    "E706-labels": Bad(
+        edits=((SPEC, "label_delay_days: 365", "label_delay_days: -1"),),
+        at=(SPEC, "label_delay_days: -1", "-1"),
+        expected="""\
+error[E706]: label_delay_days is negative
+  --> @AT@ (monitoring.label_delay_days)
+   |     label_delay_days: -1
+   = got -1""",
+    ),
+    "E707-data-quality-rate": Bad(
+        edits=((SPEC, "max_null_rate: 0.01", "max_null_rate: 1.5"),),
+        at=(SPEC, "max_null_rate: 1.5", "1.5"),
+        expected="""\
+error[E707]: a data-quality rate is out of range
+  --> @AT@ (monitoring.data_quality.max_null_rate)
+   |     max_null_rate: 1.5
+   = 'monitoring.data_quality.max_null_rate' must be a float in the range [0.0, 1.0]. Got 1.5 instead.""",
+    ),
+    "E708-webhook": Bad(
+        overrides=("+monitoring.webhook=hooks.example.com/aiops",),
+        expected="""\
+error[E708]: the webhook is not an http(s) URL
+  --> command-line override '+monitoring.webhook=hooks.example.com/aiops' (monitoring.webhook)
+   = got 'hooks.example.com/aiops'""",
+    ),
+    "E709-fairness-monitoring-without-bounds": Bad(
+        spec="flight_delays",
+        edits=((SPEC, "fairness: false", "fairness: true"),),
+        at=(SPEC, "fairness: true", "true"),
+        expected="""\
+error[E709]: fairness monitoring needs fairness bounds
+  --> @AT@ (monitoring.fairness)
+   |     fairness: true
+   = monitoring.fairness is true but thresholds.fairness is empty
+   = help: add thresholds.fairness, or set monitoring.fairness: false""",
+    ),
+    "E720-serving": Bad(
+        edits=((SPEC, "max_records_per_request: 1000", "max_records_per_request: 0"),),
+        at=(SPEC, "max_records_per_request: 0", "0"),
+        expected="""\
+error[E720]: serving.max_records_per_request must be positive
+  --> @AT@ (serving.max_records_per_request)
+   |     max_records_per_request: 0
+   = 'serving.max_records_per_request' must be a number in the range (0, inf). Got 0 instead.""",
+    ),
+    # ------------------------------------------------------------------ security
+    "E801-masking-undeclared-column": Bad(
+        edits=((STRICT, "  personal_status_and_sex:", "  personal_status_and_sx:"),),
+        at=(STRICT, "personal_status_and_sx:", "personal"),
+        expected="""\
+error[E801]: security.masking refers to an undeclared column
+  --> @AT@ (security.masking.personal_status_and_sx)
+   |     personal_status_and_sx: {method: hash, allow_as_feature: false}
+   = 'personal_status_and_sx' is not a column of data.columns (@COLUMNS@)
+   = help: did you mean 'personal_status_and_sex'?""",
+    ),
+    "E802-pii-without-masking": Bad(
+        overrides=("+data.columns.foreign_worker.pii=true",),
+        expected="""\
+error[E802]: a PII column has no masking method
+  --> command-line override '+data.columns.foreign_worker.pii=true' (data.columns.foreign_worker.pii)
+   = 'foreign_worker' is flagged pii but security.masking does not name it
+   = help: add security.masking.foreign_worker: {method: hash} (hash, redact or generalize)""",
+    ),
+    "E803-pii-as-feature": Bad(
+        edits=((SPEC, "telephone: {dtype: category}", "telephone: {dtype: category, pii: true}"),),
+        at=(SPEC, "{name: telephone,", "telephone}"),
+        expected="""\
+error[E803]: a PII column is used as a model feature
+  --> @AT@ (features[18].source)
+   |     - {name: telephone, transform: onehot, source: telephone}
+   = 'telephone' is flagged pii and the policy does not allow it as a feature
+   = help: drop the feature, or set security.masking.telephone: {method: hash, allow_as_feature: true} if the \
+policy allows it""",
+    ),
+    "W804-masking-non-pii-column": Bad(
+        edits=((STRICT, "masking:\n", "masking:\n  telephone: {method: hash}\n"),),
+        at=(STRICT, "telephone: {method: hash}", "telephone"),
+        expected="""\
+warning[W804]: masking is set for a column that is not flagged pii
+  --> @AT@ (security.masking.telephone)
+   |     telephone: {method: hash}
+   = 'telephone' has pii: false in data.columns
+   = help: set pii: true on data.columns.telephone""",
+    ),
+    "E805-encryption-without-key": Bad(
+        edits=((STRICT, "key_env: AIOPS_DATA_KEY", 'key_env: ""'),),
+        at=(STRICT, "encryption_at_rest:", '""'),
+        expected="""\
+error[E805]: encryption at rest needs a key source
+  --> @AT@ (security.encryption_at_rest.key_env)
+   |     encryption_at_rest: {enabled: true, key_env: ""}
+   = key_env is empty
+   = help: name the environment variable that holds the key""",
+    ),
+    "E806-empty-role": Bad(
+        edits=((STRICT, "admin: [admin]", "admin: []"),),
+        at=(STRICT, "admin: []", "[]"),
+        expected="""\
+error[E806]: a role grants no permission
+  --> @AT@ (security.roles.admin)
+   |     admin: []
+   = role 'admin' is empty""",
+    ),
+    "E807-audit-retention": Bad(
+        edits=((STRICT, "retention_days: 2555", "retention_days: 0"),),
+        at=(STRICT, "retention_days: 0", "0}"),
+        expected="""\
+error[E807]: audit log retention must be at least one day
+  --> @AT@ (security.audit_log.retention_days)
+   |     audit_log: {enabled: true, retention_days: 0}
+   = got 0""",
+    ),
+    # ------------------------------------------------------------------ governance
+    "E810-high-risk-without-fairness": Bad(
+        overrides=("thresholds.fairness=[]",),
+        expected="""\
+error[E810]: a high-risk model needs fairness bounds
+  --> command-line override 'thresholds.fairness=[]' (thresholds.fairness)
+   = governance.risk_tier is high (@TIER@)
+   = help: add thresholds.fairness with a bound per sensitive column""",
+    ),
+    "E811-high-risk-without-explainability": Bad(
+        edits=((HIGH_RISK, "required: true", "required: false"),),
+        at=(HIGH_RISK, "explainability:", "explainability"),
+        expected="""\
+error[E811]: a high-risk model needs explainability
+  --> @AT@ (governance.explainability)
+   |     explainability: {required: false, method: permutation_importance}
+   = governance.risk_tier is high (@TIER@)
+   = help: set explainability.required: true""",
+    ),
+    "E812-high-risk-single-approval": Bad(
+        edits=((HIGH_RISK, "approvals_required: 2", "approvals_required: 1"),),
+        at=(HIGH_RISK, "approvals_required: 1", "1"),
+        expected="""\
+error[E812]: a high-risk model needs at least two approvers
+  --> @AT@ (governance.approvals_required)
+   |     approvals_required: 1
+   = governance.risk_tier is high (@TIER@); approvers: 2, approvals_required: 1
+   = help: list two approvers and set approvals_required: 2""",
+    ),
+    "E813-high-risk-without-audit-log": Bad(
+        overrides=("security=basic",),
+        at=("security/basic.yaml", "audit_log:", "audit_log"),
+        expected="""\
+error[E813]: a high-risk model needs an audit log
+  --> @AT@ (security.audit_log)
+   |     audit_log: {enabled: false}
+   = governance.risk_tier is high (@TIER@)
+   = help: set security.audit_log.enabled: true""",
+    ),
+    "E814-high-risk-without-sensitive-columns": Bad(
+        spec="flight_delays",
+        overrides=("governance.risk_tier=high",),
+        at=(SPEC, "  columns:", "columns"),
+        expected="""\
+error[E814]: a high-risk model needs its sensitive columns declared
+  --> @AT@ (data.columns)
+   |     columns:
+   = governance.risk_tier is high (command-line override 'governance.risk_tier=high') and no column has \
+sensitive: true""",
+    ),
+    "E815-approvals": Bad(
+        edits=((HIGH_RISK, "approvals_required: 2", "approvals_required: 3"),),
+        at=(HIGH_RISK, "approvals_required: 3", "3"),
+        expected="""\
+error[E815]: more approvals required than there are approvers
+  --> @AT@ (governance.approvals_required)
+   |     approvals_required: 3
+   = approvals_required is 3; governance.approvers lists 2""",
+    ),
+}
+
+
+def _prepare(case: Bad, spec_copy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    spec = spec_copy(case.spec)
+    if case.delete:
+        (spec.dir / case.delete).unlink()
+    for file, old, new in case.edits:
+        spec.replace(file, old, new)
+    if case.onnx_probe_fails is not None:
+        monkeypatch.setenv("AIOPS_CACHE_DIR", str(tmp_path / "cache"))
+        monkeypatch.setattr(estimators, "_probe_now", lambda name: (False, case.onnx_probe_fails))
+    return spec
+
+
+def _expected(case: Bad, spec) -> str:
+    text = case.expected
+    if case.at is not None:
+        text = text.replace("@AT@", spec.where(*case.at))
+    if "@COLUMNS@" in text:
+        text = text.replace("@COLUMNS@", spec.where(SPEC, "  columns:", "columns"))
+    if "@TIER@" in text:
+        text = text.replace("@TIER@", spec.where(HIGH_RISK, "risk_tier:", "high"))
+    if "@VERSIONS@" in text:
+        v = estimators.versions()
+        text = text.replace("@VERSIONS@", f"scikit-learn {v['scikit-learn']}, skl2onnx {v['skl2onnx']}, "
+                                          f"onnx {v['onnx']}, protobuf {v['protobuf']}")
+    text = text.replace("@DIR@", str(spec.dir.resolve()))
+    assert not re.search(r"@[A-Z]+@", text), f"a marker is left in {text}"
+    return text
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=i) for i, c in CASES.items()])
+def test_bad_spec(case: Bad, spec_copy, tmp_path, monkeypatch):
+    spec = _prepare(case, spec_copy, tmp_path, monkeypatch)
+    text, ok = run_check(case.target or spec.rel, list(case.overrides))
+    expected = _expected(case, spec)
+    assert expected in text, f"expected:\n{expected}\n\ngot:\n{text}"
+    is_warning = expected.startswith("warning[")
+    # a warning alone does not fail the check; every error does, with the tail line
+    assert ok is is_warning
+    if not is_warning:
+        assert re.search(r"^error: \d+ errors?(, \d+ warnings?)?; nothing was written\.$", text, re.M), text
+
+
+# the modules of `aiops check` (compile-time codes such as E9xx live elsewhere)
+CHECK_MODULES = ("load.py", "structure.py", "rules_data.py", "rules_model.py", "rules_policy.py", "context.py",
+                 "diagnostics.py", "check.py")
+
+
+def _codes_in_compiler() -> set[str]:
+    codes: set[str] = set()
+    for path in (COMPILER / m for m in CHECK_MODULES):
+        codes |= set(re.findall(r"\"([EW]\d{3})\"", path.read_text(encoding="utf-8")))
+    return codes
+
+
+def test_catalog_covers_every_code():
+    """Every diagnostic code `aiops check` can emit has a bad-spec case above."""
+    covered = {i.split("-")[0] for i in CASES}
+    assert _codes_in_compiler() - covered == set()
+    assert covered - _codes_in_compiler() == set(), "a case names a code the compiler does not have"
+
+
+def test_several_mistakes_in_several_files_are_reported_at_once(spec_copy):
+    spec = spec_copy("credit_risk")
+    spec.replace(SPEC, "method: stratified", "method: stratifed")  # E103
+    spec.replace(SPEC, "source: duration_in_month, scale", "source: duration_in_mnth, scale")  # E310
+    spec.replace(LOGISTIC, "C: 0.5", "C: -1")  # E505
+    spec.replace(HIGH_RISK, "approvals_required: 2", "approvals_required: 3")  # E815
+    spec.replace(STRICT, "admin: [admin]", "admin: []")  # E806
+    text, ok = run_check(spec.rel, ["thresholds.evaluation.roc_auc.min=1.8"])  # E603
+
+    assert ok is False
+    lines = text.splitlines()
+    heads = [(lines[i].split("]")[0], lines[i + 1]) for i, ln in enumerate(lines) if ln.startswith("error[")]
+    assert heads == [  # sorted by file, then line; command-line overrides last
+        ("error[E815", f"  --> {spec.where(HIGH_RISK, 'approvals_required:', '3')} (governance.approvals_required)"),
+        ("error[E505", f"  --> {spec.where(LOGISTIC, 'C: -1', '-1')} (model.params.C)"),
+        ("error[E806", f"  --> {spec.where(STRICT, 'admin: []', '[]')} (security.roles.admin)"),
+        ("error[E103", f"  --> {spec.where(SPEC, 'method: stratifed', 'stratifed')} (data.split.method)"),
+        ("error[E310", f"  --> {spec.where(SPEC, 'duration_in_mnth', 'duration_in_mnth')} (features[1].source)"),
+        ("error[E603", "  --> command-line override 'thresholds.evaluation.roc_auc.min=1.8' "
+                       "(thresholds.evaluation.roc_auc.min)"),
+    ]
+    assert lines[-1] == "error: 6 errors; nothing was written."
+
+
+def test_yaml_errors_in_several_files_are_reported_at_once(spec_copy):
+    spec = spec_copy("credit_risk")
+    spec.replace(LOGISTIC, "C: 0.5", "C: [0.5")
+    spec.replace(STRICT, "admin: [admin]", "admin: [admin")
+    text, ok = run_check(spec.rel, [])
+    assert ok is False
+    assert f"error[E002]: YAML syntax error: expected ',' or ']', but got ':'\n  --> {spec.rel}/{LOGISTIC}:4:" in text
+    assert f"error[E002]: YAML syntax error: expected ',' or ']', but got ':'\n  --> {spec.rel}/{STRICT}:9:" in text
+    assert text.index(LOGISTIC) < text.index(STRICT)
+    assert text.splitlines()[-1] == "error: 2 errors; nothing was written."
