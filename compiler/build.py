@@ -21,6 +21,8 @@ import numpy as np
 from . import estimators as E
 from .check import check
 from .diagnostics import Diagnostic, Location, render_all
+from .load import parse_path
+from .monitoring_plan import render_monitoring
 from .plan import Plan, build_plan
 from .render import render_code
 
@@ -104,8 +106,18 @@ def compile_spec(spec_dir: str, overrides: list[str], out: str | None = None, ch
     except ValueError:
         data_rel = str(src)
     plan = build_plan(loaded, spec, data_rel)
+    from .compliance import missing_error, missing_sections
+
+    missing = missing_sections(plan)  # fail before training, not after it
+    if missing:
+        exc = missing_error(plan, missing)
+        path = parse_path(missing[0].key)
+        loc = loaded.sources.locate(path)
+        raise BuildFailed(render_all([Diagnostic("E905", exc.summary, missing[0].key, loc,
+                                                 loaded.sources.line_of(loc), tuple(exc.notes), exc.help)]), 2)
     out_dir = Path(out) if out else Path("generated") / plan.name
     files = render_code(plan)
+    files.update(render_monitoring(plan))
     with tempfile.TemporaryDirectory(prefix="aiops-build-") as tmp:
         stage = Path(tmp) / plan.name
         for rel, text in files.items():
@@ -115,14 +127,12 @@ def compile_spec(spec_dir: str, overrides: list[str], out: str | None = None, ch
         from .train import train_and_verify
 
         try:
-            result = train_and_verify(plan, spec, stage, Progress(8, quiet=quiet))
+            result = train_and_verify(plan, spec, stage, Progress(7, quiet=quiet))
         except Exception as exc:
             from runtime.training import DataError
 
             if isinstance(exc, DataError):
-                d = Diagnostic("E901", exc.summary, "data.source", loaded.sources.locate(("data", "source")),
-                               None, tuple(exc.notes), exc.help)
-                raise BuildFailed(render_all([d]), 2) from None
+                raise BuildFailed(render_all([_data_diag(exc, loaded)]), 2) from None
             raise
         write_manifest(stage, plan, result)
         if check_only:
@@ -146,6 +156,12 @@ def compile_spec(spec_dir: str, overrides: list[str], out: str | None = None, ch
         lines.append("   = help: the evidence is kept for inspection; improve the model or revisit the thresholds")
         raise BuildFailed("\n".join(lines), 1)
     return 0
+
+
+def _data_diag(exc, loaded) -> Diagnostic:
+    """A build-time error (data, training, document) as a diagnostic located at the data source."""
+    return Diagnostic("E901", exc.summary, "data.source", loaded.sources.locate(("data", "source")),
+                      None, tuple(exc.notes), exc.help)
 
 
 def write_manifest(stage: Path, plan: Plan, result: dict[str, Any]) -> None:

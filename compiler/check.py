@@ -49,7 +49,7 @@ def summary(loaded: Loaded, spec: S.Spec) -> str:
         f"  serving    {', '.join(spec.serving.modes)}; max {spec.serving.max_records_per_request} records/request",
         f"  policy     risk tier {g.risk_tier}, {g.approvals_required} of {len(g.approvers)} approvals, "
         f"audit log {'on' if sec.audit_log.enabled else 'off'}, encryption at rest "
-        f"{'on' if sec.encryption_at_rest.enabled else 'off'}, {len(sec.roles)} roles",
+        f"{'on' if sec.encryption_at_rest.enabled else 'off'}, {len(sec.roles)} role{'s' if len(sec.roles) != 1 else ''}",
     ]
     return "\n".join(lines)
 

@@ -80,7 +80,25 @@ def estimator_class(name: str) -> Any:
 
 
 def param_problems(name: str, params: dict[str, Any]) -> list[tuple[str, str, list[str]]]:
-    """Problems with the params, in scikit-learn's own words: (param, message, valid names)."""
+    """Problems with the params, in scikit-learn's own words: (param, message, valid names).
+
+    Cached like the export probe (per estimator, params and library versions), so that a
+    repeated `aiops check` does not pay for importing scikit-learn."""
+    try:
+        blob = json.dumps([name, params], sort_keys=True)
+    except TypeError:
+        return _param_problems_now(name, params)
+    key = "params:" + hashlib.sha256(blob.encode()).hexdigest()[:24] + ":" + _probe_key(name)
+    cache = _read_cache()
+    if key in cache:
+        return [(p, m, list(v)) for p, m, v in cache[key]]
+    out = _param_problems_now(name, params)
+    cache[key] = [list(x) for x in out]
+    _write_cache(cache)
+    return out
+
+
+def _param_problems_now(name: str, params: dict[str, Any]) -> list[tuple[str, str, list[str]]]:
     cls = estimator_class(name)
     valid = sorted(cls().get_params(deep=False))
     problems: list[tuple[str, str, list[str]]] = []
@@ -117,27 +135,36 @@ def probe_export(name: str) -> tuple[bool, str]:
 
     Cached per (estimator, library versions) in ~/.cache/aiops/onnx_probe.json.
     """
-    path = _cache_path()
     key = _probe_key(name)
-    cache: dict[str, Any] = {}
-    if path.is_file():
-        try:
-            cache = json.loads(path.read_text())
-        except (OSError, ValueError):
-            cache = {}
+    cache = _read_cache()
     if key in cache:
         ok, msg = cache[key]
         return bool(ok), str(msg)
     ok, msg = _probe_now(name)
     cache[key] = [ok, msg]
+    _write_cache(cache)
+    return ok, msg
+
+
+def _read_cache() -> dict[str, Any]:
+    path = _cache_path()
+    if path.is_file():
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+    return {}
+
+
+def _write_cache(cache: dict[str, Any]) -> None:
+    path = _cache_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(cache, sort_keys=True, indent=1))
         tmp.replace(path)
     except OSError:
         pass
-    return ok, msg
 
 
 def _probe_now(name: str) -> tuple[bool, str]:

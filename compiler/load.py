@@ -130,15 +130,44 @@ def _yaml_error(exc: yaml.YAMLError, file: str, lines: list[str]) -> Diagnostic:
                       "fix the YAML syntax at this position (indentation, a missing ':' or an unclosed quote)")
 
 
-def _parse_file(path: Path, sm: SourceMap, diags: list[Diagnostic]) -> yaml.Node | None:
+def _parse_file(path: Path, sm: SourceMap, diags: list[Diagnostic], prefix: PathT = ()) -> yaml.Node | None:
     file = _rel(path)
     text = path.read_text(encoding="utf-8")
     sm.lines[file] = text.splitlines()
     try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         diags.append(_yaml_error(exc, file, sm.lines[file]))
         return None
+    dup = _duplicate_keys(node, file, sm.lines[file], prefix)
+    diags.extend(dup)
+    return None if dup else node
+
+
+def _duplicate_keys(node: yaml.Node | None, file: str, lines: list[str], prefix: PathT = ()) -> list[Diagnostic]:
+    """A key written twice in one mapping: YAML keeps the last silently, Hydra refuses it."""
+    out: list[Diagnostic] = []
+    stack: list[tuple[yaml.Node | None, PathT]] = [(node, prefix)]
+    while stack:
+        n, at = stack.pop()
+        if isinstance(n, yaml.MappingNode):
+            seen: dict[str, yaml.Node] = {}
+            for k, v in n.value:
+                key = str(k.value)
+                if key in seen:
+                    first = seen[key].start_mark
+                    out.append(Diagnostic(
+                        "E007", f"duplicate key '{key}'", path_str(at + (key,)),
+                        Location(file, k.start_mark.line + 1, k.start_mark.column + 1),
+                        lines[k.start_mark.line] if k.start_mark.line < len(lines) else None,
+                        (f"'{key}' is already set at {file}:{first.line + 1}:{first.column + 1}",),
+                        "keep one of the two: merge their contents under one key"))
+                else:
+                    seen[key] = k
+                stack.append((v, at + (key,)))
+        elif isinstance(n, yaml.SequenceNode):
+            stack.extend((v, at + (i,)) for i, v in enumerate(n.value))
+    return out
 
 
 def _defaults_order(primary: yaml.Node | None) -> list[str]:
@@ -182,7 +211,7 @@ def load(spec_dir: str | Path, overrides: list[str] | None = None) -> tuple[Load
     for p in sorted(d.rglob("*.yaml")):
         if "data" in p.relative_to(d).parts:
             continue
-        nodes[p] = _parse_file(p, sm, diags)
+        nodes[p] = _parse_file(p, sm, diags, tuple(p.relative_to(d).parts[:-1]))
     if diags:
         return None, diags
 

@@ -26,6 +26,19 @@ CREATE TABLE IF NOT EXISTS runs (
   artefact_dir TEXT NOT NULL,
   created_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS events (
+  event_id INTEGER PRIMARY KEY AUTOINCREMENT,
+  name TEXT NOT NULL,
+  artefact_dir TEXT NOT NULL,
+  event TEXT NOT NULL,
+  from_model_sha256 TEXT,
+  to_model_sha256 TEXT,
+  champion_run TEXT,
+  challenger_run TEXT,
+  reason TEXT NOT NULL,
+  detail TEXT NOT NULL,
+  created_at REAL NOT NULL
+);
 """
 
 
@@ -53,4 +66,25 @@ def runs(path: str | Path, name: str | None = None) -> list[dict[str, Any]]:
     with connect(path) as con:
         con.row_factory = sqlite3.Row
         q = "SELECT * FROM runs" + (" WHERE name = ?" if name else "") + " ORDER BY created_at"
+        return [dict(r) for r in con.execute(q, (name,) if name else ())]
+
+
+def record_event(path: str | Path, name: str, artefact_dir: str, event: dict[str, Any],
+                 champion_run: str | None = None, challenger_run: str | None = None) -> int:
+    """A lifecycle change (promoted, not_promoted, rolled_back); `detail` is the whole event as JSON."""
+    with connect(path) as con:
+        cur = con.execute(
+            "INSERT INTO events (name, artefact_dir, event, from_model_sha256, to_model_sha256, champion_run,"
+            " challenger_run, reason, detail, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (name, artefact_dir, event["event"], event.get("from_model_sha256"), event.get("to_model_sha256"),
+             champion_run, challenger_run, event["reason"], json.dumps(event, sort_keys=True, default=str),
+             time.time()),
+        )
+        return int(cur.lastrowid)
+
+
+def events(path: str | Path, name: str | None = None) -> list[dict[str, Any]]:
+    with connect(path) as con:
+        con.row_factory = sqlite3.Row
+        q = "SELECT * FROM events" + (" WHERE name = ?" if name else "") + " ORDER BY event_id"
         return [dict(r) for r in con.execute(q, (name,) if name else ())]

@@ -201,18 +201,25 @@ class Contract:
             out = np.empty(n, dtype=object)
             null = np.zeros(n, dtype=bool)
             bad = np.zeros(n, dtype=bool)
+            bad_text = np.zeros(n, dtype=bool)
             for i, v in enumerate(arr):
                 if v is None or (isinstance(v, float) and v != v):
                     null[i] = True
                     out[i] = None
                 elif isinstance(v, str):
-                    out[i] = v
+                    if v.isascii() or is_utf8(v):
+                        out[i] = v
+                    else:  # an unpaired surrogate (JSON "\ud800"): no encoder or model accepts it
+                        bad_text[i] = True
+                        out[i] = None
                 elif isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
                     out[i] = str(int(v))  # categories written as numbers
                 else:
                     bad[i] = True
                     out[i] = None
             errors.add_mask(bad & ~skip, c.name, "wrong_type", "must be a string")
+            errors.add_mask(bad_text & ~skip, c.name, "invalid_text", "must be valid Unicode text")
+            bad |= bad_text
             ok = ~null & ~bad
             if c.isin is not None:
                 allowed = self._isin[c.name]
@@ -233,6 +240,15 @@ class Contract:
         if not c.nullable:
             errors.add_mask(null & ~skip, c.name, "null", "must not be null")
         return out
+
+
+def is_utf8(s: str) -> bool:
+    """False for text holding unpaired surrogates, which cannot be encoded."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _is_number(v: Any) -> bool:

@@ -46,7 +46,15 @@ class Predictor:
             self.meta.positive_class is not None and self.meta.positive_class in self.meta.classes) else None
 
     def run_feed(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = len(feed[self.input_names[0]]) if self.input_names else 0
+        if n == 1:
+            # onnxruntime takes another kernel for a single row (GEMV instead of GEMM), which
+            # differs in the last bit for linear models; two copies of the row give the same
+            # bits as the row scored inside any larger batch (HTTP and batch paths agree).
+            feed = {k: np.concatenate([feed[k], feed[k]]) for k in self.input_names}
         outs = self.session.run(None, {k: feed[k] for k in self.input_names})
+        if n == 1:
+            outs = [o[:1] for o in outs]
         if not self.is_classifier:
             return {"value": np.asarray(outs[0], dtype=np.float64).reshape(-1)}
         proba = np.asarray(outs[1], dtype=np.float64)

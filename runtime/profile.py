@@ -1,8 +1,11 @@
 """Reference profiles for monitoring: per-column sketches, never raw rows.
 
-Numeric and date columns: a 101-point quantile sketch (for KS and Wasserstein), decile
-bins with counts (for PSI and Jensen-Shannon), null count, min, max, mean, std.
-Categorical columns: category counts (the 50 most frequent, the rest pooled).
+Numeric and date columns: a 101-point quantile sketch with the exact share of values at or
+below each point (`cdf`, for KS) and the mean of the values between each point and the one
+before (`interval_means`, for Wasserstein), decile bins with counts (for PSI and
+Jensen-Shannon), null count, min, max, mean, std.
+Categorical columns: category counts (the 50 most frequent, the rest pooled) and the list
+of every category seen when there are at most 1,000 (`categories`, for unseen categories).
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import numpy as np
 from .contract import Contract
 
 TOP_CATEGORIES = 50
+MAX_KNOWN_CATEGORIES = 1000
 OTHER = "__other__"
 MISSING = "__missing__"
 
@@ -27,8 +31,14 @@ def numeric_profile(x: np.ndarray) -> dict[str, Any]:
     q = np.quantile(ok, np.linspace(0, 1, 101), method="linear")
     edges = np.unique(np.quantile(ok, np.linspace(0.1, 0.9, 9), method="linear"))
     counts = bin_counts(ok, edges)
+    cdf = np.searchsorted(np.sort(ok), q, side="right") / len(ok)  # exact share <= each quantile point
+    k = np.searchsorted(q, ok, side="left")  # value in (q[k-1], q[k]]
+    n_k = np.bincount(k, minlength=len(q))
+    s_k = np.bincount(k, weights=ok, minlength=len(q))
+    means = [float(s / n) if n else None for s, n in zip(s_k.tolist(), n_k.tolist())]
     out.update({"min": float(ok.min()), "max": float(ok.max()), "mean": float(ok.mean()), "std": float(ok.std()),
-                "quantiles": q.tolist(), "edges": edges.tolist(), "counts": counts.tolist()})
+                "quantiles": q.tolist(), "cdf": cdf.tolist(), "interval_means": means, "edges": edges.tolist(),
+                "counts": counts.tolist()})
     return out
 
 
@@ -46,8 +56,12 @@ def categorical_profile(values: np.ndarray) -> dict[str, Any]:
     other = sum(c for _, c in order[TOP_CATEGORIES:])
     if other:
         kept[OTHER] = other
-    return {"kind": "categorical", "rows": int(len(vals)), "nulls": int(kept.get(MISSING, 0)),
-            "counts": dict(sorted(kept.items()))}
+    out = {"kind": "categorical", "rows": int(len(vals)), "nulls": int(kept.get(MISSING, 0)),
+           "counts": dict(sorted(kept.items()))}
+    seen = sorted(c for c in cats.tolist() if c != MISSING)
+    if len(seen) <= MAX_KNOWN_CATEGORIES:
+        out["categories"] = seen
+    return out
 
 
 def build_profile(contract: Contract, cols: dict[str, np.ndarray], out: dict[str, np.ndarray],

@@ -70,6 +70,16 @@ error[E002]: YAML syntax error: expected ',' or ']', but got ':'
    = while parsing a flow sequence that starts at line 3, column 6
    = help: fix the YAML syntax at this position (indentation, a missing ':' or an unclosed quote)""",
     ),
+    "E007-duplicate-key": Bad(
+        edits=((LOGISTIC, "  max_iter: 2000", "  max_iter: 2000\n  C: 2.0"),),
+        at=(LOGISTIC, "C: 2.0", "C"),
+        expected="""\
+error[E007]: duplicate key 'C'
+  --> @AT@ (model.params.C)
+   |     C: 2.0
+   = 'C' is already set at specs/credit_risk/model/logistic.yaml:3:3
+   = help: keep one of the two: merge their contents under one key""",
+    ),
     "E003-defaults-list": Bad(
         edits=((SPEC, "- model: logistic", "- model: logistc"),),
         at=(SPEC, "- model: logistc", "model"),
@@ -572,13 +582,13 @@ error[E702]: drift test 'ks' does not fit categorical features
     ),
     "E703-drift-feature-does-not-fit": Bad(
         spec="flight_delays",
-        edits=((SPEC, "drift_correction: holm",
-                "drift_features: {flight_date: [{test: psi, threshold: 0.2, applies_to: numeric}]}"),),
-        at=(SPEC, "drift_features:", "psi"),
+        edits=((SPEC, "    arr_delay:\n      - {test: wasserstein, threshold: 0.1, applies_to: numeric}",
+                "    flight_date:\n      - {test: psi, threshold: 0.2, applies_to: numeric}"),),
+        at=(SPEC, "- {test: psi, threshold: 0.2, applies_to: numeric}", "psi"),
         expected="""\
 error[E703]: drift test 'psi' does not fit column 'flight_date'
   --> @AT@ (monitoring.drift_features.flight_date[0].test)
-   |     drift_features: {flight_date: [{test: psi, threshold: 0.2, applies_to: numeric}]}
+   |     - {test: psi, threshold: 0.2, applies_to: numeric}
    = 'flight_date' has dtype date; 'psi' applies to numeric and categorical""",
     ),
     "E704-window": Bad(

@@ -109,10 +109,12 @@ def test_no_timestamps_in_generated_files():
 def test_registry_records_the_run():
     from compiler.registry import runs
 
-    build("credit_risk")
-    rows = runs(ROOT / ".aiops/registry.db", "credit_risk")
+    art = build("credit_risk")
+    model = json.loads((art / "evidence/blessing.json").read_text())["model_sha256"]
+    rows = [r for r in runs(ROOT / ".aiops/registry.db", "credit_risk") if r["model_sha256"] == model]
     assert rows and rows[-1]["blessed"] == 1
-    assert json.loads(rows[-1]["metrics"])["roc_auc"] > 0.7
+    metrics = json.loads(rows[-1]["metrics"])
+    assert metrics["roc_auc"] == json.loads((art / "evidence/evaluation.json").read_text())["metrics"]["roc_auc"]
 
 
 # ---------------------------------------------------------------- reproducible

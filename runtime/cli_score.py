@@ -1,0 +1,121 @@
+"""`aiops score` (batch scoring) and `aiops verify` (artefact integrity and blessing).
+
+Imports nothing heavy at module level: the logic is in runtime.score and runtime.artefacts.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _score(args: argparse.Namespace) -> int:
+    from .score import ScoreError, score_file
+
+    try:
+        r = score_file(args.artefact_dir, args.input, args.output, chunk_rows=args.chunk_rows,
+                       quarantine_path=args.quarantine, max_rejected_share=args.max_rejected_share,
+                       threads=args.threads, progress=not args.quiet, log_dir=args.log_dir)
+    except ScoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.code
+    enc = " (encrypted at rest)" if r.encrypted else ""
+    print(r.summary())
+    print(f"predictions: {r.output}{enc}")
+    print(f"quarantine: {r.quarantine}{enc}" + ("" if r.quarantined else " (no rows)"))
+    for reason, count in sorted(r.reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:10]:
+        print(f"  {count:>8} rows  {reason}")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from .artefacts import ArtefactError, verify
+
+    d = Path(args.artefact_dir)
+    if not (d / "manifest.json").is_file():
+        what = "no artefact folder" if not d.is_dir() else "no manifest.json"
+        print(f"error: {what} at '{d}': run 'aiops compile SPEC_DIR' first", file=sys.stderr)
+        return 2
+    try:
+        art = verify(d, require_blessed=not args.allow_unblessed, trusted_key=args.trusted_key)
+    except ArtefactError as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 1
+    m = art.manifest
+    sig = m.get("signature")
+    if sig:
+        trusted = " (the trusted key)" if (args.trusted_key or _env_key()) else \
+            " (no trusted key set: AIOPS_TRUSTED_KEY)"
+        sig_text = f"{sig.get('algorithm', 'ed25519')} signature verifies, key {sig['public_key'][:16]}...{trusted}"
+    else:
+        sig_text = "unsigned (no signing key was set at compile time)"
+    try:
+        blessing = art.json("evidence/blessing.json")
+    except (OSError, ValueError):
+        blessing = {}
+    if m.get("blessed"):
+        bless_text = "blessed: every evaluation threshold passed"
+    else:
+        bless_text = f"NOT blessed (failed: {', '.join(blessing.get('failed') or []) or 'no thresholds set'})"
+    print(f"ok: {d} is {art.name} {art.version}, as compiled")
+    print(f"  files checked: {len(m['files'])} (sha256 and size match manifest.json; no extra files)")
+    print(f"  signature: {sig_text}")
+    print(f"  blessing: {bless_text}")
+    print(f"  manifest sha256: {art.manifest_sha256}")
+    return 0
+
+
+def _env_key() -> str | None:
+    import os
+
+    return os.environ.get("AIOPS_TRUSTED_KEY")
+
+
+def _share(text: str) -> float:
+    try:
+        v = float(text.rstrip("%")) / (100.0 if text.endswith("%") else 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a share such as 0.05 or 5%. Got {text!r} instead.") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a share in [0, 1]. Got {text!r} instead.")
+    return v
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number. Got {text!r} instead.")
+    return v
+
+
+def register(sub) -> None:
+    s = sub.add_parser("score", help="batch-score a CSV or Parquet file in bounded memory, with a quarantine file",
+                       description="Stream INPUT in chunks through the data contract and the model. Valid rows "
+                       "are written to OUTPUT (.csv or .parquet), rejected rows with their reasons to the "
+                       "quarantine file. Exit 0 when done (even with quarantined rows), 1 when the quarantined "
+                       "share exceeds --max-rejected-share, 2 on a usage or input error.")
+    s.add_argument("artefact_dir", help="compiled artefacts, e.g. generated/credit_risk")
+    s.add_argument("input", help="a .csv or .parquet file")
+    s.add_argument("--output", "-o", required=True, help="predictions: .csv or .parquet")
+    s.add_argument("--quarantine", help="rejected rows and reasons (default: OUTPUT.quarantine.csv)")
+    s.add_argument("--chunk-rows", type=_positive,
+                   help="rows per chunk (default: serving.batch_chunk_rows of serving.json)")
+    s.add_argument("--max-rejected-share", type=_share, default=None,
+                   help="fail (exit 1, no output) when more than this share of rows is quarantined, e.g. 0.01")
+    s.add_argument("--threads", type=_positive, default=1, help="onnxruntime threads (default 1)")
+    s.add_argument("--log-dir", help="serving log folder whose masking salt hashes PII in the quarantine file, "
+                   "as in the prediction log (default: .aiops/serving/<name>, as 'aiops serve')")
+    s.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+    s.set_defaults(func=_score)
+
+    v = sub.add_parser("verify", help="check artefacts against manifest.json, their signature and blessing",
+                       description="Exit 0 when every file matches manifest.json, the signature (if any) "
+                       "verifies and the model is blessed; 1 otherwise, saying why.")
+    v.add_argument("artefact_dir", help="compiled artefacts, e.g. generated/credit_risk")
+    v.add_argument("--trusted-key", help="require a signature by this Ed25519 public key (hex); "
+                   "default: $AIOPS_TRUSTED_KEY")
+    v.add_argument("--allow-unblessed", action="store_true", help="check integrity only; do not require a blessing")
+    v.set_defaults(func=_verify)

@@ -1,0 +1,301 @@
+"""Inputs and outputs of `aiops monitor`: the current data read in chunks (parquet, CSV,
+JSON lines, or the server's prediction log), the labels file, and the webhook POST.
+
+Every reader yields `Chunk`s of at most `rows` rows, so memory stays bounded whatever
+the size of the input. Columns are pyarrow arrays (parquet, CSV) or numpy object arrays
+(JSON), as they come; `runtime.monitor_columns` validates and converts them.
+"""
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+CHUNK_ROWS = 100_000
+FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
+           ".json": "jsonl"}
+
+
+class MonitorInputError(Exception):
+    """The input cannot be read as asked; the message says what to do (exit code 2)."""
+
+
+@dataclass
+class Chunk:
+    n: int
+    columns: dict[str, Any]  # name -> pyarrow array or numpy object array
+    outputs: dict[str, np.ndarray] | None = None  # prediction log: what the server answered
+    ids: np.ndarray | None = None  # prediction log: prediction_id
+    ts_days: np.ndarray | None = None  # prediction log: the day of ts, as days since 1970-01-01
+
+
+@dataclass
+class LogStats:
+    lines: int = 0
+    used: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def skip(self, why: str) -> None:
+        self.skipped[why] = self.skipped.get(why, 0) + 1
+
+
+def format_of(path: Path) -> str:
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise MonitorInputError(f"cannot read '{path}': the current data must be parquet (.parquet), CSV (.csv) or "
+                                f"JSON lines (.jsonl). Got '{path.suffix or 'no extension'}' instead.")
+    return fmt
+
+
+def read_chunks(path: Path, wanted: list[str], rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
+    """The columns in `wanted` that the file has, `rows` at a time."""
+    if not path.is_file():
+        raise MonitorInputError(f"no current data at '{path}'")
+    fmt = format_of(path)
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            pf = pq.ParquetFile(path, pre_buffer=False)  # pre-buffering keeps every row group read: memory grows
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise MonitorInputError(f"cannot read '{path}' as parquet: {exc}") from None
+        have = [c for c in wanted if c in pf.schema_arrow.names]
+        batches = pf.iter_batches(batch_size=rows, columns=have)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise MonitorInputError(f"cannot read '{path}' as parquet: {exc}") from None
+            yield Chunk(batch.num_rows, {c: batch.column(c) for c in have})
+    elif fmt == "csv":
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+
+        try:
+            reader = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=1 << 24),
+                                   convert_options=pcsv.ConvertOptions(
+                                       column_types={c: pa.string() for c in wanted}, include_columns=None,
+                                       strings_can_be_null=True, null_values=[""]))
+        except pa.ArrowInvalid as exc:
+            raise MonitorInputError(f"cannot read '{path}' as CSV: {exc}") from None
+        have = [c for c in wanted if c in reader.schema.names]
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            except pa.ArrowInvalid as exc:  # e.g. a row with more fields than the header
+                raise MonitorInputError(f"cannot read '{path}' as CSV: {exc}") from None
+            for start in range(0, batch.num_rows, rows):
+                b = batch.slice(start, rows)
+                yield Chunk(b.num_rows, {c: b.column(c) for c in have})
+    else:
+        buf: list[dict] = []
+        with path.open("rb") as fh:
+            for ln, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    raise MonitorInputError(f"{path}:{ln}: not a JSON object per line") from None
+                buf.append(rec if isinstance(rec, dict) else {})
+                if len(buf) >= rows:
+                    yield _records_chunk(buf, wanted)
+                    buf = []
+        if buf:
+            yield _records_chunk(buf, wanted)
+
+
+def _records_chunk(records: list[dict], wanted: list[str]) -> Chunk:
+    have = [c for c in wanted if any(c in r for r in records)]
+    cols = {}
+    for c in have:
+        a = np.empty(len(records), dtype=object)
+        a[:] = [r.get(c) for r in records]
+        cols[c] = a
+    return Chunk(len(records), cols)
+
+
+def read_log(path: Path, model: str, manifest_sha256: str, wanted: list[str], classes: list[str],
+             stats: LogStats, cipher_loader, rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
+    """The server's prediction log (docs/serving.md), read leniently: lines that are not
+    JSON, belong to another model or another build (manifest), or lack an output are
+    counted in `stats.skipped` and left out."""
+    p = path / "predictions.jsonl" if path.is_dir() else path
+    if not p.is_file():
+        raise MonitorInputError(f"no prediction log at '{p}': serve the model first ('aiops serve'), or pass "
+                                "--from-log PATH")
+    cipher = None
+    buf: list[dict] = []
+    with p.open("rb") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            stats.lines += 1
+            try:
+                e = json.loads(line)
+            except ValueError:
+                stats.skip("not JSON")
+                continue
+            if not isinstance(e, dict):
+                stats.skip("not a JSON object")
+                continue
+            if "enc" in e:
+                if cipher is None:
+                    cipher = cipher_loader()
+                e = _decrypt(e, cipher, stats)
+                if e is None:
+                    continue
+            m = e.get("model")
+            name = m.get("name") if isinstance(m, dict) else m
+            if name is not None and name != model:
+                stats.skip("another model")
+                continue
+            if e.get("manifest_sha256") not in (None, manifest_sha256):
+                stats.skip("another build of the model (manifest_sha256 differs)")
+                continue
+            out = e.get("output")
+            if not isinstance(out, dict) or not isinstance(e.get("inputs"), dict):
+                stats.skip("no inputs or output")
+                continue
+            stats.used += 1
+            buf.append(e)
+            if len(buf) >= rows:
+                yield _log_chunk(buf, wanted, classes)
+                buf = []
+    if buf:
+        yield _log_chunk(buf, wanted, classes)
+
+
+def _decrypt(e: dict, cipher, stats: LogStats) -> dict | None:
+    import base64
+
+    from .policy import PolicyError
+
+    try:
+        return json.loads(cipher.open(base64.b64decode(e["enc"]), str(e.get("prediction_id", "")).encode()))
+    except (PolicyError, ValueError, KeyError, TypeError):
+        stats.skip("cannot be decrypted")
+        return None
+
+
+def _log_chunk(entries: list[dict], wanted: list[str], classes: list[str]) -> Chunk:
+    chunk = _records_chunk([e["inputs"] for e in entries], wanted)
+    chunk.ids = np.array([str(e.get("prediction_id")) for e in entries], dtype=object)
+    chunk.ts_days = np.array([_day(e.get("ts")) for e in entries], dtype=np.float64)
+    outs = [e["output"] for e in entries]
+    if classes:
+        proba = np.full((len(outs), len(classes)), np.nan)
+        label = np.empty(len(outs), dtype=object)
+        for i, o in enumerate(outs):
+            label[i] = None if o.get("label") is None else str(o.get("label"))
+            pr = o.get("probabilities") or {}
+            if isinstance(pr, dict):
+                proba[i] = [pr.get(c, np.nan) for c in classes]
+        chunk.outputs = {"label": label, "probabilities": proba}
+    else:
+        chunk.outputs = {"value": np.array([_num(o.get("value")) for o in outs], dtype=np.float64)}
+    return chunk
+
+
+def _num(v: Any) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else np.nan
+
+
+def _day(ts: Any) -> float:
+    if not isinstance(ts, str) or len(ts) < 10:
+        return np.nan
+    try:
+        return float(np.datetime64(ts[:10], "D").astype(np.int64))
+    except ValueError:
+        return np.nan
+
+
+def load_labels(path: Path, key_columns: list[str], target: str) -> tuple[str, dict[str, Any]]:
+    """(the key column used, {key: label}) from a labels file holding one of
+    `key_columns` and the target column (or 'label'). Held in memory: one entry per label."""
+    if not path.is_file():
+        raise MonitorInputError(f"no labels file at '{path}'")
+    fmt = format_of(path)
+    names: list[str] = []
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        names = pq.ParquetFile(path).schema_arrow.names
+    elif fmt == "csv":
+        import pyarrow.csv as pcsv
+
+        names = pcsv.open_csv(path).schema.names
+    key = next((k for k in key_columns if k in names), None)
+    label_col = target if target in names else ("label" if "label" in names else None)
+    if fmt == "jsonl":
+        key, label_col, table = _labels_jsonl(path, key_columns, target)
+    elif key is None or label_col is None:
+        raise MonitorInputError(
+            f"the labels file '{path}' needs a key column ({' or '.join(key_columns)}) and the label column "
+            f"('{target}' or 'label'). Got columns {', '.join(names) or '(none)'} instead.")
+    else:
+        table = {}
+        wanted = [key, label_col]
+        for ch in read_chunks(path, wanted):
+            keys = _as_list(ch.columns[key])
+            labs = _as_list(ch.columns[label_col])
+            table.update((str(k), v) for k, v in zip(keys, labs) if k is not None)
+    return key, table
+
+
+def _labels_jsonl(path: Path, key_columns: list[str], target: str):
+    table: dict[str, Any] = {}
+    key = label_col = None
+    with path.open("rb") as fh:
+        for ln, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+            except ValueError:
+                raise MonitorInputError(f"{path}:{ln}: not a JSON object per line") from None
+            if key is None:
+                key = next((k for k in key_columns if k in r), None)
+                label_col = target if target in r else ("label" if "label" in r else None)
+                if key is None or label_col is None:
+                    raise MonitorInputError(f"{path}:{ln}: a label needs a key ({' or '.join(key_columns)}) and "
+                                            f"'{target}' (or 'label'). Got keys {', '.join(sorted(r))} instead.")
+            if r.get(key) is not None:
+                table[str(r[key])] = r.get(label_col)
+    return key, label_col, table
+
+
+def _as_list(a: Any) -> list:
+    return a.to_pylist() if hasattr(a, "to_pylist") else list(a)
+
+
+def redact_url(url: str) -> str:
+    """scheme://host[:port]/... : webhook paths often hold a token; reports keep only the host."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}{':' + str(parts.port) if parts.port else ''}/..."
+
+
+def post_webhook(url: str, payload: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+    """POST the alerts as JSON; never raises: returns {url (redacted), status, error}."""
+    body = json.dumps(payload, sort_keys=True).encode()
+    req = urllib.request.Request(url, data=body, method="POST",
+                                 headers={"Content-Type": "application/json", "User-Agent": "aiops-monitor"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return {"url": redact_url(url), "status": resp.status, "error": None}
+    except urllib.error.HTTPError as exc:
+        return {"url": redact_url(url), "status": exc.code, "error": f"HTTP {exc.code} {exc.reason}"}
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return {"url": redact_url(url), "status": None, "error": str(getattr(exc, "reason", exc))}
