@@ -127,7 +127,8 @@ def build_monitoring_plan(plan: Plan) -> MonitoringPlan:
         if why:
             tests: tuple[TestPlan, ...] = ()
         elif c.name in per_column:
-            tests = tuple(_rule(r, f"monitoring.drift_features.{c.name}[{i}]") for i, r in enumerate(per_column[c.name]))
+            tests = tuple(_rule(r, f"monitoring.drift_features.{c.name}[{i}]")
+                          for i, r in enumerate(per_column[c.name]))
         else:
             tests = tuple(_rule(r, f"monitoring.drift[{i}]") for i, r in enumerate(m.get("drift") or [])
                           if r["applies_to"] == kind)
@@ -164,7 +165,8 @@ def build_monitoring_plan(plan: Plan) -> MonitoringPlan:
         current_env=f"AIOPS_MONITOR_CURRENT_{plan.name.upper()}",
         schedule=m["schedule"], task=plan.task, target=plan.target, positive_class=plan.positive_class,
         window_by=window["by"], window_column=window.get("column"), window_size=window["size"],
-        min_window_rows=MIN_WINDOW_ROWS, reference_period=period, label_delay_days=int(m.get("label_delay_days") or 0), label_key=label_key,
+        min_window_rows=MIN_WINDOW_ROWS, reference_period=period,
+        label_delay_days=int(m.get("label_delay_days") or 0), label_key=label_key,
         data_quality=dict(sorted(m["data_quality"].items())), columns=tuple(columns),
         drift_correction=m.get("drift_correction") or "holm",
         prediction_score=score, prediction_label=labels, performance=perf, fairness=fair,

@@ -78,7 +78,8 @@ def summary_text(report: dict, files: list[Path], quiet: bool = False) -> str:
     if not quiet:
         lines.append(f"monitor {m['name']} {m['version']}: {s['windows']} window{'s' if s['windows'] != 1 else ''} "
                      f"({w['by']}: {w['size']}{' on ' + w['column'] if w['column'] else ''}), "
-                     f"{src['rows']} rows from {src['path']}" + (f"; labels as of {job['as_of']}" if job['as_of'] else ""))
+                     f"{src['rows']} rows from {src['path']}"
+                     + (f"; labels as of {job['as_of']}" if job["as_of"] else ""))
         by_window: dict[str, list[dict]] = {}
         for a in report["alerts"]:
             by_window.setdefault(a["window"], []).append(a)
@@ -93,8 +94,8 @@ def summary_text(report: dict, files: list[Path], quiet: bool = False) -> str:
             continue
         lines.append(f"{a['window']}: {a['kind']}: {a['message']}")
     by = ", ".join(f"{k} {v}" for k, v in s["alerts_by_kind"].items())
-    lines.append(f"{s['alerts']} alert{'s' if s['alerts'] != 1 else ''}" + (f" ({by}); actions: {', '.join(s['actions'])}"
-                                                                              if s["alerts"] else ": all within bounds"))
+    tail = f" ({by}); actions: {', '.join(s['actions'])}" if s["alerts"] else ": all within bounds"
+    lines.append(f"{s['alerts']} alert{'s' if s['alerts'] != 1 else ''}{tail}")
     if files and not quiet:
         lines.append("report: " + ", ".join(str(f) for f in files))
     return "\n".join(lines)

@@ -348,7 +348,8 @@ def test_webhook_from_the_spec_receives_the_alerts(art, files, tmp_path, receive
     assert post["path"] == "/hooks/T0K3N" and post["type"] == "application/json"
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert post["body"]["alerts"] == report["alerts"] and post["body"]["status"] == "alert"
-    assert report["webhook"] == {"error": None, "status": 204, "url": f"http://127.0.0.1:{receiver.server.server_port}/..."}
+    host = f"http://127.0.0.1:{receiver.server.server_port}/..."  # the path (a token) is not kept
+    assert report["webhook"] == {"error": None, "status": 204, "url": host}
     # nothing is posted when all is within bounds
     assert main(["monitor", str(hooked), "--current", str(files["feb"]), "--report", str(tmp_path / "r2")]) == 0
     assert len(receiver.posts) == 1
