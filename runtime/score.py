@@ -628,7 +628,11 @@ def score_file(artefact_dir: str | Path, input_path: str | Path, output_path: st
         raise ScoreError(f"no input file at '{inp}'")
     for p in (out, qpath):
         if not p.parent.is_dir():
-            raise ScoreError(f"cannot write '{p}': the folder '{p.parent}' does not exist")
+            try:  # like any output option: create the folder it names
+                p.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ScoreError(f"cannot write '{p}': the folder '{p.parent}' cannot be created "
+                                 f"({exc.strerror})") from None
         if p.resolve() == inp.resolve():
             raise ScoreError(f"'{p}' is the input file; choose another output path")
     if out.resolve() == qpath.resolve():
