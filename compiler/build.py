@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import shutil
 import sys
 import tempfile
@@ -16,11 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from . import estimators as E
 from .check import check
-from .diagnostics import Diagnostic, Location, render_all
+from .diagnostics import Diagnostic, render_all
 from .load import parse_path
 from .monitoring_plan import render_monitoring
 from .plan import Plan, build_plan
@@ -53,28 +50,7 @@ class Progress:
             print(f"      {msg} ({time.perf_counter() - self.t0:.1f}s)", file=sys.stderr, flush=True)
 
 
-def dumps(obj: Any) -> str:
-    return json.dumps(_clean(obj), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-
-
-def _clean(obj: Any) -> Any:
-    """JSON-safe and stable: numpy scalars to Python, floats rounded to 10 significant digits."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return [_clean(v) for v in obj.tolist()]
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        f = float(obj)
-        if f != f or f in (float("inf"), float("-inf")):
-            return None
-        return float(f"{f:.10g}")
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
+from runtime.stable import dumps  # noqa: E402,F401 - re-exported for the build steps
 
 
 def sha256_bytes(b: bytes) -> str:
@@ -147,7 +123,7 @@ def compile_spec(spec_dir: str, overrides: list[str], out: str | None = None, ch
               f"model {'BLESSED' if blessed else 'NOT BLESSED'}", file=sys.stderr)
     if not blessed:
         failed = [t for t in result["evaluation"]["thresholds"] if not t["passed"]]
-        lines = [f"error[E902]: the model did not pass its gate; it is marked not blessed and will not be served",
+        lines = ["error[E902]: the model did not pass its gate; it is marked not blessed and will not be served",
                  f"  --> {out_dir / 'evidence' / 'evaluation.json'}"]
         for t in failed:
             lines.append(f"   = {t['kind']} {t['name']}: {t['value_text']} (needs {t['bound_text']})")

@@ -39,7 +39,8 @@ def train_and_verify(plan: Plan, spec: S.Spec, stage: Path, progress) -> dict[st
     from runtime.contract import Contract
     from runtime.features import FeatureStep
     from runtime.predictor import Predictor
-    from runtime.training import file_sha256, labels, model_frame, read_table, split, validate
+    from runtime.stable import file_sha256
+    from runtime.training import labels, model_frame, read_table, split, validate
 
     from .build import _import_pipeline
     from .export import edge_records, parity, to_onnx_bytes

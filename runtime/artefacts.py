@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .stable import file_sha256
+
 
 class ArtefactError(Exception):
     """The artefacts cannot be trusted or used; the message says why and what to do."""
@@ -32,12 +34,6 @@ class Artefacts:
         return json.loads((self.root / rel).read_text())
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def verify(root: str | Path, require_blessed: bool = True, trusted_key: str | None = None) -> Artefacts:
@@ -61,7 +57,7 @@ def verify(root: str | Path, require_blessed: bool = True, trusted_key: str | No
         p = d / rel
         if not p.is_file():
             problems.append(f"missing: {rel}")
-        elif p.stat().st_size != meta["size"] or _sha256(p) != meta["sha256"]:
+        elif p.stat().st_size != meta["size"] or file_sha256(p) != meta["sha256"]:
             problems.append(f"modified: {rel} (sha256 differs from manifest.json)")
     extra = sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file() and p.name != "manifest.json"
                    and str(p.relative_to(d)) not in files and "__pycache__" not in p.parts)

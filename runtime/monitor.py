@@ -27,6 +27,8 @@ from .monitor_alerts import collect_alerts, payload, summary
 from .monitor_io import (CHUNK_ROWS, Chunk, LogStats, MonitorInputError, load_labels, post_webhook, read_chunks,
                          read_log)
 from .monitor_window import Window, window_keys, window_span
+from .stable import clean as _clean
+from .stable import dumps
 
 REPORT_SCHEMA = 1
 JOB_SCHEMA = 1
@@ -427,27 +429,3 @@ def _as_of(text: str | None, max_day: float) -> float | None:
 
 def _iso(days: float | None) -> str | None:
     return None if days is None else str(np.datetime64(int(days), "D"))
-
-
-def dumps(obj: Any) -> str:
-    """Stable JSON: sorted keys, 2-space indent, floats to 10 significant digits, NaN as null."""
-    return json.dumps(_clean(obj), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-
-
-def _clean(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return [_clean(v) for v in obj.tolist()]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        f = float(obj)
-        if f != f or f in (math.inf, -math.inf):
-            return None
-        return float(f"{f:.10g}")
-    return obj

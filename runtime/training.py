@@ -42,12 +42,6 @@ def read_table(path: Path, fmt: str):
     return pd.read_parquet(path)
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass
@@ -74,7 +68,6 @@ def _mask(value: Any, method: str | None) -> Any:
 def validate(df, schema, contract: Contract) -> Validated:
     """pandera (lazy) and the runtime contract both vet every row; a row either rejects
     is quarantined with all its reasons, so serving accepts every row training used."""
-    import pandas as pd
     import pandera.errors as pe
 
     rows_in = len(df)
