@@ -36,12 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("overrides", nargs="*", help="Hydra overrides: group=option or key.path=value")
     c.set_defaults(func=_check)
 
-    try:
-        from .cli_commands import register  # commands beyond check
-    except ImportError:  # pragma: no cover - during bootstrap only
-        register = None
-    if register is not None:
-        register(sub)
+    from .cli_commands import register  # commands beyond check
+
+    register(sub)
     return p
 
 

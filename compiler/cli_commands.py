@@ -33,10 +33,4 @@ def register(sub) -> None:
     import importlib
 
     for name in EXTRA:
-        try:
-            mod = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        mod.register(sub)
+        importlib.import_module(name).register(sub)
