@@ -611,11 +611,23 @@ def test_an_unblessed_model_is_refused(tmp_path: Path):
 
 
 # ---------------------------------------------------------------------- audit chain
-def test_audit_chain_verifies_and_an_edit_breaks_it_at_that_line(server: Server, tmp_path: Path):
-    for _ in range(3):
-        predict(server, records(4)[0])
-    status, rep = server.json("GET", "/v1/audit/verify", headers={"X-API-Key": "k-auditor"})
-    assert status == 200 and rep["ok"] is True and rep["entries"] >= 12
+def test_audit_chain_verifies_and_an_edit_breaks_it_at_that_line(art: Path, tmp_path: Path):
+    # a server of its own: the shared one may still be logging other tests' jobs while the
+    # log is copied, and a copy taken mid-write ends in a half line
+    env = {"AIOPS_DATA_KEY": DATA_KEY, "AIOPS_API_KEYS": ",".join(f"{k}:{r}" for k, r in KEYS.items())}
+    server = Server(art, tmp_path / "serve", env).start()
+    try:
+        for _ in range(3):
+            predict(server, records(4)[0])
+        deadline = time.monotonic() + 20  # the log writer appends after the responses
+        while True:
+            status, rep = server.json("GET", "/v1/audit/verify", headers={"X-API-Key": "k-auditor"})
+            if rep.get("entries", 0) >= 12 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert status == 200 and rep["ok"] is True and rep["entries"] == 12
+    finally:
+        server.stop()  # the writer flushes and exits: the log is complete
     copy = tmp_path / "copy"
     copy.mkdir()
     for name in ("predictions.jsonl", "predictions.head.json"):
