@@ -119,7 +119,7 @@ def compile_spec(spec_dir: str, overrides: list[str], out: str | None = None, ch
     record_run(spec.env.registry, plan, out_dir, result)
     blessed = result["blessed"]
     if not quiet:
-        print(f"wrote {out_dir} ({len(list(out_dir.rglob('*')))} files); "
+        print(f"wrote {out_dir} ({sum(p.is_file() for p in out_dir.rglob('*'))} files); "
               f"model {'BLESSED' if blessed else 'NOT BLESSED'}", file=sys.stderr)
     if not blessed:
         failed = [t for t in result["evaluation"]["thresholds"] if not t["passed"]]
