@@ -21,15 +21,6 @@ def _write(stage: Path, rel: str, obj: Any) -> None:
     p.write_text(dumps(obj))
 
 
-def _bound_text(b: dict[str, Any]) -> str:
-    parts = []
-    if b.get("min") is not None:
-        parts.append(f">= {b['min']}")
-    if b.get("max") is not None:
-        parts.append(f"<= {b['max']}")
-    return " and ".join(parts)
-
-
 def _value_text(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.4f}"
 
@@ -162,7 +153,7 @@ def train_and_verify(plan: Plan, spec: S.Spec, stage: Path, progress) -> dict[st
                            "passed": EV.check_bound(res["value"], fb)})
     for t in thresholds:
         t["value_text"] = _value_text(t["value"])
-        t["bound_text"] = _bound_text(t)
+        t["bound_text"] = EV.bound_text(t)
     thresholds.append({"kind": "parity", "name": "ONNX parity with scikit-learn", "value": None,
                        "value_text": "passed" if parity_ev["passed"] else "failed",
                        "bound_text": "within thresholds.parity", "passed": parity_ev["passed"]})

@@ -75,6 +75,16 @@ def check_bound(value: float | None, bound: dict[str, Any]) -> bool:
     return True
 
 
+def bound_text(b: dict[str, Any]) -> str:
+    """'>= 0.7', '<= 0.2' or '>= 0.1 and <= 0.3': a bound as people read it."""
+    parts = []
+    if b.get("min") is not None:
+        parts.append(f">= {b['min']}")
+    if b.get("max") is not None:
+        parts.append(f"<= {b['max']}")
+    return " and ".join(parts)
+
+
 def groups_of(values: np.ndarray, bins: list[float] | None) -> np.ndarray:
     """Group labels for a slice or a sensitive attribute: the value, or its bin '[a, b)'."""
     if bins:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .evaluation import bound_text
+
 ACTION_OF = {"data_quality": "data_quality", "drift": "drift", "prediction_drift": "drift",
              "performance": "performance", "fairness": "fairness"}
 PREDICTION = {"score": "prediction score", "label": "predicted labels", "target": "actual labels"}
@@ -48,12 +50,12 @@ def collect_alerts(job: dict[str, Any], results: list[dict], totals: dict) -> li
         for name, m in r["performance"]["metrics"].items():
             if m["passed"] is False:
                 ref = f"; {m['reference']:.4f} at evaluation" if m.get("reference") is not None else ""
-                add("performance", wid, name, m["value"], bounds(m),
-                    f"{name} {m['value']:.4f} on {labelled} labelled rows (needs {bounds(m)}{ref})")
+                add("performance", wid, name, m["value"], bound_text(m),
+                    f"{name} {m['value']:.4f} on {labelled} labelled rows (needs {bound_text(m)}{ref})")
         for f in r["fairness"]:
             if f["passed"] is False:
-                add("fairness", wid, f["attribute"], f["value"], bounds(f),
-                    f"{f['metric']} across {f['attribute']} {f['value']:.4f} (needs {bounds(f)})", f["metric"])
+                add("fairness", wid, f["attribute"], f["value"], bound_text(f),
+                    f"{f['metric']} across {f['attribute']} {f['value']:.4f} (needs {bound_text(f)})", f["metric"])
     return alerts
 
 
@@ -61,13 +63,6 @@ def bound(t: dict) -> str:
     return f"p >= {t['threshold']}" if t["fires"] == "below" else f"<= {t['threshold']}"
 
 
-def bounds(m: dict) -> str:
-    parts = []
-    if m.get("min") is not None:
-        parts.append(f">= {m['min']}")
-    if m.get("max") is not None:
-        parts.append(f"<= {m['max']}")
-    return " and ".join(parts)
 
 
 def drift_message(what: str, t: dict) -> str:

@@ -99,18 +99,11 @@ def read_chunks(path: Path, wanted: list[str], rows: int = CHUNK_ROWS) -> Iterat
                 yield Chunk(b.num_rows, {c: b.column(c) for c in have})
     else:
         buf: list[dict] = []
-        with path.open("rb") as fh:
-            for ln, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    raise MonitorInputError(f"{path}:{ln}: not a JSON object per line") from None
-                buf.append(rec if isinstance(rec, dict) else {})
-                if len(buf) >= rows:
-                    yield _records_chunk(buf, wanted)
-                    buf = []
+        for _, rec in _json_lines(path):
+            buf.append(rec if isinstance(rec, dict) else {})
+            if len(buf) >= rows:
+                yield _records_chunk(buf, wanted)
+                buf = []
         if buf:
             yield _records_chunk(buf, wanted)
 
@@ -256,23 +249,30 @@ def load_labels(path: Path, key_columns: list[str], target: str) -> tuple[str, d
 def _labels_jsonl(path: Path, key_columns: list[str], target: str):
     table: dict[str, Any] = {}
     key = label_col = None
+    for ln, r in _json_lines(path):
+        if not isinstance(r, dict):
+            r = {}
+        if key is None:
+            key = next((k for k in key_columns if k in r), None)
+            label_col = target if target in r else ("label" if "label" in r else None)
+            if key is None or label_col is None:
+                raise MonitorInputError(f"{path}:{ln}: a label needs a key ({' or '.join(key_columns)}) and "
+                                        f"'{target}' (or 'label'). Got keys {', '.join(sorted(r))} instead.")
+        if r.get(key) is not None:
+            table[str(r[key])] = r.get(label_col)
+    return key, label_col, table
+
+
+def _json_lines(path: Path):
+    """(line number, parsed value) of each non-blank line of a JSON-lines file."""
     with path.open("rb") as fh:
         for ln, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
-                r = json.loads(line)
+                yield ln, json.loads(line)
             except ValueError:
                 raise MonitorInputError(f"{path}:{ln}: not a JSON object per line") from None
-            if key is None:
-                key = next((k for k in key_columns if k in r), None)
-                label_col = target if target in r else ("label" if "label" in r else None)
-                if key is None or label_col is None:
-                    raise MonitorInputError(f"{path}:{ln}: a label needs a key ({' or '.join(key_columns)}) and "
-                                            f"'{target}' (or 'label'). Got keys {', '.join(sorted(r))} instead.")
-            if r.get(key) is not None:
-                table[str(r[key])] = r.get(label_col)
-    return key, label_col, table
 
 
 def _as_list(a: Any) -> list:
