@@ -56,7 +56,7 @@ def run(url: str, bodies: list[bytes], connections: int, seconds: float, timeout
         script.write_text(LUA)
         data = Path(tmp) / "bodies.jsonl"
         data.write_bytes(b"\n".join(b.replace(b"\n", b" ") for b in bodies) + b"\n")
-        cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", f"--timeout", f"{timeout_s:g}s",
+        cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", f"{timeout_s:g}s",
                "-s", str(script), url, "--", str(data)]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()

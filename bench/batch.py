@@ -16,7 +16,8 @@ of them alike; the tables show medians:
   same size and with the same single intra-op thread as `aiops score`, and with
   onnxruntime's default threads in one call;
 - single-record latency in process: `Predictor.predict_records` and the server's fast path
-  (`RowAcceptor` + `small_feed` + `run_feed`) against raw `session.run` of one prepared row;
+  (`FeatureRows.rows` + `feed` + `Predictor.run` + `lists`) against raw `session.run` of one
+  prepared row;
 - peak RSS of `aiops score` (a fresh process) on inputs of 1, 5 and 20 times its chunk size.
 
 Floors (issue): faster than scikit-learn; at least 0.5x raw onnxruntime. Results go to
@@ -131,7 +132,7 @@ def _cli_end_to_end(art: Path, inp: Path, out: Path) -> dict:
 def latency(name: str, art: Path, n: int, log) -> dict:
     """Single-record latency in process, microseconds."""
     from runtime.features import derive
-    from runtime.http_rows import RowAcceptor, small_feed
+    from runtime.http_rows import FeatureRows, RowAcceptor
     from runtime.predictor import Predictor
 
     log(f"{name}: single-record latency ({n} calls each)")
@@ -139,7 +140,7 @@ def latency(name: str, art: Path, n: int, log) -> dict:
     target = json.loads((art / "features.json").read_text())["target"]
     recs = json.loads(json.dumps(table.drop_columns([target]).slice(0, 200).to_pylist()))
     p = Predictor(art)
-    acc = RowAcceptor(p.contract)
+    fr = FeatureRows(RowAcceptor(p.contract), p.steps, p.input_names)
     names = [i.name for i in p.session.get_inputs()]
     feeds = []
     for r in recs:
@@ -148,15 +149,14 @@ def latency(name: str, art: Path, n: int, log) -> dict:
     sess = p.session
 
     def fast(r):
-        cols = acc.accept([r])
-        if cols is None:
-            cols, _ = p.contract.validate_records([r])
-        return p.run_feed(small_feed(p.steps, cols))
+        rows = fr.rows([r])
+        assert rows is not None
+        return p.lists(p.run(fr.feed(rows)), 1)
 
     cases = {
         "raw session.run (prepared one-row feed)": lambda i: sess.run(None, {k: feeds[i][k] for k in names}),
         "Predictor.run_feed (prepared feed)": lambda i: p.run_feed(feeds[i]),
-        "server fast path: RowAcceptor + small_feed + run_feed": lambda i: fast(recs[i]),
+        "server fast path: FeatureRows + run + lists": lambda i: fast(recs[i]),
         "Predictor.predict_records (contract + derive + run)": lambda i: p.predict_records([recs[i]]),
     }
     out = {}

@@ -164,7 +164,7 @@ class Example:
             env["PYTHONPATH"] = f"{BENCH}{os.pathsep}{env['PYTHONPATH']}"
             cmd = [sys.executable, "-m", "uvicorn", "--factory", "_raw_asgi:create_app", "--host", "127.0.0.1",
                    "--port", str(port), "--workers", str(workers), "--http", "httptools", "--loop", "uvloop",
-                   "--no-access-log", "--log-level", "warning", "--no-server-header"]
+                   "--no-access-log", "--log-level", "warning", "--no-server-header", "--no-proxy-headers"]
             return Server(kind, cmd, env, port, "/", "/", logs / f"{self.name}-{tag}.log", cwd=BENCH)
         pipe = fitted_pipeline(self.art)
         frame = _frame(self)

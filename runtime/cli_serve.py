@@ -68,7 +68,7 @@ def _run(args: argparse.Namespace) -> int:
     import uvicorn
 
     common = dict(host=args.host, port=args.port, http="httptools", loop="uvloop", access_log=False,
-                  log_level="info", lifespan="on", server_header=False)
+                  log_level="info", lifespan="on", server_header=False, proxy_headers=False)
     if args.workers == 1:
         uvicorn.run(App(service), **common)
     else:

@@ -3,15 +3,24 @@ PROMETHEUS_MULTIPROC_DIR for --workers > 1).
 
 The prediction distribution is counted per decile of the reference profile's prediction
 score (evidence/profile.json): with no drift each bin receives about a tenth.
+
+The event loop counts in plain Python (`request`, `answered`) and publishes the counts to
+prometheus_client in bulk (`publish`): every `PUBLISH_EVERY` seconds, before every scrape
+this worker answers, and at shutdown. An update in prometheus_client takes a lock, and in
+multiprocess mode writes a shared memory map; per request that cost more than the model.
+So a scrape answered by one worker shows the other workers' counts as of at most
+PUBLISH_EVERY seconds ago. Other threads (job workers) update prometheus_client directly.
 """
 from __future__ import annotations
 
 import os
+from bisect import bisect_left, bisect_right
 from typing import Any
 
 import numpy as np
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+PUBLISH_EVERY = 0.5  # seconds
 
 
 class Metrics:
@@ -47,19 +56,81 @@ class Metrics:
         self._rejected = {s: self.rejected.labels(s) for s in ("http", "explain", "job")}
         self._labels = {c: self.labels.labels(c) for c in classes}
         self._bins = [self.bins.labels(b) for b in self.bin_names]
+        self._labels_by_index = [self._labels[c] for c in classes]
+        self._edge_list = [float(e) for e in self.edges]
+        # the event loop's counts since the last publish()
+        self._req_counts: dict[tuple[str, str, int], int] = {}
+        self._lat_counts: dict[str, list[float]] = {}
+        self._scored_counts: dict[str, int] = {}
+        self._label_counts = [0] * len(classes)
+        self._bin_counts = [0] * len(self._bins)
 
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one answered request (event loop only)."""
         key = (route, method, status)
-        child = self._req_children.get(key)
-        if child is None:
-            child = self._req_children[key] = self.requests.labels(route, method, str(status))
-        child.inc()
-        lat = self._lat_children.get(route)
+        c = self._req_counts.get(key)
+        if c is None:
+            self._req_counts[key] = 1
+        else:
+            self._req_counts[key] = c + 1
+        lat = self._lat_counts.get(route)
         if lat is None:
-            lat = self._lat_children[route] = self.latency.labels(route)
-        lat.observe(seconds)
+            lat = self._lat_counts[route] = [0] * (len(LATENCY_BUCKETS) + 2)  # buckets, +Inf, sum
+        lat[bisect_left(LATENCY_BUCKETS, seconds)] += 1  # the first bucket with seconds <= bound
+        lat[-1] += seconds
+
+    def answered(self, source: str, labels: list[int] | None, vals: list[Any]) -> None:
+        """Count predictions given as `Predictor.lists` gives them (event loop only): label
+        indices (None for a regressor) and probability rows or values. The binned score is
+        the positive class's probability, the top probability, or the value."""
+        self._scored_counts[source] = self._scored_counts.get(source, 0) + len(vals)
+        if labels is None:
+            scores = vals
+        else:
+            lc = self._label_counts
+            for i in labels:
+                lc[i] += 1
+            pos = self.pos_index
+            scores = [r[pos] for r in vals] if pos is not None else [max(r) for r in vals]
+        if self._edge_list:
+            bc, edges = self._bin_counts, self._edge_list
+            for x in scores:
+                bc[bisect_right(edges, x)] += 1  # np.searchsorted(side="right"); NaN goes last, as there
+
+    def publish(self) -> None:
+        """Hand the event loop's counts to prometheus_client (event loop only)."""
+        if self._req_counts:
+            counts, self._req_counts = self._req_counts, {}
+            for (route, method, status), n in counts.items():
+                child = self._req_children.get((route, method, status))
+                if child is None:
+                    child = self._req_children[(route, method, status)] = self.requests.labels(route, method,
+                                                                                               str(status))
+                child.inc(n)
+        if self._lat_counts:
+            counts, self._lat_counts = self._lat_counts, {}
+            for route, lat in counts.items():
+                child = self._lat_children.get(route)
+                if child is None:
+                    child = self._lat_children[route] = self.latency.labels(route)
+                # Histogram.observe(x) adds x to _sum and 1 to the first bucket >= x; in bulk:
+                for b, n in zip(child._buckets, lat[:-1]):
+                    if n:
+                        b.inc(n)
+                child._sum.inc(lat[-1])
+        if self._scored_counts:
+            counts, self._scored_counts = self._scored_counts, {}
+            for source, n in counts.items():
+                self._scored[source].inc(n)
+        for counts, children in ((self._label_counts, self._labels_by_index), (self._bin_counts, self._bins)):
+            for i, n in enumerate(counts):
+                if n:
+                    children[i].inc(n)
+                    counts[i] = 0
 
     def predictions(self, source: str, out: dict[str, np.ndarray]) -> None:
+        """Count predictions given as the predictor's arrays, straight into prometheus_client
+        (thread-safe: the job workers call this)."""
         if "value" in out:
             score = out["value"]
             self._scored[source].inc(len(score))
@@ -88,7 +159,10 @@ class Metrics:
             self._rejected[source].inc(n)
 
     def render(self) -> tuple[bytes, str]:
+        """The exposition text (event loop only: this worker's counts are published first)."""
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        self.publish()
 
         if self.multiprocess:
             from prometheus_client import CollectorRegistry

@@ -1,27 +1,31 @@
-"""The serving fast path: accept clean records row by row, without numpy per column.
+"""The serving fast path: records to the ONNX feed in plain Python, without numpy per column.
 
 `Contract.validate_records` is the authority on what is valid and on every error message.
 For a request of a few records its per-column numpy work costs far more than the model, so
-the server first asks `RowAcceptor.accept`: it returns the same clean columns as the
-contract when every record is plainly valid (native JSON types that pass every check), and
-None as soon as anything is unusual; the server then asks the contract, which gives the
-verdict and the per-record errors. So the fast path can only make a valid request faster,
-never change a verdict; tests hold `accept` to the contract's columns on generated records.
+the server first asks `FeatureRows.rows`: per record, `RowAcceptor`'s checks give the same
+clean values as the contract when the record is plainly valid (native JSON types that pass
+every check), and None as soon as anything is unusual; the server then asks the contract,
+which gives the verdict and the per-record errors. So the fast path can only make a valid
+request faster, never change a verdict. `RowAcceptor.accept` does the same for many records
+at once, as numpy columns (large requests, jobs).
 
-`small_feed` builds the ONNX feed of a few rows the same way: plain casts, clips and string
-features skip numpy's per-step machinery; every other step is `features.derive_one` itself.
-Tests hold its feed to `features.derive` byte for byte.
+`scalar_step` is `features.derive_one` for one value, in Python: the same operations in
+the same double arithmetic (numpy's log1p, numpy's clip semantics), then the same cast to
+float32. Tests hold `FeatureRows`' feed to `features.derive` bit for bit, on every
+transform, on edge values and on generated records.
 """
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
+from datetime import date
 from typing import Any, Callable
 
 import numpy as np
 
 from .contract import MISSING_CATEGORY, ColumnRule, Contract, is_utf8
 from .dates import parse_one
-from .features import STRING_TRANSFORMS, FeatureStep, derive_one
+from .features import STRING_TRANSFORMS, FeatureStep
 
 _DEFER = object()  # "ask the contract"
 _NULL = object()
@@ -124,100 +128,172 @@ class RowAcceptor:
             self._cols.append((c.name, chk, c.required, c.nullable, np.nan if numeric else None, numeric))
         self._known = frozenset(self.names) | ({self.target} if self.target else frozenset())
 
+    def values(self, r: Any) -> list[Any] | None:
+        """A record's clean values in contract column order (floats holding finite values or
+        NaN, str or None), or None as soon as anything is unusual (ask the contract)."""
+        if type(r) is not dict or not self._known.issuperset(r):
+            return None
+        vals = []
+        append = vals.append
+        for name, check, required, nullable, null, _numeric in self._cols:
+            if name in r:
+                v = check(r[name])
+                if v is _DEFER:
+                    return None
+                if v is _NULL:
+                    if not nullable:
+                        return None
+                    v = null
+            elif required:
+                return None
+            else:
+                v = null
+            append(v)
+        return vals
+
     def accept(self, records: list[Any]) -> dict[str, np.ndarray] | None:
         """The contract's clean columns if every record is plainly valid, else None."""
-        known = self._known
+        rows = []
         for r in records:
-            if type(r) is not dict or not known.issuperset(r):
+            vals = self.values(r)
+            if vals is None:
                 return None
+            rows.append(vals)
         out: dict[str, np.ndarray] = {}
-        for name, check, required, nullable, null, numeric in self._cols:
-            vals = []
-            append = vals.append
-            for r in records:
-                if name in r:
-                    v = check(r[name])
-                    if v is _DEFER:
-                        return None
-                    if v is _NULL:
-                        if not nullable:
-                            return None
-                        v = null
-                elif required:
-                    return None
-                else:
-                    v = null
-                append(v)
+        for (name, *_rest, numeric), col in zip(self._cols, zip(*rows) if rows else [()] * len(self._cols)):
             if numeric:
-                out[name] = np.array(vals, dtype=np.float64)
+                out[name] = np.array(col, dtype=np.float64)
             else:
-                arr = np.empty(len(vals), dtype=object)
-                arr[:] = vals
+                arr = np.empty(len(col), dtype=object)
+                arr[:] = col
                 out[name] = arr
         return out
 
 
 _CASTS = ("passthrough", "impute", "scale")
+_NAN = math.nan
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
-def small_feed(steps: list[FeatureStep], cols: dict[str, np.ndarray], copies: int = 1) -> dict[str, np.ndarray]:
-    """`features.derive` for a few clean rows, as the contract leaves them: numeric columns
-    are float64 holding finite values or NaN, text columns are objects holding str or None.
-    Plain casts, clips, logs and string features are built directly; every other step, and
-    any column that is not as described, goes through `features.derive_one`.
-
-    copies=2 repeats the rows (for one record: `Predictor.run_feed` scores a single row as
-    two, so that it gets the same bits as inside a batch; giving it two saves the copy)."""
-    n = len(next(iter(cols.values()))) if cols else 0
-    return _one_row(steps, cols, copies) if n == 1 else _many(steps, cols, copies)
+def _finite(y: float) -> float:
+    return y if y - y == 0.0 else _NAN  # inf - inf and nan - nan are nan
 
 
-def _many(steps: list[FeatureStep], cols: dict[str, np.ndarray], copies: int) -> dict[str, np.ndarray]:
-    feed = {}
-    for s in steps:
-        src = cols[s.source]
-        t = s.transform
-        y = None
-        if src.dtype == np.float64:
-            if t in _CASTS:
-                y = src.astype(np.float32)
-            elif t == "clip":
-                lo = -np.inf if s.clip_min is None else s.clip_min
-                hi = np.inf if s.clip_max is None else s.clip_max
-                y = np.clip(src, lo, hi).astype(np.float32)
-            elif t == "log" and bool((src > -1.0).all()):  # log1p of a finite x > -1 is finite
-                y = np.log1p(src).astype(np.float32)
-        elif t in STRING_TRANSFORMS and src.dtype == object:
-            vals = [MISSING_CATEGORY if v is None else v for v in src.tolist()]
-            if all(type(v) is str for v in vals):
-                y = np.empty(len(vals), dtype=object)
-                y[:] = vals
-        if y is None:
-            y = derive_one(s, cols).reshape(-1)
-        feed[s.name] = (np.tile(y, copies) if copies > 1 else y).reshape(-1, 1)
-    return feed
+def scalar_step(s: FeatureStep, at: dict[str, int]) -> Callable[[list[Any]], Any]:
+    """`features.derive_one` for one row, on Python values: a function of the row's clean
+    values (in contract column order: floats holding finite values or NaN, str or None)
+    giving the feature value before the cast to float32, with the same bits as derive."""
+    i = at[s.source]
+    t = s.transform
+    if t in STRING_TRANSFORMS:
+        return lambda v: MISSING_CATEGORY if v[i] is None else v[i]
+    if t in _CASTS or (t == "bucketize" and s.edges is None):
+        return lambda v: v[i]
+    if t == "clip":  # np.clip: a value equal to a bound is kept (-0.0 stays -0.0); NaN stays NaN
+        lo = -math.inf if s.clip_min is None else float(s.clip_min)
+        hi = math.inf if s.clip_max is None else float(s.clip_max)
+
+        def clip(v: list[Any]) -> float:
+            x = v[i]
+            if x == x:
+                if not x >= lo:
+                    x = lo
+                if not x <= hi:
+                    x = hi
+            return x
+        return clip
+    if t == "log":  # numpy's log1p, not math's: they differ in the last bit
+        log1p = np.log1p
+        return lambda v: float(log1p(v[i])) if v[i] > -1.0 else _NAN
+    if t in ("ratio", "difference", "days_between"):
+        j = at[s.other] if s.other else None
+        ref = float(s.reference_days) if s.reference_days is not None else _NAN
+        if t == "ratio":  # IEEE double arithmetic, as numpy's
+            return lambda v: _finite(v[i] / v[j]) if v[j] != 0 else _NAN
+        if j is None:
+            return lambda v: _finite(v[i] - ref)
+        return lambda v: _finite(v[i] - v[j])
+    if t == "date_part":
+        return _date_part(i, s.part or "")
+    if t == "bucketize":
+        edges = [float(e) for e in s.edges]
+        top = len(edges) - 2
+
+        def bucket(v: list[Any]) -> float:
+            x = v[i]
+            if x != x:
+                return _NAN
+            return float(min(max(bisect_right(edges, x) - 1, 0), top))
+        return bucket
+    raise ValueError(f"unknown transform {t!r}")
 
 
-def _one_row(steps: list[FeatureStep], cols: dict[str, np.ndarray], copies: int) -> dict[str, np.ndarray]:
-    feed = {}
-    for s in steps:
-        src = cols[s.source]
-        t = s.transform
-        if t in STRING_TRANSFORMS and src.dtype == object:
-            v = src[0]
-            if v is None:
-                v = MISSING_CATEGORY
-            if type(v) is str:
-                feed[s.name] = np.array([[v]] * copies, dtype=object)
-                continue
-        elif t in _CASTS and src.dtype == np.float64:
-            feed[s.name] = np.array([[src[0]]] * copies, dtype=np.float32)  # the C double -> float cast
-            continue
-        elif t in ("ratio", "difference") and src.dtype == np.float64 and cols[s.other].dtype == np.float64:
-            x, o = float(src[0]), float(cols[s.other][0])  # IEEE double arithmetic, as numpy's
-            y = (x / o if o != 0 else math.nan) if t == "ratio" else x - o
-            feed[s.name] = np.array([[y if math.isfinite(y) else math.nan]] * copies, dtype=np.float32)
-            continue
-        y = _many([s], cols, 1)[s.name] if t in ("clip", "log") else derive_one(s, cols)
-        feed[s.name] = np.repeat(y, copies, axis=0) if copies > 1 else y
-    return feed
+def _date_part(i: int, part: str) -> Callable[[list[Any]], float]:
+    if part == "day_of_week":  # Monday = 0, as in Python
+        return lambda v: _NAN if v[i] != v[i] else float((int(v[i]) + 3) % 7)
+    get = {"year": lambda d: d.year, "month": lambda d: d.month, "quarter": lambda d: (d.month - 1) // 3 + 1,
+           "day": lambda d: d.day, "day_of_year": lambda d: d.timetuple().tm_yday}.get(part)
+    if get is None:
+        raise ValueError(f"unknown date part {part!r}")
+    return lambda v: _NAN if v[i] != v[i] else float(get(date.fromordinal(_EPOCH_ORDINAL + int(v[i]))))
+
+
+class FeatureRows:
+    """Records to feature rows and feature rows to the ONNX feed, for requests of a few
+    records: plain Python per value, then one numpy call per input type.
+
+    A feature row is a pair (float features, string features) in the model's input order.
+    `rows(records)` gives one per record, or None as soon as a record is not plainly valid
+    (`RowAcceptor` decides, the contract then gives the verdict and the errors). `feed(rows)`
+    builds the feed; a single row is written twice into buffers kept for the purpose (see
+    `Predictor.run_feed` on why two), so a one-record request allocates no input arrays. The
+    buffers make `feed` usable from one thread only: the server's event loop.
+    Tests hold every feed to `features.derive` of the contract's columns, bit for bit."""
+
+    def __init__(self, acceptor: RowAcceptor, steps: list[FeatureStep], input_names: list[str]):
+        self.acceptor = acceptor
+        at = {name: k for k, (name, *_rest) in enumerate(acceptor._cols)}
+        by_name = {s.name: s for s in steps}
+        order = [by_name[n] for n in input_names]
+        self.float_names = [s.name for s in order if s.onnx_type == "float"]
+        self.string_names = [s.name for s in order if s.onnx_type == "string"]
+        self._float_fns = [scalar_step(s, at) for s in order if s.onnx_type == "float"]
+        self._string_fns = [scalar_step(s, at) for s in order if s.onnx_type == "string"]
+        self._fbuf = np.zeros((len(self.float_names), 2, 1), dtype=np.float32)
+        self._sbuf = np.full((len(self.string_names), 2, 1), MISSING_CATEGORY, dtype=object)
+        self._one = {**{n: self._fbuf[k] for k, n in enumerate(self.float_names)},
+                     **{n: self._sbuf[k] for k, n in enumerate(self.string_names)}}
+
+    def row(self, vals: list[Any]) -> tuple[list[float], list[str]]:
+        return [f(vals) for f in self._float_fns], [f(vals) for f in self._string_fns]
+
+    def rows(self, records: list[Any]) -> list[tuple[list[float], list[str]]] | None:
+        out = []
+        for r in records:
+            vals = self.acceptor.values(r)
+            if vals is None:
+                return None
+            out.append(self.row(vals))
+        return out
+
+    def feed(self, rows: list[tuple[list[float], list[str]]]) -> dict[str, np.ndarray]:
+        """The ONNX feed of these rows; one row comes back as two identical rows."""
+        if len(rows) == 1:
+            f, s = rows[0]
+            if f:
+                self._fbuf[:, 0, 0] = f  # the C double -> float cast, as astype(np.float32)
+                self._fbuf[:, 1, 0] = f
+            if s:
+                self._sbuf[:, 0, 0] = s
+                self._sbuf[:, 1, 0] = s
+            return self._one
+        n = len(rows)
+        feed = {}
+        if self.float_names:
+            fs = np.array([r[0] for r in rows], dtype=np.float32).T.copy()  # one contiguous row per input
+            feed.update((name, fs[k].reshape(n, 1)) for k, name in enumerate(self.float_names))
+        if self.string_names:
+            ss = np.empty((len(self.string_names), n), dtype=object)
+            ss.T[:] = [r[1] for r in rows]
+            feed.update((name, ss[k].reshape(n, 1)) for k, name in enumerate(self.string_names))
+        return feed

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import secrets
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -162,12 +163,10 @@ class Masker:
 
     def mask_record(self, rec: Mapping[str, Any], columns: tuple[str, ...]) -> dict[str, Any]:
         """The contract columns of one record, PII masked (absent columns are left out)."""
-        methods = self.methods
-        out = {}
-        for c in columns:
-            if c in rec:
-                v = rec[c]
-                out[c] = self.mask(c, v) if c in methods else v
+        out = {c: rec[c] for c in columns if c in rec}
+        for c in self.methods:
+            if c in out:
+                out[c] = self.mask(c, out[c])
         return out
 
 
@@ -229,15 +228,31 @@ class Cipher:
     """AES-256-GCM. A sealed blob is 12 bytes of nonce + ciphertext + tag; the associated
     data (e.g. the prediction id) binds a blob to its place."""
 
+    NONCES_PER_DRAW = 4096
+
     def __init__(self, key: bytes):
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         self.key = key  # handed to the prediction log's writer process over a pipe
         self._aead = AESGCM(key)
         self.key_id = hashlib.sha256(b"aiops-key-id" + key).hexdigest()[:12]
+        self._lock = threading.Lock()
+        self._nonces = b""
+        self._at = 0
+
+    def _nonce(self) -> bytes:
+        """A fresh random 96-bit nonce. The OS's random bytes are drawn 4096 nonces at a time
+        (one getrandom call costs as much as the encryption); the lock keeps threads from
+        ever taking the same one."""
+        with self._lock:
+            at = self._at
+            if at >= len(self._nonces):
+                self._nonces, at = os.urandom(12 * self.NONCES_PER_DRAW), 0
+            self._at = at + 12
+            return self._nonces[at:at + 12]
 
     def seal(self, data: bytes, aad: bytes = b"") -> bytes:
-        nonce = os.urandom(12)
+        nonce = self._nonce()
         return nonce + self._aead.encrypt(nonce, data, aad or None)
 
     def open(self, blob: bytes, aad: bytes = b"") -> bytes:

@@ -41,6 +41,11 @@ class Predictor:
         self.session = ort.InferenceSession(str(d / "model.onnx"), sess_options=so, providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
+        # the C++ session's run, as InferenceSession.run calls it after checking the feed's
+        # names in Python: our feeds always hold exactly the model's inputs
+        sess = getattr(self.session, "_sess", None)
+        self.run = (lambda feed: sess.run(self.output_names, feed, None)) if hasattr(sess, "run") \
+            else (lambda feed: self.session.run(self.output_names, feed))
         self.is_classifier = self.meta.task != "regression"
         self.pos_index = self.meta.classes.index(self.meta.positive_class) if (
             self.meta.positive_class is not None and self.meta.positive_class in self.meta.classes) else None
@@ -52,7 +57,7 @@ class Predictor:
             # differs in the last bit for linear models; two copies of the row give the same
             # bits as the row scored inside any larger batch (HTTP and batch paths agree).
             feed = {k: np.concatenate([feed[k], feed[k]]) for k in self.input_names}
-        outs = self.session.run(None, {k: feed[k] for k in self.input_names})
+        outs = self.run({k: feed[k] for k in self.input_names})
         if n == 1:
             outs = [o[:1] for o in outs]
         if not self.is_classifier:
@@ -64,6 +69,19 @@ class Predictor:
             label_idx = proba.argmax(axis=1)
         labels = np.asarray(self.meta.classes, dtype=object)[label_idx]
         return {"label": labels, "probabilities": proba}
+
+    def lists(self, outs: list[np.ndarray], n: int) -> tuple[list[int] | None, list[Any]]:
+        """The first n rows of `run`'s outputs as Python lists, with `run_feed`'s values:
+        (label indices, probability rows) for a classifier, (None, values) for a regressor."""
+        if not self.is_classifier:
+            return None, outs[0][:n].reshape(-1).tolist()
+        proba = outs[1][:n]
+        rows = proba.tolist()  # float32 -> the same doubles as np.asarray(..., np.float64)
+        pos = self.pos_index
+        if pos is not None and len(self.meta.classes) == 2:
+            neg, thr = 1 - pos, self.meta.threshold
+            return [pos if r[pos] >= thr else neg for r in rows], rows
+        return proba.argmax(axis=1).tolist(), rows
 
     def predict_columns(self, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Predictions for validated contract columns (all rows valid)."""

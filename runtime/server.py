@@ -22,11 +22,13 @@ from urllib.parse import parse_qs
 import numpy as np
 
 from .artefacts import verify
+from .features import derive
+from .http_answers import Answers
 from .http_batch import Batcher
 from .http_explain import Explainer, is_linear
-from .http_metrics import Metrics
+from .http_metrics import PUBLISH_EVERY, Metrics
 from .http_openapi import document
-from .http_rows import RowAcceptor, small_feed
+from .http_rows import FeatureRows, RowAcceptor
 from .jobs import JOB_ID, IdSource, JobInputError, JobRunner, JobStore, describe, parse_job_body
 from .policy import Masker, PolicyError, load_access, load_cipher, load_salt
 from .predictor import Predictor
@@ -37,6 +39,7 @@ ENV_LOG_DIR = "AIOPS_SERVE_LOG_DIR"
 ENV_JOB_THREADS = "AIOPS_JOB_THREADS"
 JOB_MAX_BYTES = 64 * 1024 * 1024
 MAX_ERRORS_PER_RECORD = 50
+SMALL_REQUEST = 16  # records: up to this many, a request of plainly valid records goes as feature rows
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -91,8 +94,10 @@ class Service:
                 methods[c.name] = c.masking if c.masking not in (None, "none") else "redact"
         self.masker = Masker(methods, salt)
         self.acceptor = RowAcceptor(contract)
+        self.rows = FeatureRows(self.acceptor, p.steps, p.input_names)
         self.classes = list(p.meta.classes)
         self.model = {"name": art.name, "version": art.version, "manifest_sha256": art.manifest_sha256}
+        self.answers = Answers(self.model, self.classes, p.is_classifier)
         self.log = PredictionLog(self.log_dir, self.masker, self.acceptor.names,
                                  {"name": art.name, "version": art.version}, art.manifest_sha256,
                                  p.meta.classes, self.cipher)
@@ -190,8 +195,9 @@ class App:
 
     def __init__(self, service: Service):
         self.s = service
-        self.batcher = Batcher(service.predictor)
+        self.batcher = Batcher(service.predictor, service.rows)
         self.started = False
+        self._publisher: asyncio.TimerHandle | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -209,8 +215,12 @@ class App:
                 except (OSError, PolicyError) as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                self._publish()
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
+                if self._publisher is not None:
+                    self._publisher.cancel()
+                self.s.metrics.publish()
                 self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -226,6 +236,12 @@ class App:
             # the log writer and job threads share the GIL with the event loop: hand it back
             # within 0.5 ms (default 5 ms) so that they cannot stall a response for long
             sys.setswitchinterval(0.0005)
+
+    def _publish(self) -> None:
+        """Hand the event loop's metric counts to prometheus_client, now and every
+        PUBLISH_EVERY seconds (runtime/http_metrics.py)."""
+        self.s.metrics.publish()
+        self._publisher = asyncio.get_running_loop().call_later(PUBLISH_EVERY, self._publish)
 
     def shutdown(self) -> None:
         if self.started:
@@ -253,6 +269,7 @@ class App:
             headers = scope["headers"]
             if permission is not None and self.s.access.keys:
                 self._authorize(headers, permission)
+            scope["aiops.t0"] = t0
             status = await getattr(self, "_" + handler)(scope, receive, send, headers, *args)
         except _Reject as r:
             status = r.status
@@ -321,18 +338,22 @@ class App:
         if n > s.max_records:
             raise _Reject(413, "too_many_records", f"at most {s.max_records} records per request; send more "
                           "through POST /v1/jobs")
-        out = await self.batcher.score(self._validate(records, "http"), n)
-        ids = s.ids.take(n)
-        body = _encode({"model": s.model, "predictions": self._predictions(ids, out)}).encode()
+        item = s.rows.rows(records) if n <= SMALL_REQUEST else None
+        if item is None:
+            item = self._validate(records, "http", fast=n > SMALL_REQUEST)
+        res = self.batcher.score(item, n, scope["aiops.t0"])
+        labels, vals = res if type(res) is tuple else await res
+        body = s.answers.body(s.ids.take(n), labels, vals)
         await _respond(send, 200, body)
         s.log.submit_http("predict", time.time(), raw, body)  # the writer process reads both
-        s.metrics.predictions("http", out)
+        s.metrics.answered("http", labels, vals)
         return 200
 
-    def _validate(self, records: list[Any], source: str) -> dict[str, np.ndarray]:
-        """Clean columns, or 422 with every error of every record."""
+    def _validate(self, records: list[Any], source: str, fast: bool = True) -> dict[str, np.ndarray]:
+        """Clean columns, or 422 with every error of every record. fast: try the row
+        acceptor first (it gives up on anything unusual; the contract then decides)."""
         s = self.s
-        cols = s.acceptor.accept(records)
+        cols = s.acceptor.accept(records) if fast else None
         if cols is not None:
             return cols
         cols, errors = s.predictor.contract.validate_records(records)
@@ -345,13 +366,6 @@ class App:
                                        for i, errs in sorted(by_row.items())]})
         return cols
 
-    def _predictions(self, ids: list[str], out: dict[str, np.ndarray]) -> list[dict[str, Any]]:
-        if "value" in out:
-            return [{"prediction_id": i, "value": v if v == v else None} for i, v in zip(ids, out["value"].tolist())]
-        classes = self.s.classes
-        return [{"prediction_id": i, "label": lab, "probabilities": dict(zip(classes, p))}
-                for i, lab, p in zip(ids, out["label"].tolist(), out["probabilities"].tolist())]
-
     async def _explain(self, scope, receive, send, headers) -> int:
         s = self.s
         obj, raw = await self._read_json(receive, headers, s.max_body)
@@ -361,13 +375,13 @@ class App:
             record = obj["records"][0]
         else:
             raise _Reject(422, "bad_request", 'expected a JSON object {"record": {...}} (one record)')
-        cols = self._validate([record], "explain")
-        feed = small_feed(s.predictor.steps, cols)
+        feed = derive(s.predictor.steps, self._validate([record], "explain"))
         out = s.predictor.run_feed(feed)
-        ids = s.ids.take(1)
         explanation = s.explainer.explain(feed, out)
-        body = _encode({"model": s.model, "prediction": self._predictions(ids, out)[0],
-                        "explanation": explanation}).encode()
+        labels, vals = s.answers.lists(out)
+        prediction = s.answers.predictions(s.ids.take(1), labels, vals)[0]
+        body = ('{"model":' + _encode(s.model) + ',"prediction":' + prediction + ',"explanation":' +
+                _encode(explanation) + "}").encode()
         await _respond(send, 200, body)
         s.log.submit_http("explain", time.time(), raw, body)
         s.metrics.predictions("explain", out)

@@ -139,6 +139,36 @@ def test_keys_parse_from_hex_and_base64_and_seal_round_trips():
         c.open(blob, b"id-2")
 
 
+def test_nonces_are_never_reused_across_threads_and_draws():
+    """Nonces come from OS randomness drawn 4096 at a time; eight threads sealing at once
+    across several draws never get the same one (a repeated AES-GCM nonce leaks the key stream)."""
+    c = Cipher(bytes(range(32)))
+    blobs: list[list[bytes]] = [[] for _ in range(8)]
+
+    def seal(k: int) -> None:
+        for i in range(1500):
+            blobs[k].append(c.seal(b"%d-%d" % (k, i), b"aad"))
+
+    threads = [threading.Thread(target=seal, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    nonces = [b[:12] for per in blobs for b in per]
+    assert len(nonces) == 12000 > 2 * Cipher.NONCES_PER_DRAW and len(set(nonces)) == len(nonces)
+    assert all(c.open(b, b"aad") == b"%d-%d" % (k, i) for k, per in enumerate(blobs) for i, b in enumerate(per))
+
+
+def test_log_timestamps_are_iso_ts_to_the_microsecond():
+    from runtime.predlog import Clock, iso_ts
+
+    clock = Clock()
+    t = 1764088888.0
+    for step in [0.0, 1e-7, 3e-7, 4.999995e-7, 0.4999995, 0.9999996, 1.0, 86399.5, 1e-6] * 300:
+        t += step
+        assert clock.text(t) == iso_ts(t), t
+
+
 # ---------------------------------------------------------------- prediction log
 def _log(tmp_path: Path, cipher: Cipher | None = None) -> PredictionLog:
     log = PredictionLog(tmp_path, Masker({"pii": "hash"}, b"s"), ("a", "pii"), {"name": "m", "version": "1"},

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from runtime.http_metrics import PUBLISH_EVERY
 from tests._build import ROOT, build
 
 DATA_KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
@@ -463,6 +464,50 @@ def test_metadata_openapi_and_metrics(server: Server):
     assert 'aiops_predictions_total{label="good"}' in m and 'aiops_prediction_score_bin_total{bin="1"}' in m
 
 
+def test_metrics_count_every_request_and_prediction(server: Server):
+    """The event loop counts in Python and publishes before a scrape: the counts are exact."""
+    def scrape() -> dict[str, float]:
+        status, _, text = server.request("GET", "/metrics", headers=ADMIN)
+        assert status == 200
+        return _metric_values(text)
+
+    recs = records(30)[0]
+    before = scrape()
+    labels: list[str] = []
+    for i in range(12):
+        status, body = predict(server, recs[i: i + 1 + i % 4])
+        assert status == 200
+        labels += [p["label"] for p in body["predictions"]]
+    assert predict(server, [{"nope": 1}])[0] == 422
+    after = scrape()
+
+    def delta(key: str) -> float:
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    ok = 'aiops_http_requests_total{method="POST",route="/v1/predict",status="200"}'
+    assert delta(ok) == 12
+    assert delta('aiops_http_requests_total{method="POST",route="/v1/predict",status="422"}') == 1
+    assert delta('aiops_http_request_duration_seconds_count{route="/v1/predict"}') == 13
+    assert delta('aiops_records_scored_total{source="http"}') == len(labels) == sum(1 + i % 4 for i in range(12))
+    assert delta('aiops_records_rejected_total{source="http"}') == 1
+    for c in ("bad", "good"):
+        assert delta(f'aiops_predictions_total{{label="{c}"}}') == labels.count(c)
+    assert sum(delta(f'aiops_prediction_score_bin_total{{bin="{b}"}}') for b in range(1, 11)) == len(labels)
+    cumulative = [after[k] for k in after if k.startswith('aiops_http_request_duration_seconds_bucket{') and
+                  'route="/v1/predict"' in k]
+    assert cumulative == sorted(cumulative)  # buckets are cumulative, +Inf last
+
+
+def _metric_values(text: bytes) -> dict[str, float]:
+    """Prometheus exposition text as {'name{labels}': value}."""
+    out = {}
+    for line in text.decode().splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            out[key] = float(value)
+    return out
+
+
 def test_serving_path_imports_neither_sklearn_nor_pandas(art: Path, tmp_path: Path):
     code = ("import sys, asyncio\n"
             "from runtime.server import App, Service\n"
@@ -663,11 +708,12 @@ def test_open_mode_with_two_workers(art: Path, tmp_path: Path):
             assert status == 200, body
         status, body = s.json("POST", "/v1/explain", {"record": recs[0]})
         assert status == 200
+        time.sleep(PUBLISH_EVERY + 0.5)  # each worker publishes its counts every PUBLISH_EVERY seconds
         status, _, text = s.request("GET", "/metrics")
         assert status == 200
-        line = next(ln for ln in text.decode().splitlines()
-                    if ln.startswith('aiops_http_requests_total{method="POST",route="/v1/predict",status="200"}'))
-        assert float(line.split()[-1]) == 40.0  # summed over both workers
+        m = _metric_values(text)
+        assert m['aiops_http_requests_total{method="POST",route="/v1/predict",status="200"}'] == 40.0  # both workers
+        assert m['aiops_records_scored_total{source="http"}'] == sum(1 + i % 3 for i in range(40))
     finally:
         s.stop()
     from runtime.predlog import verify_chain
@@ -680,3 +726,29 @@ def test_a_tree_model_is_not_called_exact():
     from runtime.http_explain import is_linear
 
     assert not is_linear(ROOT / "generated" / "flight_delays" / "model.onnx")  # read only
+
+
+def test_answers_are_what_json_writes():
+    """The response is written with one format string per model (runtime/http_answers.py):
+    the same bytes as json.dumps, and null where JSON has no number."""
+    from runtime.http_answers import Answers
+
+    model = {"name": "m", "version": "1.0.0", "manifest_sha256": "ab" * 32}
+    classes = ('no "quotes" %s', "sí")
+    a = Answers(model, classes, True)
+    ids = ["a1", "a2", "a3", "a4"]
+    labels = [0, 1, 1, 0]
+    rows = [[0.1, 0.9], [0.30000000000000004, 0.7], [1e-300, 1.0], [float("nan"), 0.5]]
+    enc = json.JSONEncoder(separators=(",", ":")).encode
+    want = {"model": model, "predictions": [
+        {"prediction_id": i, "label": classes[lab], "probabilities": {c: (p if p == p else None)
+                                                                      for c, p in zip(classes, row)}}
+        for i, lab, row in zip(ids, labels, rows)]}
+    assert a.body(ids, labels, rows) == enc(want).encode()
+    assert json.loads(a.body(ids, labels, rows))["predictions"][3]["probabilities"] == {classes[0]: None, "sí": 0.5}
+    r = Answers(model, (), False)
+    vals = [1.5, -0.0, float("inf"), 2e308 * 0]
+    assert r.body(ids, None, vals) == enc({"model": model, "predictions": [
+        {"prediction_id": i, "value": v if v - v == 0 else None} for i, v in zip(ids, vals)]}).encode()
+    assert r.body(ids[:2], None, vals[:2]) == enc({"model": model, "predictions": [
+        {"prediction_id": i, "value": v} for i, v in zip(ids[:2], vals[:2])]}).encode()

@@ -3,8 +3,7 @@ serving fast path (runtime/http_rows.py) agrees with the data contract and featu
 from __future__ import annotations
 
 import json
-import math
-from pathlib import Path
+from datetime import date
 
 import numpy as np
 import pytest
@@ -106,11 +105,28 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
     return np.array_equal(a, b, equal_nan=True)
 
 
+def _bits_equal(a: np.ndarray, b: np.ndarray) -> bool:
+    """_same, and -0.0 is not 0.0."""
+    if a.dtype == object or b.dtype == object:
+        return _same(a, b)
+    return _same(a, b) and np.array_equal(np.signbit(a) & ~np.isnan(a), np.signbit(b) & ~np.isnan(b))
+
+
+def _rows_feed(rows_path, recs: list) -> dict[str, np.ndarray] | None:
+    """FeatureRows' feed of these records as derive gives it (n rows; a lone row comes back
+    written twice: the first copy), or None when it passes them to the contract."""
+    rows = rows_path.rows(recs)
+    if rows is None:
+        return None
+    feed = rows_path.feed(rows)
+    return {k: v[:len(recs)].copy() for k, v in feed.items()}
+
+
 @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @given(recs=st.lists(credit_records(), min_size=1, max_size=6))
-def test_the_row_acceptor_agrees_with_the_contract(predictor, recs):
+def test_the_fast_paths_agree_with_the_contract_and_derive(predictor, recs):
     from runtime.features import derive
-    from runtime.http_rows import RowAcceptor, small_feed
+    from runtime.http_rows import FeatureRows, RowAcceptor
 
     acc = RowAcceptor(predictor.contract)
     cols, errors = predictor.contract.validate_records(recs)
@@ -118,39 +134,84 @@ def test_the_row_acceptor_agrees_with_the_contract(predictor, recs):
     if fast is not None:  # the fast path may only accept what the contract accepts, identically
         assert not errors.items
         assert list(fast) == list(cols) and all(_same(fast[k], cols[k]) for k in cols)
-    if not errors.items:
+    rows = _rows_feed(FeatureRows(acc, predictor.steps, predictor.input_names), recs)
+    if rows is not None:  # so may the feature rows, and their feed is derive's, bit for bit
+        assert not errors.items
         ref = derive(predictor.steps, cols)
-        small = small_feed(predictor.steps, cols)
-        assert list(small) == list(ref) and all(_same(small[k], ref[k]) for k in ref)
+        assert sorted(rows) == sorted(ref) and all(_bits_equal(rows[k], ref[k]) for k in ref), recs
 
 
-def test_the_row_acceptor_takes_plain_valid_records(predictor):
-    from runtime.http_rows import RowAcceptor
+def test_the_fast_paths_take_plain_valid_records(predictor):
+    from runtime.http_rows import FeatureRows, RowAcceptor
 
     recs = records(200)[0]
-    assert RowAcceptor(predictor.contract).accept(recs) is not None
+    acc = RowAcceptor(predictor.contract)
+    assert acc.accept(recs) is not None
+    assert FeatureRows(acc, predictor.steps, predictor.input_names).rows(recs) is not None
 
 
-def test_small_feed_matches_derive_on_every_transform(tmp_path: Path):
-    """flight_delays has dates, buckets, logs, clips and nullable floats (its committed
-    contract and features, read only: compiling it takes 20 s)."""
+def _flight(d="2013-01-01", t=0, dist=1400, temp=39.02, w=80.0, humid=None) -> dict:
+    return {"flight_key": "2013-01-01-UA-1545", "flight_date": d, "sched_dep_time": t, "sched_arr_time": 819,
+            "carrier": "UA", "origin": "EWR", "dest": "IAH", "distance": dist, "temp": temp, "humid": humid,
+            "wind_speed": w, "precip": 0.0, "visib": 10.0}
+
+
+FLIGHT_EDGES = [_flight(d, t, dist, temp, w) for d, t, dist, temp, w in [
+    ("2013-01-01", 0, 1400, 39.02, 80.0), ("01/31/2013", 2359, 1, None, None), ("31012013", 600, 17, -40.0, 0.0),
+    ("2013-12-31", 1, 4999, 130.0, 1e-300), ("2012-02-29", 1200, 2, -0.0, -0.0), ("2016-12-31", 2359, 3, 0.0, 5e-324)]]
+
+
+def _flight_steps():
+    """flight_delays' steps (dates, buckets, logs, clips, nullable floats), plus a ratio, a
+    difference and the two kinds of days_between, on its committed contract (read only:
+    compiling it takes 20 s)."""
     from runtime.contract import Contract
-    from runtime.features import FeatureStep, derive
-    from runtime.http_rows import RowAcceptor, small_feed
+    from runtime.features import FeatureStep
 
     art = ROOT / "generated" / "flight_delays"
     contract = Contract.load(art / "contract.json")
     steps = [FeatureStep.from_dict(s) for s in json.loads((art / "features.json").read_text())["steps"]]
-    steps.append(FeatureStep("ratio", "ratio", "distance", other="sched_dep_time"))
-    recs = [{"flight_key": "2013-01-01-UA-1545", "flight_date": d, "sched_dep_time": t, "sched_arr_time": 819,
-             "carrier": "UA", "origin": "EWR", "dest": "IAH", "distance": dist, "temp": temp, "humid": None,
-             "wind_speed": w, "precip": 0.0, "visib": 10.0}
-            for d, t, dist, temp, w in [("2013-01-01", 0, 1400, 39.02, 80.0), ("01/31/2013", 2359, 1, None, None),
-                                        ("31012013", 600, 17, -40.0, 0.0), ("2013-12-31", 1, 4999, 130.0, 1e-300)]]
-    cols = RowAcceptor(contract).accept(recs)
+    steps += [FeatureStep("ratio", "ratio", "distance", other="sched_dep_time"),
+              FeatureStep("difference", "difference", "temp", other="humid"),
+              FeatureStep("since_ref", "days_between", "flight_date", reference_days=15000),
+              FeatureStep("since_other", "days_between", "flight_date", other="sched_dep_time"),
+              FeatureStep("clip_low", "clip", "temp", clip_min=0.0),
+              FeatureStep("year", "date_part", "flight_date", part="year"),
+              FeatureStep("month", "date_part", "flight_date", part="month"),
+              FeatureStep("quarter", "date_part", "flight_date", part="quarter"),
+              FeatureStep("day", "date_part", "flight_date", part="day"),
+              FeatureStep("day_of_year", "date_part", "flight_date", part="day_of_year")]
+    return contract, steps
+
+
+def _check_rows_against_derive(contract, steps, recs) -> None:
+    from runtime.features import derive
+    from runtime.http_rows import FeatureRows, RowAcceptor
+
     ref_cols, errors = contract.validate_records(recs)
-    assert cols is not None and not errors.items
+    assert not errors.items
     ref = derive(steps, ref_cols)
-    small = small_feed(steps, cols)
-    assert all(_same(small[k], ref[k]) for k in ref)
-    assert not math.isnan(float(small["day_of_week"][1, 0]))
+    rows = FeatureRows(RowAcceptor(contract), steps, [s.name for s in steps])
+    for batch in [recs] + [[r] for r in recs]:  # together, and one record at a time (the 2-copy buffers)
+        got = _rows_feed(rows, batch)
+        assert got is not None
+        at = recs.index(batch[0]) if len(batch) == 1 else 0
+        for k in ref:
+            assert _bits_equal(got[k], ref[k][at:at + len(batch)]), (k, batch)
+
+
+def test_feature_rows_match_derive_on_every_transform():
+    contract, steps = _flight_steps()
+    _check_rows_against_derive(contract, steps, FLIGHT_EDGES)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(vals=st.lists(st.tuples(
+    st.dates(min_value=date(1950, 1, 1), max_value=date(2060, 12, 31)),
+    st.integers(0, 2359), st.integers(1, 4999),
+    st.one_of(st.none(), st.floats(-40, 130)), st.one_of(st.none(), st.floats(0, 80), st.sampled_from([-0.0, 0.0])),
+    st.one_of(st.none(), st.floats(0, 100))), min_size=1, max_size=5))
+def test_feature_rows_match_derive_on_generated_values(vals):
+    contract, steps = _flight_steps()
+    recs = [_flight(d.isoformat(), t, dist, temp, w, humid) for d, t, dist, temp, w, humid in vals]
+    _check_rows_against_derive(contract, steps, recs)
