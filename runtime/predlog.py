@@ -223,7 +223,7 @@ class PredictionLog:
     call. Under load that is one wake-up and one write per GATHER, not per request, so the
     thread seldom competes with the event loop for the GIL."""
 
-    GATHER = 0.010
+    GATHER = 0.002
 
     def __init__(self, log_dir: str | Path, masker: Masker, columns: tuple[str, ...], model: dict[str, str],
                  manifest_sha256: str, classes: tuple[str, ...], cipher: Cipher | None = None,

@@ -7,7 +7,9 @@ are written), Parquet one batch at a time. At most two chunks are in memory: one
 read and validated (a background thread) while the other is predicted and written.
 
 Every row goes through `Contract.validate_columns`, `features.derive_one` and
-`Predictor.run_feed`, as an HTTP request does, so a row gets the same bits in both paths.
+`Predictor.run_feed`; an HTTP request's rows get the same feed (`http_rows.FeatureRows`,
+held to `features.derive` bit for bit by tests) and the same model call, so a row gets the
+same bits in both paths.
 Every check of the run-time contract and every string feature reads one value only
 (`unique` is not checked at run time), so a text column with few distinct values in a
 chunk is validated and featurized once per distinct value and the results broadcast.

@@ -269,7 +269,6 @@ class App:
             headers = scope["headers"]
             if permission is not None and self.s.access.keys:
                 self._authorize(headers, permission)
-            scope["aiops.t0"] = t0
             status = await getattr(self, "_" + handler)(scope, receive, send, headers, *args)
         except _Reject as r:
             status = r.status
@@ -341,7 +340,7 @@ class App:
         item = s.rows.rows(records) if n <= SMALL_REQUEST else None
         if item is None:
             item = self._validate(records, "http", fast=n > SMALL_REQUEST)
-        res = self.batcher.score(item, n, scope["aiops.t0"])
+        res = self.batcher.score(item, n)
         labels, vals = res if type(res) is tuple else await res
         body = s.answers.body(s.ids.take(n), labels, vals)
         await _respond(send, 200, body)

@@ -752,3 +752,45 @@ def test_answers_are_what_json_writes():
         {"prediction_id": i, "value": v if v - v == 0 else None} for i, v in zip(ids, vals)]}).encode()
     assert r.body(ids[:2], None, vals[:2]) == enc({"model": model, "predictions": [
         {"prediction_id": i, "value": v} for i, v in zip(ids[:2], vals[:2])]}).encode()
+
+
+def test_the_batcher_scores_alone_at_once_and_together_in_one_call(art: Path):
+    """One request at a time: after ALONE_AFTER batches of one, requests are scored at once
+    (no future), with a probe every PROBE_EVERY-th; requests arriving together are scored in
+    one onnxruntime call. Every mode gives each record the bits the model gives it alone."""
+    import asyncio
+
+    from runtime.http_batch import ALONE_AFTER, PROBE_EVERY, Batcher
+    from runtime.http_rows import FeatureRows, RowAcceptor
+    from runtime.predictor import Predictor
+
+    p = Predictor(art)
+    rows = FeatureRows(RowAcceptor(p.contract), p.steps, p.input_names)
+    recs = records(40)[0]
+    want, _ = p.predict_records(recs)
+    want_rows = want["probabilities"].tolist()
+
+    async def main():
+        b = Batcher(p, rows)
+        kinds = []
+        for i in range(ALONE_AFTER + 2 * PROBE_EVERY):  # one at a time
+            res = b.score(rows.rows([recs[i % 40]]), 1)
+            kinds.append("future" if isinstance(res, asyncio.Future) else "now")
+            labels, vals = await res if isinstance(res, asyncio.Future) else res
+            assert vals == [want_rows[i % 40]] and p.meta.classes[labels[0]] == want["label"][i % 40]
+        assert kinds[:ALONE_AFTER] == ["future"] * ALONE_AFTER and b.alone
+        rest = kinds[ALONE_AFTER:]
+        assert rest.count("future") == 2 and rest[PROBE_EVERY - 1] == "future"
+        # now many arrive in one turn: until the next probe they go at once, then they wait together
+        starts = [i % 38 for i in range(2 * PROBE_EVERY)]
+        futs = [b.score(rows.rows(recs[i:i + 1 + i % 3]), 1 + i % 3) for i in starts]
+        waiting = [isinstance(f, asyncio.Future) for f in futs]
+        first = waiting.index(True)
+        assert first < PROBE_EVERY and all(waiting[first:])
+        calls = b.batches
+        done = [await f if isinstance(f, asyncio.Future) else f for f in futs]
+        assert b.batches == calls + 1 and not b.alone  # one onnxruntime call for all that waited
+        for i, (labels, vals) in zip(starts, done):
+            assert vals == want_rows[i:i + 1 + i % 3]
+
+    asyncio.run(main())
