@@ -179,6 +179,17 @@ def _finite(y: float) -> float:
     return y if y - y == 0.0 else _NAN  # inf - inf and nan - nan are nan
 
 
+def _category(v: Any) -> str:
+    """derive_one's category text for a clean value: MISSING_CATEGORY for a missing one; a
+    number (numeric, date and bool columns hold floats) as "3" for 3.0 and "2.5" for 2.5;
+    text as it is."""
+    if v is None or v != v:
+        return MISSING_CATEGORY
+    if type(v) is float:
+        return str(int(v)) if v.is_integer() else str(v)
+    return v
+
+
 def scalar_step(s: FeatureStep, at: dict[str, int]) -> Callable[[list[Any]], Any]:
     """`features.derive_one` for one row, on Python values: a function of the row's clean
     values (in contract column order: floats holding finite values or NaN, str or None)
@@ -186,7 +197,7 @@ def scalar_step(s: FeatureStep, at: dict[str, int]) -> Callable[[list[Any]], Any
     i = at[s.source]
     t = s.transform
     if t in STRING_TRANSFORMS:
-        return lambda v: MISSING_CATEGORY if v[i] is None else v[i]
+        return lambda v: _category(v[i])
     if t in _CASTS or (t == "bucketize" and s.edges is None):
         return lambda v: v[i]
     if t == "clip":  # np.clip: a value equal to a bound is kept (-0.0 stays -0.0); NaN stays NaN

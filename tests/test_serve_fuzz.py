@@ -180,7 +180,10 @@ def _flight_steps():
               FeatureStep("month", "date_part", "flight_date", part="month"),
               FeatureStep("quarter", "date_part", "flight_date", part="quarter"),
               FeatureStep("day", "date_part", "flight_date", part="day"),
-              FeatureStep("day_of_year", "date_part", "flight_date", part="day_of_year")]
+              FeatureStep("day_of_year", "date_part", "flight_date", part="day_of_year"),
+              FeatureStep("dep_category", "onehot", "sched_dep_time"),  # categories of numbers
+              FeatureStep("temp_category", "ordinal", "temp"),
+              FeatureStep("date_category", "onehot", "flight_date")]
     return contract, steps
 
 
