@@ -292,7 +292,7 @@ class App:
 
     def _dynamic(self, path: str) -> tuple[dict[str, tuple[str | None, str]], tuple, str]:
         parts = path.split("/")
-        if len(parts) in (4, 5) and parts[1] == "v1" and parts[2] == "jobs" and JOB_ID.match(parts[3]):
+        if len(parts) in (4, 5) and parts[1] == "v1" and parts[2] == "jobs" and parts[3]:
             if len(parts) == 4:
                 return {"GET": ("jobs", "job_status")}, (parts[3],), "/v1/jobs/{id}"
             if parts[4] == "result":
@@ -329,7 +329,7 @@ class App:
         s = self.s
         obj, raw = await self._read_json(receive, headers, s.max_body)
         if type(obj) is not dict or "records" not in obj or len(obj) != 1:
-            raise _Reject(422, "bad_request", 'expected a JSON object {"records": [{...}, ...]}')
+            raise _Reject(422, "bad_request", 'expected a JSON object {"records": [{...}, ...]}' + _extra_keys(obj))
         records = obj["records"]
         if type(records) is not list or not records:
             raise _Reject(422, "bad_request", '"records" must be a non-empty list of objects')
@@ -373,7 +373,8 @@ class App:
         elif type(obj) is dict and len(obj) == 1 and type(obj.get("records")) is list and len(obj["records"]) == 1:
             record = obj["records"][0]
         else:
-            raise _Reject(422, "bad_request", 'expected a JSON object {"record": {...}} (one record)')
+            raise _Reject(422, "bad_request", 'expected a JSON object {"record": {...}} (one record)' +
+                          _extra_keys(obj, "record"))
         feed = derive(s.predictor.steps, self._validate([record], "explain"))
         out = s.predictor.run_feed(feed)
         explanation = s.explainer.explain(feed, out)
@@ -421,6 +422,8 @@ class App:
     async def _job(self, job_id: str) -> dict[str, Any]:
         if self.s.jobs is None:
             raise _Reject(404, "not_found", "asynchronous jobs are off for this model")
+        if not JOB_ID.match(job_id):  # not an id this server gives out: never a query
+            raise _Reject(404, "not_found", "no such job")
         job = await asyncio.to_thread(self.s.jobs.store.get, job_id)
         if job is None:
             raise _Reject(404, "not_found", "no such job")
@@ -465,6 +468,20 @@ class App:
 
 
 # ---------------------------------------------------------------------- helpers
+def _extra_keys(obj: Any, key: str = "records") -> str:
+    """What else a request object holds, for the 422 message (names only, at most 5)."""
+    if type(obj) is not dict:
+        return f"; got a JSON {_KINDS.get(type(obj), 'value')}"
+    extra = [k for k in obj if k != key and k != "records"]
+    if not extra:
+        return ""
+    names = ", ".join(json.dumps(k[:40]) for k in extra[:5]) + (", ..." if len(extra) > 5 else "")
+    return f"; unexpected top-level key(s): {names}"
+
+
+_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+
+
 def _content_info(headers: list[tuple[bytes, bytes]]) -> tuple[str, int | None]:
     ctype, length = "", None
     for k, v in headers:

@@ -370,14 +370,28 @@ def test_chunked_oversized_body_is_413(server: Server):
 
 
 def test_unknown_routes_and_methods(server: Server):
-    assert server.request("GET", "/nope")[0] == 404
-    assert server.request("GET", "/v1/jobs/not-an-id", headers=ADMIN)[0] == 404
-    assert server.request("GET", "/v1/jobs/" + "0" * 32, headers=ADMIN)[0] == 404
+    status, body = server.json("GET", "/nope")
+    assert status == 404 and body["error"]["message"] == "no such route; the routes are listed in /openapi.json"
+    for job in ("not-an-id", "0" * 32, "0" * 32 + "/result"):  # any id: the job route, no such job
+        status, body = server.json("GET", "/v1/jobs/" + job, headers=ADMIN)
+        assert status == 404 and body["error"]["message"] == "no such job", job
     status, h, data = server.request("GET", "/v1/predict", headers=ADMIN)
     assert status == 405 and h["allow"] == "POST"
     for method in ("PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"):
         assert server.request(method, "/v1/predict", headers=ADMIN)[0] == 405
     assert server.request("POST", "/healthz")[0] == 405
+
+
+def test_a_wrong_request_shape_says_what_it_got(server: Server):
+    rec = records(1)[0][0]
+    status, body = server.json("POST", "/v1/predict", {"records": [rec], "extra": 1, "more": 2}, ADMIN)
+    assert status == 422 and body["error"]["message"] == (
+        'expected a JSON object {"records": [{...}, ...]}; unexpected top-level key(s): "extra", "more"')
+    status, body = server.json("POST", "/v1/predict", json.dumps([rec]), {**ADMIN, "Content-Type": "application/json"})
+    assert status == 422 and body["error"]["message"].endswith("; got a JSON array")
+    status, body = server.json("POST", "/v1/explain", {"record": rec, "why": True}, ADMIN)
+    assert status == 422 and body["error"]["message"] == (
+        'expected a JSON object {"record": {...}} (one record); unexpected top-level key(s): "why"')
 
 
 def test_422_never_echoes_a_pii_value(server: Server):
