@@ -11,8 +11,92 @@ from typing import Any
 import numpy as np
 
 
+def round_tree_thresholds(pipe) -> int:
+    """Make every split threshold of a tree ensemble a float32 number, without changing one
+    decision of scikit-learn.
+
+    scikit-learn's trees compare float32 inputs with float64 thresholds; onnxruntime's
+    TreeEnsemble compares them with the thresholds rounded to float32 (to nearest), so an
+    input between a threshold and its rounding falls on the other side. For a float32 x,
+    `x <= t` holds exactly when `x <= floor32(t)` (the largest float32 not above t): with
+    that threshold both sides decide every split alike. Returns the number of thresholds
+    changed."""
+    import itertools
+
+    model = pipe.steps[-1][1] if hasattr(pipe, "steps") else pipe
+    arrays = []
+    if hasattr(model, "_predictors"):  # HistGradientBoosting*
+        for node in itertools.chain.from_iterable(model._predictors):
+            nodes = node.nodes
+            split = (nodes["is_leaf"] == 0) & (nodes["is_categorical"] == 0)
+            arrays.append((nodes["num_threshold"], split))
+    else:
+        ests = getattr(model, "estimators_", None)
+        trees = [model] if hasattr(model, "tree_") else (
+            list(np.ravel(np.asarray(ests, dtype=object))) if ests is not None else [])
+        for t in trees:
+            if hasattr(t, "tree_"):
+                arrays.append((t.tree_.threshold, t.tree_.children_left >= 0))
+    changed = 0
+    for thr, split in arrays:
+        t = thr[split]
+        f = t.astype(np.float32)
+        f = np.where(f.astype(np.float64) > t, np.nextafter(f, np.float32(-np.inf)), f).astype(np.float64)
+        changed += int((f != t).sum())
+        thr[split] = f
+    return changed
+
+
+def _exact_scaler(scope, operator, container) -> None:
+    """skl2onnx converter for StandardScaler, RobustScaler and MinMaxScaler that computes
+    as scikit-learn does on float32 data: `(x - mean) / scale` (or `x * scale + min`) in
+    float32 with float32 constants, a true division. skl2onnx's Scaler operator multiplies
+    by 1/scale instead, one ulp off now and then, which is enough to move a value across a
+    tree's split."""
+    from onnx import TensorProto
+    from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
+
+    op = operator.raw_operator
+    if isinstance(op, StandardScaler):
+        steps = [("Sub", op.mean_ if op.with_mean else None), ("Div", op.scale_ if op.with_std else None)]
+    elif isinstance(op, RobustScaler):
+        steps = [("Sub", op.center_ if op.with_centering else None),
+                 ("Div", op.scale_ if op.with_scaling else None)]
+    elif isinstance(op, MinMaxScaler):
+        if op.clip:
+            raise NotImplementedError("MinMaxScaler(clip=True)")
+        steps = [("Mul", op.scale_), ("Add", op.min_)]
+    else:  # pragma: no cover - registered for the three classes above only
+        raise TypeError(type(op).__name__)
+    name = operator.inputs[0].full_name
+    for kind, const in steps:
+        if const is None:
+            continue
+        c = scope.get_unique_variable_name(f"{kind.lower()}_const")
+        values = np.asarray(const, dtype=np.float32).reshape(1, -1)
+        container.add_initializer(c, TensorProto.FLOAT, list(values.shape), values.ravel().tolist())
+        result = scope.get_unique_variable_name(kind.lower())
+        container.add_node(kind, [name, c], result, name=scope.get_unique_operator_name(kind))
+        name = result
+    container.add_node("Identity", name, operator.outputs[0].full_name,
+                       name=scope.get_unique_operator_name("Identity"))
+
+
+def _register_exact_scalers() -> None:
+    from skl2onnx import update_registered_converter
+    from skl2onnx.shape_calculators.scaler import calculate_sklearn_scaler_output_shapes
+    from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
+
+    for cls, alias in ((StandardScaler, "SklearnScaler"), (RobustScaler, "SklearnRobustScaler"),
+                       (MinMaxScaler, "SklearnMinMaxScaler")):
+        update_registered_converter(cls, alias, calculate_sklearn_scaler_output_shapes, _exact_scaler)
+
+
 def to_onnx_bytes(pipe, features, has_proba: bool, name: str) -> bytes:
     from skl2onnx import to_onnx
+
+    _register_exact_scalers()
+    round_tree_thresholds(pipe)
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
     types = [(f.name, StringTensorType([None, 1]) if f.kind == "categorical" else FloatTensorType([None, 1]))
