@@ -136,7 +136,8 @@ def compile_spec(spec_dir: str, overrides: list[str], out: str | None = None, ch
 
 def _data_diag(exc, loaded) -> Diagnostic:
     """A build-time error (data, training, document) as a diagnostic located at the data source."""
-    return Diagnostic("E901", exc.summary, "data.source", loaded.sources.locate(("data", "source")),
+    code, key = getattr(exc, "code", "E901"), getattr(exc, "key", "data.source")
+    return Diagnostic(code, exc.summary, key, loaded.sources.locate(parse_path(key)),
                       None, tuple(exc.notes), exc.help)
 
 
