@@ -62,6 +62,7 @@ class FairnessRule:
     max: float | None
     bins: tuple[float, ...] | None
     needs_labels: bool
+    positive_class: str | None  # the class the rule is about (the problem's, or the bound's for multiclass)
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,8 @@ class MonitoringPlan:
     window_by: str  # time | rows
     window_column: str | None
     window_size: int | str
-    min_window_rows: int
+    min_window_rows: int  # monitoring.min_rows
+    min_labelled_rows: int  # monitoring.min_labelled_rows
     reference_period: dict | None  # time split: the training rows are before train_until (report marks windows)
     label_delay_days: int
     label_key: str | None  # column joining labels to rows (else prediction_id)
@@ -152,7 +154,10 @@ def build_monitoring_plan(plan: Plan) -> MonitoringPlan:
     if m.get("fairness"):
         fair = tuple(FairnessRule(f["attribute"], f["metric"], f.get("min"), f.get("max"),
                                   tuple(f["bins"]) if f.get("bins") else None,
-                                  f["metric"] == "equal_opportunity_difference")
+                                  f["metric"] in ("equal_opportunity_difference", "mean_absolute_error_difference",
+                                                  "bounded_group_loss"),
+                                  str(f["positive_class"]) if f.get("positive_class") is not None
+                                  else plan.positive_class)
                      for f in plan.spec["thresholds"]["fairness"])
     sp = plan.train_config["split"]
     period = None
@@ -165,7 +170,8 @@ def build_monitoring_plan(plan: Plan) -> MonitoringPlan:
         current_env=f"AIOPS_MONITOR_CURRENT_{plan.name.upper()}",
         schedule=m["schedule"], task=plan.task, target=plan.target, positive_class=plan.positive_class,
         window_by=window["by"], window_column=window.get("column"), window_size=window["size"],
-        min_window_rows=MIN_WINDOW_ROWS, reference_period=period,
+        min_window_rows=int(m.get("min_rows", MIN_WINDOW_ROWS)),
+        min_labelled_rows=int(m.get("min_labelled_rows", MIN_WINDOW_ROWS)), reference_period=period,
         label_delay_days=int(m.get("label_delay_days") or 0), label_key=label_key,
         data_quality=dict(sorted(m["data_quality"].items())), columns=tuple(columns),
         drift_correction=m.get("drift_correction") or "holm",

@@ -211,6 +211,12 @@ def check_problem(ctx: Ctx) -> None:
                 ctx.err("E302", "the positive class is not a label of the target", ("problem", "positive_class"),
                         f"'{p.positive_class}' is not in {p.target}'s isin {labels}",
                         help=did_you_mean(str(p.positive_class), labels))
+    if p.task in ("regression", "multiclass_classification") and p.positive_class is not None:
+        why = ("a regression model predicts a number; there is no class" if p.task == "regression" else
+               "a multiclass model predicts its most probable class; there is no single positive class "
+               "(a fairness bound names its own class)")
+        ctx.err("E304", "positive_class does not apply to the task", ("problem", "positive_class"),
+                f"{why}; problem.task is {p.task}", help="remove problem.positive_class")
     if col.nullable:
         ctx.err("E302", "the target may not be nullable", ("data", "columns", p.target, "nullable"),
                 "rows without a label cannot be used for training", help="set nullable: false")

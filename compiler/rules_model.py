@@ -173,9 +173,7 @@ def check_thresholds(ctx: Ctx) -> None:
         if fb is None:
             continue
         base = ("thresholds", "fairness", i)
-        if task == "regression":
-            ctx.err("E610", "fairness bounds need a classification task", base + ("metric",),
-                    f"{fb.metric} compares positive rates; problem.task is regression")
+        _check_fairness_task(ctx, fb, base, task)
         col = ctx.column_ref(fb.attribute, base + ("attribute",), "fairness bound", code="E606")
         if col is not None and not col.sensitive:
             ctx.err("E606", "fairness bound on a column that is not sensitive", base + ("attribute",),
@@ -187,7 +185,8 @@ def check_thresholds(ctx: Ctx) -> None:
                     f"'{fb.attribute}' has dtype {col.dtype}", help="add bins: [18, 25, 101] to define the groups")
         _check_bins(ctx, fb.bins, base + ("bins",))
         if fb.metric is not None:
-            lo, hi = (0.0, float("inf")) if fb.metric == "disparate_impact_ratio" else (0.0, 1.0)
+            unbounded = fb.metric == "disparate_impact_ratio" or fb.metric in REGRESSION_FAIRNESS
+            lo, hi = (0.0, float("inf")) if unbounded else (0.0, 1.0)
             _check_bound(ctx, fb, base, fb.metric, lo, hi)
     p = th.parity
     if p is not None and task is not None:
@@ -208,6 +207,50 @@ def check_thresholds(ctx: Ctx) -> None:
         if p.label_max_mismatch_rate is not None and p.label_max_mismatch_rate > 1:
             ctx.err("E609", "label_max_mismatch_rate is a share", ("thresholds", "parity", "label_max_mismatch_rate"),
                     f"must be in [0, 1]. Got {p.label_max_mismatch_rate} instead.")
+
+
+REGRESSION_FAIRNESS = ("mean_prediction_difference", "mean_absolute_error_difference", "bounded_group_loss")
+CLASSIFICATION_FAIRNESS = ("demographic_parity_difference", "equal_opportunity_difference", "disparate_impact_ratio")
+
+
+def _check_fairness_task(ctx: Ctx, fb, base, task) -> None:
+    """Fairness by task: classification metrics compare the decisions about one class
+    (problem.positive_class, or the bound's own positive_class for a multiclass model, one
+    against the rest); regression metrics compare predictions and errors."""
+    if task is None or fb.metric is None:
+        return
+    fits = REGRESSION_FAIRNESS if task == "regression" else CLASSIFICATION_FAIRNESS
+    if fb.metric not in fits:
+        ctx.err("E610", "the fairness metric does not fit the task", base + ("metric",),
+                f"{fb.metric} is for {'regression' if fb.metric in REGRESSION_FAIRNESS else 'classification'}; "
+                f"problem.task is {task}", help=f"fairness metrics for {task}: {', '.join(fits)}")
+        return
+    labels = _target_labels(ctx)
+    if task == "multiclass_classification":
+        if fb.positive_class is None:
+            ctx.err("E611", "a multiclass fairness bound needs the class it is about", base,
+                    f"{fb.metric} compares how often groups are predicted one class (one-vs-rest); "
+                    "thresholds.fairness[].positive_class is not set",
+                    help="add positive_class: <a label of the target>"
+                         + (f" (one of {', '.join(labels)})" if labels else "") + "; one bound per class that matters",
+                    key=True)
+        elif labels is not None and str(fb.positive_class) not in labels:
+            ctx.err("E611", "the fairness bound's class is not a label of the target", base + ("positive_class",),
+                    f"'{fb.positive_class}' is not in the target's isin {labels}",
+                    help=did_you_mean(str(fb.positive_class), labels))
+    elif fb.positive_class is not None:
+        why = ("a regression bound compares predictions, not a class" if task == "regression" else
+               "a binary bound is about problem.positive_class")
+        ctx.err("E611", "positive_class does not apply to this fairness bound", base + ("positive_class",),
+                f"{why}; problem.task is {task}", help="remove positive_class from this bound")
+
+
+def _target_labels(ctx: Ctx) -> list[str] | None:
+    p = ctx.spec.problem
+    col = ctx.columns.get(p.target) if p is not None and p.target else None
+    if col is None or col.checks is None or col.checks.isin is None:
+        return None
+    return [str(v) for v in col.checks.isin]
 
 
 def _check_bins(ctx: Ctx, bins, path) -> None:

@@ -100,6 +100,12 @@ def check_monitoring(ctx: Ctx) -> None:
                         f"'monitoring.data_quality.{k}' must be a float in the range [0.0, 1.0]. Got {v} instead.")
     if m.webhook is not None and not re.match(r"^https?://[^\s/]+", m.webhook):
         ctx.err("E708", "the webhook is not an http(s) URL", base + ("webhook",), f"got '{m.webhook}'")
+    for k in ("min_rows", "min_labelled_rows"):
+        v = getattr(m, k, None)
+        if v is not None and v < 2:
+            ctx.err("E710", "a monitoring minimum is too small", base + (k,),
+                    f"'monitoring.{k}' must be an int of at least 2. Got {v} instead.",
+                    help="statistics on fewer rows mean nothing; the default is 100")
     if m.fairness and not (ctx.spec.thresholds and ctx.spec.thresholds.fairness):
         ctx.err("E709", "fairness monitoring needs fairness bounds", base + ("fairness",),
                 "monitoring.fairness is true but thresholds.fairness is empty",

@@ -159,11 +159,13 @@ class SliceBound:
 class FairnessBound:
     attribute: str = REQUIRED
     metric: Literal[
-        "demographic_parity_difference", "equal_opportunity_difference", "disparate_impact_ratio"
+        "demographic_parity_difference", "equal_opportunity_difference", "disparate_impact_ratio",
+        "mean_prediction_difference", "mean_absolute_error_difference", "bounded_group_loss",
     ] = REQUIRED
     min: Optional[float] = None
     max: Optional[float] = None
     bins: Optional[list[float]] = None  # groups for a numeric attribute (e.g. age)
+    positive_class: Optional[Any] = None  # multiclass: the class this bound is about (one-vs-rest)
 
 
 @dataclass
@@ -219,6 +221,8 @@ class Monitoring:
     window: Window = field(default_factory=Window)
     label_delay_days: int = 0
     label_key: Optional[str] = None
+    min_rows: int = 100  # a window with fewer rows is "insufficient data": reported, not tested
+    min_labelled_rows: int = 100  # performance needs this many labelled rows in a window
     data_quality: DataQuality = field(default_factory=DataQuality)
     drift: list[DriftRule] = field(default_factory=list)
     drift_features: dict[str, list[DriftRule]] = field(default_factory=dict)

@@ -15,6 +15,32 @@ from . import schema as S
 from .plan import Plan
 
 
+MIN_HOLDOUT_CLASS_ROWS = 5  # below this a class's metrics on the holdout mean nothing
+
+
+class HoldoutError(DataError):
+    """The split leaves a class of the training labels (almost) absent from the holdout (E907)."""
+    code = "E907"
+    key = "data.split"
+
+
+def _check_holdout_classes(y: np.ndarray, tr: np.ndarray, te: np.ndarray) -> None:
+    """Fail before training when a class has fewer than MIN_HOLDOUT_CLASS_ROWS holdout rows."""
+    classes, train_counts = np.unique(y[tr], return_counts=True)
+    test = dict(zip(*np.unique(y[te], return_counts=True)))
+    few = [(str(c), int(test.get(c, 0)), int(n)) for c, n in zip(classes.tolist(), train_counts.tolist())
+           if test.get(c, 0) < MIN_HOLDOUT_CLASS_ROWS]
+    if few:
+        raise HoldoutError(
+            f"the split leaves {len(few)} class{'es' if len(few) > 1 else ''} with fewer than "
+            f"{MIN_HOLDOUT_CLASS_ROWS} holdout rows",
+            *[f"class '{c}': {n_te} row{'s' if n_te != 1 else ''} in the holdout, {n_tr} in training"
+              for c, n_te, n_tr in few],
+            f"metrics of such a class on the holdout (recall, one-vs-rest roc_auc, fairness) would be noise",
+            help="use data.split.method: stratified, a larger test_size, or move test_start/end so the holdout "
+                 "holds every class")
+
+
 class ParityError(DataError):
     """The ONNX export disagrees with scikit-learn beyond thresholds.parity (E906, at that key)."""
     code = "E906"
@@ -29,8 +55,10 @@ def _write(stage: Path, rel: str, obj: Any) -> None:
     p.write_text(dumps(obj))
 
 
-def _value_text(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.4f}"
+def _value_text(v: float | None, reason: str | None = None) -> str:
+    from runtime.evaluation import INSUFFICIENT
+
+    return f"{INSUFFICIENT}: {reason or 'no value'}" if v is None else f"{v:.4f}"
 
 
 def train_and_verify(plan: Plan, spec: S.Spec, stage: Path, progress) -> dict[str, Any]:
@@ -80,6 +108,8 @@ def train_and_verify(plan: Plan, spec: S.Spec, stage: Path, progress) -> dict[st
     frame, feed = model_frame(steps, v.columns)
     parts = split(frame, v.columns, y, cfg)
     tr, te = parts["train"], parts["test"]
+    if plan.task != "regression":
+        _check_holdout_classes(y, tr, te)
     progress(f"fitting {plan.estimator} on {len(tr)} rows ({len(te)} held out"
              + (f", {len(parts['held_back'])} held back for monitoring" if len(parts["held_back"]) else "") + ")")
     pipe = gen["train"].model()
@@ -132,9 +162,12 @@ def train_and_verify(plan: Plan, spec: S.Spec, stage: Path, progress) -> dict[st
     thresholds: list[dict[str, Any]] = []
     metrics = {}
     for name, b in cfg["evaluation"].items():
-        val = EV.metric(name, yt, out, classes, plan.positive_class)
+        val, why = EV.measure(name, yt, out, classes, plan.positive_class)
         metrics[name] = val
-        thresholds.append({"kind": "metric", "name": name, "value": val, **b, "passed": EV.check_bound(val, b)})
+        ci = EV.bootstrap_interval(name, yt, out, classes, plan.positive_class, cfg["seed"]) \
+            if val is not None else None
+        thresholds.append({"kind": "metric", "name": name, "value": val, **b, "passed": EV.check_bound(val, b),
+                           "status": EV.status(val, b), "reason": why, "interval_95": ci})
     slices = []
     for s in cfg["slices"]:
         g = EV.groups_of(v.columns[s["column"]][te], s.get("bins"))
@@ -142,29 +175,37 @@ def train_and_verify(plan: Plan, spec: S.Spec, stage: Path, progress) -> dict[st
             m = g == grp
             rows = int(m.sum())
             sub = {k: a[m] for k, a in out.items()}
-            val = EV.metric(s["metric"], yt[m], sub, classes, plan.positive_class) if rows >= s["min_rows"] else None
+            if rows >= s["min_rows"]:
+                val, why = EV.measure(s["metric"], yt[m], sub, classes, plan.positive_class)
+            else:
+                val, why = None, f"{rows} rows, fewer than min_rows ({s['min_rows']})"
             entry = {"column": s["column"], "group": grp, "metric": s["metric"], "rows": rows, "value": val,
-                     "min": s.get("min"), "max": s.get("max"), "evaluated": rows >= s["min_rows"]}
+                     "min": s.get("min"), "max": s.get("max"), "evaluated": val is not None,
+                     "status": EV.status(val, s), "reason": why}
             slices.append(entry)
-            if entry["evaluated"]:
+            if entry["evaluated"]:  # a group with insufficient data is shown, not part of the gate
                 thresholds.append({"kind": "slice", "name": f"{s['metric']} where {s['column']} in {grp}",
                                    "value": val, "min": s.get("min"), "max": s.get("max"),
-                                   "passed": EV.check_bound(val, s)})
+                                   "passed": EV.check_bound(val, s), "status": EV.status(val, s), "reason": None})
     fairness = []
     for fb in cfg["fairness"]:
         g = EV.groups_of(v.columns[fb["attribute"]][te], fb.get("bins"))
-        res = EV.fairness(fb["metric"], yt, out["label"], g, plan.positive_class)
+        cls = str(fb["positive_class"]) if fb.get("positive_class") is not None else plan.positive_class
+        res = EV.fairness(fb["metric"], yt, out.get("label"), g, cls, value=out.get("value"))
+        name = f"{fb['metric']} across {fb['attribute']}" + (f" for class '{cls}'" if fb.get("positive_class")
+                                                             is not None else "")
         fairness.append({"attribute": fb["attribute"], "metric": fb["metric"], "min": fb.get("min"),
-                         "max": fb.get("max"), **res})
-        thresholds.append({"kind": "fairness", "name": f"{fb['metric']} across {fb['attribute']}",
-                           "value": res["value"], "min": fb.get("min"), "max": fb.get("max"),
-                           "passed": EV.check_bound(res["value"], fb)})
+                         "max": fb.get("max"), "status": EV.status(res["value"], fb), **res})
+        thresholds.append({"kind": "fairness", "name": name, "value": res["value"], "min": fb.get("min"),
+                           "max": fb.get("max"), "passed": EV.check_bound(res["value"], fb),
+                           "status": EV.status(res["value"], fb), "reason": res["reason"]})
     for t in thresholds:
-        t["value_text"] = _value_text(t["value"])
+        t["value_text"] = _value_text(t["value"], t.get("reason"))
         t["bound_text"] = EV.bound_text(t)
     thresholds.append({"kind": "parity", "name": "ONNX parity with scikit-learn", "value": None,
                        "value_text": "passed" if parity_ev["passed"] else "failed",
-                       "bound_text": "within thresholds.parity", "passed": parity_ev["passed"]})
+                       "bound_text": "within thresholds.parity", "passed": parity_ev["passed"],
+                       "status": "passed" if parity_ev["passed"] else "failed"})
     blessed = bool(cfg["evaluation"] or cfg["slices"] or cfg["fairness"]) and all(t["passed"] for t in thresholds)
     evaluation = {"rows": int(len(te)), "metrics": metrics, "thresholds": thresholds, "slices": slices,
                   "fairness": fairness, "curves": EV.curves(yt, out, classes, plan.positive_class),
@@ -242,24 +283,39 @@ def _importance(pred, feed: dict[str, np.ndarray], y: np.ndarray, plan: Plan, cf
     if n > max_rows:  # a fixed, seeded subsample keeps this step fast on large holdouts
         pick = np.sort(rng.choice(n, max_rows, replace=False))
         feed, y, n = {k: v[pick] for k, v in feed.items()}, y[pick], max_rows
-    scoring = "r2" if plan.task == "regression" else "roc_auc"
+    scoring = importance_metric(plan.task, y, pred.run_feed(feed), classes, plan.positive_class)
 
     def score(f: dict[str, np.ndarray]) -> float:
         v = EV.metric(scoring, y, pred.run_feed(f), classes, plan.positive_class)
         return float("nan") if v is None else v
 
     base = score(feed)
+    from .estimators import METRICS
+
+    sign = 1.0 if METRICS[scoring][3] else -1.0  # a loss rises when a useful feature is shuffled
     feats = []
     for name in feed:  # in the order of the model inputs
         drops = []
         for _ in range(n_repeats):
             shuffled = dict(feed)
             shuffled[name] = feed[name][rng.permutation(n)]
-            drops.append(base - score(shuffled))
+            drops.append(sign * (base - score(shuffled)))
         feats.append({"name": name, "mean": float(np.mean(drops)), "std": float(np.std(drops))})
     feats.sort(key=lambda f: (-round(f["mean"], 10), f["name"]))
     return {"method": "permutation_importance", "scoring": scoring, "baseline_score": base,
             "n_repeats": n_repeats, "rows": int(n), "model": "model.onnx", "features": feats}
+
+
+def importance_metric(task: str, y: np.ndarray, out: dict[str, np.ndarray], classes, positive) -> str:
+    """The score permutation importance watches: the first of the task's list that the
+    holdout can give (roc_auc needs two classes in it; r2 needs labels that vary)."""
+    from runtime import evaluation as EV
+
+    order = ("r2", "mae") if task == "regression" else ("roc_auc", "log_loss", "accuracy")
+    for name in order:
+        if EV.measure(name, y, out, classes, positive)[0] is not None:
+            return name
+    return order[-1]
 
 
 def _serving(plan: Plan) -> dict[str, Any]:

@@ -87,7 +87,8 @@ def summary_text(report: dict, files: list[Path], quiet: bool = False) -> str:
             al = by_window.get(r["id"], [])
             perf = ", ".join(f"{k} {v['value']:.3f}" for k, v in r["performance"]["metrics"].items()
                              if v["value"] is not None)
-            what = "ok" if not al else "ALERT " + "; ".join(sorted({_short(a) for a in al}))
+            what = "ALERT " + "; ".join(sorted({_short(a) for a in al})) if al else \
+                r.get("status", "ok")  # "insufficient data" below monitoring.min_rows
             lines.append(f"  {r['id']:<12} {r['rows']:>8} rows  {what}" + (f"  [{perf}]" if perf else ""))
     for a in report["alerts"]:
         if not quiet:
@@ -95,6 +96,10 @@ def summary_text(report: dict, files: list[Path], quiet: bool = False) -> str:
         lines.append(f"{a['window']}: {a['kind']}: {a['message']}")
     by = ", ".join(f"{k} {v}" for k, v in s["alerts_by_kind"].items())
     tail = f" ({by}); actions: {', '.join(s['actions'])}" if s["alerts"] else ": all within bounds"
+    few = s.get("insufficient_windows") or []
+    if few:
+        tail += (f"; {len(few)} of {s['windows']} window{'s' if s['windows'] != 1 else ''} had insufficient data "
+                 "(fewer rows than monitoring.min_rows) and were not tested")
     lines.append(f"{s['alerts']} alert{'s' if s['alerts'] != 1 else ''}{tail}")
     if files and not quiet:
         lines.append("report: " + ", ".join(str(f) for f in files))

@@ -85,6 +85,7 @@ def summary(results: list[dict], alerts: list[dict]) -> dict[str, Any]:
             "drifted_columns": dict(sorted(drifted.items())),
             "windows_with_alerts": [w for w in ["(all)"] + [r["id"] for r in results] if w in alerted],
             "actions": actions, "status": "alert" if alerts else "ok",
+            "insufficient_windows": [r["id"] for r in results if r.get("status") == "insufficient data"],
             "retrain": "retrain" in actions, "block": "block" in actions}
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import drift as D
+from . import evaluation as EV
 
 OTHER = "__other__"
 MISSING = "__missing__"
@@ -193,7 +194,8 @@ def _shares(counts: np.ndarray) -> list[float]:
 
 
 class Performance:
-    """Metrics of labelled rows from counts and sums (no scikit-learn)."""
+    """Metrics of labelled rows from counts and sums (no scikit-learn), with the definitions
+    of `runtime.evaluation` (the same functions compute them from the same counts)."""
 
     def __init__(self, task: str, classes: tuple[str, ...], positive: str | None):
         self.task = task
@@ -203,7 +205,7 @@ class Performance:
         k = len(classes)
         self.binary = task == "binary_classification" and positive is not None and k == 2
         if task == "regression":
-            self.sums = np.zeros(6)  # y, y^2, |e|, e^2, |e/y| (y != 0), rows with y != 0
+            self.sums = np.zeros(7)  # runtime.evaluation.regression_sums
         else:
             self.confusion = np.zeros((k, k), dtype=np.int64)  # [true, predicted]
             self.hist = np.zeros((k, SCORE_BINS), dtype=np.int64)  # binary: positive-class score by true class
@@ -216,11 +218,7 @@ class Performance:
             return
         self.n += len(y)
         if self.task == "regression":
-            yv = np.asarray(y, dtype=np.float64)
-            e = yv - out["value"]
-            nz = yv != 0
-            self.sums += [yv.sum(), (yv * yv).sum(), np.abs(e).sum(), (e * e).sum(),
-                          np.abs(e[nz] / yv[nz]).sum(), nz.sum()]
+            self.sums += EV.regression_sums(np.asarray(y, dtype=np.float64), out["value"])
             return
         yi = _class_index(y, self.classes)
         known = yi >= 0
@@ -228,75 +226,48 @@ class Performance:
         yi = yi[known]
         proba = out["probabilities"][known]
         pred = _class_index(out["label"][known], self.classes)
-        np.add.at(self.confusion, (yi, pred), 1)
-        p_true = proba[np.arange(len(yi)), yi]
-        self.log_loss += float(-np.log(np.clip(p_true, 1e-15, 1.0)).sum())
+        self.confusion += EV.confusion(yi, pred, len(self.classes))
+        self.log_loss += EV.log_loss_sum(yi, proba)
         if self.binary:
             pos = self.classes.index(self.positive)
             s = proba[:, pos]
             b = np.minimum((s * SCORE_BINS).astype(np.int64), SCORE_BINS - 1)
             np.add.at(self.hist, (yi, b), 1)
-            self.brier += float(((s - (yi == pos)) ** 2).sum())
+            self.brier += EV.brier_sum(yi, proba, pos)
         else:
             for c in range(len(self.classes)):
                 b = np.minimum((proba[:, c] * SCORE_BINS).astype(np.int64), SCORE_BINS - 1)
                 np.add.at(self.ovr[c], ((yi == c).astype(np.int64), b), 1)
 
     def metric(self, name: str) -> float | None:
+        return self.measure(name)[0]
+
+    def measure(self, name: str) -> EV.Measured:
+        """(value, None) or (None, why it cannot be computed), as `runtime.evaluation.measure`."""
         if self.n == 0:
-            return None
+            return None, "no labelled rows"
         if self.task == "regression":
-            sy, syy, sae, sse, sape, nz = self.sums
-            n = self.n
-            if name == "mae":
-                return sae / n
-            if name == "rmse":
-                return math.sqrt(sse / n)
-            if name == "mape":
-                return sape / nz if nz else None
-            if name == "r2":
-                ss_tot = syy - sy * sy / n
-                return 1.0 - sse / ss_tot if ss_tot > 0 and n > 1 else None
-            raise KeyError(name)
-        cm = self.confusion
-        n = cm.sum()
-        if name == "accuracy":
-            return float(np.trace(cm) / n)
-        if name == "balanced_accuracy":
-            rows = cm.sum(axis=1)
-            present = rows > 0
-            return float(np.mean(np.diag(cm)[present] / rows[present]))
+            return EV.from_sums(name, self.sums)
+        n = self.confusion.sum()
         if name == "log_loss":
-            return self.log_loss / n
-        if self.binary:
-            pos = self.classes.index(self.positive)
-            tp = cm[pos, pos]
-            fp = cm[:, pos].sum() - tp
-            fn = cm[pos].sum() - tp
-            if name == "precision":
-                return float(tp / (tp + fp)) if tp + fp else 0.0
-            if name == "recall":
-                return float(tp / (tp + fn)) if tp + fn else 0.0
-            if name == "f1":
-                return float(2 * tp / (2 * tp + fp + fn)) if tp else 0.0
-            if name == "brier":
-                return self.brier / n
-            neg_h, pos_h = self.hist[1 - pos], self.hist[pos]
-            if name == "roc_auc":
-                return auc_from_hist(neg_h, pos_h)
+            return self.log_loss / n, None
+        if name == "brier":
+            return self.brier / n, None
+        if name in EV.SCORE_METRICS:
+            if self.binary:
+                pos = self.classes.index(self.positive)
+                neg_h, pos_h = self.hist[1 - pos], self.hist[pos]
+                if name == "average_precision":
+                    v = ap_from_hist(neg_h, pos_h)
+                    return (v, None) if v is not None else (None, f"no row of class '{self.positive}' in the labels")
+                v = auc_from_hist(neg_h, pos_h)
+                only = self.classes[1 - pos] if pos_h.sum() == 0 else self.positive
+                return (v, None) if v is not None else (None, f"the labels hold only class '{only}'")
             if name == "average_precision":
-                return ap_from_hist(neg_h, pos_h)
-            raise KeyError(name)
-        if name == "f1":
-            tp = np.diag(cm).astype(np.float64)
-            denom = cm.sum(axis=0) + cm.sum(axis=1)
-            f1 = np.where(denom > 0, 2 * tp / np.where(denom > 0, denom, 1), 0.0)
-            return float(f1.mean())
-        if name == "roc_auc":
-            aucs = [auc_from_hist(self.ovr[c, 0], self.ovr[c, 1]) for c in range(len(self.classes))]
-            aucs = [a for a in aucs if a is not None]
-            return float(np.mean(aucs)) if len(aucs) >= 2 else None
-        raise KeyError(name)
+                raise KeyError(name)
+            per = [auc_from_hist(self.ovr[c, 0], self.ovr[c, 1]) for c in range(len(self.classes))]
+            return EV.macro_over_classes(per, self.classes)
+        return EV.from_confusion(name, self.confusion, self.classes, self.positive)
 
     def positive_rate(self) -> float | None:
         if self.task == "regression" or not self.binary or self.n == 0:
@@ -337,38 +308,24 @@ def ap_from_hist(neg: np.ndarray, pos: np.ndarray) -> float | None:
 
 
 class Fairness:
-    """Per group: rows, predicted positives; and, among labelled rows, positives and true positives."""
+    """Per group the counts of `runtime.evaluation.group_counts` (rows, predicted positives,
+    labelled rows, labelled positives, true positives, sum of predictions, sum of absolute
+    errors), for the class the rule is about (classification) or for a regressor."""
 
-    def __init__(self, positive: str):
+    def __init__(self, positive: str | None, regression: bool = False):
         self.positive = positive
-        self.groups: dict[str, np.ndarray] = {}  # group -> [rows, selected, labelled, positives, true positives]
+        self.regression = regression
+        self.groups: dict[str, np.ndarray] = {}
 
-    def add(self, groups: np.ndarray, predicted: np.ndarray, y: np.ndarray | None) -> None:
-        sel = predicted == self.positive
-        lab = np.zeros(len(groups), dtype=bool) if y is None else (y != None)  # noqa: E711
-        pos = lab & (y == self.positive) if y is not None else lab
-        for g in sorted(set(groups.tolist())):
-            m = groups == g
-            row = np.array([m.sum(), (m & sel).sum(), (m & lab).sum(), (m & pos).sum(), (m & pos & sel).sum()])
-            self.groups[g] = self.groups.get(g, np.zeros(5, dtype=np.int64)) + row
+    def add(self, groups: np.ndarray, out_or_label: Any, y: np.ndarray | None) -> None:
+        if isinstance(out_or_label, dict):
+            value = out_or_label.get("value")
+            label = out_or_label.get("label")
+        else:
+            value, label = None, out_or_label
+        for g, c in EV.group_counts(groups, y, label, self.positive, value).items():
+            self.groups[g] = self.groups.get(g, np.zeros(EV.GROUP_FIELDS)) + c
 
     def evaluate(self, metric: str, min_rows: int, use_labels: bool) -> dict[str, Any]:
-        """The disparity metric over groups of at least min_rows rows (as runtime.evaluation.fairness)."""
-        per = {}
-        for g, (rows, sel, lab, pos, tp) in sorted(self.groups.items()):
-            per[g] = {"rows": int(rows), "selection_rate": float(sel / rows) if rows else None,
-                      "labelled": int(lab) if use_labels else 0, "positives": int(pos) if use_labels else 0,
-                      "tpr": float(tp / pos) if use_labels and pos else None, "included": bool(rows >= min_rows)}
-        inc = [v for v in per.values() if v["included"]]
-        value = None
-        if metric == "demographic_parity_difference":
-            rates = [v["selection_rate"] for v in inc]
-            value = max(rates) - min(rates) if len(rates) >= 2 else None
-        elif metric == "disparate_impact_ratio":
-            rates = [v["selection_rate"] for v in inc]
-            if len(rates) >= 2:
-                value = min(rates) / max(rates) if max(rates) > 0 else 1.0
-        elif metric == "equal_opportunity_difference" and use_labels:
-            rates = [v["tpr"] for v in inc if v["tpr"] is not None and v["positives"] >= 5]
-            value = max(rates) - min(rates) if len(rates) >= 2 else None
-        return {"value": value, "groups": per}
+        """The disparity metric over groups of at least min_rows rows (runtime.evaluation)."""
+        return EV.fairness_from_counts(metric, self.groups, min_rows, self.positive, use_labels)

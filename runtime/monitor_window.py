@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from . import drift as D
+from .evaluation import INSUFFICIENT
 from .monitor_stats import CategorySketch, Fairness, NumericSketch, Performance
 
 EPOCH = date(1970, 1, 1)
@@ -73,7 +74,7 @@ class Window:
         tgt = profile["target"]
         self.target = NumericSketch(tgt) if tgt["kind"] == "numeric" else CategorySketch(tgt["counts"])
         self.perf = Performance(job["task"], classes, positive)
-        self.fairness = [Fairness(positive or "") for _ in job["fairness"]]
+        self.fairness = [Fairness(rule.get("positive_class") or positive, self.regression) for rule in job["fairness"]]
         self.scored = 0
 
     def add_data(self, rows: np.ndarray, checked: dict, bad: np.ndarray, days: np.ndarray | None) -> None:
@@ -114,8 +115,8 @@ class Window:
         sub = {k: v[rows][s] for k, v in out.items()}
         ys = y[rows][s] if y is not None else None
         for f, g in zip(self.fairness, groups):
-            if g is not None and not self.regression:
-                f.add(g[rows][s], sub["label"], ys)
+            if g is not None:
+                f.add(g[rows][s], sub, ys)
         if y is None:
             return
         yl = y[rows]  # labels as strings (classes) or floats (regression), None where missing
@@ -138,12 +139,15 @@ class Window:
         return {
             "id": wid, "start": start, "end": end, "period": self._period(start, end), "rows": self.rows,
             "scored_rows": self.scored,
+            **({} if enough else {"status": INSUFFICIENT,
+                                  "reason": f"{self.rows} rows, fewer than monitoring.min_rows "
+                                            f"({job['min_window_rows']}): reported, not tested"}),
             "tested": enough, "labels": {"available": has_labels, "mature": mature, "labelled_rows": self.perf.n},
             "data_quality": self._quality(),
             "drift": self._drift() if enough else {"columns": {}, "drifted": [], "note": "too few rows to test"},
             "prediction": self._prediction(mature and has_labels, enough),
             "performance": self._performance(mature, has_labels, reference_metrics),
-            "fairness": self._fairness(mature and has_labels),
+            "fairness": self._fairness(mature and has_labels, enough),
         }
 
     def _period(self, start: str, end: str) -> str | None:
@@ -256,30 +260,39 @@ class Window:
             out["note"] = (f"labels not considered yet: the window ends less than {job['label_delay_days']} "
                            "day(s) before the end of the data (label_delay_days)")
             return out
-        evaluated = self.perf.n >= job["min_window_rows"]
+        need = job.get("min_labelled_rows", job["min_window_rows"])
+        evaluated = self.perf.n >= need and self.rows >= job["min_window_rows"]
         if not evaluated:
-            out["note"] = f"fewer than {job['min_window_rows']} labelled rows"
+            out["note"] = (f"{INSUFFICIENT}: {self.perf.n} labelled rows, fewer than monitoring.min_labelled_rows "
+                           f"({need})" if self.perf.n < need else f"{INSUFFICIENT}: the window has too few rows")
         for m in job["performance"]:
-            v = self.perf.metric(m["metric"]) if evaluated else None
+            v, why = self.perf.measure(m["metric"]) if evaluated else (None, out["note"])
             passed = None if v is None else not ((m["min"] is not None and v < m["min"]) or
                                                  (m["max"] is not None and v > m["max"]))
             out["metrics"][m["metric"]] = {"value": v, "min": m["min"], "max": m["max"], "passed": passed,
+                                           "status": "passed" if passed else "failed" if passed is False else
+                                           INSUFFICIENT,
+                                           **({"reason": why.removeprefix(INSUFFICIENT + ": ")} if v is None else {}),
                                            "reference": reference.get(m["metric"])}
         out["positive_rate"] = self.perf.positive_rate()
         return out
 
-    def _fairness(self, labels_ok: bool) -> list[dict[str, Any]]:
+    def _fairness(self, labels_ok: bool, enough: bool) -> list[dict[str, Any]]:
         out = []
         for rule, f in zip(self.job["fairness"], self.fairness):
-            use = labels_ok or not rule["needs_labels"]
+            use = (labels_ok or not rule["needs_labels"]) and enough
             r = f.evaluate(rule["metric"], self.job["min_group_rows"], labels_ok) if use else \
-                {"value": None, "groups": {}}
+                {"value": None, "groups": {}, "reason": "needs labels; not available yet" if enough else
+                 "the window has fewer rows than monitoring.min_rows"}
             v = r["value"]
             passed = None if v is None else not ((rule["min"] is not None and v < rule["min"]) or
                                                  (rule["max"] is not None and v > rule["max"]))
             out.append({"attribute": rule["attribute"], "metric": rule["metric"], "value": v, "min": rule["min"],
                         "max": rule["max"], "passed": passed, "groups": r["groups"],
-                        **({} if use else {"note": "needs labels; not available yet"})})
+                        "status": "passed" if passed else "failed" if passed is False else INSUFFICIENT,
+                        **({"positive_class": rule["positive_class"]} if rule.get("positive_class") else {}),
+                        **({"reason": r.get("reason")} if v is None else {}),
+                        **({} if use else {"note": r["reason"]})})
         return out
 
 

@@ -41,13 +41,23 @@ def missing_sections(plan: Plan) -> list[Missing]:
     if sensitive:
         need("fairness", "thresholds.fairness", sp["thresholds"]["fairness"],
              f"a bound per sensitive column ({', '.join(sensitive)})",
-             f"fairness: [{{attribute: {sensitive[0]}, metric: demographic_parity_difference, max: 0.1}}]")
+             _fairness_example(plan, sensitive[0]))
     need("limitations", "governance.limitations", g["limitations"], "at least one known limitation",
          "limitations: [Trained on data from ...; not representative of ...]")
     need("limitations", "governance.ethical_considerations", g["ethical_considerations"],
          "at least one ethical consideration", "ethical_considerations: [No personal data is used.]")
     need("governance", "governance.owner", g["owner"], "the accountable owner", "owner: head-of-credit-risk")
     return out
+
+
+def _fairness_example(plan: Plan, column: str) -> str:
+    """A fairness bound that fits the task (rules_model._check_fairness_task)."""
+    if plan.task == "regression":
+        return f"fairness: [{{attribute: {column}, metric: mean_absolute_error_difference, max: <target units>}}]"
+    if plan.task == "multiclass_classification":
+        return (f"fairness: [{{attribute: {column}, metric: demographic_parity_difference, "
+                "positive_class: <a class>, max: 0.1}]")
+    return f"fairness: [{{attribute: {column}, metric: demographic_parity_difference, max: 0.1}}]"
 
 
 def _where(plan: Plan, k: str) -> str:

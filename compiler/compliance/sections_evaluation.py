@@ -7,6 +7,22 @@ from .model import (Bar, Bars, Block, Cell, Chart, Curve, Evidence, Histogram, M
                     f4, facts, file, key, num, result, table, text, yes)
 
 TOP_FEATURES = 10  # rows of the importance table; the chart shows up to 15
+INSUFFICIENT = "insufficient data"
+
+
+def _result(t: dict) -> Cell:
+    """pass, FAIL, or 'insufficient data' (a figure the data cannot give: never a pass)."""
+    if t.get("status") == INSUFFICIENT:
+        return Cell(INSUFFICIENT, tone="fail" if t.get("kind") in ("metric", "fairness") else "muted")
+    return result(bool(t["passed"]))
+
+
+def _value(t: dict) -> str:
+    if t.get("value") is None and t.get("reason"):
+        return f"{INSUFFICIENT}: {t['reason']}"
+    v = t.get("value_text") or f4(t.get("value"))
+    ci = t.get("interval_95")
+    return f"{v} (95% CI {ci[0]:.4f}-{ci[1]:.4f})" if ci else v
 
 
 def _thresholds(ev: Evidence) -> tuple[int, int]:
@@ -34,14 +50,14 @@ def _spec_key_of(t: dict, plan: Plan) -> Cell:
                 return key(f"thresholds.slices[{i}]")
     if t["kind"] == "fairness":
         for i, fb in enumerate(th["fairness"]):
-            if t["name"] == f"{fb['metric']} across {fb['attribute']}":
+            if t["name"].startswith(f"{fb['metric']} across {fb['attribute']}"):
                 return key(f"thresholds.fairness[{i}]")
     return key("thresholds.parity")
 
 
 def evaluation(plan: Plan, ev: Evidence) -> list[Block]:
     e = ev.evaluation
-    gate = [(t["kind"], t["name"], t["value_text"], t["bound_text"], result(t["passed"]), _spec_key_of(t, plan))
+    gate = [(t["kind"], t["name"], _value(t), t["bound_text"], _result(t), _spec_key_of(t, plan))
             for t in e["thresholds"]]
     passed, total = _thresholds(ev)
     blocks = [
@@ -82,8 +98,9 @@ def evaluation(plan: Plan, ev: Evidence) -> list[Block]:
     slices = e["slices"]
     if slices:
         rows = [(s["column"], s["group"], s["metric"], s["rows"], f4(s["value"]) if s["evaluated"] else
-                 "not evaluated (too few rows)", bound_text(s["min"], s["max"]),
-                 result(s["evaluated"] and _within(s["value"], s["min"], s["max"])) if s["evaluated"] else "-")
+                 f"{INSUFFICIENT}: {s.get('reason') or 'too few rows'}", bound_text(s["min"], s["max"]),
+                 result(_within(s["value"], s["min"], s["max"])) if s["evaluated"] else
+                 Cell(INSUFFICIENT, tone="muted"))
                 for s in slices]
         blocks.append(table(("Column", "Group", "Metric", "Rows", "Value", "Bound", "Result"), rows,
                             file("evidence/evaluation.json"), key("thresholds.slices"), title="Metrics by group"))
@@ -111,11 +128,17 @@ def _within(v: float | None, lo: float | None, hi: float | None) -> bool:
 
 
 FAIRNESS_DEFINITIONS = {
-    "demographic_parity_difference": "largest minus smallest selection rate (share predicted positive) "
+    "demographic_parity_difference": "largest minus smallest selection rate (share predicted the class) "
                                      "among the groups with enough rows",
     "disparate_impact_ratio": "smallest divided by largest selection rate among the groups with enough rows",
     "equal_opportunity_difference": "largest minus smallest true positive rate among the groups with enough "
                                     "rows and at least 5 positives",
+    "mean_prediction_difference": "largest minus smallest mean prediction among the groups with enough rows "
+                                  "(in the target's unit)",
+    "mean_absolute_error_difference": "largest minus smallest mean absolute error among the groups with enough "
+                                      "labelled rows (in the target's unit)",
+    "bounded_group_loss": "largest mean absolute error of a group with enough labelled rows (in the target's "
+                          "unit)",
 }
 
 
@@ -126,32 +149,46 @@ def fairness(plan: Plan, ev: Evidence) -> list[Block]:
         return [text("The spec sets no fairness bound (thresholds.fairness is empty) and marks no column "
                      "sensitive, so there are no groups to compare.", key("thresholds.fairness"),
                      key("data.columns"))]
-    blocks = [text(f"Sensitive columns: {', '.join(sensitive) or '(none marked)'}. Each bound compares the "
-                   f"model's decisions across the groups of one column on the holdout.", key("data.columns"),
+    regression = plan.task == "regression"
+    what = ("the model's predictions and errors" if regression else
+            "the model's decisions about one class (one-vs-rest for a multiclass model; the class is named)")
+    blocks = [text(f"Sensitive columns: {', '.join(sensitive) or '(none marked)'}. Each bound compares {what} "
+                   f"across the groups of one column on the holdout.", key("data.columns"),
                    key("thresholds.fairness"))]
-    summary_rows = [(Cell(f["attribute"], code=True), f["metric"], f4(f["value"]), bound_text(f["min"], f["max"]),
-                     result(_within(f["value"], f["min"], f["max"])), FAIRNESS_DEFINITIONS[f["metric"]],
-                     key(f"thresholds.fairness[{i}]")) for i, f in enumerate(fair)]
+    summary_rows = [(Cell(f["attribute"], code=True), f["metric"] + (f" (class '{f['positive_class']}')"
+                                                                     if f.get("positive_class") else ""),
+                     _value(f), bound_text(f["min"], f["max"]), _result({**f, "kind": "fairness",
+                                                                          "passed": _within(f["value"], f["min"],
+                                                                                            f["max"])}),
+                     FAIRNESS_DEFINITIONS[f["metric"]], key(f"thresholds.fairness[{i}]")) for i, f in enumerate(fair)]
     panels = []
     blocks.append(table(("Attribute", "Metric", "Value", "Bound", "Result", "Definition", "Source"), summary_rows,
                         file("evidence/evaluation.json"), title="Bounds"))
     for f in fair:
         groups = sorted(f["groups"].items())
+        title = f"{f['attribute']}: {f['metric']} {_value(f)}"
+        if regression:
+            rows = [(g, v["rows"], f4(v["mean_prediction"]), f4(v["mean_absolute_error"]), yes(v["included"]))
+                    for g, v in groups]
+            blocks.append(table(("Group", "Rows", "Mean prediction", "Mean absolute error",
+                                 f"Included (>= {f['min_rows']} rows)"), rows, file("evidence/evaluation.json"),
+                                title=title))
+            continue
         rows = [(g, v["rows"], v["positives"], f4(v["selection_rate"]), f4(v["tpr"]), yes(v["included"]))
                 for g, v in groups]
-        blocks.append(table(("Group", "Rows", "Actual positives", "Selection rate", "True positive rate",
-                             f"Included (>= {f['min_rows']} rows)"), rows, file("evidence/evaluation.json"),
-                            title=f"{f['attribute']}: {f['metric']} {f4(f['value'])}"))
+        blocks.append(table(("Group", "Rows", f"Actual '{f.get('positive_class')}'", "Selection rate",
+                             "True positive rate", f"Included (>= {f['min_rows']} rows)"), rows,
+                            file("evidence/evaluation.json"), title=title))
         ok = "pass" if _within(f["value"], f["min"], f["max"]) else "fail"
         bars = tuple(Bar(g, v["selection_rate"], tone=ok if v["included"] else "muted")
-                     for g, v in groups if v["selection_rate"] is not None)
+                     for g, v in groups if v["selection_rate"] is not None and v["included"])
         if bars:
             panels.append(Panel(f"{f['attribute']}\n{f['metric']} {f4(f['value'])}, bound "
                                 f"{bound_text(f['min'], f['max'])}", bars))
     if panels:
         c = Chart("fairness", "bars", "Selection rate by group",
-                  "Share of holdout rows predicted positive, per group of each sensitive column; green: the "
-                  "column's bound passes, red: it fails, grey: a group too small to count.",
+                  "Share of holdout rows predicted the class, per group of each sensitive column with enough "
+                  "rows (smaller groups are in the tables only); green: the column's bound passes, red: it fails.",
                   Bars(tuple(panels), "selection rate", (0.0, 1.0)))
         blocks.append(chart(c, file("evidence/evaluation.json")))
     return blocks
@@ -162,7 +199,7 @@ def explanations(plan: Plan, ev: Evidence) -> list[Block]:
     ex = plan.spec["governance"]["explainability"]
     feats = imp["features"]
     top = [(n + 1, Cell(f["name"], code=True), f4(f["mean"]), f4(f["std"])) for n, f in enumerate(feats[:TOP_FEATURES])]
-    idle = [f["name"] for f in feats if f["mean"] <= 0]
+    idle = [f["name"] for f in feats if f["mean"] is not None and f["mean"] <= 0]
     blocks = [
         facts([
             ("Explanations required", yes(ex["required"]), key("governance.explainability.required")),
