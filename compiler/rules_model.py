@@ -164,7 +164,7 @@ def check_thresholds(ctx: Ctx) -> None:
         base = ("thresholds", "slices", i)
         col = ctx.column_ref(s.column, base + ("column",), "slice", code="E605")
         check_metric_bound(ctx, s.metric, s, base, task, metric_path=base + ("metric",))
-        if col is not None and col.dtype in ("int", "float") and not s.bins:
+        if col is not None and col.dtype in ("int", "float") and not s.bins and not _coded(col):
             ctx.err("E607", "a slice on a numeric column needs bins", base + ("column",),
                     f"'{s.column}' has dtype {col.dtype}", help="add bins: [edges...] to define the groups")
         _check_bins(ctx, s.bins, base + ("bins",))
@@ -180,7 +180,7 @@ def check_thresholds(ctx: Ctx) -> None:
                     f"'{fb.attribute}' is not flagged sensitive in data.columns",
                     f"sensitive columns: {', '.join(sens) or '(none)'}",
                     help=f"set sensitive: true on data.columns.{fb.attribute}")
-        if col is not None and col.dtype in ("int", "float") and not fb.bins:
+        if col is not None and col.dtype in ("int", "float") and not fb.bins and not _coded(col):
             ctx.err("E607", "a fairness bound on a numeric attribute needs bins", base + ("attribute",),
                     f"'{fb.attribute}' has dtype {col.dtype}", help="add bins: [18, 25, 101] to define the groups")
         _check_bins(ctx, fb.bins, base + ("bins",))
@@ -251,6 +251,11 @@ def _target_labels(ctx: Ctx) -> list[str] | None:
     if col is None or col.checks is None or col.checks.isin is None:
         return None
     return [str(v) for v in col.checks.isin]
+
+
+def _coded(col) -> bool:
+    """An int column with an isin list is a code (sex 1/2): its values are the groups."""
+    return col.dtype == "int" and col.checks is not None and col.checks.isin is not None
 
 
 def _check_bins(ctx: Ctx, bins, path) -> None:
