@@ -314,6 +314,17 @@ error[E302]: the positive class is not a label of the target
    = 'baad' is not in creditability's isin ['good', 'bad']
    = help: did you mean 'bad'?""",
     ),
+    "E304-positive-class-for-regression": Bad(
+        spec="diabetes",
+        edits=((SPEC, "  target: progression\n", "  target: progression\n  positive_class: 30\n"),),
+        at=(SPEC, "positive_class: 30", "30"),
+        expected="""\
+error[E304]: positive_class does not apply to the task
+  --> @AT@ (problem.positive_class)
+   |     positive_class: 30
+   = a regression model predicts a number; there is no class; problem.task is regression
+   = help: remove problem.positive_class""",
+    ),
     "E303-target-as-feature": Bad(
         edits=((SPEC, "transform: onehot, source: telephone}", "transform: onehot, source: creditability}"),),
         at=(SPEC, "source: creditability}", "creditability}"),
@@ -549,16 +560,63 @@ error[E609]: the parity tolerance 'probabilities_atol' is not set
    = a binary_classification model's ONNX export is verified per output; 'probabilities_atol' has no tolerance
    = help: set thresholds.parity.probabilities_atol (e.g. 1e-4; tree models in float32 may need 1e-3)""",
     ),
-    "E610-fairness-needs-classification": Bad(
-        overrides=("problem.task=regression",),
-        at=(SPEC, "{attribute: personal_status_and_sex,", "demographic"),
+    "E610-fairness-metric-does-not-fit-task": Bad(
+        spec="diabetes",
+        edits=((SPEC, "metric: mean_prediction_difference, max: 30", "metric: demographic_parity_difference, max: 0.2"),),
+        at=(SPEC, "metric: demographic_parity_difference, max: 0.2", "demographic"),
         expected="""\
-error[E610]: fairness bounds need a classification task
-  --> @AT@ (thresholds.fairness[0].metric)
-   |     - {attribute: personal_status_and_sex, metric: demographic_parity_difference, max: 0.25}
-   = demographic_parity_difference compares positive rates; problem.task is regression""",
+error[E610]: the fairness metric does not fit the task
+  --> @AT@ (thresholds.fairness[1].metric)
+   |     - {attribute: sex, metric: demographic_parity_difference, max: 0.2}
+   = demographic_parity_difference is for classification; problem.task is regression
+   = help: fairness metrics for regression: mean_prediction_difference, mean_absolute_error_difference, bounded_group_loss""",
+    ),
+    "E611-multiclass-fairness-needs-class": Bad(
+        spec="penguins",
+        edits=((SPEC, "metric: demographic_parity_difference, positive_class: Adelie,",
+                "metric: demographic_parity_difference,"),),
+        at=(SPEC, "metric: demographic_parity_difference,", "{"),
+        expected="""\
+error[E611]: a multiclass fairness bound needs the class it is about
+  --> @AT@ (thresholds.fairness[0])
+   |     - {attribute: sex, metric: demographic_parity_difference, max: 0.2}
+   = demographic_parity_difference compares how often groups are predicted one class (one-vs-rest); thresholds.fairness[].positive_class is not set
+   = help: add positive_class: <a label of the target> (one of Adelie, Chinstrap, Gentoo); one bound per class that matters""",
+    ),
+    "E611-fairness-class-not-a-label": Bad(
+        spec="penguins",
+        edits=((SPEC, "positive_class: Adelie,", "positive_class: Adelei,"),),
+        at=(SPEC, "positive_class: Adelei,", "Adelei"),
+        expected="""\
+error[E611]: the fairness bound's class is not a label of the target
+  --> @AT@ (thresholds.fairness[0].positive_class)
+   |     - {attribute: sex, metric: demographic_parity_difference, positive_class: Adelei, max: 0.2}
+   = 'Adelei' is not in the target's isin ['Adelie', 'Chinstrap', 'Gentoo']
+   = help: did you mean 'Adelie'?""",
+    ),
+    "E611-regression-bound-has-class": Bad(
+        spec="diabetes",
+        edits=((SPEC, "metric: mean_prediction_difference, max: 30", "metric: mean_prediction_difference, positive_class: 2, max: 30"),),
+        at=(SPEC, "positive_class: 2,", "2"),
+        expected="""\
+error[E611]: positive_class does not apply to this fairness bound
+  --> @AT@ (thresholds.fairness[1].positive_class)
+   |     - {attribute: sex, metric: mean_prediction_difference, positive_class: 2, max: 30}
+   = a regression bound compares predictions, not a class; problem.task is regression
+   = help: remove positive_class from this bound""",
     ),
     # ------------------------------------------------------------------ monitoring and serving
+    "E710-monitoring-minimum-too-small": Bad(
+        spec="penguins",
+        edits=((SPEC, "  min_rows: 60\n", "  min_rows: 1\n"),),
+        at=(SPEC, "  min_rows: 1", "1"),
+        expected="""\
+error[E710]: a monitoring minimum is too small
+  --> @AT@ (monitoring.min_rows)
+   |     min_rows: 1
+   = 'monitoring.min_rows' must be an int of at least 2. Got 1 instead.
+   = help: statistics on fewer rows mean nothing; the default is 100""",
+    ),
     "E701-invalid-cron": Bad(
         edits=((SPEC, 'schedule: "0 6 * * 1"', 'schedule: "0 25 * * 1"'),),
         at=(SPEC, "schedule:", '"0 25'),
