@@ -36,7 +36,8 @@ class Artefacts:
 
 
 
-def verify(root: str | Path, require_blessed: bool = True, trusted_key: str | None = None) -> Artefacts:
+def verify(root: str | Path, require_blessed: bool = True, trusted_key: str | None = None,
+           purpose: str = "serve") -> Artefacts:
     """Check the artefacts at `root`; raise ArtefactError with every problem found."""
     d = Path(root)
     mpath = d / "manifest.json"
@@ -87,6 +88,6 @@ def verify(root: str | Path, require_blessed: bool = True, trusted_key: str | No
             failed = json.loads((d / "evidence" / "blessing.json").read_text()).get("failed", [])
         except (OSError, ValueError):
             pass
-        raise ArtefactError(f"refusing to serve '{d}': the model is not blessed (failed gates: "
+        raise ArtefactError(f"refusing to {purpose} '{d}': the model is not blessed (failed gates: "
                             f"{', '.join(failed) or 'no thresholds set'}); see evidence/evaluation.json")
     return Artefacts(d, manifest, hashlib.sha256(raw).hexdigest())

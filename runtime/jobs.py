@@ -305,7 +305,7 @@ class JobRunner:
         key = contract.key
         meta = self.p.meta
         header = ["row"] + ([key] if key else []) + ["status", "prediction_id"]
-        header += (["label"] + [f"p_{c}" for c in meta.classes]) if self.p.is_classifier else ["value"]
+        header += (["label"] + [f"probability_{c}" for c in meta.classes]) if self.p.is_classifier else ["value"]
         header.append("errors")
         rows: list[list[Any]] = []
         scored = rejected = 0

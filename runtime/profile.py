@@ -21,7 +21,26 @@ OTHER = "__other__"
 MISSING = "__missing__"
 
 
-def numeric_profile(x: np.ndarray) -> dict[str, Any]:
+def stable_edges(edges: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Decile edges of a model output rounded to 4 significant decimals of the data's scale
+    (0.0001 for a probability), duplicates merged: float32 rounding of a score (a few 1e-8)
+    can then not move a value from one bin to the next, and bins a few float32 steps apart
+    (a very confident model's top deciles) become one."""
+    scale = float(np.max(np.abs(x))) if len(x) else 1.0
+    decimals = 4 - int(np.ceil(np.log10(scale))) if scale > 0 else 4
+    return np.unique(np.round(edges, max(decimals, 0)))
+
+
+def prediction_reference(profile: dict[str, Any]) -> dict[str, Any]:
+    """The profile of the served output that serving bins and monitoring tests: the score
+    (classification: the positive class's probability, or the top probability) or the
+    value (regression)."""
+    pred = profile.get("prediction") or {}
+    return pred.get("score") or pred.get("value") or {}
+
+
+def numeric_profile(x: np.ndarray, output: bool = False) -> dict[str, Any]:
+    """`output`: a model output, whose decile edges are `stable_edges`."""
     x = x.astype(np.float64)
     ok = x[~np.isnan(x)]
     out: dict[str, Any] = {"kind": "numeric", "rows": int(len(x)), "nulls": int(len(x) - len(ok))}
@@ -30,6 +49,8 @@ def numeric_profile(x: np.ndarray) -> dict[str, Any]:
         return out
     q = np.quantile(ok, np.linspace(0, 1, 101), method="linear")
     edges = np.unique(np.quantile(ok, np.linspace(0.1, 0.9, 9), method="linear"))
+    if output:
+        edges = stable_edges(edges, ok)
     counts = bin_counts(ok, edges)
     cdf = np.searchsorted(np.sort(ok), q, side="right") / len(ok)  # exact share <= each quantile point
     k = np.searchsorted(q, ok, side="left")  # value in (q[k-1], q[k]]
@@ -81,14 +102,14 @@ def build_profile(contract: Contract, cols: dict[str, np.ndarray], out: dict[str
         columns[c.name] = p
     pred: dict[str, Any]
     if "value" in out:
-        pred = {"kind": "regression", "value": numeric_profile(out["value"])}
+        pred = {"kind": "regression", "value": numeric_profile(out["value"], output=True)}
         target = numeric_profile(np.asarray(y, dtype=np.float64))
     else:
         if positive is not None and len(classes) == 2:
             score = out["probabilities"][:, classes.index(positive)]
         else:
             score = out["probabilities"].max(axis=1)
-        pred = {"kind": "classification", "score": numeric_profile(score),
+        pred = {"kind": "classification", "score": numeric_profile(score, output=True),
                 "labels": categorical_profile(out["label"])["counts"]}
         target = categorical_profile(np.asarray(y, dtype=object))
     return {"rows": int(len(y)), "columns": dict(sorted(columns.items())), "prediction": pred, "target": target,

@@ -102,7 +102,9 @@ class Service:
                                  {"name": art.name, "version": art.version}, art.manifest_sha256,
                                  p.meta.classes, self.cipher)
         profile = art.json("evidence/profile.json")
-        score = ((profile.get("prediction") or {}).get("score") or {})
+        from .profile import prediction_reference
+
+        score = prediction_reference(profile)  # score (classification) or value (regression) bins
         self.metrics = Metrics(art.name, art.version, p.meta.classes, p.pos_index, score.get("edges"))
         importance = art.json("evidence/importance.json") if (art.root / "evidence/importance.json").is_file() else {}
         self.explainer = Explainer(p, profile, importance, is_linear(art.root / "model.onnx"))

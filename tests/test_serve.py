@@ -572,7 +572,7 @@ def test_jobs_score_json_and_csv_and_counts_reconcile(server: Server):
     assert rows[5]["status"] == "rejected" and rows[5]["errors"] == "age_in_years: out_of_range (must be >= 18)"
     assert rows[9]["errors"] == "record: not_an_object (a record must be a JSON object)"
     status, direct = predict(server, recs[:5])
-    assert [float(r["p_bad"]) for r in rows[:5]] == [p["probabilities"]["bad"] for p in direct["predictions"]]
+    assert [float(r["probability_bad"]) for r in rows[:5]] == [p["probabilities"]["bad"] for p in direct["predictions"]]
     # CSV in, Parquet out
     text = (ROOT / "specs" / "credit_risk" / "data" / "german_credit.csv").read_text().splitlines()[:51]
     status, h, data = server.request("POST", "/v1/jobs?format=parquet", "\n".join(text),
@@ -586,7 +586,7 @@ def test_jobs_score_json_and_csv_and_counts_reconcile(server: Server):
     import pyarrow.parquet as pq
 
     table = pq.read_table(io.BytesIO(data))
-    assert table.num_rows == 50 and "p_bad" in table.column_names
+    assert table.num_rows == 50 and "probability_bad" in table.column_names
     assert server.request("POST", "/v1/jobs", b"{", {**ADMIN, "Content-Type": "application/json"})[0] == 400
     assert server.request("POST", "/v1/jobs", {"records": []}, ADMIN)[0] == 422
 
