@@ -145,15 +145,15 @@ def score_metric(name: str, yi: np.ndarray, proba: np.ndarray, classes: tuple[st
     for c in range(len(classes)):
         yb = yi == c
         per.append(float(M.roc_auc_score(yb, proba[:, c])) if 0 < yb.sum() < len(yb) else None)
-    return macro_over_classes(per, classes)
+    return macro_over_classes(per, classes, [bool((yi == c).any()) for c in range(len(classes))])
 
 
-def macro_over_classes(per_class: list[float | None], classes: tuple[str, ...]) -> Measured:
-    """One-vs-rest macro average over the classes that have a value (present in the labels);
-    at least two are needed."""
+def macro_over_classes(per_class: list[float | None], classes: tuple[str, ...], present: list[bool]) -> Measured:
+    """One-vs-rest macro average over the classes present in the labels; at least two are
+    needed (a class present in every row has no negatives)."""
     vals = [v for v in per_class if v is not None]
     if len(vals) < 2:
-        have = [c for c, v in zip(classes, per_class) if v is not None]
+        have = [c for c, p in zip(classes, present) if p]
         return None, f"one-vs-rest needs at least 2 classes in the labels; present: {', '.join(have) or 'none'}"
     return float(np.mean(vals)), None
 

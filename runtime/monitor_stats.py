@@ -266,7 +266,7 @@ class Performance:
             if name == "average_precision":
                 raise KeyError(name)
             per = [auc_from_hist(self.ovr[c, 0], self.ovr[c, 1]) for c in range(len(self.classes))]
-            return EV.macro_over_classes(per, self.classes)
+            return EV.macro_over_classes(per, self.classes, [bool(self.ovr[c, 1].sum()) for c in range(len(self.classes))])
         return EV.from_confusion(name, self.confusion, self.classes, self.positive)
 
     def positive_rate(self) -> float | None:

@@ -1,0 +1,254 @@
+"""Every task first-class: multiclass (specs/penguins) and regression (specs/diabetes) beside
+the binary examples. Unit cases rebuild each finding of issue 16 from data of the same
+shape; the matrix runs check, compile, serve (predict, explain, metadata), score, monitor
+with labels, retrain and rollback on each bundled example."""
+from __future__ import annotations
+
+import json
+import warnings
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from runtime import evaluation as EV
+from runtime.monitor_stats import Fairness, Performance
+from tests._build import ROOT, build, copy_artefacts
+
+CLASSES = ("Adelie", "Chinstrap", "Gentoo", "Rare")
+
+
+def _multiclass(n: int, seed: int, absent: tuple[str, ...] = ()) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    present = [c for c in CLASSES if c not in absent]
+    y = np.array([present[i] for i in rng.integers(0, len(present), n)], dtype=object)
+    raw = rng.random((n, len(CLASSES))) + 2.0 * (np.array(CLASSES)[None, :] == y[:, None])
+    proba = (raw / raw.sum(axis=1, keepdims=True)).astype(np.float32).astype(np.float64)  # sums off by float32
+    label = np.asarray(CLASSES, dtype=object)[proba.argmax(axis=1)]
+    return y, {"label": label, "probabilities": proba}
+
+
+# ------------------------------------------------------------------ finding 1: classes absent from a holdout
+def test_multiclass_metrics_on_a_holdout_without_two_classes_need_no_warning_and_name_the_rule():
+    y, out = _multiclass(300, 1, absent=("Chinstrap", "Rare"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # UndefinedMetricWarning, "y_prob values do not sum to one"
+        got = {m: EV.measure(m, y, out, CLASSES, None) for m in ("roc_auc", "f1", "accuracy", "log_loss",
+                                                                  "balanced_accuracy")}
+    from sklearn import metrics as M
+
+    present = ["Adelie", "Gentoo"]
+    aucs = [M.roc_auc_score(y == c, out["probabilities"][:, CLASSES.index(c)]) for c in present]
+    assert got["roc_auc"] == (pytest.approx(np.mean(aucs), abs=1e-12), None)
+    assert got["f1"][0] == pytest.approx(M.f1_score(y, out["label"], average="macro", labels=present), abs=1e-12)
+    assert got["accuracy"][0] == pytest.approx(np.mean(y == out["label"]))
+    assert got["balanced_accuracy"][0] == pytest.approx(M.balanced_accuracy_score(y, out["label"]))
+    # one class only: roc_auc cannot be computed, and says why
+    one = y == "Adelie"
+    assert EV.measure("roc_auc", y[one], {k: v[one] for k, v in out.items()}, CLASSES, None) == (
+        None, "one-vs-rest needs at least 2 classes in the labels; present: Adelie")
+
+
+def test_binary_metrics_without_a_class_are_insufficient_not_zero():
+    y = np.array(["good"] * 40, dtype=object)
+    out = {"label": np.array(["good"] * 40, dtype=object), "probabilities": np.tile([0.2, 0.8], (40, 1))}
+    classes = ("bad", "good")
+    assert EV.measure("roc_auc", y, out, classes, "bad") == (None, "the labels hold only class 'good'")
+    assert EV.measure("recall", y, out, classes, "bad") == (None, "no row of class 'bad' in the labels")
+    assert EV.measure("precision", y, out, classes, "bad") == (None, "no row is predicted 'bad'")
+    assert EV.status(None, {"min": 0.7}) == "insufficient data"
+
+
+def test_importance_uses_a_metric_the_holdout_has():
+    from compiler.train import importance_metric
+
+    y, out = _multiclass(50, 2, absent=("Chinstrap", "Gentoo", "Rare"))
+    assert importance_metric("multiclass_classification", y, out, CLASSES, None) == "log_loss"
+    y, out = _multiclass(50, 2)
+    assert importance_metric("multiclass_classification", y, out, CLASSES, None) == "roc_auc"
+
+
+def test_holdout_without_enough_rows_of_a_class_fails_before_training():
+    from compiler.train import HoldoutError, _check_holdout_classes
+
+    y = np.array(["a"] * 50 + ["b"] * 50 + ["c"] * 8, dtype=object)  # a time split that keeps b and c rare
+    train = np.r_[0:40, 50:90, 100:104]
+    test = np.r_[40:50, 90:92, 104:106]
+    with pytest.raises(HoldoutError) as e:
+        _check_holdout_classes(y, train, test)
+    assert e.value.code == "E907" and e.value.key == "data.split"
+    assert e.value.summary == "the split leaves 2 classes with fewer than 5 holdout rows"
+    assert e.value.notes[:2] == ("class 'b': 2 rows in the holdout, 40 in training",
+                                 "class 'c': 2 rows in the holdout, 4 in training")
+    _check_holdout_classes(y, np.r_[0:40, 50:90], np.r_[40:50, 90:100])  # 10 of each: fine
+
+
+# ------------------------------------------------------------------ finding 4: compile and monitor agree
+def test_monitor_and_compile_give_the_same_multiclass_metrics():
+    for seed, absent in ((3, ()), (4, ("Rare",)), (5, ("Chinstrap", "Rare"))):
+        y, out = _multiclass(400, seed, absent)
+        perf = Performance("multiclass_classification", CLASSES, None)
+        for part in np.array_split(np.arange(len(y)), 3):
+            perf.add(y[part], {k: v[part] for k, v in out.items()})
+        for m in ("accuracy", "balanced_accuracy", "f1", "log_loss"):
+            assert perf.metric(m) == pytest.approx(EV.metric(m, y, out, CLASSES, None), abs=1e-12), m
+        assert perf.metric("roc_auc") == pytest.approx(EV.metric("roc_auc", y, out, CLASSES, None), abs=2e-3)
+    # a window where every prediction is right: accuracy 1.0 and f1 1.0 (absent classes are not 0)
+    y = np.array(["Adelie", "Gentoo"] * 50, dtype=object)
+    out = {"label": y.copy(), "probabilities": np.tile([0.7, 0.1, 0.1, 0.1], (100, 1))}
+    perf = Performance("multiclass_classification", CLASSES, None)
+    perf.add(y, out)
+    assert perf.metric("accuracy") == 1.0 and perf.metric("f1") == 1.0 == EV.metric("f1", y, out, CLASSES, None)
+
+
+def test_monitor_and_compile_give_the_same_regression_metrics():
+    rng = np.random.default_rng(0)
+    y = rng.normal(150, 70, 300)
+    v = y + rng.normal(0, 40, 300)
+    perf = Performance("regression", (), None)
+    perf.add(y[:100], {"value": v[:100]})
+    perf.add(y[100:], {"value": v[100:]})
+    for m in ("r2", "mae", "rmse", "mape"):
+        assert perf.metric(m) == pytest.approx(EV.metric(m, y, {"value": v}, (), None), rel=1e-12), m
+    assert EV.measure("r2", np.full(5, 3.0), {"value": np.zeros(5)}, (), None) == (None, "the labels have no variance")
+
+
+# ------------------------------------------------------------------ finding 2 and 3: fairness by task
+def test_multiclass_fairness_is_about_the_bound_s_class_and_monitor_agrees():
+    y, out = _multiclass(300, 6)
+    groups = np.array(["female", "male"] * 150, dtype=object)
+    res = EV.fairness("demographic_parity_difference", y, out["label"], groups, "Gentoo")
+    rates = [np.mean(out["label"][groups == g] == "Gentoo") for g in ("female", "male")]
+    assert res["value"] == pytest.approx(max(rates) - min(rates)) and res["positive_class"] == "Gentoo"
+    assert res["value"] > 0
+    f = Fairness("Gentoo")
+    f.add(groups[:120], out["label"][:120], y[:120])
+    f.add(groups[120:], out["label"][120:], y[120:])
+    assert f.evaluate("demographic_parity_difference", 10, True)["value"] == pytest.approx(res["value"])
+    # nobody predicted the class: disparate impact is 0/0, not 1.0
+    di = EV.fairness("disparate_impact_ratio", y, out["label"], groups, "Nobody")
+    assert di["value"] is None and di["reason"] == "no group has a row predicted 'Nobody' (0/0)"
+
+
+def test_regression_group_metrics():
+    y = np.array([100.0, 120, 80, 200, 210, 190] * 10)
+    v = np.array([110.0, 120, 90, 150, 160, 140] * 10)
+    groups = np.array(["1", "1", "1", "2", "2", "2"] * 10, dtype=object)
+    mae = EV.fairness("mean_absolute_error_difference", y, None, groups, None, value=v)
+    assert mae["value"] == pytest.approx(50.0 - 20.0 / 3)
+    assert mae["groups"]["2"]["mean_absolute_error"] == pytest.approx(50.0)
+    assert EV.fairness("mean_prediction_difference", y, None, groups, None, value=v)["value"] == pytest.approx(
+        150.0 - 320.0 / 3)
+    assert EV.fairness("bounded_group_loss", y, None, groups, None, value=v)["value"] == pytest.approx(50.0)
+    small = EV.fairness("mean_absolute_error_difference", y[:12], None, groups[:12], None, value=v[:12])
+    assert small["value"] is None and small["reason"] == "0 group(s) with at least 10 rows; the metric needs 2"
+    f = Fairness(None, regression=True)
+    f.add(groups, {"value": v}, y.astype(object))
+    assert f.evaluate("mean_absolute_error_difference", 10, True)["value"] == pytest.approx(mae["value"])
+
+
+# ------------------------------------------------------------------ finding 6: tree splits at exact values
+def test_tree_ensembles_decide_values_at_split_points_as_scikit_learn():
+    import onnxruntime as ort
+    import pandas as pd
+    from sklearn.ensemble import GradientBoostingRegressor, HistGradientBoostingClassifier, RandomForestClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from compiler.export import to_onnx_bytes
+
+    df = pd.read_csv(ROOT / "specs/penguins/data/penguins.csv").dropna()
+    cols = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
+    X = pd.DataFrame({c: df[c].to_numpy(dtype=np.float32) for c in cols})
+    feats = [SimpleNamespace(name=c, kind="numeric") for c in cols]
+    species, mass = df["species"].to_numpy(), X["body_mass_g"].to_numpy()
+    for est, y, clf in ((RandomForestClassifier(50, random_state=0), species, True),
+                        (HistGradientBoostingClassifier(max_iter=30, random_state=0), species, True),
+                        (GradientBoostingRegressor(n_estimators=60, random_state=0), mass, False)):
+        cols_r = cols if clf else cols[:3]
+        feats_r = feats if clf else feats[:3]
+        from sklearn.compose import ColumnTransformer
+
+        pipe = Pipeline([("features", ColumnTransformer([(c, StandardScaler(), [c]) for c in cols_r])),
+                         ("model", est)]).fit(X[cols_r], y)
+        sess = ort.InferenceSession(to_onnx_bytes(pipe, feats_r, clf, "t"), providers=["CPUExecutionProvider"])
+        # every training value is a split neighbour somewhere; add midpoints of adjacent values
+        probe = X[cols_r].copy()
+        feed = {c: probe[c].to_numpy(dtype=np.float32).reshape(-1, 1) for c in cols_r}
+        outs = sess.run(None, feed)
+        if clf:
+            assert np.abs(outs[1] - pipe.predict_proba(probe)).max() < 1e-6
+            assert (np.asarray(pipe.classes_)[outs[1].argmax(axis=1)] == pipe.predict(probe)).all()
+        else:
+            assert np.abs(outs[0].ravel() - pipe.predict(probe)).max() < 1e-3  # float32 output of ~4000 g
+
+
+# ------------------------------------------------------------------ the matrix: each task, every command
+TASKS = {"penguins": "multiclass_classification", "diabetes": "regression"}
+
+
+def _cli(capsys, *argv: str) -> tuple[int, str, str]:
+    from compiler.cli import main
+
+    rc = main(list(argv))
+    cap = capsys.readouterr()
+    assert "Traceback" not in cap.err
+    return rc, cap.out, cap.err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", list(TASKS))
+def test_task_matrix(spec: str, tmp_path, capsys, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from tests.test_serve import DATA_KEY, Server
+
+    monkeypatch.setenv("AIOPS_DATA_KEY", DATA_KEY)
+    data = ROOT / "specs" / spec / "data" / f"{spec}.csv"
+    rc, out, _ = _cli(capsys, "check", str(ROOT / "specs" / spec))
+    assert rc == 0 and f"task       {TASKS[spec]}" in out
+    art = copy_artefacts(build(spec), tmp_path / "art")
+    ev = json.loads((art / "evidence/evaluation.json").read_text())
+    assert ev["passed"] and all(t["status"] in ("passed", "insufficient data") for t in ev["thresholds"])
+    assert all(t.get("interval_95") for t in ev["thresholds"] if t["kind"] == "metric")
+    assert json.loads((art / "evidence/parity.json").read_text())["passed"]
+    doc = (art / "compliance.md").read_text()
+    assert "positive class" not in doc.lower().split("## ")[1]  # the problem section names no positive class
+    # score
+    rc, _, _ = _cli(capsys, "score", str(art), str(data), "--output", str(tmp_path / "s.parquet"))
+    assert rc == 0
+    t = pq.read_table(tmp_path / "s.parquet")
+    want = ["label", "probability_Adelie", "probability_Chinstrap", "probability_Gentoo"] \
+        if spec == "penguins" else ["value"]
+    assert all(c in t.column_names for c in want)
+    # monitor with labels (the target is in the file)
+    rc, _, err = _cli(capsys, "monitor", str(art), "--current", str(data), "--report", str(tmp_path / "m"))
+    assert rc in (0, 1)
+    rep = json.loads((tmp_path / "m" / "report.json").read_text())
+    last = rep["windows"][-1]
+    if spec == "penguins":  # 344 rows in windows of 100: the last holds 44, below min_rows 60
+        assert last["status"] == "insufficient data" and "insufficient data" in err
+        assert last["performance"]["metrics"]["f1"]["status"] == "insufficient data"
+        assert all(f["status"] == "insufficient data" for f in last["fairness"])
+        assert not [a for a in rep["alerts"] if a["window"] == last["id"]]
+    first = rep["windows"][0]
+    assert all(m["value"] is not None for m in first["performance"]["metrics"].values())
+    assert all(f["value"] is not None for f in first["fairness"])
+    # serve: predict, explain, metadata bins
+    srv = Server(art, tmp_path / "srv", env={"AIOPS_API_KEYS": json.dumps({"k": "admin"}), "AIOPS_DATA_KEY": DATA_KEY})
+    try:
+        srv.start()
+        import pandas as pd
+
+        rec = pd.read_csv(data, nrows=1).iloc[0].to_dict()
+        rec = {k: (None if isinstance(v, float) and v != v else v) for k, v in rec.items()}
+        status, body = srv.json("POST", "/v1/predict", {"records": [rec]}, {"X-API-Key": "k"})
+        assert status == 200, body
+        status, meta = srv.json("GET", "/v1/metadata", None, {"X-API-Key": "k"})
+        assert status == 200 and meta["prediction_score_bins"]
+    finally:
+        srv.stop()
+    # retrain on the same file, then roll back
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = _cli(capsys, "retrain", str(art), "--data", str(data))
+    assert rc in (0, 1), err
