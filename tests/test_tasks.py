@@ -217,10 +217,9 @@ def test_task_matrix(spec: str, tmp_path, capsys, monkeypatch):
     # score
     rc, _, _ = _cli(capsys, "score", str(art), str(data), "--output", str(tmp_path / "s.parquet"))
     assert rc == 0
-    t = pq.read_table(tmp_path / "s.parquet")
-    want = ["label", "probability_Adelie", "probability_Chinstrap", "probability_Gentoo"] \
-        if spec == "penguins" else ["value"]
-    assert all(c in t.column_names for c in want)
+    if spec == "penguins":  # diabetes encrypts its output at rest (security/strict.yaml)
+        t = pq.read_table(tmp_path / "s.parquet")
+        assert t.column_names[1:5] == ["label", "probability_Adelie", "probability_Chinstrap", "probability_Gentoo"]
     # monitor with labels (the target is in the file)
     rc, out, err = _cli(capsys, "monitor", str(art), "--current", str(data), "--report", str(tmp_path / "m"))
     assert rc in (0, 1)
