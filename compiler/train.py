@@ -46,7 +46,7 @@ def train_and_verify(plan: Plan, spec: S.Spec, stage: Path, progress) -> dict[st
     src = Path(plan.data_source)
     progress(f"validating {plan.data_source} against the data contract (pandera, lazy)")
     df = read_table(src, plan.data_format)
-    v = validate(df, gen["schema"].SCHEMA, contract)
+    v = validate(df, gen["schema"].SCHEMA, contract, plan.spec["security"])
     share = v.quarantined / v.rows_in if v.rows_in else 0.0
     qdir = Path(spec.env.quarantine_dir)
     qfile = qdir / f"{plan.name}.csv"
@@ -127,9 +127,16 @@ def train_and_verify(plan: Plan, spec: S.Spec, stage: Path, progress) -> dict[st
         val = EV.metric(name, yt, out, classes, plan.positive_class)
         metrics[name] = val
         thresholds.append({"kind": "metric", "name": name, "value": val, **b, "passed": EV.check_bound(val, b)})
+    # a group of a PII column too small to be measured may be one person: its label is hidden
+    # (evidence is committed and reproducible, so a keyed hash cannot be used here)
+    from runtime.masking import small_groups_hidden
+
+    pii = {c.name for c in contract.columns if c.pii}
     slices = []
     for s in cfg["slices"]:
         g = EV.groups_of(v.columns[s["column"]][te], s.get("bins"))
+        if s["column"] in pii and not s.get("bins"):
+            g = small_groups_hidden(g, s["min_rows"])
         for grp in sorted(set(g.tolist())):
             m = g == grp
             rows = int(m.sum())
@@ -145,7 +152,9 @@ def train_and_verify(plan: Plan, spec: S.Spec, stage: Path, progress) -> dict[st
     fairness = []
     for fb in cfg["fairness"]:
         g = EV.groups_of(v.columns[fb["attribute"]][te], fb.get("bins"))
-        res = EV.fairness(fb["metric"], yt, out["label"], g, plan.positive_class)
+        if fb["attribute"] in pii and not fb.get("bins"):
+            g = small_groups_hidden(g, EV.FAIRNESS_MIN_ROWS)
+        res = EV.fairness(fb["metric"], yt, out["label"], g, plan.positive_class, EV.FAIRNESS_MIN_ROWS)
         fairness.append({"attribute": fb["attribute"], "metric": fb["metric"], "min": fb.get("min"),
                          "max": fb.get("max"), **res})
         thresholds.append({"kind": "fairness", "name": f"{fb['metric']} across {fb['attribute']}",

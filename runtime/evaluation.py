@@ -106,8 +106,11 @@ def _n(v: float) -> str:
     return str(int(v)) if float(v).is_integer() else str(v)
 
 
+FAIRNESS_MIN_ROWS = 10  # a group with fewer rows is listed but not compared
+
+
 def fairness(metric_name: str, y: np.ndarray, label: np.ndarray, groups: np.ndarray, positive: str,
-             min_rows: int = 10) -> dict[str, Any]:
+             min_rows: int = FAIRNESS_MIN_ROWS) -> dict[str, Any]:
     """Per-group selection rate / true positive rate and the disparity metric."""
     per: dict[str, dict[str, Any]] = {}
     for g in sorted(set(groups.tolist())):
