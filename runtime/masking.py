@@ -110,7 +110,7 @@ def load_key(env: Mapping[str, str] | None = None) -> MaskKey:
 def _installation_key(path: Path) -> bytes:
     try:
         return _key_text(path.read_text(encoding="utf-8"), f"the masking key file {path}")
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         pass
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyError(f"cannot read the masking key file {path}: {getattr(exc, 'strerror', None) or exc}; "
