@@ -123,8 +123,9 @@ def test_no_clear_text_pii_anywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         server.stop()
     outputs += [a[2].decode("utf-8", "replace") for a in answers] + [server.stderr]
     entries = [json.loads(line) for line in log.read_text().splitlines()]
-    assert len(entries) == 4  # predict, explain is not logged... the job's and the CSV job's records
-    logged = [e["inputs"][PII] for e in entries]
+    assert len(entries) == 4  # predict, explain, and the scored record of each job
+    predicted = json.loads(answers[0][2])["predictions"][0]["prediction_id"]
+    logged = {e["prediction_id"]: e["inputs"][PII] for e in entries}
 
     # score: a valid row, a rejected row, and a column outside the contract, all with canaries
     score_in = [r + [CANARY + "-notes"] for r in rows[:20]]
@@ -138,7 +139,7 @@ def test_no_clear_text_pii_anywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert set(score_q) == {"3"}
 
     # one value, one mask: compile quarantine, score quarantine and prediction log join on it
-    assert compile_q["1001"] == score_q["3"] == logged[0]
+    assert compile_q["1001"] == score_q["3"] == logged[predicted]
     assert compile_q["1001"].startswith("sha256:") and compile_q["1001"] != compile_q["1002"]
 
     # retrain on a window with a quarantined canary row
