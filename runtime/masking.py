@@ -23,6 +23,7 @@ same hashes. When a key is needed and none can be had, `load_key` raises PolicyE
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import hmac
@@ -108,6 +109,9 @@ def load_key(env: Mapping[str, str] | None = None) -> MaskKey:
 
 
 def _installation_key(path: Path) -> bytes:
+    """The key in `path`, created first if absent: written whole to a private temporary file,
+    then hard-linked into place, so a concurrent reader (another worker) never sees it half
+    written and two creators agree on the first one linked."""
     try:
         return _key_text(path.read_text(encoding="utf-8"), f"the masking key file {path}")
     except (FileNotFoundError, NotADirectoryError):
@@ -115,19 +119,26 @@ def _installation_key(path: Path) -> bytes:
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyError(f"cannot read the masking key file {path}: {getattr(exc, 'strerror', None) or exc}; "
                           f"fix its permissions, or set {SALT_ENV}") from None
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process created it first
-        return _key_text(path.read_text(encoding="utf-8"), f"the masking key file {path}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:  # another process created it first: its key is the key
+            pass
     except OSError as exc:
         raise PolicyError(f"PII masking needs a key and none is set: cannot create the per-installation key file "
                           f"{path} ({exc.strerror}); set {SALT_ENV} (at least {MIN_KEY_CHARS} characters), "
                           f"{SALT_FILE_ENV}, or {STATE_ENV} to a writable folder") from None
-    text = secrets.token_hex(32)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text + "\n")
-    return text.encode()
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    return _key_text(path.read_text(encoding="utf-8"), f"the masking key file {path}")
 
 
 # ---------------------------------------------------------------- values

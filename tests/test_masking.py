@@ -52,6 +52,18 @@ def test_the_key_comes_from_the_environment_a_file_or_the_installation(tmp_path:
     assert state_dir({"HOME": "/h"}) == Path("/h/.local/state/aiops")
 
 
+def test_workers_starting_together_create_one_installation_key(tmp_path: Path):
+    import subprocess
+    import sys
+
+    code = f"from runtime.masking import load_key; print(load_key({{'AIOPS_STATE_DIR': {str(tmp_path)!r}}}).key_id)"
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+             for _ in range(4)]
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert [e for _, e in outs] == [b""] * 4 and len({o for o, _ in outs}) == 1
+    assert os.listdir(tmp_path) == ["mask_salt"]  # no temporary file left behind
+
+
 def test_no_usable_key_refuses_with_a_message_that_says_what_to_set(tmp_path: Path):
     with pytest.raises(PolicyError) as exc:
         load_key({"AIOPS_MASK_SALT": "short"})
