@@ -264,7 +264,7 @@ class Masker:
 
     def __init__(self, methods: Mapping[str, str], secret: bytes | None = None,
                  kinds: Mapping[str, tuple[str, Sequence[str]]] | None = None, key_id: str = "",
-                 seal_key: bytes | None = None):
+                 seal_key: bytes | None = None, key_source: str = ""):
         for col, m in methods.items():
             if m not in MASK_METHODS:
                 raise PolicyError(f"serving.json security.masking.{col}.method is {m!r}; valid: {', '.join(MASK_METHODS)}")
@@ -274,10 +274,18 @@ class Masker:
         self.secret = secret or b""
         self.key_id = key_id
         self.seal_key = seal_key
+        self.key_source = key_source
         self.kinds = {c: (d, tuple(f)) for c, (d, f) in (kinds or {}).items()}
         self._hmac = hmac.new(self.secret, digestmod=hashlib.sha256)
 
     # -- to and from the prediction log's writer process
+    def describe(self) -> str:
+        """One line for a startup banner: the methods, and the key's source and fingerprint."""
+        if not self.methods:
+            return "no PII column"
+        cols = ", ".join(f"{c}={m}" for c, m in sorted(self.methods.items()))
+        return f"{cols} (key: {self.key_source or 'given'}, id {self.key_id or '-'})"
+
     def config(self) -> dict[str, Any]:
         return {"methods": dict(self.methods), "secret": self.secret.hex(), "key_id": self.key_id,
                 "kinds": {c: [d, list(f)] for c, (d, f) in self.kinds.items()}}
@@ -352,7 +360,7 @@ def masker_for(security: Mapping[str, Any] | None, contract, env: Mapping[str, s
     if not methods:
         return Masker({}, None, kinds)
     key = load_key(env)
-    return Masker(methods, key.subkey("mask"), kinds, key.key_id, key.subkey("job input"))
+    return Masker(methods, key.subkey("mask"), kinds, key.key_id, key.subkey("job input"), key.source)
 
 
 # ---------------------------------------------------------------- groups in committed evidence

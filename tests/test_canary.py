@@ -122,6 +122,7 @@ def test_no_clear_text_pii_anywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     finally:
         server.stop()
     outputs += [a[2].decode("utf-8", "replace") for a in answers] + [server.stderr]
+    assert f"  masking: {PII}=hash (key: environment variable AIOPS_MASK_SALT, id " in server.stderr
     entries = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(entries) == 4  # predict, explain, and the scored record of each job
     predicted = json.loads(answers[0][2])["predictions"][0]["prediction_id"]

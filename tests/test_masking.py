@@ -48,6 +48,9 @@ def test_the_key_comes_from_the_environment_a_file_or_the_installation(tmp_path:
     assert path.stat().st_mode & 0o777 == 0o600 and load_key(env) == first
     # the file's text exported on another host gives the same key, hence the same hashes
     assert load_key({"AIOPS_MASK_SALT": path.read_text()}).secret == first.secret
+    m = masker_for(STRICT, CREDIT, env)  # the server's startup banner says which key masks
+    assert m.describe() == f"{PII}=hash (key: per-installation file {path}, id {first.key_id})"
+    assert masker_for({}, _contract(ColumnRule("a", "int")), env).describe() == "no PII column"
     assert state_dir({"XDG_STATE_HOME": "/x"}) == Path("/x/aiops")
     assert state_dir({"HOME": "/h"}) == Path("/h/.local/state/aiops")
 
