@@ -68,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         crash = Path(os.environ.get("AIOPS_CRASH_LOG", ".aiops/crash.log"))
         try:
             crash.parent.mkdir(parents=True, exist_ok=True)
-            crash.write_text(traceback.format_exc())
+            from runtime.masking import scrub  # a library's message may quote a value of the data
+
+            crash.write_text(scrub(traceback.format_exc()))
             where = f"; details in {crash}"
         except OSError:
             where = ""

@@ -82,7 +82,7 @@ def train_and_verify(plan: Plan, spec: S.Spec, stage: Path, progress) -> dict[st
     src = Path(plan.data_source)
     progress(f"validating {plan.data_source} against the data contract (pandera, lazy)")
     df = read_table(src, plan.data_format)
-    v = validate(df, gen["schema"].SCHEMA, contract)
+    v = validate(df, gen["schema"].SCHEMA, contract, plan.spec["security"])
     share = v.quarantined / v.rows_in if v.rows_in else 0.0
     qdir = Path(spec.env.quarantine_dir)
     qfile = qdir / f"{plan.name}.csv"
@@ -168,9 +168,16 @@ def train_and_verify(plan: Plan, spec: S.Spec, stage: Path, progress) -> dict[st
             if val is not None else None
         thresholds.append({"kind": "metric", "name": name, "value": val, **b, "passed": EV.check_bound(val, b),
                            "status": EV.status(val, b), "reason": why, "interval_95": ci})
+    # a group of a PII column too small to be measured may be one person: its label is hidden
+    # (evidence is committed and reproducible, so a keyed hash cannot be used here)
+    from runtime.masking import small_groups_hidden
+
+    pii = {c.name for c in contract.columns if c.pii}
     slices = []
     for s in cfg["slices"]:
         g = EV.groups_of(v.columns[s["column"]][te], s.get("bins"))
+        if s["column"] in pii and not s.get("bins"):
+            g = small_groups_hidden(g, s["min_rows"])
         for grp in sorted(set(g.tolist())):
             m = g == grp
             rows = int(m.sum())
@@ -190,6 +197,8 @@ def train_and_verify(plan: Plan, spec: S.Spec, stage: Path, progress) -> dict[st
     fairness = []
     for fb in cfg["fairness"]:
         g = EV.groups_of(v.columns[fb["attribute"]][te], fb.get("bins"))
+        if fb["attribute"] in pii and not fb.get("bins"):
+            g = small_groups_hidden(g, EV.FAIRNESS_MIN_ROWS)
         cls = str(fb["positive_class"]) if fb.get("positive_class") is not None else plan.positive_class
         res = EV.fairness(fb["metric"], yt, out.get("label"), g, cls, value=out.get("value"))
         name = f"{fb['metric']} across {fb['attribute']}" + (f" for class '{cls}'" if fb.get("positive_class")

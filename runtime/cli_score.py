@@ -15,7 +15,7 @@ def _score(args: argparse.Namespace) -> int:
     try:
         r = score_file(args.artefact_dir, args.input, args.output, chunk_rows=args.chunk_rows,
                        quarantine_path=args.quarantine, max_rejected_share=args.max_rejected_share,
-                       threads=args.threads, progress=not args.quiet, log_dir=args.log_dir)
+                       threads=args.threads, progress=not args.quiet)
     except ScoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.code
@@ -106,8 +106,6 @@ def register(sub) -> None:
     s.add_argument("--max-rejected-share", type=_share, default=None,
                    help="fail (exit 1, no output) when more than this share of rows is quarantined, e.g. 0.01")
     s.add_argument("--threads", type=_positive, default=1, help="onnxruntime threads (default 1)")
-    s.add_argument("--log-dir", help="serving log folder whose masking salt hashes PII in the quarantine file, "
-                   "as in the prediction log (default: .aiops/serving/<name>, as 'aiops serve')")
     s.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     s.set_defaults(func=_score)
 

@@ -265,6 +265,9 @@ def _n(v: float) -> str:
     return str(int(v)) if float(v).is_integer() else str(v)
 
 
+FAIRNESS_MIN_ROWS = 10  # a group with fewer rows is listed but not compared
+
+
 # per group: rows, predicted positive, labelled, labelled positive, true positive,
 # sum of predictions, sum of |error| (labelled rows)
 GROUP_FIELDS = 7
@@ -340,7 +343,7 @@ def fairness_from_counts(metric_name: str, counts: dict[str, np.ndarray], min_ro
 
 
 def fairness(metric_name: str, y: np.ndarray, label: np.ndarray | None, groups: np.ndarray, positive: str | None,
-             min_rows: int = 10, value: np.ndarray | None = None) -> dict[str, Any]:
+             min_rows: int = FAIRNESS_MIN_ROWS, value: np.ndarray | None = None) -> dict[str, Any]:
     """Per-group figures and the disparity metric: selection rate and true positive rate
     of `positive` (classification, one-vs-rest for multiclass), or the mean prediction and
     the mean absolute error (regression, pass `value`)."""

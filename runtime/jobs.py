@@ -28,7 +28,8 @@ from typing import Any, Iterator
 import numpy as np
 
 from .http_rows import RowAcceptor
-from .policy import Cipher, Masker
+from .masking import Masker
+from .policy import Cipher
 from .predictor import Predictor
 
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -234,6 +235,9 @@ class JobRunner:
         self.ids = ids
         self.masker = masker
         self.cipher = cipher
+        # an input with PII is never stored in clear: without encryption at rest it is sealed
+        # under a subkey of the masking key (runtime/masking.py), and deleted once the job is done
+        self.input_cipher = cipher or (Cipher(masker.seal_key) if masker.seal_key else None)
         self.chunk_rows = max(1, int(chunk_rows))
         self.threads = threads
         self._wake = threading.Event()
@@ -245,8 +249,9 @@ class JobRunner:
         job_id = secrets.token_hex(16)
         d = self.store.root / job_id
         d.mkdir()
-        path = d / ("input.json.enc" if self.cipher else "input.json")
-        payload = self.cipher.seal(data, job_id.encode()) if self.cipher else data
+        sealer = self.input_cipher
+        path = d / ("input.json.enc" if sealer else "input.json")
+        payload = sealer.seal(data, job_id.encode()) if sealer else data
         tmp = path.with_suffix(".tmp")
         with open(tmp, "wb") as fh:
             fh.write(payload)
@@ -292,13 +297,17 @@ class JobRunner:
             try:
                 self._process(job)
             except Exception as exc:  # a bad job must not stop the worker; the cause is kept
-                traceback.print_exc(file=sys.stderr)
+                # where it failed, not the exception's text: that may quote a value of the input
+                print(f"aiops serve: job {job['id']} failed: {type(exc).__name__}\n"
+                      + "".join(traceback.format_tb(exc.__traceback__)), file=sys.stderr, flush=True)
                 self.store.fail(job["id"], f"scoring failed: {type(exc).__name__}")
+                Path(job["input_path"]).unlink(missing_ok=True)
 
     def _process(self, job: dict[str, Any]) -> None:
         jid = job["id"]
         blob = Path(job["input_path"]).read_bytes()
-        data = self.cipher.open(blob, jid.encode()) if job["encrypted"] else blob
+        sealer = self.cipher if job["encrypted"] else self.input_cipher
+        data = sealer.open(blob, jid.encode()) if job["input_path"].endswith(".enc") and sealer else blob
         records = json.loads(data)["records"]
         n = len(records)
         contract = self.p.contract
@@ -334,6 +343,7 @@ class JobRunner:
         assert scored + rejected == n, (scored, rejected, n)
         path = self._write(jid, job["format"], header, rows, Path(job["input_path"]).parent)
         self.store.finish(jid, n, scored, rejected, path)
+        Path(job["input_path"]).unlink(missing_ok=True)
 
     def _rows(self, start: int, chunk: list[Any], good: np.ndarray, out: dict[str, np.ndarray], ids: list[str],
               by_row: dict[int, list[tuple[str, str, str]]], key: str | None) -> list[list[Any]]:

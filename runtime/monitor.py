@@ -98,6 +98,8 @@ class Monitor:
             elif rule is not None and rule.isin is not None:
                 self.known[c["name"]] = frozenset(str(v) for v in rule.isin)
         self._predictor = None
+        self.pii = {c.name for c in self.contract.columns if c.pii}
+        self._masker = None
         self.batch_rows = int(self.art.json("serving.json").get("serving", {}).get("batch_chunk_rows") or 50_000)
 
     @property
@@ -243,16 +245,39 @@ class Monitor:
 
         groups: list[np.ndarray | None] = []
         for rule in self.job["fairness"]:
-            c = checked.get(rule["attribute"])
+            attr = rule["attribute"]
+            bins = list(rule["bins"]) if rule["bins"] else None
+            c = checked.get(attr)
             if c is not None:
                 values = c.values
-            elif rule["attribute"] in chunk.columns:  # a masked PII attribute in the prediction log
-                values = np.asarray(_as_objects(chunk.columns[rule["attribute"]]), dtype=object)
+                if attr in self.pii and not bins:  # a PII group is shown by its masked label
+                    values = self._masked(attr, values)
+            elif attr in chunk.columns:  # a PII attribute in the prediction log: masked there
+                values = np.asarray(_as_objects(chunk.columns[attr]), dtype=object)
+                bins = None  # a masked value is its own bucket
             else:
                 groups.append(None)
                 continue
-            groups.append(groups_of(values, list(rule["bins"]) if rule["bins"] else None))
+            groups.append(groups_of(values, bins))
         return groups
+
+    def _masked(self, column: str, values: np.ndarray) -> np.ndarray:
+        """The values of a PII column as the prediction log holds them (runtime/masking.py)."""
+        if self._masker is None:
+            from .masking import masker_for
+            from .policy import PolicyError
+
+            try:
+                self._masker = masker_for(self.art.json("serving.json").get("security"), self.contract)
+            except PolicyError as exc:
+                raise MonitorError(str(exc)) from None
+        memo: dict[Any, Any] = {}
+        out = np.empty(len(values), dtype=object)
+        for i, v in enumerate(values.tolist()):
+            if v not in memo:
+                memo[v] = self._masker.mask(column, v)
+            out[i] = memo[v]
+        return out
 
     def _outputs(self, chunk: Chunk, checked: dict, bad: np.ndarray, n: int) -> tuple[np.ndarray, dict]:
         if chunk.outputs is not None:

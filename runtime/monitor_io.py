@@ -16,6 +16,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from .masking import scrub
+
 CHUNK_ROWS = 100_000
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
            ".json": "jsonl"}
@@ -85,7 +87,7 @@ def read_chunks(path: Path, wanted: list[str], rows: int = CHUNK_ROWS) -> Iterat
                                        column_types={c: pa.string() for c in wanted}, include_columns=None,
                                        strings_can_be_null=True, null_values=[""]))
         except pa.ArrowInvalid as exc:
-            raise MonitorInputError(f"cannot read '{path}' as CSV: {exc}") from None
+            raise MonitorInputError(f"cannot read '{path}' as CSV: {scrub(str(exc))}") from None
         have = [c for c in wanted if c in reader.schema.names]
         while True:
             try:
@@ -93,7 +95,7 @@ def read_chunks(path: Path, wanted: list[str], rows: int = CHUNK_ROWS) -> Iterat
             except StopIteration:
                 return
             except pa.ArrowInvalid as exc:  # e.g. a row with more fields than the header
-                raise MonitorInputError(f"cannot read '{path}' as CSV: {exc}") from None
+                raise MonitorInputError(f"cannot read '{path}' as CSV: {scrub(str(exc))}") from None
             for start in range(0, batch.num_rows, rows):
                 b = batch.slice(start, rows)
                 yield Chunk(b.num_rows, {c: b.column(c) for c in have})

@@ -1,19 +1,16 @@
-"""The security policy of serving.json, enforced at run time: API keys and roles, PII
-masking for logs, and the key for encryption at rest.
+"""The security policy of serving.json, enforced at run time: API keys and roles, and the
+key for encryption at rest (PII masking is runtime/masking.py).
 
-Nothing here reads a request body or writes a file except the masking salt; the server,
-the job runner and the prediction log call these functions.
+Nothing here reads a request body or writes a file; the server, the job runner and the
+prediction log call these functions.
 """
 from __future__ import annotations
 
 import base64
 import binascii
 import hashlib
-import hmac
 import json
-import math
 import os
-import secrets
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +19,6 @@ from typing import Any, Mapping
 PERMISSIONS = ("predict", "explain", "score", "jobs", "metadata", "metrics", "audit", "admin")
 KEYS_ENV = "AIOPS_API_KEYS"  # key_source: env  -> "key1:role1,key2:role2"
 KEYS_FILE_ENV = "AIOPS_API_KEYS_FILE"  # key_source: file -> path of a JSON file {"key": "role"}
-SALT_ENV = "AIOPS_MASK_SALT"
-MASK_METHODS = ("hash", "redact", "generalize", "none")
-REDACTED = "[redacted]"
 
 
 class PolicyError(Exception):
@@ -128,95 +122,6 @@ def load_access(security: Mapping[str, Any], env: Mapping[str, str] | None = Non
     desc = f"{len(keys)} API key{'s' if len(keys) != 1 else ''} from {where}" if keys else \
         f"no API keys configured ({where}): OPEN ACCESS, every route is allowed without a key"
     return Access(roles, keys, desc)
-
-
-# ---------------------------------------------------------------- masking
-class Masker:
-    """Masks the values of PII columns before they are written anywhere.
-
-    hash: HMAC-SHA256 of the value with a secret salt (a salted sha256), "sha256:" + 32 hex;
-          equal values give equal hashes under one salt, so monitoring can still count them.
-    redact: "[redacted]".
-    generalize: numbers to a power-of-ten interval ("30-40"), dates (YYYY-MM-DD) to the year,
-          other text to its first character followed by "*".
-    """
-
-    def __init__(self, methods: Mapping[str, str], salt: bytes):
-        for col, m in methods.items():
-            if m not in MASK_METHODS:
-                raise PolicyError(f"serving.json security.masking.{col}.method is {m!r}; valid: {', '.join(MASK_METHODS)}")
-        self.methods = {c: m for c, m in methods.items() if m != "none"}
-        self.salt = salt
-        self._hmac = hmac.new(salt, digestmod=hashlib.sha256)
-
-    def mask(self, column: str, value: Any) -> Any:
-        m = self.methods.get(column)
-        if m is None or value is None:
-            return value
-        if m == "hash":
-            h = self._hmac.copy()
-            h.update(_text(value).encode("utf-8", "surrogatepass"))
-            return "sha256:" + h.hexdigest()[:32]
-        if m == "generalize":
-            return generalize(value)
-        return REDACTED
-
-    def mask_record(self, rec: Mapping[str, Any], columns: tuple[str, ...]) -> dict[str, Any]:
-        """The contract columns of one record, PII masked (absent columns are left out)."""
-        out = {c: rec[c] for c in columns if c in rec}
-        for c in self.methods:
-            if c in out:
-                out[c] = self.mask(c, out[c])
-        return out
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-
-
-def generalize(value: Any) -> Any:
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, (int, float)):
-        x = float(value)
-        if not math.isfinite(x) or x == 0:
-            return "0" if x == 0 else REDACTED
-        step = 10.0 ** math.floor(math.log10(abs(x)))
-        lo = math.floor(x / step) * step
-        return f"{_g(lo)}-{_g(lo + step)}"
-    if isinstance(value, str):
-        if len(value) == 10 and value[4] == "-" and value[7] == "-" and value[:4].isdigit():
-            return value[:4]
-        return (value[:1] + "*") if value else value
-    return REDACTED
-
-
-def _g(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:g}"
-
-
-def load_salt(log_dir: Path, env: Mapping[str, str] | None = None) -> bytes:
-    """The masking salt: AIOPS_MASK_SALT, else a random salt kept in <log_dir>/mask_salt (0600)
-    so that hashes stay comparable across restarts."""
-    env = os.environ if env is None else env
-    if env.get(SALT_ENV):
-        return env[SALT_ENV].encode()
-    path = log_dir / "mask_salt"
-    try:
-        return bytes.fromhex(path.read_text().strip())
-    except FileNotFoundError:
-        pass
-    except ValueError:
-        raise PolicyError(f"{path} is not a hex salt; delete it or set {SALT_ENV}") from None
-    salt = secrets.token_bytes(32)
-    log_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another worker wrote it first
-        return bytes.fromhex(path.read_text().strip())
-    with os.fdopen(fd, "w") as fh:
-        fh.write(salt.hex() + "\n")
-    return salt
 
 
 # ---------------------------------------------------------------- encryption at rest

@@ -37,7 +37,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from .policy import Cipher, Masker
+from .masking import Masker
+from .policy import Cipher
 
 GENESIS = "0" * 64
 LOG_NAME = "predictions.jsonl"
@@ -234,7 +235,7 @@ class PredictionLog:
         self.classes = list(classes)
         self._config = {"t": "config", "dir": str(self.dir.resolve()), "columns": list(columns),
                         "model": dict(model), "manifest_sha256": manifest_sha256,
-                        "masking": dict(masker.methods), "salt": masker.salt.hex(),
+                        "masker": masker.config(),
                         "key": cipher.key.hex() if cipher is not None else None}
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
@@ -403,7 +404,7 @@ def writer_main() -> int:
     first = next(f for f in frames if f is not None)
     cfg = first[0]
     cipher = Cipher(bytes.fromhex(cfg["key"])) if cfg.get("key") else None
-    builder = EntryBuilder(Masker(cfg["masking"], bytes.fromhex(cfg["salt"])), tuple(cfg["columns"]),
+    builder = EntryBuilder(Masker.from_config(cfg["masker"]), tuple(cfg["columns"]),
                            cfg["model"], cfg["manifest_sha256"], cipher)
     writer = ChainWriter(cfg["dir"])
     pending: list[tuple[str, str]] = []

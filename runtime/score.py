@@ -37,6 +37,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
+from .masking import scrub
+
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 ENC_MAGIC = b"AIOPS-ENC1\n"
 ENC_SEGMENT = 1 << 20
@@ -129,7 +131,7 @@ class _CsvSource:
             with path.open(newline="", encoding="utf-8-sig") as fh:
                 header = next(csv.reader(fh), None)
         except (UnicodeDecodeError, csv.Error) as exc:
-            raise ScoreError(f"cannot read '{path}' as CSV: {exc}") from None
+            raise ScoreError(f"cannot read '{path}' as CSV: {scrub(str(exc))}") from None
         if not header:
             raise ScoreError(f"cannot read '{path}' as CSV: the file is empty (no header line)")
         self.columns = _columns_to_read(path, header, contract, key)
@@ -145,13 +147,13 @@ class _CsvSource:
                     strings_can_be_null=True, null_values=[""], quoted_strings_can_be_null=True))
         except (pa.ArrowInvalid, OSError) as exc:
             self._stream.close()
-            raise ScoreError(f"cannot read '{path}' as CSV: {exc}") from None
+            raise ScoreError(f"cannot read '{path}' as CSV: {scrub(str(exc))}") from None
 
     def batches(self) -> Iterator[Any]:
         try:
             yield from self._reader
         except pa.ArrowInvalid as exc:
-            raise ScoreError(f"cannot read '{self.path}' as CSV: {exc}") from None
+            raise ScoreError(f"cannot read '{self.path}' as CSV: {scrub(str(exc))}") from None
         finally:
             self._reader = None
             self._stream.close()
@@ -461,21 +463,6 @@ def _texts(col: Any) -> list[str | None]:
         return [None if v is None else str(v) for v in col.to_pylist()]
 
 
-def masker_for(serving: dict[str, Any], contract, log_dir: Path):
-    """policy.Masker as the server builds it: serving.json security.masking, and a pii column
-    it does not name is redacted. Hashes use the salt of the serving log folder `log_dir`,
-    so a value hashes the same in the quarantine file and in the prediction log."""
-    from .policy import Masker, load_salt
-
-    methods = {c: m.get("method", "redact") if isinstance(m, dict) else str(m)
-               for c, m in ((serving.get("security") or {}).get("masking") or {}).items()}
-    for c in contract.columns:
-        if c.pii and methods.get(c.name, "none") == "none":
-            methods[c.name] = c.masking if c.masking not in (None, "none") else "redact"
-    salt = load_salt(log_dir) if "hash" in methods.values() else b""
-    return Masker(methods, salt)
-
-
 # ---------------------------------------------------------------------------- progress
 class Progress:
     """A bar on a terminal, a line per tenth otherwise; nothing when disabled."""
@@ -607,13 +594,13 @@ class _Sink:
 
 def score_file(artefact_dir: str | Path, input_path: str | Path, output_path: str | Path, *,
                chunk_rows: int | None = None, quarantine_path: str | Path | None = None,
-               max_rejected_share: float | None = None, threads: int = 1, progress: bool = True,
-               log_dir: str | Path | None = None) -> ScoreResult:
+               max_rejected_share: float | None = None, threads: int = 1, progress: bool = True) -> ScoreResult:
     """Score `input_path` into `output_path`. Raises ScoreError: code 2 for unusable input or
     artefacts, 1 when more than `max_rejected_share` of the rows were quarantined (the
-    quarantine file is then written, the output is not). `log_dir` is the serving log folder
-    whose salt hashes PII (default: the server's, .aiops/serving/<name>)."""
+    quarantine file is then written, the output is not). PII is masked with the deployment's
+    masking key (runtime/masking.py), as in the prediction log."""
     from .artefacts import ArtefactError, verify
+    from .masking import masker_for
     from .policy import PolicyError, load_cipher
     from .predictor import Predictor
 
@@ -653,7 +640,7 @@ def score_file(artefact_dir: str | Path, input_path: str | Path, output_path: st
     contract = pred.contract
     try:
         cipher = load_cipher(serving.get("security") or {})
-        masker = masker_for(serving, contract, Path(log_dir) if log_dir else Path(".aiops") / "serving" / art.name)
+        masker = masker_for(serving.get("security"), contract)
     except PolicyError as exc:
         raise ScoreError(str(exc)) from None
     key = serving.get("key") or contract.key

@@ -30,7 +30,8 @@ from .http_metrics import PUBLISH_EVERY, Metrics
 from .http_openapi import document
 from .http_rows import FeatureRows, RowAcceptor
 from .jobs import JOB_ID, IdSource, JobInputError, JobRunner, JobStore, describe, parse_job_body
-from .policy import Masker, PolicyError, load_access, load_cipher, load_salt
+from .masking import masker_for
+from .policy import PolicyError, load_access, load_cipher
 from .predictor import Predictor
 from .predlog import PredictionLog, verify_chain
 
@@ -84,15 +85,9 @@ class Service:
         self.access = load_access(security, env)
         self.cipher = load_cipher(security, env)
         self.log_dir = Path(log_dir) if log_dir else default_log_dir(art.name)
-        salt = load_salt(self.log_dir, env)
         self.predictor = p = Predictor(art.root)
         contract = p.contract
-        methods = {c: m.get("method", "redact") if isinstance(m, dict) else str(m)
-                   for c, m in (security.get("masking") or {}).items()}
-        for c in contract.columns:  # a PII column never reaches the log unmasked
-            if c.pii and methods.get(c.name, "none") == "none":
-                methods[c.name] = c.masking if c.masking not in (None, "none") else "redact"
-        self.masker = Masker(methods, salt)
+        self.masker = masker_for(security, contract, env)  # a PII column never reaches the log unmasked
         self.acceptor = RowAcceptor(contract)
         self.rows = FeatureRows(self.acceptor, p.steps, p.input_names)
         self.classes = list(p.meta.classes)
@@ -141,6 +136,7 @@ class Service:
                             if self.access.open else None),
                 "roles": {r: sorted(v) for r, v in sorted(self.access.roles.items())},
                 "masking": dict(sorted(self.masker.methods.items())),
+                "masking_key_id": self.masker.key_id or None,  # equal on hosts whose hashes can be joined
                 "encryption_at_rest": self.cipher is not None,
                 "audit_log": security.get("audit_log"),
             },

@@ -4,7 +4,6 @@ Imported by the generated pipeline and by `aiops compile`; never by the serving 
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,19 +54,11 @@ class Validated:
     reasons: dict[str, int]  # check -> count of failing rows
 
 
-def _mask(value: Any, method: str | None) -> Any:
-    if value is None or (isinstance(value, float) and value != value):
-        return value
-    if method == "hash":
-        return "sha256:" + hashlib.sha256(str(value).encode()).hexdigest()[:16]
-    if method in ("redact", "generalize"):
-        return "***"
-    return value
-
-
-def validate(df, schema, contract: Contract) -> Validated:
+def validate(df, schema, contract: Contract, security: dict[str, Any] | None = None) -> Validated:
     """pandera (lazy) and the runtime contract both vet every row; a row either rejects
-    is quarantined with all its reasons, so serving accepts every row training used."""
+    is quarantined with all its reasons, so serving accepts every row training used.
+    The quarantine keeps the contract's columns only, PII masked as the spec's `security`
+    policy says (`runtime.masking.masker_for`, as the score quarantine and the prediction log)."""
     import pandera.errors as pe
 
     rows_in = len(df)
@@ -108,15 +99,23 @@ def validate(df, schema, contract: Contract) -> Validated:
     bad = np.zeros(rows_in, dtype=bool)
     if reasons:
         bad[list(reasons)] = True
-    rejected = df[bad].copy()
+    rejected = df.loc[bad, [c for c in df.columns if c in contract.by_name]].copy()  # outside the contract: dropped
     by_check: dict[str, int] = {}
     for rs in reasons.values():
         for r in sorted(set(x.split(" (")[0] for x in rs)):
             by_check[r] = by_check.get(r, 0) + 1
-    masked = {c.name: c.masking for c in contract.columns if c.pii}
-    for col, method in masked.items():
-        if col in rejected.columns:
-            rejected[col] = rejected[col].map(lambda v, m=method: _mask(v, m))
+    if len(rejected):
+        from .masking import masker_for
+        from .policy import PolicyError
+
+        try:
+            masker = masker_for(security, contract)
+        except PolicyError as exc:
+            raise DataError("the quarantined rows hold PII that cannot be masked", str(exc),
+                            help="set AIOPS_MASK_SALT; nothing is written in clear") from None
+        for col in masker.methods:
+            if col in rejected.columns:
+                rejected[col] = rejected[col].map(lambda v, c=col: masker.mask(c, v))
     rejected.insert(0, "__reasons__", ["; ".join(dict.fromkeys(reasons[i])) for i in np.flatnonzero(bad)])
     rejected.insert(0, "__row__", np.flatnonzero(bad) + 1)
     accepted = df[~bad].reset_index(drop=True)

@@ -1,10 +1,15 @@
 """Shared fixtures: a private copy of a bundled spec folder that a test may edit."""
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# the per-installation masking key (runtime/masking.py) of this test session, never the user's
+os.environ.setdefault("AIOPS_STATE_DIR", tempfile.mkdtemp(prefix="aiops-test-state-"))
 
 REPO = Path(__file__).resolve().parent.parent
 SPECS = REPO / "specs"

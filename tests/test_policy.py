@@ -1,5 +1,5 @@
-"""The serving policy (keys, roles, masking, encryption) and the prediction log's hash chain,
-in-process and fast."""
+"""The serving policy (keys, roles, encryption) and the prediction log's hash chain,
+in-process and fast (masking: tests/test_masking.py)."""
 from __future__ import annotations
 
 import json
@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime.policy import (KEY_HELP, REDACTED, Access, Cipher, Masker, PolicyError, generalize, load_access,
-                            load_cipher, load_salt, parse_key)
+from runtime.masking import Masker
+from runtime.policy import KEY_HELP, Access, Cipher, PolicyError, load_access, load_cipher, parse_key
 from runtime.predlog import GENESIS, HEAD_NAME, LOG_NAME, PredictionLog, read_entries, verify_chain
 
 ROLES = {"scorer": ["predict", "explain", "metadata"], "auditor": ["audit", "metadata", "metrics"],
@@ -80,35 +80,6 @@ def test_unknown_permission_in_roles_is_refused():
     with pytest.raises(PolicyError, match=re.escape("serving.json security.roles.x grants unknown permissions "
                                                     "['fly']; valid: predict, explain")):
         load_access({"roles": {"x": ["fly"]}}, {})
-
-
-# ---------------------------------------------------------------- masking
-def test_hash_masking_is_salted_stable_and_hides_the_value():
-    m1 = Masker({"pii": "hash"}, b"salt-1")
-    m2 = Masker({"pii": "hash"}, b"salt-2")
-    h = m1.mask("pii", "male : single")
-    assert re.fullmatch(r"sha256:[0-9a-f]{32}", h)
-    assert h == m1.mask("pii", "male : single") != m2.mask("pii", "male : single")
-    assert m1.mask("other", "male : single") == "male : single"
-    assert m1.mask("pii", None) is None
-    assert m1.mask_record({"pii": "x", "a": 1, "junk": 2}, ("a", "pii", "absent")) == {"a": 1, "pii": m1.mask("pii", "x")}
-
-
-def test_redact_and_generalize():
-    m = Masker({"r": "redact", "g": "generalize", "n": "none"}, b"")
-    assert m.mask("r", "secret") == REDACTED
-    assert m.mask("n", "kept") == "kept"
-    assert [generalize(v) for v in (37, 1234, 0.37, -37, 0, "2024-05-17", "Alice", "")] == \
-        ["30-40", "1000-2000", "0.3-0.4", "-40--30", "0", "2024", "A*", ""]
-    with pytest.raises(PolicyError, match="security.masking.x.method is 'blur'"):
-        Masker({"x": "blur"}, b"")
-
-
-def test_salt_comes_from_env_or_is_kept_in_the_log_folder(tmp_path: Path):
-    assert load_salt(tmp_path, {"AIOPS_MASK_SALT": "abc"}) == b"abc"
-    s = load_salt(tmp_path / "logs", {})
-    assert len(s) == 32 and load_salt(tmp_path / "logs", {}) == s
-    assert (tmp_path / "logs" / "mask_salt").stat().st_mode & 0o777 == 0o600
 
 
 # ---------------------------------------------------------------- encryption at rest

@@ -41,7 +41,7 @@ PII_VALUE = "Zyx-PII-Sentinel-4711"
 def _env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)  # the masking salt and anything else stays in tmp_path
     monkeypatch.setenv("AIOPS_DATA_KEY", DATA_KEY)
-    monkeypatch.setenv("AIOPS_MASK_SALT", "test-salt")
+    monkeypatch.setenv("AIOPS_MASK_SALT", "test-salt-of-16-chars")
     monkeypatch.delenv("AIOPS_API_KEYS", raising=False)
     monkeypatch.delenv("AIOPS_TRUSTED_KEY", raising=False)
 
@@ -317,10 +317,12 @@ def test_pii_is_masked_in_the_quarantine_and_categories_outside_the_contract_are
     masked = {r["row"]: r[PII] for r in q}
     assert PII_VALUE.encode() not in plain(tmp_path / "rejected.csv", art)
     assert PII_VALUE.encode() not in plain(out, art)
-    # the same value hashes the same way as in the server's log (one salt, one Masker)
-    from runtime.policy import Masker
+    # the same value hashes the same way as in the server's log (one key, one Masker)
+    from runtime.contract import Contract
+    from runtime.masking import masker_for
 
-    assert masked["4"] == Masker({PII: "hash"}, b"test-salt").mask(PII, PII_VALUE)
+    m = masker_for({"masking": {PII: {"method": "hash"}}}, Contract.load(art / "contract.json"))
+    assert masked["4"] == m.mask(PII, PII_VALUE)
 
 
 # ---------------------------------------------------------------------- chunks and the validator
