@@ -184,13 +184,13 @@ def check_identity(spec: S.Spec, w: Walker) -> None:
     """E104 a name that is not an identifier, E105 a version that is not SemVer."""
     if isinstance(spec.name, str) and not re.fullmatch(S.NAME_GRAMMAR, spec.name):
         w.err("E104", "the spec name is not an identifier", ("name",),
-              f"'name' must match {S.NAME_GRAMMAR} (it names the output folder, a Python package and a "
-              f"crontab entry). Got {_show(spec.name)} instead.",
+              (f"'name' must match {S.NAME_GRAMMAR} (it names the output folder, a Python package and a "
+               f"crontab entry). Got {_show(spec.name)} instead.",),
               help=f"e.g. name: {_suggest_name(spec.name)}")
     if isinstance(spec.version, str) and not re.fullmatch(S.VERSION_GRAMMAR, spec.version):
         w.err("E105", "the spec version is not a semantic version", ("version",),
-              f"'version' must be MAJOR.MINOR.PATCH, optionally with -prerelease and +build "
-              f"(https://semver.org). Got {_show(spec.version)} instead.",
+              (f"'version' must be MAJOR.MINOR.PATCH, optionally with -prerelease and +build "
+               f"(https://semver.org). Got {_show(spec.version)} instead.",),
               help="e.g. version: 1.0.0 (quote it if YAML would read a number: \"1.0.0\")")
 
 
