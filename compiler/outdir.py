@@ -40,7 +40,8 @@ def output_dir(name: str, out: str | None) -> Path:
     target = Path(out) if out else Path("generated") / name
     root = target.parent
     where = f"--out {out}" if out else f"spec name '{name}'"
-    if not _FOLDER_NAME.fullmatch(target.name) or target.name in (".", ".."):
+    leaf = Path(out).name if out else name  # Path("generated") / "" would be generated/ itself
+    if not _FOLDER_NAME.fullmatch(leaf) or leaf in (".", "..") or (not out and target.name != name):
         raise OutputError(f"error: the output folder '{target}' ({where}) is not a plain folder name\n"
                           f"   = help: name the model with letters, digits and '_' (name: credit_risk)")
     if target.is_symlink() or target.resolve().parent != root.resolve():
