@@ -529,3 +529,21 @@ def test_a_compile_cleans_what_a_killed_one_left_and_keeps_the_rest(hostile_buil
     manifest = json.loads((out / "manifest.json").read_text())
     assert sorted(manifest["files"]) == sorted(str(p.relative_to(out)) for p in out.rglob("*")
                                                if p.is_file() and p.name != "manifest.json")
+
+
+# ---------------------------------------------------------------- the threat model names real tests
+def test_every_line_of_the_threat_model_names_tests_that_exist():
+    import re
+
+    doc = (REPO / "docs" / "security.md").read_text(encoding="utf-8")
+    model = doc.split("## Threat model", 1)[1].split("\n## ", 1)[0]
+    rows = [ln for ln in model.splitlines() if ln.startswith("| ") and not ln.startswith("| who") and "---" not in ln]
+    assert len(rows) >= 12
+    file = None  # a `::name` continues the file named before it
+    for row in rows:
+        refs = re.findall(r"`(tests/[\w/]+\.py)?::(\w+)`", row)
+        assert refs, f"a line of the threat model names no test: {row}"
+        for path, name in refs:
+            file = path or file
+            assert re.search(rf"^(async )?def {name}\(", (REPO / file).read_text(encoding="utf-8"), re.M), \
+                f"{file}::{name} is named in docs/security.md but does not exist"
