@@ -140,6 +140,12 @@ def test_output_folder_is_proven_inside_its_root(tmp_path, monkeypatch):
     (tmp_path / "generated" / "linked").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(OutputError, match=r"does not lie inside 'generated'"):
         output_dir("linked", None)
+    # the staging copy: every path is proven inside the staging folder
+    from compiler.outdir import inside
+
+    assert inside(tmp_path / "stage" / "credit_risk", tmp_path / "stage") == tmp_path / "stage" / "credit_risk"
+    with pytest.raises(OutputError, match="does not lie inside"):
+        inside(tmp_path / "stage" / ".." / "victim", tmp_path / "stage")
 
 
 def test_compile_never_deletes_a_folder_it_did_not_create(tmp_path):
