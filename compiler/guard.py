@@ -105,13 +105,19 @@ def _at(code: str, summary: str, file: str, ev: yaml.Event, note: str, help: str
     return Diagnostic(code, summary, "", Location(file, m.line + 1, m.column + 1), None, (note,), help)
 
 
-def check_node(node: yaml.Node | None, file: str, lines: list[str], group_file: bool) -> list[Diagnostic]:
-    """E010 a resolver in a value; E011 a hydra key, hydra defaults entry or foreign @package."""
-    out: list[Diagnostic] = []
+def _path_str(path: tuple) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
 
-    def err(code: str, summary: str, mark, note: str, help: str) -> None:
+
+def check_node(node: yaml.Node | None, file: str, lines: list[str], prefix: tuple = ()) -> list[Diagnostic]:
+    """E010 a resolver in a value; E011 a hydra key, hydra defaults entry or foreign @package.
+    `prefix` is the key path of a config-group file (("model",) for model/logistic.yaml)."""
+    out: list[Diagnostic] = []
+    group_file = bool(prefix)
+
+    def err(code: str, summary: str, mark, note: str, help: str, path: tuple = ()) -> None:
         line = lines[mark.line][:160] if mark.line < len(lines) else None
-        out.append(Diagnostic(code, summary, "", Location(file, mark.line + 1, mark.column + 1), line,
+        out.append(Diagnostic(code, summary, _path_str(path), Location(file, mark.line + 1, mark.column + 1), line,
                               (note,), help))
 
     for i, line in enumerate(lines[:20]):
@@ -126,19 +132,19 @@ def check_node(node: yaml.Node | None, file: str, lines: list[str], group_file: 
             if k.value == "hydra":
                 err("E011", "a spec may not configure Hydra", k.start_mark,
                     "'hydra' settings (searchpath, run dirs, launchers) reach outside the spec folder",
-                    "remove the 'hydra' key: a spec composes only the config groups of its own folder")
+                    "remove the 'hydra' key: a spec composes only the config groups of its own folder", ("hydra",))
             elif k.value == "defaults" and isinstance(v, yaml.SequenceNode):
                 for item in v.value:
                     name = item.value if isinstance(item, yaml.ScalarNode) else (
                         str(item.value[0][0].value) if isinstance(item, yaml.MappingNode) and item.value else "")
-                    if re.sub(r"^(override\s+)?[+~]?", "", str(name)).startswith("hydra"):
+                    if re.sub(r"^((override|optional)\s+)*[+~/]*", "", str(name)).startswith("hydra"):
                         err("E011", "a spec may not configure Hydra", item.start_mark,
                             f"the defaults entry '{name}' selects a Hydra config",
                             "remove it: a spec composes only the config groups of its own folder")
-    seen: set[int] = set()
-    stack = [node]
+    seen: set[int] = set()  # an aliased node is checked once (expansion is bounded, but need not be walked)
+    stack: list[tuple[yaml.Node | None, tuple]] = [(node, prefix)]
     while stack:
-        n = stack.pop()
+        n, at = stack.pop()
         if n is None or id(n) in seen:
             continue
         seen.add(id(n))
@@ -148,11 +154,11 @@ def check_node(node: yaml.Node | None, file: str, lines: list[str], group_file: 
                 err("E010", f"a spec value may not call the resolver '{m.group(1)}'", n.start_mark,
                     "resolvers read the environment or files at compile time, and the value lands in "
                     "committed documents",
-                    "write the text itself; name an environment variable in a *_env key (e.g. key_env) instead")
+                    "write the text itself; name an environment variable in a *_env key (e.g. key_env) instead", at)
         elif isinstance(n, yaml.MappingNode):
-            stack.extend(v for _, v in n.value)
+            stack.extend((v, at + (str(k.value),)) for k, v in n.value)
         elif isinstance(n, yaml.SequenceNode):
-            stack.extend(n.value)
+            stack.extend((v, at + (i,)) for i, v in enumerate(n.value))
     return out
 
 
@@ -166,7 +172,7 @@ def check_override(ov: str) -> Diagnostic | None:
                           Location(override=shown), notes=(why,),
                           help="write the value on one line, with printable characters only")
     key = ov.split("=", 1)[0].lstrip("+~")
-    if key.startswith("hydra") or key.startswith("override hydra"):
+    if re.sub(r"^((override|optional)\s+)*[+~/]*", "", key).startswith("hydra"):
         return Diagnostic("E011", "a spec may not configure Hydra", key, Location(override=shown),
                           notes=("'hydra' settings (searchpath, run dirs, launchers) reach outside the spec folder",),
                           help="remove this override")

@@ -172,7 +172,7 @@ def _parse_file(path: Path, sm: SourceMap, diags: list[Diagnostic], prefix: Path
         diags.append(_yaml_error(exc, file, sm.lines[file]))
         return None
     dup = _duplicate_keys(node, file, sm.lines[file], prefix)
-    dup += guard.check_node(node, file, sm.lines[file], group_file=bool(prefix))
+    dup += guard.check_node(node, file, sm.lines[file], prefix)
     diags.extend(dup)
     return None if dup else node
 

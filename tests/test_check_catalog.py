@@ -152,7 +152,7 @@ error[E006]: an interpolation cannot be resolved
         at=(SPEC, "description: key=", "key="),
         expected="""\
 error[E010]: a spec value may not call the resolver 'oc.env'
-  --> @AT@
+  --> @AT@ (description)
    |     description: key=${oc.env:AIOPS_SIGNING_KEY} Probability that a consumer loan application turns into a \
 bad credit.
    = resolvers read the environment or files at compile time, and the value lands in committed documents
@@ -163,7 +163,7 @@ bad credit.
         at=(SPEC, "hydra:", "hydra"),
         expected="""\
 error[E011]: a spec may not configure Hydra
-  --> @AT@
+  --> @AT@ (hydra)
    |     hydra:
    = 'hydra' settings (searchpath, run dirs, launchers) reach outside the spec folder
    = help: remove the 'hydra' key: a spec composes only the config groups of its own folder""",

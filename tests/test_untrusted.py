@@ -181,8 +181,8 @@ def test_env_resolver_is_refused_and_the_secret_not_read(spec_copy, capsys, monk
     spec.replace(SPEC, "description: Probability", "description: key=${oc.env:AIOPS_SIGNING_KEY} Probability")
     rc, text = run(capsys, "compile", spec.rel, "--out", "out/credit_risk", "--quiet")
     assert rc == 2
-    assert f"error[E010]: a spec value may not call the resolver 'oc.env'\n  --> {spec.where(SPEC, 'key=', 'key=')}" \
-        in text
+    assert f"error[E010]: a spec value may not call the resolver 'oc.env'\n  --> {spec.where(SPEC, 'key=', 'key=')} " \
+           "(description)" in text
     assert "canary-7f3a" not in text and not Path("out").exists()
     rc, text = run(capsys, "check", spec_copy("flight_delays").rel, "description=${oc.env:AIOPS_SIGNING_KEY}")
     assert rc == 2 and "error[E010]" in text and "canary-7f3a" not in text
