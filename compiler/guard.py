@@ -30,6 +30,9 @@ MAX_OVERRIDE_CHARS = 4096
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 RESOLVER = re.compile(r"\$\{\s*([A-Za-z_][\w.\-]*)\s*:")
 _PACKAGE = re.compile(r"^#\s*@package\s+(\S+)")
+OPTION = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-]*")  # a config-group option: a file name in its folder
+GROUP = re.compile(r"[A-Za-z0-9_]+(/[A-Za-z0-9_]+)*")  # a config group: a folder of the spec
+_PREFIXES = re.compile(r"^((override|optional)\s+)*[+~]*")
 
 
 def printable(text: str) -> str:
@@ -135,12 +138,7 @@ def check_node(node: yaml.Node | None, file: str, lines: list[str], prefix: tupl
                     "remove the 'hydra' key: a spec composes only the config groups of its own folder", ("hydra",))
             elif k.value == "defaults" and isinstance(v, yaml.SequenceNode):
                 for item in v.value:
-                    name = item.value if isinstance(item, yaml.ScalarNode) else (
-                        str(item.value[0][0].value) if isinstance(item, yaml.MappingNode) and item.value else "")
-                    if re.sub(r"^((override|optional)\s+)*[+~/]*", "", str(name)).startswith("hydra"):
-                        err("E011", "a spec may not configure Hydra", item.start_mark,
-                            f"the defaults entry '{name}' selects a Hydra config",
-                            "remove it: a spec composes only the config groups of its own folder")
+                    _check_default(item, err)
     seen: set[int] = set()  # an aliased node is checked once (expansion is bounded, but need not be walked)
     stack: list[tuple[yaml.Node | None, tuple]] = [(node, prefix)]
     while stack:
@@ -160,6 +158,42 @@ def check_node(node: yaml.Node | None, file: str, lines: list[str], prefix: tupl
         elif isinstance(n, yaml.SequenceNode):
             stack.extend((v, at + (i,)) for i, v in enumerate(n.value))
     return out
+
+
+def _check_default(item: yaml.Node, err) -> None:
+    """A defaults entry names a config group of this folder and one of its files, nothing else."""
+    if isinstance(item, yaml.ScalarNode):
+        group, option = str(item.value), None
+    elif isinstance(item, yaml.MappingNode) and len(item.value) == 1:
+        group, option = str(item.value[0][0].value), item.value[0][1]
+    else:
+        return  # Hydra reports malformed entries itself (E003)
+    bare = _PREFIXES.sub("", group).lstrip("/")
+    if bare.startswith("hydra"):
+        err("E011", "a spec may not configure Hydra", item.start_mark,
+            f"the defaults entry '{group}' selects a Hydra config",
+            "remove it: a spec composes only the config groups of its own folder")
+        return
+    value = option.value if isinstance(option, yaml.ScalarNode) else None
+    if bare == "_self_" and option is None:
+        return
+    if not GROUP.fullmatch(bare) or (option is not None and not (
+            isinstance(option, yaml.ScalarNode) and (OPTION.fullmatch(str(value)) or value in ("null", "")))):
+        shown = group if option is None else f"{group}: {value if value is not None else '...'}"
+        err("E003", "a defaults entry reaches outside the spec folder", item.start_mark,
+            f"'{shown}' is not a config group of this folder and one of its files (no '/', '..' or '@' "
+            "in an option)",
+            "write '- group: option', where group/option.yaml is a file of the spec folder")
+
+
+def check_group_override(ov: str, key: str, value: str | None) -> Diagnostic | None:
+    """E003 a group override whose option is not a plain file name of the group's folder."""
+    if (value is None or OPTION.fullmatch(value)) and GROUP.fullmatch(key):
+        return None
+    return Diagnostic("E003", f"config group '{key}' takes an option of its own folder", key,
+                      Location(override=printable(ov)),
+                      notes=(f"'{value}' is not a file name in the folder '{key}' (letters, digits, '_' and '-')",),
+                      help=f"write {key}=option, where {key}/option.yaml is a file of the spec folder")
 
 
 def check_override(ov: str) -> Diagnostic | None:

@@ -369,6 +369,10 @@ def _parse_overrides(overrides: list[str], groups: set[str], diags: list[Diagnos
                                         Location(override=ov), notes=(f"got '{ov.split('=', 1)[-1]}'",),
                                         help=f"write {key}=option, e.g. model=logistic"))
                 continue
+            outside = guard.check_group_override(ov, key, value)
+            if outside is not None:
+                diags.append(outside)
+                continue
             good.append(ov)
             group_ovs.append(ov)
             continue

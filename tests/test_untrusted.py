@@ -292,6 +292,21 @@ def test_hydra_settings_are_refused(spec_copy, capsys):
     assert rc == 2 and "'@package _global_' would set keys outside this file's group" in text
 
 
+def test_config_group_options_stay_in_the_folder(spec_copy, capsys, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "evil.yaml").write_text("estimator: LogisticRegression\nparams: {C: 1.0}\ndescription: from outside\n")
+    spec = spec_copy("credit_risk")
+    rc, text = run(capsys, "check", spec.rel, "model=../../outside/evil")
+    assert rc == 2 and text.startswith(
+        "error[E003]: config group 'model' takes an option of its own folder\n"
+        "  --> command-line override 'model=../../outside/evil' (model)\n"
+        "   = '../../outside/evil' is not a file name in the folder 'model' (letters, digits, '_' and '-')\n")
+    spec.replace(SPEC, "  - model: logistic", "  - model: ../../outside/evil")
+    rc, text = run(capsys, "check", spec.rel)
+    assert rc == 2 and "error[E003]: a defaults entry reaches outside the spec folder" in text
+
+
 def test_interrupted_compiles_are_cleaned_and_never_taken_for_output(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
