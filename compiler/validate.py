@@ -18,7 +18,7 @@ def validate(loaded: Loaded) -> tuple[S.Spec | None, list[Diagnostic]]:
         rules_data.check_columns, rules_data.check_problem, rules_data.check_split,
         rules_model.check_features, rules_model.check_model, rules_model.check_thresholds,
         rules_policy.check_monitoring, rules_policy.check_serving, rules_policy.check_security,
-        rules_policy.check_governance,
+        rules_policy.check_governance, rules_inputs.check_env_outputs,
     ]
     if spec.data is not None and spec.data.source and rules_inputs.source_inside(ctx):
         rules.insert(0, rules_data.check_source)

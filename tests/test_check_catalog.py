@@ -400,6 +400,16 @@ error[E213]: a data root may not contain the working folder
    = '..' resolves to '@UP@', which holds the repository itself (and its secrets, keys and other specs)
    = help: name the folder that holds the data files, e.g. /srv/data/credit""",
     ),
+    "E214-quarantine-outside-the-working-folder": Bad(
+        edits=(("env/local.yaml", "quarantine_dir: .aiops/quarantine", "quarantine_dir: ../../victim"),),
+        at=("env/local.yaml", "quarantine_dir:", "../"),
+        expected="""\
+error[E214]: env.quarantine_dir leaves the working folder
+  --> @AT@ (env.quarantine_dir)
+   |     quarantine_dir: ../../victim
+   = '../../victim' resolves to '@UP2@/victim'; compile writes there (and deletes a stale quarantine file)
+   = help: keep it under the repository, e.g. .aiops/quarantine, or give it on the command line: env.quarantine_dir=...""",
+    ),
     "E301-target-undeclared": Bad(
         edits=((SPEC, "target: creditability", "target: creditabilty"),),
         at=(SPEC, "target: creditabilty", "creditabilty"),
@@ -912,6 +922,7 @@ def _expected(case: Bad, spec) -> str:
     text = text.replace("@DIR@", str(spec.dir.resolve()))
     text = text.replace("@TMP@", str(spec.dir.parent.parent.resolve()))
     text = text.replace("@UP@", str(spec.dir.parent.parent.parent.resolve()))
+    text = text.replace("@UP2@", str(spec.dir.parent.parent.parent.parent.resolve()))
     assert not re.search(r"@[A-Z]+@", text), f"a marker is left in {text}"
     return text
 

@@ -128,6 +128,16 @@ def test_empty_name_cannot_replace_generated(spec_copy, capsys, tmp_path):
     assert (other / "manifest.json").is_file()
 
 
+def test_a_spec_file_cannot_send_the_registry_or_quarantine_elsewhere(spec_copy, capsys, tmp_path):
+    spec = spec_copy("credit_risk")
+    spec.replace("env/local.yaml", "registry: .aiops/registry.db", "registry: /tmp/elsewhere/registry.db")
+    rc, text = run(capsys, "check", spec.rel)
+    assert rc == 2 and "error[E214]: env.registry leaves the working folder" in text
+    # whoever runs aiops may choose another place on the command line
+    rc, text = run(capsys, "check", spec.rel, f"env.registry={tmp_path.parent / 'registry.db'}")
+    assert rc == 0, text
+
+
 def test_output_folder_is_proven_inside_its_root(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert output_dir("credit_risk", None) == Path("generated/credit_risk")
