@@ -9,7 +9,8 @@ Run by `load` before Hydra sees a file or an override, each returning diagnostic
 - no OmegaConf resolver (`${oc.env:VAR}`, `${oc.decode:...}`, any `${name:...}`): a spec
   names environment variables (`key_env: AIOPS_DATA_KEY`), it never reads them;
 - no `hydra` key, `hydra/...` defaults entry or `@package` outside the file's own group:
-  `hydra.searchpath` would compose config from anywhere;
+  `hydra.searchpath` would compose config from anywhere; a config-group option, in a
+  defaults list or an override, is a plain file name (`model=../../elsewhere/x` is refused);
 - no control character (a newline, say) in the spec folder's path or in an override.
 """
 from __future__ import annotations
