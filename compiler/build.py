@@ -16,8 +16,8 @@ from typing import Any
 from . import estimators as E
 from .check import check
 from .diagnostics import Diagnostic, render_all
-from .load import parse_path
 from .escape import EscapeError
+from .load import parse_path
 from .monitoring_plan import render_monitoring
 from .outdir import OutputError, clean_interrupted, inside, output_dir, replace, staging
 from .plan import Plan, build_plan
