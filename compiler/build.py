@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +16,12 @@ from typing import Any
 from . import estimators as E
 from .check import check
 from .diagnostics import Diagnostic, render_all
+from .escape import EscapeError
 from .load import parse_path
 from .monitoring_plan import render_monitoring
+from .outdir import OutputError, clean_interrupted, inside, output_dir, replace, staging
 from .plan import Plan, build_plan
-from .render import render_code
+from .render import UnsafeOutput, render_code
 
 MANIFEST_SCHEMA = 1
 
@@ -60,15 +60,34 @@ def sha256_bytes(b: bytes) -> str:
 def _import_pipeline(folder: Path, plan: Plan):
     """Import the generated pipeline package from `folder` under a private name."""
     pkg = f"_aiops_generated_{plan.name}_{abs(hash(str(folder))) % 10**8}"
+    if not pkg.isidentifier():  # the name grammar makes it one; never import under anything else
+        raise BuildFailed(f"error: cannot import the generated package as '{pkg}'", 2)
     spec = importlib.util.spec_from_file_location(pkg, folder / "__init__.py",
                                                   submodule_search_locations=[str(folder)])
     mod = importlib.util.module_from_spec(spec)
     sys.modules[pkg] = mod
-    spec.loader.exec_module(mod)
-    out = {}
-    for name in ("schema", "features", "train"):
-        out[name] = importlib.import_module(f"{pkg}.{name}")
+    was, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # no __pycache__ among the artefacts
+    try:
+        spec.loader.exec_module(mod)
+        out = {}
+        for name in ("schema", "features", "train"):
+            out[name] = importlib.import_module(f"{pkg}.{name}")
+    finally:
+        sys.dont_write_bytecode = was
     return out
+
+
+def render_all_files(plan: Plan) -> dict[str, str]:
+    """Every generated text file (pipeline code, monitoring job), escaped and checked."""
+    try:
+        files = render_code(plan)
+        files.update(render_monitoring(plan))
+    except (UnsafeOutput, EscapeError) as exc:
+        raise BuildFailed(f"error[E904]: a spec value would not stay text in the generated code\n"
+                          f"   = {exc}\n"
+                          f"   = help: this is refused rather than written; report it, with the spec, as an aiops bug",
+                          2) from None
+    return files
 
 
 def compile_spec(spec_dir: str, overrides: list[str], out: str | None = None, check_only: bool = False,
@@ -91,13 +110,16 @@ def compile_spec(spec_dir: str, overrides: list[str], out: str | None = None, ch
         loc = loaded.sources.locate(path)
         raise BuildFailed(render_all([Diagnostic("E905", exc.summary, missing[0].key, loc,
                                                  loaded.sources.line_of(loc), tuple(exc.notes), exc.help)]), 2)
-    out_dir = Path(out) if out else Path("generated") / plan.name
-    files = render_code(plan)
-    files.update(render_monitoring(plan))
-    with tempfile.TemporaryDirectory(prefix="aiops-build-") as tmp:
-        stage = Path(tmp) / plan.name
+    try:
+        out_dir = output_dir(plan.name, out)
+        clean_interrupted(out_dir, plan.name)
+    except OutputError as exc:
+        raise BuildFailed(str(exc), 2) from None
+    files = render_all_files(plan)
+    with staging() as tmp:
+        stage = inside(tmp / plan.name, tmp)
         for rel, text in files.items():
-            p = stage / rel
+            p = inside(stage / rel, stage)
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_text(text)
         from .train import train_and_verify
@@ -113,7 +135,10 @@ def compile_spec(spec_dir: str, overrides: list[str], out: str | None = None, ch
         write_manifest(stage, plan, result)
         if check_only:
             return compare(stage, out_dir, plan)
-        _replace(stage, out_dir)
+        try:
+            _replace(stage, out_dir)
+        except OutputError as exc:
+            raise BuildFailed(str(exc), 2) from None
     from .registry import record_run
 
     record_run(spec.env.registry, plan, out_dir, result)
@@ -166,20 +191,7 @@ def write_manifest(stage: Path, plan: Plan, result: dict[str, Any]) -> None:
     (stage / "manifest.json").write_text(dumps(body))
 
 
-def _replace(stage: Path, out_dir: Path) -> None:
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_old = out_dir.with_name(out_dir.name + ".old")
-    if tmp_old.exists():
-        shutil.rmtree(tmp_old)
-    new = out_dir.with_name(out_dir.name + ".new")
-    if new.exists():
-        shutil.rmtree(new)
-    shutil.copytree(stage, new)
-    if out_dir.exists():
-        out_dir.rename(tmp_old)
-    new.rename(out_dir)
-    if tmp_old.exists():
-        shutil.rmtree(tmp_old)
+_replace = replace  # retrain and rollback replace artefact folders the same way
 
 
 def compare(stage: Path, out_dir: Path, plan: Plan) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from . import guard
 from .diagnostics import Diagnostic, Location, did_you_mean
 
 PathT = tuple  # a key path: ("features", 3, "source")
@@ -47,6 +48,27 @@ class SourceMap:
     positions: dict[PathT, Location] = field(default_factory=dict)
     key_positions: dict[PathT, Location] = field(default_factory=dict)
     lines: dict[str, list[str]] = field(default_factory=dict)  # file -> its lines
+    children: dict[PathT, set[PathT]] = field(default_factory=dict)  # path -> its set child paths
+
+    def set(self, path: PathT, loc: Location, key_loc: Location | None = None) -> None:
+        self.positions[path] = loc
+        self.key_positions[path] = key_loc or loc
+        if path:
+            self.children.setdefault(path[:-1], set()).add(path)
+
+    def drop_under(self, path: PathT) -> None:
+        """Forget every position below `path` (a list replaced whole); linear in what it drops."""
+        stack = list(self.children.pop(path, ()))
+        while stack:
+            q = stack.pop()
+            self.positions.pop(q, None)
+            self.key_positions.pop(q, None)
+            stack.extend(self.children.pop(q, ()))
+
+    def clear(self) -> None:
+        self.positions.clear()
+        self.key_positions.clear()
+        self.children.clear()
 
     def locate(self, path: PathT, key: bool = False) -> Location:
         table = self.key_positions if key else self.positions
@@ -95,25 +117,25 @@ def _rel(path: Path) -> str:
 
 
 def _walk_yaml(node: yaml.Node, prefix: PathT, file: str, sm: SourceMap) -> None:
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            key = k.value
-            if prefix == () and key == "defaults":
-                continue
-            p = prefix + (key,)
-            sm.key_positions[p] = Location(file, k.start_mark.line + 1, k.start_mark.column + 1)
-            sm.positions[p] = Location(file, v.start_mark.line + 1, v.start_mark.column + 1)
-            _walk_yaml(v, p, file, sm)
-    elif isinstance(node, yaml.SequenceNode):
-        # a list replaces the previous one whole: forget positions of old items
-        for old in [q for q in sm.positions if len(q) > len(prefix) and q[: len(prefix)] == prefix]:
-            sm.positions.pop(old, None)
-            sm.key_positions.pop(old, None)
-        for i, v in enumerate(node.value):
-            p = prefix + (i,)
-            sm.positions[p] = Location(file, v.start_mark.line + 1, v.start_mark.column + 1)
-            sm.key_positions[p] = sm.positions[p]
-            _walk_yaml(v, p, file, sm)
+    """Record where every key of `node` is set; a list replaces the previous one whole."""
+    stack: list[tuple[yaml.Node, PathT]] = [(node, prefix)]
+    while stack:
+        n, at = stack.pop()
+        if isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                key = k.value
+                if at == () and key == "defaults":
+                    continue
+                p = at + (key,)
+                sm.set(p, Location(file, v.start_mark.line + 1, v.start_mark.column + 1),
+                       Location(file, k.start_mark.line + 1, k.start_mark.column + 1))
+                stack.append((v, p))
+        elif isinstance(n, yaml.SequenceNode):
+            sm.drop_under(at)  # forget positions of the old items
+            for i, v in enumerate(n.value):
+                p = at + (i,)
+                sm.set(p, Location(file, v.start_mark.line + 1, v.start_mark.column + 1))
+                stack.append((v, p))
 
 
 def _yaml_error(exc: yaml.YAMLError, file: str, lines: list[str]) -> Diagnostic:
@@ -132,14 +154,25 @@ def _yaml_error(exc: yaml.YAMLError, file: str, lines: list[str]) -> Diagnostic:
 
 def _parse_file(path: Path, sm: SourceMap, diags: list[Diagnostic], prefix: PathT = ()) -> yaml.Node | None:
     file = _rel(path)
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        diags.append(Diagnostic("E002", "YAML syntax error: the file is not UTF-8 text", "", Location(file),
+                                notes=(str(exc),), help="save the file as UTF-8"))
+        return None
     sm.lines[file] = text.splitlines()
+    too_big = guard.check_text(text, file)
+    if too_big is not None:
+        line = sm.line_of(too_big.location)
+        diags.append(replace(too_big, source_line=line[:160] + ("..." if len(line) > 160 else "") if line else None))
+        return None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         diags.append(_yaml_error(exc, file, sm.lines[file]))
         return None
     dup = _duplicate_keys(node, file, sm.lines[file], prefix)
+    dup += guard.check_node(node, file, sm.lines[file], prefix)
     diags.extend(dup)
     return None if dup else node
 
@@ -192,6 +225,9 @@ def load(spec_dir: str | Path, overrides: list[str] | None = None) -> tuple[Load
     """Compose the spec. Returns (loaded, diagnostics); loaded is None when it cannot compose."""
     overrides = list(overrides or [])
     diags: list[Diagnostic] = []
+    bad_dir = guard.check_dir_name(str(spec_dir))
+    if bad_dir is not None:
+        return None, [bad_dir]
     d = Path(spec_dir)
     if not d.is_dir():
         siblings = [p.name for p in d.parent.iterdir() if p.is_dir()] if d.parent.is_dir() else []
@@ -208,7 +244,11 @@ def load(spec_dir: str | Path, overrides: list[str] | None = None) -> tuple[Load
     # 1. parse every YAML file of the folder, so syntax errors anywhere are reported at once
     sm = SourceMap()
     nodes: dict[Path, yaml.Node | None] = {}
-    for p in sorted(d.rglob("*.yaml")):
+    every = sorted(d.rglob("*.yaml"))
+    diags.extend(guard.check_folder(d, every, _rel))
+    if diags:
+        return None, diags
+    for p in every:
         if "data" in p.relative_to(d).parts:
             continue
         nodes[p] = _parse_file(p, sm, diags, tuple(p.relative_to(d).parts[:-1]))
@@ -269,8 +309,7 @@ def _config_path(config: dict[str, Any] | None, key: str) -> PathT:
 def _source_map(d: Path, nodes: dict[Path, yaml.Node | None], primary: Path, choices: dict[str, str],
                 overrides: list[str], sm: SourceMap, config: dict[str, Any] | None) -> list[Path]:
     """4. Fill the source map in composition order; returns the files that took part."""
-    sm.positions.clear()
-    sm.key_positions.clear()
+    sm.clear()
     sm.positions[()] = Location(_rel(primary))
     files: list[Path] = []
     for item in _defaults_order(nodes.get(primary)):
@@ -286,7 +325,8 @@ def _source_map(d: Path, nodes: dict[Path, yaml.Node | None], primary: Path, cho
             files.append(gfile)
             prefix = tuple(item.split("/"))
             # a key missing from the group file is reported at the file itself
-            sm.positions.setdefault(prefix, Location(_rel(gfile)))
+            if prefix not in sm.positions:
+                sm.set(prefix, Location(_rel(gfile)))
             _walk_yaml(nodes[gfile], prefix, _rel(gfile), sm)
     for ov in overrides:
         if "=" not in ov:
@@ -295,10 +335,8 @@ def _source_map(d: Path, nodes: dict[Path, yaml.Node | None], primary: Path, cho
         if key in choices or "/" in key:
             continue
         p = _config_path(config, key)
-        sm.positions[p] = Location(override=ov)
-        sm.key_positions[p] = Location(override=ov)
-        for old in [q for q in sm.positions if len(q) > len(p) and q[: len(p)] == p]:
-            sm.positions[old] = Location(override=ov)
+        sm.drop_under(p)  # the override sets the whole value: its items are located at it
+        sm.set(p, Location(override=ov))
     return files
 
 
@@ -311,6 +349,10 @@ def _parse_overrides(overrides: list[str], groups: set[str], diags: list[Diagnos
     group_ovs: list[str] = []
     value_ovs: list[tuple[str, str, bool]] = []
     for ov in overrides:
+        unsafe = guard.check_override(ov)
+        if unsafe is not None:
+            diags.append(unsafe)
+            continue
         try:
             parsed = parser.parse_overrides([ov])[0]
         except HydraException as exc:
@@ -326,6 +368,10 @@ def _parse_overrides(overrides: list[str], groups: set[str], diags: list[Diagnos
                 diags.append(Diagnostic("E004", f"config group '{key}' takes one option name", key,
                                         Location(override=ov), notes=(f"got '{ov.split('=', 1)[-1]}'",),
                                         help=f"write {key}=option, e.g. model=logistic"))
+                continue
+            outside = guard.check_group_override(ov, key, value)
+            if outside is not None:
+                diags.append(outside)
                 continue
             good.append(ov)
             group_ovs.append(ov)
@@ -350,7 +396,7 @@ def _compose(d: Path, overrides: list[str], sm: SourceMap, primary: Path):
             with open_dict(cfg):
                 cfg.pop("hydra")
             try:
-                config = OmegaConf.to_container(cfg, resolve=True)
+                config = _resolve_without_resolvers(cfg)
             except OmegaConfBaseException as exc:
                 key = getattr(exc, "full_key", "") or ""
                 return None, choices, Diagnostic("E006", "an interpolation cannot be resolved", key,
@@ -365,6 +411,20 @@ def _compose(d: Path, overrides: list[str], sm: SourceMap, primary: Path):
             diag = _blame(exc, diag, d, overrides, sm, primary)
         return None, {}, diag
     return config, choices, None
+
+
+def _resolve_without_resolvers(cfg) -> dict[str, Any]:
+    """The config as plain containers, with ${key} interpolations resolved and no resolver
+    registered (oc.env, oc.decode, now, ...): a resolver in a spec fails instead of reading."""
+    from omegaconf import OmegaConf
+    from omegaconf.basecontainer import BaseContainer
+
+    saved = BaseContainer._resolvers
+    BaseContainer._resolvers = {}
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    finally:
+        BaseContainer._resolvers = saved
 
 
 def _blame(exc: Exception, diag: Diagnostic, d: Path, overrides: list[str], sm: SourceMap,

@@ -5,6 +5,7 @@ Every name, default, dtype, import and constructor is decided here; the template
 from __future__ import annotations
 
 import dataclasses
+import shlex
 from dataclasses import dataclass
 from typing import Any
 
@@ -247,7 +248,7 @@ def build_plan(loaded: Loaded, spec: S.Spec, data_source: str) -> Plan:
     }
     overrides = tuple(loaded.overrides)
     spec_dir = _rel(loaded.spec_dir)
-    regenerate = " ".join(["aiops compile", spec_dir, *overrides])
+    regenerate = "aiops compile " + shlex.join([spec_dir, *overrides])  # a shell line: each word quoted
     fmt = spec.data.format or ("parquet" if data_source.endswith((".parquet", ".pq")) else "csv")
     return Plan(
         name=spec.name, version=spec.version, description=spec.description, spec_dir=spec_dir,

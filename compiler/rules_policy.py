@@ -14,22 +14,45 @@ DRIFT_FITS = {
     "chi_square": ("categorical",),
     "jensen_shannon": ("numeric", "categorical"),
 }
-_CRON_FIELD = re.compile(r"^(\*|\d+(-\d+)?)(/\d+)?(,(\*|\d+(-\d+)?)(/\d+)?)*$")
-_CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
+_CRON_NAMES = ("minute", "hour", "day of month", "month", "day of week")
+_CRON_TAKES = ("0-59", "0-23", "1-31", "1-12 or JAN-DEC", "0-7 or SUN-SAT")
+CRON_MACROS = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *", "@weekly": "0 0 * * 0",
+               "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *"}
+_CRON_FIELD = re.compile(r"[0-9*/,\-]+|[0-9*/,\-]*[A-Za-z]{3}([0-9*/,\-]+[A-Za-z]{3})*[0-9*/,\-]*")
 
 
 def cron_problem(expr: str) -> str | None:
-    parts = expr.split()
+    """Why `expr` is not a crontab schedule (five fields or a macro such as @daily), or None.
+
+    croniter decides what each field means; the five-field shape and the characters are
+    checked first, since croniter also takes seconds, years and its own extensions (H, L, #)
+    that neither cron nor GitHub Actions know. The schedule is printed into crontab and
+    workflow.yml lines, so nothing else may pass."""
+    from croniter import croniter
+
+    if expr in CRON_MACROS:
+        return None
+    if expr.startswith("@"):
+        return f"'{expr}' is not a cron macro; the macros are {', '.join(CRON_MACROS)}"
+    if expr != expr.strip() or any(not ch.isprintable() for ch in expr):
+        return "the schedule starts or ends with a space, or holds a newline or tab"
+    parts = expr.split(" ")
     if len(parts) != 5:
-        return f"a cron schedule has 5 fields (minute hour day month weekday); got {len(parts)}"
-    names = ("minute", "hour", "day of month", "month", "day of week")
-    for part, (lo, hi), name in zip(parts, _CRON_RANGES, names):
-        if not _CRON_FIELD.match(part):
-            return f"the {name} field '{part}' is not a cron field"
-        for num in re.findall(r"\d+", part.split("/")[0]):
-            if not lo <= int(num) <= hi:
-                return f"the {name} field '{part}' is outside [{lo}, {hi}]"
+        return f"a cron schedule has 5 fields (minute hour day month weekday) separated by single spaces; " \
+               f"got {len(expr.split())}"
+    for i, (part, name) in enumerate(zip(parts, _CRON_NAMES)):
+        alone = " ".join(part if j == i else "*" for j in range(5))
+        if not _CRON_FIELD.fullmatch(part) or not croniter.is_valid(alone):
+            return f"the {name} field '{part}' is not valid: it takes {_CRON_TAKES[i]}, lists (1,3), ranges (1-5) " \
+                   f"and steps of at least 1 (*/15)"
+    if not croniter.is_valid(expr):
+        return f"'{expr}' is not a valid cron schedule"
     return None
+
+
+def cron_fields(expr: str) -> str:
+    """A valid schedule as five fields (a macro such as @daily spelled out), for GitHub Actions."""
+    return CRON_MACROS.get(expr, expr)
 
 
 def kind_of(dtype: str) -> str:
@@ -46,7 +69,7 @@ def check_monitoring(ctx: Ctx) -> None:
         why = cron_problem(m.schedule)
         if why:
             ctx.err("E701", "invalid cron schedule", base + ("schedule",), why,
-                    help="e.g. '0 6 * * 1' runs every Monday at 06:00")
+                    help="e.g. '0 6 * * 1' or '0 6 * * MON' runs every Monday at 06:00; '@daily' at midnight")
     for i, r in enumerate(m.drift or []):
         if r is not None and r.test and r.applies_to and r.applies_to not in DRIFT_FITS[r.test]:
             ctx.err("E702", f"drift test '{r.test}' does not fit {r.applies_to} features", base + ("drift", i, "test"),

@@ -305,6 +305,16 @@ class Env:
     name: str = "local"
     registry: str = ".aiops/registry.db"
     quarantine_dir: str = ".aiops/quarantine"
+    data_roots: list[str] = field(default_factory=list)  # folders data.source may point into, besides the spec's
+
+
+# ---------------------------------------------------------------- identity
+# `name` becomes a folder, a Python package suffix, an environment variable suffix and a
+# crontab word: an identifier. `version` is a Semantic Version (https://semver.org).
+NAME_GRAMMAR = r"[a-z][a-z0-9_]{0,63}"
+VERSION_GRAMMAR = (r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+                   r"(-(0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*))*)?"
+                   r"(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?")
 
 
 # ---------------------------------------------------------------- the spec

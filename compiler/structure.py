@@ -6,6 +6,7 @@ invalid choice, and builds the typed spec object for the semantic checks.
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from typing import Any, Literal, Union, get_args, get_origin
 
@@ -179,7 +180,28 @@ class Walker:
             return None
 
 
+def check_identity(spec: S.Spec, w: Walker) -> None:
+    """E104 a name that is not an identifier, E105 a version that is not SemVer."""
+    if isinstance(spec.name, str) and not re.fullmatch(S.NAME_GRAMMAR, spec.name):
+        w.err("E104", "the spec name is not an identifier", ("name",),
+              (f"'name' must match {S.NAME_GRAMMAR} (it names the output folder, a Python package and a "
+               f"crontab entry). Got {_show(spec.name)} instead.",),
+              help=f"e.g. name: {_suggest_name(spec.name)}")
+    if isinstance(spec.version, str) and not re.fullmatch(S.VERSION_GRAMMAR, spec.version):
+        w.err("E105", "the spec version is not a semantic version", ("version",),
+              (f"'version' must be MAJOR.MINOR.PATCH, optionally with -prerelease and +build "
+               f"(https://semver.org). Got {_show(spec.version)} instead.",),
+              help="e.g. version: 1.0.0 (quote it if YAML would read a number: \"1.0.0\")")
+
+
+def _suggest_name(name: str) -> str:
+    word = re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_")[:64]
+    return word if re.fullmatch(S.NAME_GRAMMAR, word) else "credit_risk"
+
+
 def structure(config: dict[str, Any], sm: SourceMap) -> tuple[S.Spec | None, list[Diagnostic]]:
     w = Walker(sm)
     spec = w.dataclass(config, S.Spec, ())
+    if spec is not None:
+        check_identity(spec, w)
     return spec, w.diags

@@ -1,7 +1,7 @@
 """validate: structure, then every semantic rule; returns all diagnostics, never raises."""
 from __future__ import annotations
 
-from . import rules_data, rules_model, rules_policy
+from . import rules_data, rules_inputs, rules_model, rules_policy
 from . import schema as S
 from .context import Ctx
 from .diagnostics import Diagnostic
@@ -18,9 +18,9 @@ def validate(loaded: Loaded) -> tuple[S.Spec | None, list[Diagnostic]]:
         rules_data.check_columns, rules_data.check_problem, rules_data.check_split,
         rules_model.check_features, rules_model.check_model, rules_model.check_thresholds,
         rules_policy.check_monitoring, rules_policy.check_serving, rules_policy.check_security,
-        rules_policy.check_governance,
+        rules_policy.check_governance, rules_inputs.check_env_outputs,
     ]
-    if spec.data is not None and spec.data.source:
+    if spec.data is not None and spec.data.source and rules_inputs.source_inside(ctx):
         rules.insert(0, rules_data.check_source)
     for rule in rules:
         rule(ctx)

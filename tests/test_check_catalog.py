@@ -36,6 +36,7 @@ class Bad:
     target: str | None = None  # the folder given to the check, when not the copy itself
     delete: str | None = None  # a file to delete from the copy
     onnx_probe_fails: str | None = None  # simulate an exporter failure with this message
+    link: tuple[str, str] | None = None  # (a path in the copy, where it points): a symbolic link
 
 
 SPEC = "spec.yaml"
@@ -145,6 +146,69 @@ error[E006]: an interpolation cannot be resolved
    = Interpolation key 'nosuch.key' not found
    = help: point ${...} at a key that exists""",
     ),
+    # ------------------------------------------------------------------ load: untrusted text
+    "E010-resolver-in-a-value": Bad(
+        edits=((SPEC, "description: Probability", "description: key=${oc.env:AIOPS_SIGNING_KEY} Probability"),),
+        at=(SPEC, "description: key=", "key="),
+        expected="""\
+error[E010]: a spec value may not call the resolver 'oc.env'
+  --> @AT@ (description)
+   |     description: key=${oc.env:AIOPS_SIGNING_KEY} Probability that a consumer loan application turns into a \
+bad credit.
+   = resolvers read the environment or files at compile time, and the value lands in committed documents
+   = help: write the text itself; name an environment variable in a *_env key (e.g. key_env) instead""",
+    ),
+    "E011-hydra-key": Bad(
+        edits=((SPEC, "name: credit_risk\n", "name: credit_risk\nhydra:\n  searchpath: [file:///etc]\n"),),
+        at=(SPEC, "hydra:", "hydra"),
+        expected="""\
+error[E011]: a spec may not configure Hydra
+  --> @AT@ (hydra)
+   |     hydra:
+   = 'hydra' settings (searchpath, run dirs, launchers) reach outside the spec folder
+   = help: remove the 'hydra' key: a spec composes only the config groups of its own folder""",
+    ),
+    "E012-spec-folder-too-large": Bad(
+        edits=((SPEC, "name: credit_risk\n", "name: credit_risk\n# " + "x" * 1_100_000 + "\n"),),
+        expected="""\
+error[E012]: the spec folder is too large
+  --> specs/credit_risk
+   = its YAML files hold 1,108,""",
+    ),
+    "E013-alias-expansion": Bad(
+        edits=((SPEC, "name: credit_risk\n", "name: credit_risk\nbomb:\n  a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+                + "".join(f"  {k}: &{k} [{', '.join([f'*{p}'] * 10)}]\n" for p, k in zip("abcd", "bcde"))),),
+        at=(SPEC, "  d: &d", "*c, *c, *c]"),  # the eighth *c passes 10,000 values
+        expected="""\
+error[E013]: the YAML expands to too many values
+  --> @AT@
+   |     d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]
+   = with its aliases (*name) expanded, this file holds more than 10,000 values
+   = help: write the values out, or reuse an anchor fewer times""",
+    ),
+    "E014-nesting-too-deep": Bad(
+        edits=((SPEC, "name: credit_risk\n", "name: credit_risk\ndeep: " + "[" * 300 + "]" * 300 + "\n"),),
+        expected="""\
+error[E014]: the YAML nests too deep
+  --> specs/credit_risk/spec.yaml:10:38
+   |     deep: [[[[[""",
+    ),
+    "E015-link-out-of-the-folder": Bad(
+        link=("model/linked.yaml", "/etc/hostname"),
+        expected="""\
+error[E015]: a spec file is not a regular file inside the spec folder
+  --> specs/credit_risk/model/linked.yaml
+   = 'specs/credit_risk/model/linked.yaml' points to '/etc/hostname'
+   = help: copy the file into the spec folder instead of linking to it""",
+    ),
+    "E016-control-character-in-override": Bad(
+        overrides=("description=one\nimport os",),
+        expected="""\
+error[E016]: a command-line override holds characters a spec may not use
+  --> command-line override 'description=one\\nimport os'
+   = it holds a control character (a newline, tab or escape)
+   = help: write the value on one line, with printable characters only""",
+    ),
     # ------------------------------------------------------------------ structure
     "E100-unknown-key": Bad(
         edits=((SPEC, "seed: 42", "sed: 42"),),
@@ -184,6 +248,28 @@ error[E103]: invalid value for 'method'
    = help: did you mean 'stratified'?""",
     ),
     # ------------------------------------------------------------------ data contract and source
+    "E104-name-not-an-identifier": Bad(
+        edits=((SPEC, "name: credit_risk", "name: ../victim"),),
+        at=(SPEC, "name: ../victim", "../"),
+        expected="""\
+error[E104]: the spec name is not an identifier
+  --> @AT@ (name)
+   |     name: ../victim
+   = 'name' must match [a-z][a-z0-9_]{0,63} (it names the output folder, a Python package and a crontab \
+entry). Got '../victim' instead.
+   = help: e.g. name: victim""",
+    ),
+    "E105-version-not-semver": Bad(
+        edits=((SPEC, "version: 1.0.0", "version: '1.0'"),),
+        at=(SPEC, "version: '1.0'", "'1.0'"),
+        expected="""\
+error[E105]: the spec version is not a semantic version
+  --> @AT@ (version)
+   |     version: '1.0'
+   = 'version' must be MAJOR.MINOR.PATCH, optionally with -prerelease and +build (https://semver.org). \
+Got '1.0' instead.
+   = help: e.g. version: 1.0.0 (quote it if YAML would read a number: "1.0.0")""",
+    ),
     "E201-source-missing": Bad(
         edits=((SPEC, "source: data/german_credit.csv", "source: data/german_credt.csv"),),
         at=(SPEC, "source: data/german_credt.csv", "data/"),
@@ -294,6 +380,36 @@ error[E211]: data.key refers to an undeclared column
    = help: did you mean 'flight_key'?""",
     ),
     # ------------------------------------------------------------------ problem and features
+    "E212-source-outside-the-spec-folder": Bad(
+        edits=((SPEC, "source: data/german_credit.csv", "source: ../../secret.csv"),),
+        at=(SPEC, "source: ../../secret.csv", "../"),
+        expected="""\
+error[E212]: the data source lies outside the spec folder
+  --> @AT@ (data.source)
+   |     source: ../../secret.csv
+   = '../../secret.csv' resolves to '@TMP@/secret.csv' (links followed); data roots declared by env: none
+   = help: copy the file into the spec folder's data/, or declare its folder in env.data_roots""",
+    ),
+    "E213-data-root-holds-the-repository": Bad(
+        edits=(("env/local.yaml", "name: local\n", "name: local\ndata_roots: [..]\n"),),
+        at=("env/local.yaml", "data_roots:", ".."),
+        expected="""\
+error[E213]: a data root may not contain the working folder
+  --> @AT@ (env.data_roots[0])
+   |     data_roots: [..]
+   = '..' resolves to '@UP@', which holds the repository itself (and its secrets, keys and other specs)
+   = help: name the folder that holds the data files, e.g. /srv/data/credit""",
+    ),
+    "E214-quarantine-outside-the-working-folder": Bad(
+        edits=(("env/local.yaml", "quarantine_dir: .aiops/quarantine", "quarantine_dir: ../../victim"),),
+        at=("env/local.yaml", "quarantine_dir:", "../"),
+        expected="""\
+error[E214]: env.quarantine_dir leaves the working folder
+  --> @AT@ (env.quarantine_dir)
+   |     quarantine_dir: ../../victim
+   = '../../victim' resolves to '@UP2@/victim'; compile writes there (and deletes a stale quarantine file)
+   = help: keep it under the repository, e.g. .aiops/quarantine, or give it on the command line: env.quarantine_dir=...""",
+    ),
     "E301-target-undeclared": Bad(
         edits=((SPEC, "target: creditability", "target: creditabilty"),),
         at=(SPEC, "target: creditabilty", "creditabilty"),
@@ -624,8 +740,8 @@ error[E710]: a monitoring minimum is too small
 error[E701]: invalid cron schedule
   --> @AT@ (monitoring.schedule)
    |     schedule: "0 25 * * 1"
-   = the hour field '25' is outside [0, 23]
-   = help: e.g. '0 6 * * 1' runs every Monday at 06:00""",
+   = the hour field '25' is not valid: it takes 0-23, lists (1,3), ranges (1-5) and steps of at least 1 (*/15)
+   = help: e.g. '0 6 * * 1' or '0 6 * * MON' runs every Monday at 06:00; '@daily' at midnight""",
     ),
     "E702-drift-test-does-not-fit": Bad(
         edits=((SPEC, "{test: ks, threshold: 0.01, applies_to: numeric}",
@@ -841,6 +957,8 @@ def _prepare(case: Bad, spec_copy, tmp_path: Path, monkeypatch: pytest.MonkeyPat
         (spec.dir / case.delete).unlink()
     for file, old, new in case.edits:
         spec.replace(file, old, new)
+    if case.link is not None:
+        (spec.dir / case.link[0]).symlink_to(case.link[1])
     if case.onnx_probe_fails is not None:
         monkeypatch.setenv("AIOPS_CACHE_DIR", str(tmp_path / "cache"))
         monkeypatch.setattr(estimators, "_probe_now", lambda name: (False, case.onnx_probe_fails))
@@ -860,6 +978,9 @@ def _expected(case: Bad, spec) -> str:
         text = text.replace("@VERSIONS@", f"scikit-learn {v['scikit-learn']}, skl2onnx {v['skl2onnx']}, "
                                           f"onnx {v['onnx']}, protobuf {v['protobuf']}")
     text = text.replace("@DIR@", str(spec.dir.resolve()))
+    text = text.replace("@TMP@", str(spec.dir.parent.parent.resolve()))
+    text = text.replace("@UP@", str(spec.dir.parent.parent.parent.resolve()))
+    text = text.replace("@UP2@", str(spec.dir.parent.parent.parent.parent.resolve()))
     assert not re.search(r"@[A-Z]+@", text), f"a marker is left in {text}"
     return text
 
@@ -878,7 +999,7 @@ def test_bad_spec(case: Bad, spec_copy, tmp_path, monkeypatch):
 
 
 # the modules of `aiops check` (compile-time codes such as E9xx live elsewhere)
-CHECK_MODULES = ("load.py", "structure.py", "rules_data.py", "rules_model.py", "rules_policy.py", "context.py",
+CHECK_MODULES = ("load.py", "guard.py", "rules_inputs.py", "structure.py", "rules_data.py", "rules_model.py", "rules_policy.py", "context.py",
                  "diagnostics.py", "check.py")
 
 
