@@ -547,10 +547,11 @@ def test_serving_path_imports_neither_sklearn_nor_pandas(art: Path, tmp_path: Pa
 
 
 # ---------------------------------------------------------------------- jobs
-def _wait_job(server: Server, job_id: str, timeout: float = 30) -> dict:
+def _wait_job(server: Server, job_id: str, timeout: float = 30, headers=ADMIN) -> dict:
+    """Poll a job with the key that created it (another key, even admin, gets 404)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        status, job = server.json("GET", f"/v1/jobs/{job_id}", headers=ADMIN)
+        status, job = server.json("GET", f"/v1/jobs/{job_id}", headers=headers)
         assert status == 200
         if job["status"] in ("succeeded", "failed"):
             return job
@@ -566,7 +567,7 @@ def test_jobs_score_json_and_csv_and_counts_reconcile(server: Server):
     assert status == 202, data
     job = json.loads(data)
     assert h["location"] == f"/v1/jobs/{job['job_id']}" and job["status"] == "queued"
-    job = _wait_job(server, job["job_id"])
+    job = _wait_job(server, job["job_id"], headers={"X-API-Key": BATCH})
     assert job["status"] == "succeeded", job
     assert job["counts"] == {"records": 300, "scored": 298, "rejected": 2}
     result_file = server.log_dir / "jobs" / job["job_id"] / "result.csv.enc"
