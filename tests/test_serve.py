@@ -725,6 +725,9 @@ def test_open_mode_with_two_workers(art: Path, tmp_path: Path):
         status, meta = s.json("GET", "/v1/metadata")
         assert meta["security"]["auth"] == "open" and "anyone" in meta["security"]["warning"]
         assert meta["security"]["insecure_dev"] is True  # recorded by every worker
+        # job workers scale with --workers: each worker process runs its job threads on the one queue
+        assert "  jobs: 2 worker process(es) x 1 job thread(s); at most 3 attempts per job" in s.stderr
+        assert meta["limits"]["job_threads_per_worker"] == 1
         recs = records(3)[0]
         for i in range(40):
             status, body = s.json("POST", "/v1/predict", {"records": recs[:1 + i % 3]})
