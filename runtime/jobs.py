@@ -262,8 +262,7 @@ class IdSource:
 
 class JobRunner:
     def __init__(self, store: JobStore, predictor: Predictor, acceptor: RowAcceptor, predlog, metrics, ids: IdSource,
-                 masker: Masker, cipher: Cipher | None, chunk_rows: int, threads: int = 1, keep_inputs: bool = False):
-        store.keep_inputs = keep_inputs
+                 masker: Masker, cipher: Cipher | None, chunk_rows: int, threads: int = 1):
         self.store = store
         self.p = predictor
         self.acceptor = acceptor

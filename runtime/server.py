@@ -1,6 +1,9 @@
 """The HTTP server: a raw ASGI callable (no framework on the hot path) over the compiled
 artefacts. uvicorn runs it (`aiops serve`, runtime/cli_serve.py).
 
+Connection limits (header size, read deadlines, connections) are enforced before a request
+reaches this app (runtime/http_limits.py); serving.timeout_s is enforced here (504).
+
 POST /v1/predict: read the body (413 over the limit), parse it with the stdlib json (400),
 accept the records row by row or let the data contract list their errors (422), score them
 with the other requests of the same event-loop turn in one onnxruntime call
@@ -122,10 +125,10 @@ class Service:
         self.ids = IdSource()
         self.jobs: JobRunner | None = None
         if "async" in self.modes:
-            self.jobs = JobRunner(JobStore(self.log_dir / "jobs", int(limits.get("job_max_attempts", 3))), p,
-                                  self.acceptor, self.log, self.metrics, self.ids, self.masker, self.cipher,
-                                  int(limits.get("batch_chunk_rows", 50000)), job_threads,
-                                  keep_inputs=bool(limits.get("keep_job_inputs", False)))
+            store = JobStore(self.log_dir / "jobs", int(limits.get("job_max_attempts", 3)),
+                             bool(limits.get("keep_job_inputs", False)))
+            self.jobs = JobRunner(store, p, self.acceptor, self.log, self.metrics, self.ids, self.masker, self.cipher,
+                                  int(limits.get("batch_chunk_rows", 50000)), job_threads)
         self.openapi = _encode(document(art.name, art.version, contract, self.max_records, self.max_body,
                                         p.is_classifier)).encode()
         self.metadata = _encode(self._metadata(security, limits, score.get("edges"))).encode()
@@ -320,6 +323,7 @@ class App:
                 self._authorize(headers, permission)
             status = await getattr(self, "_" + handler)(scope, receive, send, headers, *args)
         except _Reject as r:
+            self._deadlines.pop(task, None)  # no cancellation while the error is sent (it would escape)
             status = r.status
             err = {"code": r.code, "message": r.message}
             if r.extra:
@@ -341,6 +345,7 @@ class App:
             except (RuntimeError, OSError):
                 pass
         except Exception:  # a bug: keep the cause in the server log, tell the client nothing internal
+            self._deadlines.pop(task, None)
             ref = self.s.ids.take(1)[0]
             print(f"aiops serve: internal error (reference {ref}) on {method} {label}:\n{traceback.format_exc()}",
                   file=sys.stderr, flush=True)
