@@ -104,6 +104,7 @@ class _Sweep:
         self.handle = loop.call_later(SWEEP_S, self.run)
 
     def run(self) -> None:
+        self.handle = self.loop.call_later(SWEEP_S, self.run)  # first: nothing below can stop the sweeps
         lim = self.limits
         now = self.loop.time()
         for p in list(self.connections):
@@ -116,7 +117,6 @@ class _Sweep:
             elif phase == BODY and now - p.since > lim.body_timeout_s:
                 p.refuse(408, "body_timeout", f"the request body did not arrive within "
                          f"{lim.body_timeout_s:g} s (serving.body_timeout_s)")
-        self.handle = self.loop.call_later(SWEEP_S, self.run)
 
 
 class LimitedHttpTools(HttpToolsProtocol):

@@ -277,13 +277,13 @@ class App:
     def _sweep_deadlines(self) -> None:
         """Cancel every request task past serving.timeout_s (it then answers 504), now and
         every DEADLINE_SWEEP_S seconds: no timer per request."""
+        self._sweeper = asyncio.get_running_loop().call_later(DEADLINE_SWEEP_S, self._sweep_deadlines)
         if self._deadlines:
             now = time.perf_counter()
             for task, deadline in list(self._deadlines.items()):
                 if now > deadline and task not in self._expired:
                     self._expired.add(task)
                     task.cancel()
-        self._sweeper = asyncio.get_running_loop().call_later(DEADLINE_SWEEP_S, self._sweep_deadlines)
 
     def _extend_deadline(self) -> None:
         """Start the request's serving.timeout_s again (a job's body is bounded by body_timeout_s)."""

@@ -23,6 +23,7 @@ from tests.test_serve_access import KEYS, clear_build
 ADMIN = {"X-API-Key": ADMIN_KEY}
 SLOW = 1100  # more than serving.max_connections (1000): the oldest waiting ones make room
 DEADLINE = 1.0 + SWEEP_S  # the 1 s deadlines hold to within one sweep
+SLACK = 2.0  # what a busy test machine may add to any of the times below
 
 
 @pytest.fixture(scope="module")
@@ -114,11 +115,11 @@ def test_1100_slow_connections_do_not_stop_normal_answers(server: Server):
         for _ in range(20):
             t = time.monotonic()
             _ok(server)
-            assert time.monotonic() - t < 1.0
+            assert time.monotonic() - t < SLACK
         # every slow connection ends: 408 at its deadline, or 503 earlier when it made room
         answers = set()
         for s in slow:
-            data, closed = _read_all(s, max(0.05, t0 + DEADLINE + 3.0 - time.monotonic()))
+            data, closed = _read_all(s, max(0.05, t0 + DEADLINE + 2 * SLACK - time.monotonic()))
             assert closed, "a slow connection is still open"
             answers.add(data.split(b"\r\n", 1)[0])
         assert answers <= {b"HTTP/1.1 408 Request Timeout", b"HTTP/1.1 503 Service Unavailable", b""}, answers
@@ -139,7 +140,7 @@ def test_the_body_read_deadline_closes_a_slow_body(server: Server):
             s.sendall(b" ")
         data, closed = _read_all(s, 5)
         took = time.monotonic() - t
-    assert closed and 1.0 <= took <= DEADLINE + 0.5, took
+    assert closed and 1.0 <= took <= DEADLINE + SLACK, took
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 408 Request Timeout")
     assert json.loads(body)["error"] == {"code": "body_timeout", "message": (
@@ -154,13 +155,13 @@ def test_half_headers_and_idle_connections_are_closed(server: Server):
         data, closed = _read_all(half, 5)
         assert closed and data.startswith(b"HTTP/1.1 408 ") and b'"header_timeout"' in data
         assert _read_all(idle, 5) == (b"", True)  # never sent anything: closed when idle too long
-        assert time.monotonic() - t <= DEADLINE + 0.5
+        assert time.monotonic() - t <= DEADLINE + SLACK
     # keep-alive: a connection is reused within the idle deadline, then closed
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
         for _ in range(2):
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             assert _one_response(s).startswith(b"HTTP/1.1 200 ")
-            time.sleep(0.4)
+            time.sleep(0.2)
         assert _read_all(s, 5) == (b"", True)
 
 
@@ -200,7 +201,7 @@ def test_serving_timeout_s_answers_504(tmp_path: Path):
         return time.monotonic() - t
 
     took = asyncio.run(main())
-    assert 0.3 <= took < 0.3 + 0.1 + 0.5, took
+    assert 0.3 <= took < 0.3 + 0.1 + SLACK, took
     assert sent[0]["status"] == 504
     assert json.loads(sent[1]["body"]) == {"error": {"code": "timeout", "message": (
         "the request was not answered within 0.3 s (serving.timeout_s) and was abandoned")}}
