@@ -140,7 +140,7 @@ def test_the_body_read_deadline_closes_a_slow_body(server: Server):
             s.sendall(b" ")
         data, closed = _read_all(s, 5)
         took = time.monotonic() - t
-    assert closed and 1.0 <= took <= DEADLINE + SLACK, took
+    assert closed and 0.9 <= took <= DEADLINE + SLACK, took  # t was taken just after the headers went
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 408 Request Timeout")
     assert json.loads(body)["error"] == {"code": "body_timeout", "message": (
