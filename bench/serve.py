@@ -157,7 +157,8 @@ class Example:
             log_dir = logs / f"{self.name}-{tag}"
             shutil.rmtree(log_dir, ignore_errors=True)
             cmd = [sys.executable, "-m", "compiler.cli", "serve", str(self.art), "--host", "127.0.0.1", "--port",
-                   str(port), "--workers", str(workers), "--log-dir", str(log_dir)]
+                   str(port), "--workers", str(workers), "--log-dir", str(log_dir),
+                   "--insecure-dev"]  # open, as raw and mlflow are (the examples define roles: keys are required)
             return Server(kind, cmd, env, port, "/readyz", "/v1/predict", logs / f"{self.name}-{tag}.log")
         if kind == "raw":
             env["AIOPS_BENCH_MODEL"] = str(self.art / "model.onnx")

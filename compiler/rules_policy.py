@@ -149,17 +149,46 @@ def _check_drift_threshold(ctx: Ctx, r, path) -> None:
                 f"got {r.threshold}")
 
 
+MAX_HEADER_RANGE = (1024, 1_048_576)
+_POSITIVE = ("max_records_per_request", "max_body_bytes", "latency_objective_ms", "timeout_s", "batch_chunk_rows",
+             "max_header_bytes", "header_timeout_s", "body_timeout_s", "keepalive_timeout_s", "max_connections",
+             "job_max_attempts")
+
+
 def check_serving(ctx: Ctx) -> None:
     s = ctx.spec.serving
     if s is None:
         return
-    for k in ("max_records_per_request", "max_body_bytes", "latency_objective_ms", "timeout_s", "batch_chunk_rows"):
+    for k in _POSITIVE:
         v = getattr(s, k)
         if v is not None and v <= 0:
             ctx.err("E720", f"serving.{k} must be positive", ("serving", k),
                     f"'serving.{k}' must be a number in the range (0, inf). Got {v} instead.")
     if s.modes is not None and not s.modes:
         ctx.err("E720", "serving.modes is empty", ("serving", "modes"), help="list at least one of http, batch, async")
+    lo, hi = MAX_HEADER_RANGE
+    if s.max_header_bytes is not None and s.max_header_bytes > 0 and not lo <= s.max_header_bytes <= hi:
+        ctx.err("E721", "serving.max_header_bytes is out of range", ("serving", "max_header_bytes"),
+                f"'serving.max_header_bytes' must be an int in the range [{lo}, {hi}]. Got {s.max_header_bytes} instead.",
+                help="the default, 32768, fits any API key; a larger limit lets one request hold more memory")
+    sec = ctx.spec.security
+    encrypted = bool(sec and sec.encryption_at_rest and sec.encryption_at_rest.enabled)
+    if s.modes and "async" in s.modes and not encrypted:
+        used = {src for f in (ctx.spec.features or []) if f is not None and f.transform not in (None, "drop")
+                for src in (f.source, f.other) if src}
+        pii = sorted(n for n, c in ctx.columns.items() if c is not None and c.pii and n in used)
+        if pii:
+            ctx.err("E722", "asynchronous jobs would store a PII feature in clear text", ("serving", "modes"),
+                    f"serving.modes has 'async', the PII column(s) {', '.join(repr(n) for n in pii)} feed the model "
+                    "and security.encryption_at_rest is off: a job's input must keep them to score them",
+                    help="enable security.encryption_at_rest, or remove 'async' from serving.modes")
+    g = ctx.spec.governance
+    if g is not None and g.risk_tier == "high" and sec is not None and not sec.roles:
+        tier = ctx.sm.locate(("governance", "risk_tier")).render()
+        ctx.err("E723", "a high-risk model needs API roles", ("security", "roles"),
+                f"governance.risk_tier is high ({tier}): 'aiops serve' refuses to run it without API keys, "
+                "and every key names a role", key=True,
+                help="define security.roles, e.g. {scorer: [predict, explain, metadata], auditor: [audit, metrics]}")
 
 
 def check_security(ctx: Ctx) -> None:

@@ -242,8 +242,17 @@ class Serving:
     max_records_per_request: int = 1000
     max_body_bytes: int = 1_048_576
     latency_objective_ms: float = 50.0
-    timeout_s: float = 10.0
+    timeout_s: float = 10.0  # the longest a request is handled; then 504
     batch_chunk_rows: int = 50_000
+    # connection limits (docs/serving.md#connection-limits), per worker process
+    max_header_bytes: int = 32_768  # request line and headers; beyond: 431
+    header_timeout_s: float = 10.0  # from a request's first byte to the end of its headers
+    body_timeout_s: float = 30.0  # from the end of the headers to the end of the body
+    keepalive_timeout_s: float = 5.0  # an idle connection (before or between requests) is closed
+    max_connections: int = 1000  # open connections; beyond, the oldest idle or still-reading one is closed
+    # asynchronous jobs
+    job_max_attempts: int = 3  # a job whose worker died this many times is marked failed
+    keep_job_inputs: bool = False  # keep a job's input file after the job completes
 
 
 # ---------------------------------------------------------------- security
@@ -269,7 +278,8 @@ class AuditLog:
 class Security:
     masking: dict[str, Masking] = field(default_factory=dict)
     encryption_at_rest: Encryption = field(default_factory=Encryption)
-    roles: dict[str, list[Literal["predict", "explain", "score", "jobs", "metadata", "metrics", "audit", "admin"]]] = field(
+    roles: dict[str, list[Literal["predict", "explain", "score", "jobs", "jobs_admin", "metadata", "metrics", "audit",
+                                  "admin"]]] = field(
         default_factory=dict
     )
     audit_log: AuditLog = field(default_factory=AuditLog)

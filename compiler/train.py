@@ -334,4 +334,5 @@ def _serving(plan: Plan) -> dict[str, Any]:
                          "audit_log": sp["security"]["audit_log"],
                          "encryption_at_rest": sp["security"]["encryption_at_rest"],
                          "key_source": sp["security"]["key_source"]},
+            "risk_tier": sp["governance"]["risk_tier"],  # a high-risk model is never served without API keys
             "key": plan.key}

@@ -3,9 +3,16 @@
 A job is a row in `<log-dir>/jobs/jobs.sqlite` plus its input file in `<log-dir>/jobs/<id>/`;
 both are written before the job is acknowledged, so a job survives a restart. A worker
 claims a job in a write transaction; a job left `running` by a process that died (its pid
-is gone, or it stopped renewing its lease) is claimed again and scored from the start.
+is gone, or it stopped renewing its lease) is claimed again and scored from the start, at
+most `serving.job_max_attempts` times in all: then it is `failed`, with the reason.
 Results go to `result.csv` or `result.parquet` next to the input (`.enc` when encryption at
 rest is on), one row per input record: records = scored + rejected, always.
+
+A job belongs to the API key that created it (`owner`, a digest of the key; the server
+decides who may read it). Its input never holds PII in clear: sealed when encryption at
+rest is on; otherwise the PII columns are checked against the contract at submission, their
+verdicts kept, and the columns removed (a PII key column is kept masked, for the result).
+The input is deleted when the job completes, unless `serving.keep_job_inputs`.
 """
 from __future__ import annotations
 
@@ -27,6 +34,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from .contract import Contract
 from .http_rows import RowAcceptor
 from .masking import Masker
 from .policy import Cipher
@@ -55,7 +63,8 @@ CREATE TABLE IF NOT EXISTS jobs (
   heartbeat REAL,
   created REAL NOT NULL,
   started REAL,
-  finished REAL
+  finished REAL,
+  owner TEXT NOT NULL DEFAULT ''  -- digest of the API key that created the job ('' when open)
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, created);
 """
@@ -84,14 +93,18 @@ def _iso(t: float | None) -> str | None:
 
 
 class JobStore:
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, max_attempts: int = 3, keep_inputs: bool = False):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.db = self.root / "jobs.sqlite"
         self.host = socket.gethostname()
+        self.max_attempts = max(1, int(max_attempts))
+        self.keep_inputs = keep_inputs
         with self._db() as c:
             c.execute("PRAGMA journal_mode=WAL")
             c.executescript(_SCHEMA)
+            if "owner" not in {r["name"] for r in c.execute("PRAGMA table_info(jobs)")}:  # a queue of before owners
+                c.execute("ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
 
     def _conn(self) -> sqlite3.Connection:
         c = sqlite3.connect(self.db, timeout=30, isolation_level=None)
@@ -106,11 +119,11 @@ class JobStore:
         finally:
             c.close()
 
-    def create(self, job_id: str, input_path: Path, fmt: str, records: int, encrypted: bool) -> None:
+    def create(self, job_id: str, input_path: Path, fmt: str, records: int, encrypted: bool, owner: str = "") -> None:
         with self._db() as c:
-            c.execute("INSERT INTO jobs (id, status, format, input_path, encrypted, records, created) "
-                      "VALUES (?, 'queued', ?, ?, ?, ?, ?)", (job_id, fmt, str(input_path), int(encrypted), records,
-                                                               time.time()))
+            c.execute("INSERT INTO jobs (id, status, format, input_path, encrypted, records, created, owner) "
+                      "VALUES (?, 'queued', ?, ?, ?, ?, ?, ?)", (job_id, fmt, str(input_path), int(encrypted), records,
+                                                                  time.time(), owner))
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         with self._db() as c:
@@ -122,15 +135,24 @@ class JobStore:
             return {r[0]: r[1] for r in c.execute("SELECT status, count(*) FROM jobs GROUP BY status")}
 
     def claim(self) -> dict[str, Any] | None:
-        """Take the oldest queued job, or one whose owner died or let its lease lapse."""
+        """Take the oldest queued job, or one whose worker died or let its lease lapse; a job
+        whose worker died job_max_attempts times is marked failed instead."""
         now = time.time()
         c = self._conn()
+        given_up: list[str] = []
         try:
             c.execute("BEGIN IMMEDIATE")
-            for row in c.execute("SELECT id, owner_host, owner_pid, heartbeat FROM jobs WHERE status = 'running'").fetchall():
+            for row in c.execute("SELECT id, owner_host, owner_pid, heartbeat, attempts, input_path FROM jobs "
+                                 "WHERE status = 'running'").fetchall():
                 dead = (row["owner_host"] == self.host and not _alive(row["owner_pid"])) or \
                     (row["heartbeat"] or 0) < now - LEASE_S
-                if dead:
+                if dead and row["attempts"] >= self.max_attempts:
+                    c.execute("UPDATE jobs SET status = 'failed', owner_pid = NULL, finished = ?, error = ? WHERE id = ?",
+                              (now, f"the job was tried {row['attempts']} times and its worker stopped (died or lost "
+                                    f"its lease) each time; serving.job_max_attempts is {self.max_attempts}, so it "
+                                    "is not retried", row["id"]))
+                    given_up.append(row["input_path"])
+                elif dead:
                     c.execute("UPDATE jobs SET status = 'queued', owner_pid = NULL WHERE id = ?", (row["id"],))
             row = c.execute("SELECT * FROM jobs WHERE status = 'queued' ORDER BY created LIMIT 1").fetchone()
             if row is None:
@@ -144,24 +166,39 @@ class JobStore:
         except BaseException:
             if c.in_transaction:
                 c.execute("ROLLBACK")
+            given_up.clear()
             raise
         finally:
             c.close()
+            for path in given_up:
+                self._drop_input(path)
+
+    def release(self, job_id: str) -> None:
+        """Give a job back to the queue (this server is stopping): the attempt does not count."""
+        with self._db() as c:
+            c.execute("UPDATE jobs SET status = 'queued', owner_pid = NULL, attempts = max(attempts - 1, 0) "
+                      "WHERE id = ? AND owner_pid = ? AND status = 'running'", (job_id, os.getpid()))
+
+    def _drop_input(self, path: str | None) -> None:
+        if path and not self.keep_inputs:
+            Path(path).unlink(missing_ok=True)
 
     def heartbeat(self, job_id: str) -> None:
         with self._db() as c:
             c.execute("UPDATE jobs SET heartbeat = ? WHERE id = ? AND owner_pid = ?", (time.time(), job_id, os.getpid()))
 
-    def finish(self, job_id: str, records: int, scored: int, rejected: int, result: Path) -> None:
+    def finish(self, job: dict[str, Any], records: int, scored: int, rejected: int, result: Path) -> None:
         with self._db() as c:
             c.execute("UPDATE jobs SET status = 'succeeded', records = ?, scored = ?, rejected = ?, result_path = ?, "
                       "finished = ?, error = NULL WHERE id = ? AND owner_pid = ?",
-                      (records, scored, rejected, str(result), time.time(), job_id, os.getpid()))
+                      (records, scored, rejected, str(result), time.time(), job["id"], os.getpid()))
+        self._drop_input(job["input_path"])
 
-    def fail(self, job_id: str, message: str) -> None:
+    def fail(self, job: dict[str, Any], message: str) -> None:
         with self._db() as c:
             c.execute("UPDATE jobs SET status = 'failed', error = ?, finished = ? WHERE id = ? AND owner_pid = ?",
-                      (message, time.time(), job_id, os.getpid()))
+                      (message, time.time(), job["id"], os.getpid()))
+        self._drop_input(job["input_path"])
 
 
 def describe(job: dict[str, Any]) -> dict[str, Any]:
@@ -172,8 +209,8 @@ def describe(job: dict[str, Any]) -> dict[str, Any]:
         "created_at": _iso(job["created"]), "started_at": _iso(job["started"]), "finished_at": _iso(job["finished"]),
         "attempts": job["attempts"],
         "counts": {"records": job["records"], "scored": job["scored"], "rejected": job["rejected"]},
-        "result": {"location": job["result_path"], "format": job["format"], "encrypted": bool(job["encrypted"]),
-                   "url": f"/v1/jobs/{job['id']}/result"} if done else None,
+        "result": {"format": job["format"], "encrypted": bool(job["encrypted"]),
+                   "url": f"/v1/jobs/{job['id']}/result"} if done else None,  # never a server path
         "error": job["error"],
     }
 
@@ -230,14 +267,19 @@ class JobRunner:
         self.store = store
         self.p = predictor
         self.acceptor = acceptor
+        contract = predictor.contract
+        # without encryption, an input is stored without its PII columns: they are checked at
+        # submission (pii_contract) and the rest at scoring (clear_contract, clear_acceptor)
+        self.pii = tuple(c.name for c in contract.request_columns if c.pii) if cipher is None else ()
+        self.pii_contract = Contract([c for c in contract.columns if c.name in self.pii])
+        self.clear_contract = Contract([c for c in contract.columns if c.name not in self.pii], contract.target,
+                                       contract.key)
+        self.clear_acceptor = RowAcceptor(self.clear_contract) if self.pii else acceptor
         self.predlog = predlog
         self.metrics = metrics
         self.ids = ids
         self.masker = masker
         self.cipher = cipher
-        # an input with PII is never stored in clear: without encryption at rest it is sealed
-        # under a subkey of the masking key (runtime/masking.py), and deleted once the job is done
-        self.input_cipher = cipher or (Cipher(masker.seal_key) if masker.seal_key else None)
         self.chunk_rows = max(1, int(chunk_rows))
         self.threads = threads
         self._wake = threading.Event()
@@ -245,22 +287,46 @@ class JobRunner:
         self._workers: list[threading.Thread] = []
 
     # ------------------------------------------------------------- submission
-    def submit(self, data: bytes, records: int, fmt: str) -> dict[str, Any]:
+    def submit(self, data: bytes, records: int, fmt: str, owner: str = "") -> dict[str, Any]:
         job_id = secrets.token_hex(16)
         d = self.store.root / job_id
-        d.mkdir()
-        sealer = self.input_cipher
-        path = d / ("input.json.enc" if sealer else "input.json")
-        payload = sealer.seal(data, job_id.encode()) if sealer else data
+        d.mkdir(mode=0o700)
+        path = d / ("input.json.enc" if self.cipher else "input.json")
+        if self.cipher:
+            payload = self.cipher.seal(data, job_id.encode())
+        elif self.pii:
+            payload = self._without_pii(data)
+        else:
+            payload = data
         tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb") as fh:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-        self.store.create(job_id, path, fmt, records, self.cipher is not None)
+        self.store.create(job_id, path, fmt, records, self.cipher is not None, owner)
         self._wake.set()
         return describe(self.store.get(job_id))
+
+    def _without_pii(self, data: bytes) -> bytes:
+        """The job input to store when it may not be sealed: the PII columns' contract verdicts
+        (errors by row, which name the rule, never the value), the records without the PII
+        columns, and the key column masked when it is PII (the result shows it)."""
+        records = json.loads(data)["records"]
+        _, errors = self.pii_contract.validate_records(records, allow_extra=True)
+        pii_errors: dict[str, list[list[str]]] = {}
+        for i, col, code, msg in errors.items:
+            if col in self.pii:  # a record that is not an object is reported again at scoring
+                pii_errors.setdefault(str(i), []).append([col, code, msg])
+        pii = frozenset(self.pii)
+        doc: dict[str, Any] = {"records": [{k: v for k, v in r.items() if k not in pii} if isinstance(r, dict) else r
+                                           for r in records], "pii_removed": list(self.pii), "pii_errors": pii_errors}
+        key = self.p.contract.key
+        if key in pii:
+            doc["masked_key"] = [self.masker.mask(key, r.get(key)) if isinstance(r, dict) and
+                                 isinstance(r.get(key), (str, int, float)) else None for r in records]
+        return json.dumps(doc, ensure_ascii=True).encode()
 
     def read_result(self, job: dict[str, Any]) -> bytes:
         blob = Path(job["result_path"]).read_bytes()
@@ -300,17 +366,23 @@ class JobRunner:
                 # where it failed, not the exception's text: that may quote a value of the input
                 print(f"aiops serve: job {job['id']} failed: {type(exc).__name__}\n"
                       + "".join(traceback.format_tb(exc.__traceback__)), file=sys.stderr, flush=True)
-                self.store.fail(job["id"], f"scoring failed: {type(exc).__name__}")
-                Path(job["input_path"]).unlink(missing_ok=True)
+                self.store.fail(job, f"scoring failed: {type(exc).__name__}")
 
     def _process(self, job: dict[str, Any]) -> None:
         jid = job["id"]
         blob = Path(job["input_path"]).read_bytes()
-        sealer = self.cipher if job["encrypted"] else self.input_cipher
-        data = sealer.open(blob, jid.encode()) if job["input_path"].endswith(".enc") and sealer else blob
-        records = json.loads(data)["records"]
+        data = self.cipher.open(blob, jid.encode()) if job["encrypted"] else blob
+        doc = json.loads(data)
+        records = doc["records"]
         n = len(records)
-        contract = self.p.contract
+        contract, acceptor = self.p.contract, self.acceptor
+        pii_errors: dict[int, list[tuple[str, str, str]]] = {}
+        masked_key = doc.get("masked_key")
+        if "pii_removed" in doc:  # stored without its PII columns (their verdicts came with it)
+            if tuple(doc["pii_removed"]) != self.pii:
+                raise ValueError("the job input was stored under another contract")
+            contract, acceptor = self.clear_contract, self.clear_acceptor
+            pii_errors = {int(i): [tuple(e) for e in errs] for i, errs in doc["pii_errors"].items()}
         key = contract.key
         meta = self.p.meta
         header = ["row"] + ([key] if key else []) + ["status", "prediction_id"]
@@ -320,13 +392,17 @@ class JobRunner:
         scored = rejected = 0
         for start in range(0, n, self.chunk_rows):
             if self._stop.is_set():
-                return  # the job stays 'running' with this pid gone: it is claimed again after restart
+                self.store.release(jid)  # back to the queue; this attempt does not count
+                return
             chunk = records[start:start + self.chunk_rows]
-            cols = self.acceptor.accept(chunk)
+            cols = acceptor.accept(chunk)
             by_row: dict[int, list[tuple[str, str, str]]] = {}
             if cols is None:
                 cols, errs = contract.validate_records(chunk)
                 by_row = errs.by_row()
+            for i in range(start, min(start + len(chunk), n)):
+                if i in pii_errors:
+                    by_row.setdefault(i - start, []).extend(pii_errors[i])
             good = np.asarray([i for i in range(len(chunk)) if i not in by_row], dtype=np.int64)
             out: dict[str, np.ndarray] = {}
             ids: list[str] = []
@@ -338,15 +414,15 @@ class JobRunner:
             self.metrics.rejected_records("job", len(by_row))
             scored += len(good)
             rejected += len(by_row)
-            rows.extend(self._rows(start, chunk, good, out, ids, by_row, key))
+            rows.extend(self._rows(start, chunk, good, out, ids, by_row, key, masked_key))
             self.store.heartbeat(jid)
         assert scored + rejected == n, (scored, rejected, n)
         path = self._write(jid, job["format"], header, rows, Path(job["input_path"]).parent)
-        self.store.finish(jid, n, scored, rejected, path)
-        Path(job["input_path"]).unlink(missing_ok=True)
+        self.store.finish(job, n, scored, rejected, path)
 
     def _rows(self, start: int, chunk: list[Any], good: np.ndarray, out: dict[str, np.ndarray], ids: list[str],
-              by_row: dict[int, list[tuple[str, str, str]]], key: str | None) -> list[list[Any]]:
+              by_row: dict[int, list[tuple[str, str, str]]], key: str | None,
+              masked_key: list[Any] | None = None) -> list[list[Any]]:
         width = (1 + len(self.p.meta.classes)) if self.p.is_classifier else 1
         pred_at = {int(i): j for j, i in enumerate(good.tolist())}
         labels = out["label"].tolist() if "label" in out else None
@@ -355,7 +431,9 @@ class JobRunner:
         rows = []
         for i, rec in enumerate(chunk):
             row: list[Any] = [start + i + 1]
-            if key:
+            if key and masked_key is not None:
+                row.append(masked_key[start + i])
+            elif key:
                 v = rec.get(key) if isinstance(rec, dict) else None
                 row.append(self.masker.mask(key, v) if isinstance(v, (str, int, float)) else None)
             j = pred_at.get(i)

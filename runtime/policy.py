@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import json
 import os
 import threading
@@ -16,9 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-PERMISSIONS = ("predict", "explain", "score", "jobs", "metadata", "metrics", "audit", "admin")
+PERMISSIONS = ("predict", "explain", "score", "jobs", "jobs_admin", "metadata", "metrics", "audit", "admin")
+ADMIN_EXCLUDES = frozenset(("jobs_admin",))  # never implied by 'admin': a role must list it
 KEYS_ENV = "AIOPS_API_KEYS"  # key_source: env  -> "key1:role1,key2:role2"
 KEYS_FILE_ENV = "AIOPS_API_KEYS_FILE"  # key_source: file -> path of a JSON file {"key": "role"}
+MIN_KEY_CHARS = 32
+KEY_GEN_HELP = "generate one with: python -c \"import secrets; print(secrets.token_urlsafe(32))\""
 
 
 class PolicyError(Exception):
@@ -26,32 +30,57 @@ class PolicyError(Exception):
 
 
 # ---------------------------------------------------------------- API keys and roles
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+
+
 @dataclass(frozen=True)
 class Access:
+    """API keys (kept as sha256 digests) and the roles they map to.
+
+    A presented key is hashed and compared with every known digest by hmac.compare_digest,
+    without stopping at a match, so the time taken does not depend on which key (or how
+    much of a digest) matched."""
+
     roles: dict[str, frozenset[str]]
-    keys: dict[str, str]  # sha256(key) hex -> role
+    keys: dict[bytes, str]  # sha256(key) -> role
     source: str  # where the keys came from, for the startup banner and /v1/metadata
+    required: str | None = None  # why keys are required (roles defined, high risk), None when optional
+    insecure_dev: bool = False  # --insecure-dev: keys were required and none were given
 
     @property
     def open(self) -> bool:
         return not self.keys
 
+    def role_of(self, key: str | None) -> str | None:
+        if not key or not self.keys:
+            return None
+        d = _digest(key)
+        role = None
+        for known, r in self.keys.items():  # every digest, no early exit
+            if hmac.compare_digest(known, d):
+                role = r
+        return role
+
+    def allows(self, role: str, permission: str) -> bool:
+        perms = self.roles.get(role, frozenset())
+        return permission in perms or ("admin" in perms and permission not in ADMIN_EXCLUDES)
+
     def check(self, key: str | None, permission: str) -> int:
         """0 when allowed, else the HTTP status: 401 (no or unknown key), 403 (role lacks it)."""
         if not self.keys:
             return 0
-        if not key:
-            return 401
-        role = self.keys.get(hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest())
+        role = self.role_of(key)
         if role is None:
             return 401
-        perms = self.roles.get(role, frozenset())
-        return 0 if (permission in perms or "admin" in perms) else 403
+        return 0 if self.allows(role, permission) else 403
 
-    def role_of(self, key: str | None) -> str | None:
-        if not key or not self.keys:
-            return None
-        return self.keys.get(hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest())
+
+def owner_id(key: str | None) -> str:
+    """Who owns a job: a digest of the key that created it ('' when the server runs open)."""
+    if not key:
+        return ""
+    return hashlib.sha256(b"aiops-job-owner\0" + key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def _did_you_mean(name: str, choices: list[str]) -> str:
@@ -91,8 +120,22 @@ def _pairs_from_file(path: Path) -> list[tuple[str, str]]:
                       "or [{\"key\": KEY, \"role\": ROLE}, ...]")
 
 
-def load_access(security: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Access:
-    """Roles from serving.json and API keys from the source it names (security.key_source)."""
+def keys_required(roles: Mapping[str, Any], risk_tier: str | None) -> str | None:
+    """Why this model may not be served without API keys, or None when it may."""
+    why = []
+    if roles:
+        why.append(f"serving.json defines roles ({', '.join(sorted(roles))})")
+    if risk_tier == "high":
+        why.append("the model's risk tier is high")
+    return " and ".join(why) or None
+
+
+def load_access(security: Mapping[str, Any], env: Mapping[str, str] | None = None, *,
+                risk_tier: str | None = None, insecure_dev: bool = False) -> Access:
+    """Roles from serving.json and API keys from the source it names (security.key_source).
+
+    Fails closed: when the spec defines roles, or the model is high risk, and no key is
+    configured, this refuses (PolicyError) unless insecure_dev (`aiops serve --insecure-dev`)."""
     env = os.environ if env is None else env
     roles = {r: frozenset(p) for r, p in (security.get("roles") or {}).items()}
     for r, perms in roles.items():
@@ -113,15 +156,29 @@ def load_access(security: Mapping[str, Any], env: Mapping[str, str] | None = Non
             pairs, where = _pairs_from_file(Path(path)), f"file {path}"
     else:
         raise PolicyError(f"serving.json security.key_source is {source!r}; valid: env, file")
-    keys: dict[str, str] = {}
+    keys: dict[bytes, str] = {}
     for i, (key, role) in enumerate(pairs, 1):
+        if len(key) < MIN_KEY_CHARS:
+            raise PolicyError(f"{where}: key {i} is {len(key)} characters long; an API key needs at least "
+                              f"{MIN_KEY_CHARS} characters; {KEY_GEN_HELP}")
         if role not in roles:
             raise PolicyError(f"{where}: key {i} has role '{role}', which serving.json does not define"
                               f"{_did_you_mean(role, sorted(roles))} (roles: {', '.join(sorted(roles)) or 'none'})")
-        keys[hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()] = role
-    desc = f"{len(keys)} API key{'s' if len(keys) != 1 else ''} from {where}" if keys else \
-        f"no API keys configured ({where}): OPEN ACCESS, every route is allowed without a key"
-    return Access(roles, keys, desc)
+        keys[_digest(key)] = role
+    required = keys_required(roles, risk_tier)
+    if not keys and required and not insecure_dev:
+        setting = (f"{KEYS_ENV}='KEY:ROLE,...'" if source == "env" else f"{KEYS_FILE_ENV} to a key file")
+        raise PolicyError(f"refusing to serve without API keys: {required}, and no key is configured ({where}); "
+                          f"set {setting} with keys of at least {MIN_KEY_CHARS} characters ({KEY_GEN_HELP}), "
+                          "or pass --insecure-dev to run open on a development machine")
+    if keys:
+        desc = f"{len(keys)} API key{'s' if len(keys) != 1 else ''} from {where}"
+    elif required:
+        desc = (f"INSECURE DEV MODE (--insecure-dev): no API keys ({where}) although {required}; "
+                "OPEN ACCESS, every route is allowed without a key")
+    else:
+        desc = f"no API keys configured ({where}): OPEN ACCESS, every route is allowed without a key"
+    return Access(roles, keys, desc, required, insecure_dev=bool(insecure_dev and required and not keys))
 
 
 # ---------------------------------------------------------------- encryption at rest

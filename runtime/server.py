@@ -1,6 +1,9 @@
 """The HTTP server: a raw ASGI callable (no framework on the hot path) over the compiled
 artefacts. uvicorn runs it (`aiops serve`, runtime/cli_serve.py).
 
+Connection limits (header size, read deadlines, connections) are enforced before a request
+reaches this app (runtime/http_limits.py); serving.timeout_s is enforced here (504).
+
 POST /v1/predict: read the body (413 over the limit), parse it with the stdlib json (400),
 accept the records row by row or let the data contract list their errors (422), score them
 with the other requests of the same event-loop turn in one onnxruntime call
@@ -26,18 +29,21 @@ from .features import derive
 from .http_answers import Answers
 from .http_batch import Batcher
 from .http_explain import Explainer, is_linear
+from .http_limits import Limits
 from .http_metrics import PUBLISH_EVERY, Metrics
 from .http_openapi import document
 from .http_rows import FeatureRows, RowAcceptor
 from .jobs import JOB_ID, IdSource, JobInputError, JobRunner, JobStore, describe, parse_job_body
 from .masking import masker_for
-from .policy import PolicyError, load_access, load_cipher
+from .policy import PolicyError, load_access, load_cipher, owner_id
 from .predictor import Predictor
 from .predlog import PredictionLog, verify_chain
 
 ENV_ARTEFACTS = "AIOPS_SERVE_ARTEFACTS"
 ENV_LOG_DIR = "AIOPS_SERVE_LOG_DIR"
 ENV_JOB_THREADS = "AIOPS_JOB_THREADS"
+ENV_INSECURE_DEV = "AIOPS_SERVE_INSECURE_DEV"  # set by 'aiops serve --insecure-dev' for its worker processes only
+DEADLINE_SWEEP_S = 0.1  # serving.timeout_s is checked this often
 JOB_MAX_BYTES = 64 * 1024 * 1024
 MAX_ERRORS_PER_RECORD = 50
 SMALL_REQUEST = 16  # records: up to this many, a request of plainly valid records goes as feature rows
@@ -63,7 +69,7 @@ class Service:
     policy, the prediction log, the job runner, metrics and the precomputed documents."""
 
     def __init__(self, artefact_dir: str | Path, log_dir: str | Path | None = None,
-                 env: dict[str, str] | None = None, job_threads: int | None = None):
+                 env: dict[str, str] | None = None, job_threads: int | None = None, insecure_dev: bool = False):
         env = dict(os.environ) if env is None else env
         if job_threads is None:
             text = env.get(ENV_JOB_THREADS, "1")
@@ -82,12 +88,22 @@ class Service:
                               "served over HTTP (add 'http' to serving.modes in the spec)")
         self.max_records = int(limits.get("max_records_per_request", 1000))
         self.max_body = int(limits.get("max_body_bytes", 1 << 20))
-        self.access = load_access(security, env)
+        self.limits = Limits.from_serving(limits)
+        self.risk_tier = serving.get("risk_tier")
+        self.access = load_access(security, env, risk_tier=self.risk_tier, insecure_dev=insecure_dev)
         self.cipher = load_cipher(security, env)
+        self.job_threads = job_threads
         self.log_dir = Path(log_dir) if log_dir else default_log_dir(art.name)
         self.predictor = p = Predictor(art.root)
         contract = p.contract
         self.masker = masker_for(security, contract, env)  # a PII column never reaches the log unmasked
+        if "async" in self.modes and self.cipher is None:  # a job input keeps what the model needs (E722)
+            used = {src for st in p.steps if st.transform != "drop" for src in (st.source, st.other) if src}
+            clear = sorted(c.name for c in contract.columns if c.pii and c.name in used)
+            if clear:
+                raise PolicyError(f"serving.json serving.modes has 'async' and the PII column(s) {', '.join(clear)} "
+                                  "feed the model, but encryption at rest is off: job inputs would hold them in clear "
+                                  "text; enable security.encryption_at_rest in the spec, or remove 'async'")
         self.acceptor = RowAcceptor(contract)
         self.rows = FeatureRows(self.acceptor, p.steps, p.input_names)
         self.classes = list(p.meta.classes)
@@ -106,8 +122,10 @@ class Service:
         self.ids = IdSource()
         self.jobs: JobRunner | None = None
         if "async" in self.modes:
-            self.jobs = JobRunner(JobStore(self.log_dir / "jobs"), p, self.acceptor, self.log, self.metrics, self.ids,
-                                  self.masker, self.cipher, int(limits.get("batch_chunk_rows", 50000)), job_threads)
+            store = JobStore(self.log_dir / "jobs", int(limits.get("job_max_attempts", 3)),
+                             bool(limits.get("keep_job_inputs", False)))
+            self.jobs = JobRunner(store, p, self.acceptor, self.log, self.metrics, self.ids, self.masker, self.cipher,
+                                  int(limits.get("batch_chunk_rows", 50000)), job_threads)
         self.openapi = _encode(document(art.name, art.version, contract, self.max_records, self.max_body,
                                         p.is_classifier)).encode()
         self.metadata = _encode(self._metadata(security, limits, score.get("edges"))).encode()
@@ -129,10 +147,16 @@ class Service:
                          for s in p.steps],
             "limits": {"max_records_per_request": self.max_records, "max_body_bytes": self.max_body,
                        "job_max_bytes": JOB_MAX_BYTES, "modes": list(self.modes),
-                       "latency_objective_ms": limits.get("latency_objective_ms"), "timeout_s": limits.get("timeout_s")},
+                       "latency_objective_ms": limits.get("latency_objective_ms"), **self.limits.as_dict(),
+                       "job_max_attempts": int(limits.get("job_max_attempts", 3)),
+                       "keep_job_inputs": bool(limits.get("keep_job_inputs", False)),
+                       "job_threads_per_worker": self.job_threads if self.jobs is not None else 0},
             "security": {
                 "auth": "open" if self.access.open else "api_key", "keys": self.access.source,
-                "warning": ("no API keys are configured: anyone who can reach this server may use every route"
+                "risk_tier": self.risk_tier, "keys_required": self.access.required,
+                "insecure_dev": self.access.insecure_dev,
+                "warning": (("INSECURE DEV MODE (--insecure-dev): " if self.access.insecure_dev else "") +
+                            "no API keys are configured: anyone who can reach this server may use every route"
                             if self.access.open else None),
                 "roles": {r: sorted(v) for r, v in sorted(self.access.roles.items())},
                 "masking": dict(sorted(self.masker.methods.items())),
@@ -140,7 +164,7 @@ class Service:
                 "encryption_at_rest": self.cipher is not None,
                 "audit_log": security.get("audit_log"),
             },
-            "prediction_log": {"path": str(self.log.path.resolve()), "format": "docs/serving.md#prediction-log",
+            "prediction_log": {"file": self.log.path.name, "format": "docs/serving.md#prediction-log",
                                "hash_chain": True, "encrypted": self.cipher is not None},
             "explain": {"method": "occlusion", "exact": self.explainer.exact},
             "prediction_score_bins": score_edges,
@@ -196,6 +220,10 @@ class App:
         self.batcher = Batcher(service.predictor, service.rows)
         self.started = False
         self._publisher: asyncio.TimerHandle | None = None
+        self.timeout = service.limits.timeout_s
+        self._deadlines: dict[asyncio.Task, float] = {}  # request task -> perf_counter() deadline
+        self._expired: set[asyncio.Task] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -214,10 +242,13 @@ class App:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 self._publish()
+                self._sweep_deadlines()
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
                 if self._publisher is not None:
                     self._publisher.cancel()
+                if self._sweeper is not None:
+                    self._sweeper.cancel()
                 self.s.metrics.publish()
                 self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
@@ -241,6 +272,25 @@ class App:
         self.s.metrics.publish()
         self._publisher = asyncio.get_running_loop().call_later(PUBLISH_EVERY, self._publish)
 
+    def _sweep_deadlines(self) -> None:
+        """Cancel every request task past serving.timeout_s (it then answers 504), now and
+        every DEADLINE_SWEEP_S seconds: no timer per request."""
+        self._sweeper = asyncio.get_running_loop().call_later(DEADLINE_SWEEP_S, self._sweep_deadlines)
+        if self._deadlines:
+            now = time.perf_counter()
+            for task, deadline in list(self._deadlines.items()):
+                if now > deadline and task not in self._expired:
+                    self._expired.add(task)
+                    task.cancel()
+
+    def _extend_deadline(self) -> None:
+        """Start the request's serving.timeout_s again (a job's body is bounded by body_timeout_s)."""
+        self._deadlines[asyncio.current_task()] = time.perf_counter() + self.timeout  # type: ignore[index]
+
+    def _no_deadline(self) -> None:
+        """From here the request is finished whatever the time (a job being written to the queue)."""
+        self._deadlines.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+
     def shutdown(self) -> None:
         if self.started:
             self.s.stop()
@@ -249,6 +299,8 @@ class App:
     # ------------------------------------------------------------------ dispatch
     async def _http(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         t0 = time.perf_counter()
+        task = _current_task()
+        self._deadlines[task] = t0 + self.timeout
         path = scope["path"]
         method = scope["method"]
         label = path if path in ROUTES else "(unknown)"  # bounded label values, whatever is sent
@@ -269,6 +321,7 @@ class App:
                 self._authorize(headers, permission)
             status = await getattr(self, "_" + handler)(scope, receive, send, headers, *args)
         except _Reject as r:
+            self._deadlines.pop(task, None)  # no cancellation while the error is sent (it would escape)
             status = r.status
             err = {"code": r.code, "message": r.message}
             if r.extra:
@@ -276,7 +329,21 @@ class App:
             await _respond(send, r.status, _encode({"error": err}).encode(), r.headers)
         except _Disconnected:
             status = 499
+        except asyncio.CancelledError:
+            self._deadlines.pop(task, None)
+            if task not in self._expired:
+                raise  # not ours (shutdown): let it through
+            self._expired.discard(task)
+            task.uncancel()
+            status = 504
+            try:
+                await _respond(send, 504, _encode({"error": {"code": "timeout", "message": (
+                    f"the request was not answered within {self.timeout:g} s (serving.timeout_s) and was "
+                    "abandoned")}}).encode())
+            except (RuntimeError, OSError):
+                pass
         except Exception:  # a bug: keep the cause in the server log, tell the client nothing internal
+            self._deadlines.pop(task, None)
             ref = self.s.ids.take(1)[0]
             print(f"aiops serve: internal error (reference {ref}) on {method} {label}:\n{traceback.format_exc()}",
                   file=sys.stderr, flush=True)
@@ -286,6 +353,7 @@ class App:
                                f"internal error; reference {ref}"}}).encode())
             except (RuntimeError, OSError):
                 pass
+        self._deadlines.pop(task, None)
         self.s.metrics.request(label, method if method in _METHODS else "OTHER", status, time.perf_counter() - t0)
 
     def _dynamic(self, path: str) -> tuple[dict[str, tuple[str | None, str]], tuple, str]:
@@ -298,14 +366,7 @@ class App:
         raise _Reject(404, "not_found", "no such route; the routes are listed in /openapi.json")
 
     def _authorize(self, headers: list[tuple[bytes, bytes]], permission: str) -> None:
-        key = None
-        for k, v in headers:
-            if k == b"x-api-key":
-                key = v.decode("latin-1").strip()
-            elif k == b"authorization":
-                scheme, _, token = v.decode("latin-1").partition(" ")
-                if scheme.lower() == "bearer":
-                    key = token.strip()
+        key = _key(headers)
         verdict = self.s.access.check(key, permission)
         if verdict == 401:
             raise _Reject(401, "unauthorized", "an API key is required: send 'Authorization: Bearer KEY' or "
@@ -393,23 +454,25 @@ class App:
         if ctype not in ("application/json", "text/csv"):
             raise _Reject(415, "unsupported_media_type", "send JSON ({\"records\": [...]}) or text/csv")
         body = await _read_body(receive, JOB_MAX_BYTES, length)
+        self._extend_deadline()  # timeout_s counts from the end of the body here
         fmt = (parse_qs(scope.get("query_string", b"").decode("latin-1")).get("format") or [None])[0]
         try:
             data, n, fmt = await asyncio.to_thread(parse_job_body, body, ctype, fmt)
         except JobInputError as exc:
             raise _Reject(400 if "not valid JSON" in str(exc) else 422, "bad_job", str(exc)) from None
-        job = await asyncio.to_thread(s.jobs.submit, data, n, fmt)
+        self._no_deadline()  # queued or not at all: never a 504 for a job that was queued
+        job = await asyncio.to_thread(s.jobs.submit, data, n, fmt, owner_id(_key(headers)))
         loc = f"/v1/jobs/{job['job_id']}".encode()
         await _respond(send, 202, _encode(job).encode(), [(b"location", loc)])
         return 202
 
     async def _job_status(self, scope, receive, send, headers, job_id: str) -> int:
-        job = await self._job(job_id)
+        job = await self._job(job_id, headers)
         await _respond(send, 200, _encode(describe(job)).encode())
         return 200
 
     async def _job_result(self, scope, receive, send, headers, job_id: str) -> int:
-        job = await self._job(job_id)
+        job = await self._job(job_id, headers)
         if job["status"] != "succeeded":
             raise _Reject(409, "not_ready", f"the job is {job['status']}; poll /v1/jobs/{job_id}")
         data = await asyncio.to_thread(self.s.jobs.read_result, job)
@@ -417,12 +480,19 @@ class App:
         await _respond(send, 200, data, [(b"content-type", ctype)])
         return 200
 
-    async def _job(self, job_id: str) -> dict[str, Any]:
-        if self.s.jobs is None:
+    async def _job(self, job_id: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+        """The job, if the caller may see it: the key that created it, a role with `jobs_admin`,
+        or anyone when the server runs open. Otherwise 404, as for a job that does not exist."""
+        s = self.s
+        if s.jobs is None:
             raise _Reject(404, "not_found", "asynchronous jobs are off for this model")
         if not JOB_ID.match(job_id):  # not an id this server gives out: never a query
             raise _Reject(404, "not_found", "no such job")
-        job = await asyncio.to_thread(self.s.jobs.store.get, job_id)
+        job = await asyncio.to_thread(s.jobs.store.get, job_id)
+        if job is not None and not s.access.open:
+            key = _key(headers)
+            if job["owner"] != owner_id(key) and not s.access.allows(s.access.role_of(key) or "", "jobs_admin"):
+                job = None
         if job is None:
             raise _Reject(404, "not_found", "no such job")
         return job
@@ -466,6 +536,22 @@ class App:
 
 
 # ---------------------------------------------------------------------- helpers
+_current_task = asyncio.current_task
+
+
+def _key(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The API key sent as 'X-API-Key: KEY' or 'Authorization: Bearer KEY'."""
+    key = None
+    for k, v in headers:
+        if k == b"x-api-key":
+            key = v.decode("latin-1").strip()
+        elif k == b"authorization":
+            scheme, _, token = v.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer":
+                key = token.strip()
+    return key
+
+
 def _extra_keys(obj: Any, key: str = "records") -> str:
     """What else a request object holds, for the 422 message (names only, at most 5)."""
     if type(obj) is not dict:
@@ -553,4 +639,4 @@ def create_app() -> App:
     art = os.environ.get(ENV_ARTEFACTS)
     if not art:
         raise SystemExit(f"{ENV_ARTEFACTS} is not set: start the server with 'aiops serve ARTEFACT_DIR'")
-    return App(Service(art, os.environ.get(ENV_LOG_DIR) or None))
+    return App(Service(art, os.environ.get(ENV_LOG_DIR) or None, insecure_dev=os.environ.get(ENV_INSECURE_DEV) == "1"))

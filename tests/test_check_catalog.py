@@ -821,6 +821,48 @@ error[E720]: serving.max_records_per_request must be positive
    |     max_records_per_request: 0
    = 'serving.max_records_per_request' must be a number in the range (0, inf). Got 0 instead.""",
     ),
+    "E720-serving-connection-limit": Bad(
+        overrides=("+serving.header_timeout_s=0",),
+        expected="""\
+error[E720]: serving.header_timeout_s must be positive
+  --> command-line override '+serving.header_timeout_s=0' (serving.header_timeout_s)
+   = 'serving.header_timeout_s' must be a number in the range (0, inf). Got 0.0 instead.""",
+    ),
+    "E721-header-limit-out-of-range": Bad(
+        overrides=("+serving.max_header_bytes=67108864",),
+        expected="""\
+error[E721]: serving.max_header_bytes is out of range
+  --> command-line override '+serving.max_header_bytes=67108864' (serving.max_header_bytes)
+   = 'serving.max_header_bytes' must be an int in the range [1024, 1048576]. Got 67108864 instead.
+   = help: the default, 32768, fits any API key; a larger limit lets one request hold more memory""",
+    ),
+    "E722-jobs-would-store-a-pii-feature-in-clear": Bad(
+        overrides=("security=basic",),
+        edits=((SPEC, "transform: drop, source: personal_status_and_sex, reason: special-category personal data; "
+                      "used only to measure fairness", "transform: onehot, source: personal_status_and_sex"),
+               ("security/basic.yaml", "{method: redact, allow_as_feature: false}",
+                "{method: redact, allow_as_feature: true}")),
+        at=(SPEC, "modes: [http, batch, async]", "["),
+        expected="""\
+error[E722]: asynchronous jobs would store a PII feature in clear text
+  --> @AT@ (serving.modes)
+   |     modes: [http, batch, async]
+   = serving.modes has 'async', the PII column(s) 'personal_status_and_sex' feed the model and \
+security.encryption_at_rest is off: a job's input must keep them to score them
+   = help: enable security.encryption_at_rest, or remove 'async' from serving.modes""",
+    ),
+    "E723-high-risk-without-roles": Bad(
+        edits=((STRICT, "roles:\n  scorer: [predict, explain, metadata]\n  batch: [predict, score, jobs, metadata]\n"
+                        "  auditor: [audit, metadata, metrics]\n  admin: [admin]", "roles: {}"),),
+        at=(STRICT, "roles: {}", "roles"),
+        expected="""\
+error[E723]: a high-risk model needs API roles
+  --> @AT@ (security.roles)
+   |     roles: {}
+   = governance.risk_tier is high (@TIER@): 'aiops serve' refuses to run it without API keys, and every key \
+names a role
+   = help: define security.roles, e.g. {scorer: [predict, explain, metadata], auditor: [audit, metrics]}""",
+    ),
     # ------------------------------------------------------------------ security
     "E801-masking-undeclared-column": Bad(
         edits=((STRICT, "  personal_status_and_sex:", "  personal_status_and_sx:"),),

@@ -198,19 +198,6 @@ def test_small_groups_of_a_pii_column_lose_their_label_in_committed_evidence():
     assert (out == "(small group 1)").sum() == 1 and (out == "(small group 2)").sum() == 3
 
 
-def test_a_job_input_with_pii_is_sealed_even_without_encryption_at_rest(tmp_path: Path):
-    from runtime.jobs import JobRunner, JobStore
-
-    m = masker_for(STRICT, CREDIT, KEY)
-    runner = JobRunner(JobStore(tmp_path / "jobs"), None, None, None, None, None, m, None, 100, 0)
-    body = b'{"records": [{"personal_status_and_sex": "Canary-Jane-Roe"}]}'
-    job = runner.submit(body, 1, "csv")
-    files = [p for p in (tmp_path / "jobs" / job["job_id"]).iterdir()]
-    assert [p.name for p in files] == ["input.json.enc"] and b"Canary-Jane-Roe" not in files[0].read_bytes()
-    assert runner.input_cipher.open(files[0].read_bytes(), job["job_id"].encode()) == body
-    assert b"Canary-Jane-Roe" not in (tmp_path / "jobs" / "jobs.sqlite").read_bytes()
-
-
 def test_library_errors_lose_the_data_they_echo():
     import pyarrow as pa
     import pyarrow.csv as pcsv

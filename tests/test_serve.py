@@ -26,8 +26,12 @@ from runtime.http_metrics import PUBLISH_EVERY
 from tests._build import ROOT, build
 
 DATA_KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
-KEYS = {"k-scorer": "scorer", "k-auditor": "auditor", "k-batch": "batch", "k-admin": "admin"}
-ADMIN = {"X-API-Key": "k-admin"}
+# API keys have at least 32 characters (runtime/policy.py MIN_KEY_CHARS)
+SCORER, AUDITOR, BATCH, ADMIN_KEY, BATCH2, JOBS_ADMIN = (f"k-{r}-" + "0123456789abcdef" * 2
+                                                         for r in ("scorer", "auditor", "batch", "admin", "batch2",
+                                                                   "jobsadmin"))
+KEYS = {SCORER: "scorer", AUDITOR: "auditor", BATCH: "batch", ADMIN_KEY: "admin"}
+ADMIN = {"X-API-Key": ADMIN_KEY}
 PII = "personal_status_and_sex"
 PII_VALUE = "Zyx-PII-Sentinel-4711"
 
@@ -43,12 +47,13 @@ class Server:
     """`python -m compiler.cli serve ARTEFACTS` in a subprocess, talking HTTP/1.1 to it."""
 
     def __init__(self, artefacts: Path, workdir: Path, env: dict[str, str] | None = None, workers: int = 1,
-                 log_dir: Path | None = None):
+                 log_dir: Path | None = None, args: tuple[str, ...] = ()):
         self.artefacts = artefacts
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_dir = log_dir or workdir / "log"
         self.workers = workers
+        self.args = args
         self.env = {k: v for k, v in os.environ.items()
                     if k not in ("AIOPS_API_KEYS", "AIOPS_DATA_KEY", "PROMETHEUS_MULTIPROC_DIR", "AIOPS_JOB_THREADS")}
         self.env.update(env or {})
@@ -58,7 +63,7 @@ class Server:
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "compiler.cli", "serve", str(self.artefacts), "--port", str(self.port),
-                "--log-dir", str(self.log_dir), "--workers", str(self.workers)]
+                "--log-dir", str(self.log_dir), "--workers", str(self.workers), *self.args]
 
     def start(self, timeout: float = 40.0) -> "Server":
         self.port = free_port()
@@ -357,7 +362,7 @@ def test_limits_oversized_body_and_too_many_records(server: Server):
 
 def test_chunked_oversized_body_is_413(server: Server):
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
-        s.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nX-API-Key: k-admin\r\nContent-Type: application/json\r\n"
+        s.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nX-API-Key: " + ADMIN_KEY.encode() + b"\r\nContent-Type: application/json\r\n"
                   b"Transfer-Encoding: chunked\r\n\r\n")
         chunk = b"x" * 65536
         try:
@@ -438,14 +443,14 @@ def test_rbac(server: Server):
     assert server.request("POST", "/v1/predict", rec)[0] == 401
     status, h, data = server.request("POST", "/v1/predict", rec, {"X-API-Key": "wrong"})
     assert status == 401 and h["www-authenticate"].startswith("Bearer")
-    assert server.request("POST", "/v1/predict", rec, {"X-API-Key": "k-auditor"})[0] == 403
-    assert server.request("POST", "/v1/predict", rec, {"Authorization": "Bearer k-scorer"})[0] == 200
-    assert server.request("POST", "/v1/explain", {"record": rec["records"][0]}, {"X-API-Key": "k-batch"})[0] == 403
-    assert server.request("GET", "/metrics", headers={"X-API-Key": "k-scorer"})[0] == 403
-    assert server.request("GET", "/metrics", headers={"X-API-Key": "k-auditor"})[0] == 200
-    assert server.request("GET", "/v1/audit/verify", headers={"X-API-Key": "k-scorer"})[0] == 403
-    assert server.request("POST", "/v1/jobs", rec, {"X-API-Key": "k-scorer"})[0] == 403
-    assert server.request("GET", "/v1/metadata", headers={"X-API-Key": "k-scorer"})[0] == 200
+    assert server.request("POST", "/v1/predict", rec, {"X-API-Key": AUDITOR})[0] == 403
+    assert server.request("POST", "/v1/predict", rec, {"Authorization": f"Bearer {SCORER}"})[0] == 200
+    assert server.request("POST", "/v1/explain", {"record": rec["records"][0]}, {"X-API-Key": BATCH})[0] == 403
+    assert server.request("GET", "/metrics", headers={"X-API-Key": SCORER})[0] == 403
+    assert server.request("GET", "/metrics", headers={"X-API-Key": AUDITOR})[0] == 200
+    assert server.request("GET", "/v1/audit/verify", headers={"X-API-Key": SCORER})[0] == 403
+    assert server.request("POST", "/v1/jobs", rec, {"X-API-Key": SCORER})[0] == 403
+    assert server.request("GET", "/v1/metadata", headers={"X-API-Key": SCORER})[0] == 200
     assert server.request("GET", "/healthz")[0] == 200 and server.request("GET", "/readyz")[0] == 200
     assert server.request("GET", "/openapi.json")[0] == 200
 
@@ -525,7 +530,8 @@ def _metric_values(text: bytes) -> dict[str, float]:
 def test_serving_path_imports_neither_sklearn_nor_pandas(art: Path, tmp_path: Path):
     code = ("import sys, asyncio\n"
             "from runtime.server import App, Service\n"
-            f"app = App(Service({str(art)!r}, {str(tmp_path)!r}, env={{'AIOPS_DATA_KEY': {DATA_KEY!r}}}))\n"
+            f"app = App(Service({str(art)!r}, {str(tmp_path)!r}, env={{'AIOPS_DATA_KEY': {DATA_KEY!r}}}, "
+            "insecure_dev=True))\n"
             "app.startup()\n"
             "body = b'{\"records\": [{}]}'\n"
             "async def rcv(): return {'type': 'http.request', 'body': body}\n"
@@ -541,10 +547,11 @@ def test_serving_path_imports_neither_sklearn_nor_pandas(art: Path, tmp_path: Pa
 
 
 # ---------------------------------------------------------------------- jobs
-def _wait_job(server: Server, job_id: str, timeout: float = 30) -> dict:
+def _wait_job(server: Server, job_id: str, timeout: float = 30, headers=ADMIN) -> dict:
+    """Poll a job with the key that created it (another key, even admin, gets 404)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        status, job = server.json("GET", f"/v1/jobs/{job_id}", headers=ADMIN)
+        status, job = server.json("GET", f"/v1/jobs/{job_id}", headers=headers)
         assert status == 200
         if job["status"] in ("succeeded", "failed"):
             return job
@@ -556,16 +563,17 @@ def test_jobs_score_json_and_csv_and_counts_reconcile(server: Server):
     recs = records(300)[0]
     recs[5] = {**recs[5], "age_in_years": 5}
     recs[9] = "not a record"
-    status, h, data = server.request("POST", "/v1/jobs", {"records": recs}, {"X-API-Key": "k-batch"})
+    status, h, data = server.request("POST", "/v1/jobs", {"records": recs}, {"X-API-Key": BATCH})
     assert status == 202, data
     job = json.loads(data)
     assert h["location"] == f"/v1/jobs/{job['job_id']}" and job["status"] == "queued"
-    job = _wait_job(server, job["job_id"])
+    job = _wait_job(server, job["job_id"], headers={"X-API-Key": BATCH})
     assert job["status"] == "succeeded", job
     assert job["counts"] == {"records": 300, "scored": 298, "rejected": 2}
-    assert job["result"]["encrypted"] is True and Path(job["result"]["location"]).is_file()
-    assert b"good" not in Path(job["result"]["location"]).read_bytes()
-    status, h, data = server.request("GET", job["result"]["url"], headers={"X-API-Key": "k-batch"})
+    result_file = server.log_dir / "jobs" / job["job_id"] / "result.csv.enc"
+    assert job["result"]["encrypted"] is True and result_file.is_file()
+    assert b"good" not in result_file.read_bytes()
+    status, h, data = server.request("GET", job["result"]["url"], headers={"X-API-Key": BATCH})
     assert status == 200 and h["content-type"] == "text/csv"
     rows = list(csv.DictReader(data.decode().splitlines()))
     assert len(rows) == 300 and [r["row"] for r in rows[:3]] == ["1", "2", "3"]
@@ -594,7 +602,7 @@ def test_jobs_score_json_and_csv_and_counts_reconcile(server: Server):
 @pytest.mark.slow
 def test_a_queued_job_survives_a_restart(art: Path, tmp_path: Path):
     env = {"AIOPS_DATA_KEY": DATA_KEY, "AIOPS_JOB_THREADS": "0"}  # accept jobs, do not run them
-    s = Server(art, tmp_path, env).start()
+    s = Server(art, tmp_path, env, args=("--insecure-dev",)).start()
     try:
         status, job = s.json("POST", "/v1/jobs", {"records": records(200)[0]})
         assert status == 202
@@ -628,7 +636,7 @@ def test_a_job_left_running_by_a_dead_process_is_claimed_again(tmp_path: Path):
 
 # ---------------------------------------------------------------------- refusals at startup
 def _refused(cmd_art: Path, tmp_path: Path, env: dict[str, str] | None = None) -> str:
-    s = Server(cmd_art, tmp_path, {"AIOPS_DATA_KEY": DATA_KEY, **(env or {})})
+    s = Server(cmd_art, tmp_path, {"AIOPS_DATA_KEY": DATA_KEY, "AIOPS_API_KEYS": f"{ADMIN_KEY}:admin", **(env or {})})
     out = subprocess.run(s.command(), cwd=tmp_path, env=s.env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2, out.stderr
     assert "Traceback" not in out.stderr and out.stdout == ""
@@ -646,7 +654,7 @@ def test_tampered_artefacts_are_refused(art: Path, tmp_path: Path):
 
 
 def test_missing_encryption_key_is_refused(art: Path, tmp_path: Path):
-    s = Server(art, tmp_path)  # no AIOPS_DATA_KEY
+    s = Server(art, tmp_path, {"AIOPS_API_KEYS": f"{ADMIN_KEY}:admin"})  # no AIOPS_DATA_KEY
     out = subprocess.run(s.command(), cwd=tmp_path, env=s.env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.startswith("error: encryption at rest is enabled (serving.json security.encryption_at_rest) "
@@ -680,7 +688,7 @@ def test_audit_chain_verifies_and_an_edit_breaks_it_at_that_line(art: Path, tmp_
             predict(server, records(4)[0])
         deadline = time.monotonic() + 20  # the log writer appends after the responses
         while True:
-            status, rep = server.json("GET", "/v1/audit/verify", headers={"X-API-Key": "k-auditor"})
+            status, rep = server.json("GET", "/v1/audit/verify", headers={"X-API-Key": AUDITOR})
             if rep.get("entries", 0) >= 12 or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
@@ -711,11 +719,15 @@ def test_audit_chain_verifies_and_an_edit_breaks_it_at_that_line(art: Path, tmp_
 def test_open_mode_with_two_workers(art: Path, tmp_path: Path):
     """No keys: loud at startup and in /v1/metadata. Two workers share metrics (multiprocess)
     and one hash chain."""
-    s = Server(art, tmp_path, {"AIOPS_DATA_KEY": DATA_KEY}, workers=2).start()
+    s = Server(art, tmp_path, {"AIOPS_DATA_KEY": DATA_KEY}, workers=2, args=("--insecure-dev",)).start()
     try:
-        assert "WARNING: NO API KEYS CONFIGURED" in s.stderr
+        assert "!! INSECURE DEV MODE (--insecure-dev): NO API KEYS" in s.stderr
         status, meta = s.json("GET", "/v1/metadata")
         assert meta["security"]["auth"] == "open" and "anyone" in meta["security"]["warning"]
+        assert meta["security"]["insecure_dev"] is True  # recorded by every worker
+        # job workers scale with --workers: each worker process runs its job threads on the one queue
+        assert "  jobs: 2 worker process(es) x 1 job thread(s); at most 3 attempts per job" in s.stderr
+        assert meta["limits"]["job_threads_per_worker"] == 1
         recs = records(3)[0]
         for i in range(40):
             status, body = s.json("POST", "/v1/predict", {"records": recs[:1 + i % 3]})
