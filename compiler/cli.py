@@ -20,9 +20,16 @@ class UserError(Exception):
 def _check(args: argparse.Namespace) -> int:
     from .check import run_check
 
-    text, ok = run_check(args.spec_dir, args.overrides)
-    print(text, file=sys.stdout if ok else sys.stderr)
+    text, ok = run_check(args.spec_dir, args.overrides, args.format)
+    print(text, file=sys.stdout if ok or args.format != "text" else sys.stderr)
     return 0 if ok else 2
+
+
+def add_format_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=("text", "json", "sarif", "github"), default="text",
+                        help="how diagnostics are printed: text (default), json, sarif (SARIF 2.1.0 for "
+                             "code scanning) or github (workflow annotations on the spec's lines); "
+                             "machine formats go to stdout")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="compose and validate a spec; write nothing")
     c.add_argument("spec_dir", help="the spec folder, e.g. specs/credit_risk")
     c.add_argument("overrides", nargs="*", help="Hydra overrides: group=option or key.path=value")
+    add_format_option(c)
     c.set_defaults(func=_check)
 
     from .cli_commands import register  # commands beyond check

@@ -11,7 +11,12 @@ def _compile(args: argparse.Namespace) -> int:
     try:
         return compile_spec(args.spec_dir, args.overrides, out=args.out, check_only=args.check, quiet=args.quiet)
     except BuildFailed as exc:
-        print(exc.text, file=sys.stderr)
+        if args.format != "text" and exc.diags:
+            from .diag_formats import render
+
+            print(render(exc.diags, args.format))
+        else:
+            print(exc.text, file=sys.stderr)
         return exc.code
 
 
@@ -28,6 +33,9 @@ def register(sub) -> None:
     c.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 and list stale files if the committed output is out of date")
     c.add_argument("--quiet", action="store_true", help="no progress lines")
+    from .cli import add_format_option
+
+    add_format_option(c)
     c.set_defaults(func=_compile)
 
     import importlib
