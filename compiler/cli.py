@@ -25,6 +25,23 @@ def _check(args: argparse.Namespace) -> int:
     return 0 if ok else 2
 
 
+# Top-level modules that come with an extra, not with the plain (runtime) install.
+EXTRA_MODULES = {"hydra": "compile", "omegaconf": "compile", "yaml": "compile", "jinja2": "compile",
+                 "pandera": "compile", "pandas": "compile", "skl2onnx": "compile", "sklearn": "compile",
+                 "matplotlib": "compile"}
+REPORT_COMMANDS = ("monitor",)
+
+
+def missing_extra(module: str, command: str) -> str | None:
+    """The extra that provides `module` for `command`, or None if the module is not an extra's."""
+    top = module.split(".")[0]
+    if top not in EXTRA_MODULES:
+        return None
+    if command in REPORT_COMMANDS and top in ("matplotlib", "sklearn"):
+        return "report"
+    return EXTRA_MODULES[top]
+
+
 def add_format_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("text", "json", "sarif", "github"), default="text",
                         help="how diagnostics are printed: text (default), json, sarif (SARIF 2.1.0 for "
@@ -68,7 +85,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    except Exception:
+    except Exception as exc:
+        extra = missing_extra(exc.name or "", args.command) if isinstance(exc, ModuleNotFoundError) else None
+        if extra is not None:
+            print(f"error: 'aiops {args.command}' needs the '{extra}' extra, which is not installed "
+                  f"(no module named {exc.name!r}): pip install 'aiops[{extra}]'", file=sys.stderr)
+            return 2
         if os.environ.get("AIOPS_DEBUG"):
             raise
         import traceback
