@@ -27,10 +27,11 @@ MANIFEST_SCHEMA = 1
 
 
 class BuildFailed(Exception):
-    def __init__(self, text: str, code: int):
+    def __init__(self, text: str, code: int, diags: list[Diagnostic] | None = None):
         super().__init__(text)
         self.text = text
         self.code = code
+        self.diags = diags or []
 
 
 @dataclass
@@ -94,7 +95,7 @@ def compile_spec(spec_dir: str, overrides: list[str], out: str | None = None, ch
                  quiet: bool = False) -> int:
     loaded, spec, diags = check(spec_dir, overrides)
     if spec is None or loaded is None or any(d.is_error for d in diags):
-        raise BuildFailed(render_all(diags), 2)
+        raise BuildFailed(render_all(diags), 2, diags)
     src = (loaded.spec_dir / spec.data.source).resolve()
     try:
         data_rel = str(src.relative_to(Path.cwd().resolve()))
@@ -115,6 +116,12 @@ def compile_spec(spec_dir: str, overrides: list[str], out: str | None = None, ch
         clean_interrupted(out_dir, plan.name)
     except OutputError as exc:
         raise BuildFailed(str(exc), 2) from None
+    if check_only:
+        from .staleness import installed, version_drift
+
+        drift = version_drift(out_dir, installed(E.versions()))
+        if drift is not None:
+            raise BuildFailed(render_all([drift], wrote_nothing=False), 1, [drift])
     files = render_all_files(plan)
     with staging() as tmp:
         stage = inside(tmp / plan.name, tmp)

@@ -54,9 +54,13 @@ def summary(loaded: Loaded, spec: S.Spec) -> str:
     return "\n".join(lines)
 
 
-def run_check(spec_dir: str, overrides: list[str]) -> tuple[str, bool]:
+def run_check(spec_dir: str, overrides: list[str], fmt: str = "text") -> tuple[str, bool]:
     loaded, spec, diags = check(spec_dir, overrides)
     errors = [d for d in diags if d.is_error]
+    if fmt != "text":
+        from .diag_formats import render
+
+        return render(diags, fmt), not (errors or spec is None or loaded is None)
     if errors or spec is None or loaded is None:
         return render_all(diags), False
     text = summary(loaded, spec)

@@ -20,9 +20,33 @@ class UserError(Exception):
 def _check(args: argparse.Namespace) -> int:
     from .check import run_check
 
-    text, ok = run_check(args.spec_dir, args.overrides)
-    print(text, file=sys.stdout if ok else sys.stderr)
+    text, ok = run_check(args.spec_dir, args.overrides, args.format)
+    print(text, file=sys.stdout if ok or args.format != "text" else sys.stderr)
     return 0 if ok else 2
+
+
+# Top-level modules that come with an extra, not with the plain (runtime) install.
+EXTRA_MODULES = {"hydra": "compile", "omegaconf": "compile", "yaml": "compile", "jinja2": "compile",
+                 "pandera": "compile", "pandas": "compile", "skl2onnx": "compile", "sklearn": "compile",
+                 "matplotlib": "compile", "croniter": "compile"}
+REPORT_COMMANDS = ("monitor",)
+
+
+def missing_extra(module: str, command: str) -> str | None:
+    """The extra that provides `module` for `command`, or None if the module is not an extra's."""
+    top = module.split(".")[0]
+    if top not in EXTRA_MODULES:
+        return None
+    if command in REPORT_COMMANDS and top in ("matplotlib", "sklearn"):
+        return "report"
+    return EXTRA_MODULES[top]
+
+
+def add_format_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=("text", "json", "sarif", "github"), default="text",
+                        help="how diagnostics are printed: text (default), json, sarif (SARIF 2.1.0 for "
+                             "code scanning) or github (workflow annotations on the spec's lines); "
+                             "machine formats go to stdout")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="compose and validate a spec; write nothing")
     c.add_argument("spec_dir", help="the spec folder, e.g. specs/credit_risk")
     c.add_argument("overrides", nargs="*", help="Hydra overrides: group=option or key.path=value")
+    add_format_option(c)
     c.set_defaults(func=_check)
 
     from .cli_commands import register  # commands beyond check
@@ -60,7 +85,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    except Exception:
+    except Exception as exc:
+        extra = missing_extra(exc.name or "", args.command) if isinstance(exc, ModuleNotFoundError) else None
+        if extra is not None:
+            print(f"error: 'aiops {args.command}' needs the '{extra}' extra, which is not installed "
+                  f"(no module named {exc.name!r}): pip install 'aiops[{extra}]'", file=sys.stderr)
+            return 2
         if os.environ.get("AIOPS_DEBUG"):
             raise
         import traceback

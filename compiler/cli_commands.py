@@ -11,8 +11,32 @@ def _compile(args: argparse.Namespace) -> int:
     try:
         return compile_spec(args.spec_dir, args.overrides, out=args.out, check_only=args.check, quiet=args.quiet)
     except BuildFailed as exc:
-        print(exc.text, file=sys.stderr)
+        if args.format != "text" and exc.diags:
+            from .diag_formats import render
+
+            print(render(exc.diags, args.format))
+        else:
+            print(exc.text, file=sys.stderr)
         return exc.code
+
+
+def _package(args: argparse.Namespace) -> int:
+    from .cli import UserError
+    from .package import DEFAULT_BASE, PackageError, plan, write
+
+    try:
+        p = plan(args.artefact_dir, args.out, args.base_image or DEFAULT_BASE, args.replicas, args.workers)
+    except PackageError as exc:
+        raise UserError(str(exc)) from None
+    stale = write(p, check_only=args.check)
+    if args.check:
+        for s in stale:
+            print(f"stale: {s}", file=sys.stderr)
+        print(f"{'ok: ' + p.out_dir + ' is up to date' if not stale else 'run: aiops package ' + p.artefact_dir}",
+              file=sys.stderr)
+        return 1 if stale else 0
+    print(f"wrote {p.out_dir}/Dockerfile and {p.out_dir}/kubernetes.yaml (image {p.image})", file=sys.stderr)
+    return 0
 
 
 # Modules that add their own sub-commands: each has register(subparsers) and imports
@@ -28,7 +52,19 @@ def register(sub) -> None:
     c.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 and list stale files if the committed output is out of date")
     c.add_argument("--quiet", action="store_true", help="no progress lines")
+    from .cli import add_format_option
+
+    add_format_option(c)
     c.set_defaults(func=_compile)
+
+    k = sub.add_parser("package", help="write a Dockerfile and a Kubernetes manifest for the slim runtime")
+    k.add_argument("artefact_dir", help="e.g. generated/credit_risk (relative to the build context)")
+    k.add_argument("--out", help="output folder (default: deploy/<name>)")
+    k.add_argument("--base-image", help="base image pinned by digest, IMAGE@sha256:<64 hex>")
+    k.add_argument("--replicas", type=int, default=2)
+    k.add_argument("--workers", type=int, default=2, help="serving worker processes per pod (and its CPU limit)")
+    k.add_argument("--check", action="store_true", help="write nothing; exit 1 if the files are stale")
+    k.set_defaults(func=_package)
 
     import importlib
 
