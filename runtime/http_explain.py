@@ -27,6 +27,7 @@ from .predictor import Predictor
 _QUANTILE_POINTS = 20
 _PAIR_POINTS = 10
 _LINEAR_OPS = {"LinearClassifier", "LinearRegressor"}
+_AFFINE_BY_CONSTANT = {"Sub", "Div", "Add", "Mul"}
 _ADDITIVE_OPS = {"Concat", "Gather", "Imputer", "OneHotEncoder", "Reshape", "Scaler", "Cast", "Identity",
                  "Normalizer", "Binarizer", "LabelEncoder", "ZipMap"}
 
@@ -61,7 +62,15 @@ def is_linear(model_path: Path) -> bool:
     """True when the ONNX graph is per-feature preprocessing plus a linear model."""
     import onnx
 
-    ops = {n.op_type for n in onnx.load(str(model_path)).graph.node}
+    graph = onnx.load(str(model_path)).graph
+    consts = {t.name for t in graph.initializer}
+    ops = set()
+    for n in graph.node:
+        if n.op_type in _AFFINE_BY_CONSTANT:  # a scaler exported as (x - mean) / scale: affine per feature
+            if len(n.input) != 2 or n.input[1] not in consts:
+                return False
+            continue
+        ops.add(n.op_type)
     return bool(ops & _LINEAR_OPS) and ops <= (_LINEAR_OPS | _ADDITIVE_OPS)
 
 
