@@ -127,56 +127,60 @@ def read_log(path: Path, model: str, manifest_sha256: str, wanted: list[str], cl
     if not p.is_file():
         raise MonitorInputError(f"no prediction log at '{p}': serve the model first ('aiops serve'), or pass "
                                 "--from-log PATH")
+    from .audit_chain import lines
+
     cipher = None
     buf: list[dict] = []
-    with p.open("rb") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
+    # every segment of the log, oldest first (rotated ones, then predictions.jsonl)
+    for line in lines(path if path.is_dir() else p):
+        if not line.strip():
+            continue
+        try:
+            e = json.loads(line)
+        except ValueError:
             stats.lines += 1
-            try:
-                e = json.loads(line)
-            except ValueError:
-                stats.skip("not JSON")
+            stats.skip("not JSON")
+            continue
+        if isinstance(e, dict) and "event" in e:
+            continue  # a segment, repair or expiry event: not a prediction
+        stats.lines += 1
+        if not isinstance(e, dict):
+            stats.skip("not a JSON object")
+            continue
+        if "enc" in e:
+            if cipher is None:
+                cipher = cipher_loader()
+            e = _decrypt(e, cipher, stats)
+            if e is None:
                 continue
-            if not isinstance(e, dict):
-                stats.skip("not a JSON object")
-                continue
-            if "enc" in e:
-                if cipher is None:
-                    cipher = cipher_loader()
-                e = _decrypt(e, cipher, stats)
-                if e is None:
-                    continue
-            m = e.get("model")
-            name = m.get("name") if isinstance(m, dict) else m
-            if name is not None and name != model:
-                stats.skip("another model")
-                continue
-            if e.get("manifest_sha256") not in (None, manifest_sha256):
-                stats.skip("another build of the model (manifest_sha256 differs)")
-                continue
-            out = e.get("output")
-            if not isinstance(out, dict) or not isinstance(e.get("inputs"), dict):
-                stats.skip("no inputs or output")
-                continue
-            stats.used += 1
-            buf.append(e)
-            if len(buf) >= rows:
-                yield _log_chunk(buf, wanted, classes)
-                buf = []
+        m = e.get("model")
+        name = m.get("name") if isinstance(m, dict) else m
+        if name is not None and name != model:
+            stats.skip("another model")
+            continue
+        if e.get("manifest_sha256") not in (None, manifest_sha256):
+            stats.skip("another build of the model (manifest_sha256 differs)")
+            continue
+        out = e.get("output")
+        if not isinstance(out, dict) or not isinstance(e.get("inputs"), dict):
+            stats.skip("no inputs or output")
+            continue
+        stats.used += 1
+        buf.append(e)
+        if len(buf) >= rows:
+            yield _log_chunk(buf, wanted, classes)
+            buf = []
     if buf:
         yield _log_chunk(buf, wanted, classes)
 
 
 def _decrypt(e: dict, cipher, stats: LogStats) -> dict | None:
-    import base64
-
-    from .policy import PolicyError
+    from .audit_chain import open_entry
+    from .sealed import SealedError
 
     try:
-        return json.loads(cipher.open(base64.b64decode(e["enc"]), str(e.get("prediction_id", "")).encode()))
-    except (PolicyError, ValueError, KeyError, TypeError):
+        return open_entry(e, cipher)
+    except (SealedError, ValueError, KeyError, TypeError):
         stats.skip("cannot be decrypted")
         return None
 

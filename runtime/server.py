@@ -32,7 +32,8 @@ from .http_rows import FeatureRows, RowAcceptor
 from .jobs import JOB_ID, IdSource, JobInputError, JobRunner, JobStore, describe, parse_job_body
 from .policy import Masker, PolicyError, load_access, load_cipher, load_salt
 from .predictor import Predictor
-from .predlog import PredictionLog, verify_chain
+from .audit_keys import load_audit
+from .predlog import PredictionLog
 
 ENV_ARTEFACTS = "AIOPS_SERVE_ARTEFACTS"
 ENV_LOG_DIR = "AIOPS_SERVE_LOG_DIR"
@@ -83,6 +84,7 @@ class Service:
         self.max_body = int(limits.get("max_body_bytes", 1 << 20))
         self.access = load_access(security, env)
         self.cipher = load_cipher(security, env)
+        self.audit = load_audit(security, env)  # the log's keys; required when security.audit_log is enabled
         self.log_dir = Path(log_dir) if log_dir else default_log_dir(art.name)
         salt = load_salt(self.log_dir, env)
         self.predictor = p = Predictor(art.root)
@@ -100,7 +102,7 @@ class Service:
         self.answers = Answers(self.model, self.classes, p.is_classifier)
         self.log = PredictionLog(self.log_dir, self.masker, self.acceptor.names,
                                  {"name": art.name, "version": art.version}, art.manifest_sha256,
-                                 p.meta.classes, self.cipher)
+                                 p.meta.classes, self.cipher, audit=self.audit)
         profile = art.json("evidence/profile.json")
         score = ((profile.get("prediction") or {}).get("score") or {})
         self.metrics = Metrics(art.name, art.version, p.meta.classes, p.pos_index, score.get("edges"))
@@ -143,7 +145,11 @@ class Service:
                 "audit_log": security.get("audit_log"),
             },
             "prediction_log": {"path": str(self.log.path.resolve()), "format": "docs/serving.md#prediction-log",
-                               "hash_chain": True, "encrypted": self.cipher is not None},
+                               "chain": "hmac-sha256" if self.audit.log_key else "unkeyed",
+                               "checkpoint_public_key": self.audit.public_key,
+                               "retention_days": self.audit.retention_days,
+                               "when_unwritable": "refuse" if self.audit.fail_closed else "buffer",
+                               "encrypted": self.cipher is not None},
             "explain": {"method": "occlusion", "exact": self.explainer.exact},
             "prediction_score_bins": score_edges,
         }
@@ -172,6 +178,7 @@ class _Disconnected(Exception):
     pass
 
 
+_LOGGED = frozenset(("predict", "explain", "job_submit"))  # refused while a required audit log cannot be written
 _METHODS = frozenset(("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"))
 _JSON = b"application/json"
 _STATIC_HEADERS = [(b"content-type", _JSON)]
@@ -266,6 +273,9 @@ class App:
                 raise _Reject(405, "method_not_allowed", f"this route accepts {allow.decode()}",
                               headers=[(b"allow", allow)])
             permission, handler = spec
+            if handler in _LOGGED and self.s.log.refusing:
+                raise _Reject(503, "audit_log_unavailable", "the audit log cannot be written, so predictions are "
+                              "refused until it can (security.audit_log is enabled); see /readyz")
             headers = scope["headers"]
             if permission is not None and self.s.access.keys:
                 self._authorize(headers, permission)
@@ -446,8 +456,8 @@ class App:
         problems = []
         if not self.started:
             problems.append("not started")
-        elif not s.log.alive:
-            problems.append("the prediction log writer stopped")
+        elif not s.log.writable:
+            problems.append(f"the prediction log cannot be written: {s.log.error or 'the writer stopped'}")
         elif s.jobs is not None and not s.jobs.alive:
             problems.append("a job worker stopped")
         status = 503 if problems else 200
@@ -461,9 +471,11 @@ class App:
         return 200
 
     async def _audit(self, scope, receive, send, headers) -> int:
-        rep = await asyncio.to_thread(verify_chain, self.s.log.path)
-        await _respond(send, 200, _encode({"ok": rep.ok, "entries": rep.entries, "broken_line": rep.broken_line,
-                                           "reason": rep.reason, "last_hash": rep.last_hash}).encode())
+        from .audit_verify import verify_log
+
+        a = self.s.audit  # this server's own keys: for an independent check, run 'aiops audit verify'
+        rep = await asyncio.to_thread(verify_log, self.s.log_dir, a.log_key, [a.public_key] if a.public_key else None)
+        await _respond(send, 200, _encode(rep.as_dict()).encode())
         return 200
 
 

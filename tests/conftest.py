@@ -1,6 +1,7 @@
 """Shared fixtures: a private copy of a bundled spec folder that a test may edit."""
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -8,6 +9,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SPECS = REPO / "specs"
+
+# The audit log's keys, as a deployment provides them: a server of a spec with
+# security.audit_log enabled refuses to start without them (tests/test_audit_log.py).
+TEST_LOG_KEY = "11" * 32
+TEST_LOG_SIGNING_KEY = "22" * 32
+os.environ.setdefault("AIOPS_LOG_KEY", TEST_LOG_KEY)
+os.environ.setdefault("AIOPS_LOG_SIGNING_KEY", TEST_LOG_SIGNING_KEY)
 
 
 class SpecCopy:
