@@ -207,6 +207,7 @@ class ChainWriter:
             self._read_head()
         elif st.st_size != self._size:
             self._read_tail()
+        self._write(self._events_parts(now))  # a repair is logged in the segment it repaired
         if self.seq - self._seg_first + 1 >= self.max_entries or now - self._seg_ts >= self.rotate_s:
             self._rotate(now)
 
