@@ -713,7 +713,7 @@ def test_audit_chain_verifies_and_an_edit_breaks_it_at_that_line(art: Path, tmp_
 @pytest.mark.slow
 def test_open_mode_with_two_workers(art: Path, tmp_path: Path):
     """No keys: loud at startup and in /v1/metadata. Two workers share metrics (multiprocess)
-    and one hash chain."""
+    and one MAC chain."""
     s = Server(art, tmp_path, {"AIOPS_DATA_KEY": DATA_KEY}, workers=2).start()
     try:
         assert "WARNING: NO API KEYS CONFIGURED" in s.stderr
