@@ -154,3 +154,16 @@ def test_aiops_decrypt_reads_the_prediction_log_for_an_auditor(tmp_path: Path):
         ("p0", 0, {"value": 0.0}), ("p1", 1, {"value": 0.5}), ("p2", 2, {"value": 1.0})]
     assert got[1:] == list(read_entries(tmp_path, key))  # the same entries as the library reads
     assert all(e["inputs"]["pii"].startswith("sha256:") for e in got[1:])  # masked before it was sealed
+
+
+def test_nonces_are_never_reused_across_draws():
+    """A Sealer draws OS randomness 4096 nonces at a time; a log segment's entries (many
+    per Sealer) never share one (a repeated AES-GCM nonce leaks the key stream)."""
+    from runtime.sealed import Sealer
+
+    s = Sealer(KEY, "log-entry")
+    blobs = [s.one(b"%d" % i, f"p{i}") for i in range(10000)]
+    nonces = {b[parse_header(b)[1] + 4:parse_header(b)[1] + 16] for b in blobs}
+    assert len(nonces) == 10000
+    o = Opener(KEY)
+    assert all(o.open(b, "e", "log-entry", f"p{i}") == b"%d" % i for i, b in enumerate(blobs))
