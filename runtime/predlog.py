@@ -227,7 +227,7 @@ class PredictionLog:
         """Predictions are refused: the audit log is required (serving.json
         security.audit_log.enabled) and cannot be written. Otherwise they are buffered
         (up to max_bytes in the server, then requests wait)."""
-        return self.audit.fail_closed and not self.writable
+        return self.audit.fail_closed and self.error is not None  # two attribute reads: on every request
 
     def start(self, timeout: float = 10.0) -> None:
         """Start the writer and wait (up to `timeout`) for it to say whether it can write."""
@@ -396,7 +396,7 @@ class _Writer:
         try:
             self.chain.append(self.pending)
             self.chain.tick()
-        except (OSError, ChainError, ValueError) as exc:
+        except (OSError, ChainError, ValueError, KeyError, TypeError) as exc:  # a damaged log: say so, retry
             if self.ok is not False:
                 msg = f"cannot append {len(self.pending)} entries to {self.chain.path}: {exc}".replace("\n", " ")
                 print(f"aiops serve: the prediction log cannot be written: {msg}; retrying every "
@@ -459,7 +459,7 @@ def writer_main() -> int:
               file=sys.stderr, flush=True)
     try:
         chain.close()
-    except (OSError, ChainError) as exc:
+    except (OSError, ChainError, ValueError, KeyError, TypeError) as exc:
         print(f"aiops serve: no shutdown checkpoint was written: {exc}", file=sys.stderr, flush=True)
     return 0
 

@@ -273,12 +273,12 @@ class App:
                 raise _Reject(405, "method_not_allowed", f"this route accepts {allow.decode()}",
                               headers=[(b"allow", allow)])
             permission, handler = spec
-            if handler in _LOGGED and self.s.log.refusing:
-                raise _Reject(503, "audit_log_unavailable", "the audit log cannot be written, so predictions are "
-                              "refused until it can (security.audit_log is enabled); see /readyz")
             headers = scope["headers"]
             if permission is not None and self.s.access.keys:
                 self._authorize(headers, permission)
+            if handler in _LOGGED and self.s.log.refusing:
+                raise _Reject(503, "audit_log_unavailable", "the audit log cannot be written, so predictions are "
+                              "refused until it can (security.audit_log is enabled); see /readyz")
             status = await getattr(self, "_" + handler)(scope, receive, send, headers, *args)
         except _Reject as r:
             status = r.status
