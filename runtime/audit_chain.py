@@ -24,6 +24,7 @@ import json
 import os
 import re
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -376,6 +377,16 @@ def lines(path: str | Path) -> Iterator[bytes]:
     for seg in (segment_paths(p) if p.is_dir() else [p]):
         with seg.open("rb") as fh:
             yield from fh
+
+
+@contextmanager
+def open_lines(path: str | Path) -> Iterator[Iterator[bytes]]:
+    """`with open_lines(path) as fh: for line in fh:` over every segment (see lines)."""
+    it = lines(path)
+    try:
+        yield it
+    finally:
+        it.close()
 
 
 def read_entries(path: str | Path, key: Any = None, events: bool = False) -> Iterator[dict[str, Any]]:

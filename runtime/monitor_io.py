@@ -127,49 +127,46 @@ def read_log(path: Path, model: str, manifest_sha256: str, wanted: list[str], cl
     if not p.is_file():
         raise MonitorInputError(f"no prediction log at '{p}': serve the model first ('aiops serve'), or pass "
                                 "--from-log PATH")
-    from .audit_chain import lines
+    from .audit_chain import open_lines
 
     cipher = None
     buf: list[dict] = []
-    # every segment of the log, oldest first (rotated ones, then predictions.jsonl)
-    for line in lines(path if path.is_dir() else p):
-        if not line.strip():
-            continue
-        try:
-            e = json.loads(line)
-        except ValueError:
+    with open_lines(path if path.is_dir() else p) as fh:  # a folder: every segment, oldest first
+        for line in fh:
+            if not line.strip() or line.startswith(b'{"detail":'):
+                continue  # a segment, repair or expiry event (runtime/audit_chain.py): not a prediction
             stats.lines += 1
-            stats.skip("not JSON")
-            continue
-        if isinstance(e, dict) and "event" in e:
-            continue  # a segment, repair or expiry event: not a prediction
-        stats.lines += 1
-        if not isinstance(e, dict):
-            stats.skip("not a JSON object")
-            continue
-        if "enc" in e:
-            if cipher is None:
-                cipher = cipher_loader()
-            e = _decrypt(e, cipher, stats)
-            if e is None:
+            try:
+                e = json.loads(line)
+            except ValueError:
+                stats.skip("not JSON")
                 continue
-        m = e.get("model")
-        name = m.get("name") if isinstance(m, dict) else m
-        if name is not None and name != model:
-            stats.skip("another model")
-            continue
-        if e.get("manifest_sha256") not in (None, manifest_sha256):
-            stats.skip("another build of the model (manifest_sha256 differs)")
-            continue
-        out = e.get("output")
-        if not isinstance(out, dict) or not isinstance(e.get("inputs"), dict):
-            stats.skip("no inputs or output")
-            continue
-        stats.used += 1
-        buf.append(e)
-        if len(buf) >= rows:
-            yield _log_chunk(buf, wanted, classes)
-            buf = []
+            if not isinstance(e, dict):
+                stats.skip("not a JSON object")
+                continue
+            if "enc" in e:
+                if cipher is None:
+                    cipher = cipher_loader()
+                e = _decrypt(e, cipher, stats)
+                if e is None:
+                    continue
+            m = e.get("model")
+            name = m.get("name") if isinstance(m, dict) else m
+            if name is not None and name != model:
+                stats.skip("another model")
+                continue
+            if e.get("manifest_sha256") not in (None, manifest_sha256):
+                stats.skip("another build of the model (manifest_sha256 differs)")
+                continue
+            out = e.get("output")
+            if not isinstance(out, dict) or not isinstance(e.get("inputs"), dict):
+                stats.skip("no inputs or output")
+                continue
+            stats.used += 1
+            buf.append(e)
+            if len(buf) >= rows:
+                yield _log_chunk(buf, wanted, classes)
+                buf = []
     if buf:
         yield _log_chunk(buf, wanted, classes)
 
