@@ -38,9 +38,11 @@ def artefacts(name: str, given: str | None = None) -> Path:
 
 def bench_env() -> dict[str, str]:
     """The environment for the processes under test: the bench's data key (credit_risk
-    encrypts at rest), no API keys (open mode, as a benchmark has no clients to tell apart)."""
+    encrypts at rest) and audit log keys, no API keys (open mode, as a benchmark has no clients to tell apart)."""
     env = {k: v for k, v in os.environ.items() if k not in ("AIOPS_API_KEYS", "PROMETHEUS_MULTIPROC_DIR")}
     env.setdefault("AIOPS_DATA_KEY", DATA_KEY)
+    env.setdefault("AIOPS_LOG_KEY", "11" * 32)  # credit_risk enables the audit log: the server needs its keys
+    env.setdefault("AIOPS_LOG_SIGNING_KEY", "22" * 32)
     env["PYTHONPATH"] = str(ROOT)
     return env
 

@@ -8,7 +8,7 @@ For each bundled example, 1 and 2 workers, and concurrency 1, 8 and 64 (wrk, clo
 one record per POST, real records cycled), it measures req/s and p50/p99 latency of:
 
 - aiops: `aiops serve ARTEFACTS --workers N` as shipped: contract validation, features,
-  onnxruntime, Prometheus metrics and the hash-chained prediction log (encrypted at rest for
+  onnxruntime, Prometheus metrics and the MAC-chained prediction log (encrypted at rest for
   credit_risk) all on;
 - raw: bench/_raw_asgi.py under the same uvicorn options, which only parses the JSON, runs
   onnxruntime on the same model.onnx with already-featurized inputs and answers;

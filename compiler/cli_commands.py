@@ -41,7 +41,7 @@ def _package(args: argparse.Namespace) -> int:
 
 # Modules that add their own sub-commands: each has register(subparsers) and imports
 # nothing heavy at module level.
-EXTRA = ("runtime.cli_serve", "runtime.cli_score", "runtime.cli_monitor", "compiler.cli_retrain")
+EXTRA = ("runtime.cli_serve", "runtime.cli_audit", "runtime.cli_score", "runtime.cli_monitor", "compiler.cli_retrain")
 
 
 def register(sub) -> None:

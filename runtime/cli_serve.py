@@ -1,5 +1,5 @@
-"""`aiops serve ARTEFACT_DIR` and `aiops audit verify LOG_DIR`. Imports nothing heavy at
-module level: the server modules load when the command runs."""
+"""`aiops serve ARTEFACT_DIR`. Imports nothing heavy at module level: the server modules
+load when the command runs. (`aiops audit` is in runtime/cli_audit.py.)"""
 from __future__ import annotations
 
 import argparse
@@ -23,13 +23,6 @@ def register(sub) -> None:
                    help="development only: serve without API keys although the spec defines roles or is high risk "
                         "(said at startup and recorded in /v1/metadata)")
     s.set_defaults(func=_serve)
-
-    a = sub.add_parser("audit", help="check the prediction audit log")
-    asub = a.add_subparsers(dest="audit_command", metavar="ACTION")
-    asub.required = True
-    v = asub.add_parser("verify", help="verify the hash chain of a prediction log; exit 1 at the first broken entry")
-    v.add_argument("log_dir", help="the serving log folder (holding predictions.jsonl) or the file itself")
-    v.set_defaults(func=_audit_verify)
 
 
 def _fail(msg: str) -> int:
@@ -102,7 +95,7 @@ def _banner(service, args: argparse.Namespace, log_dir, note: str | None = None)
     lines = [f"aiops serve: {m['name']} {m['version']} (manifest sha256 {m['manifest_sha256'][:16]}...) "
              f"verified and blessed",
              f"  prediction log: {log_dir / 'predictions.jsonl'}"
-             f"{' (encrypted at rest)' if service.cipher else ''}; hash-chained",
+             f"{' (encrypted at rest)' if service.cipher else ''}: {service.audit.describe()}",
              f"  access: {service.access.source}",
              f"  masking: {service.masker.describe()}",
              f"  limits per worker: {lim.max_connections} connections, headers {lim.max_header_bytes} bytes in "
@@ -128,17 +121,3 @@ def _banner(service, args: argparse.Namespace, log_dir, note: str | None = None)
                   "!! Set AIOPS_API_KEYS='key:role,...' (or a key file, per serving.json security.key_source).",
                   bar]
     print("\n".join(lines), file=sys.stderr, flush=True)
-
-
-def _audit_verify(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from .predlog import LOG_NAME, verify_chain
-
-    p = Path(args.log_dir)
-    target = p / LOG_NAME if p.is_dir() else p
-    if not target.exists():
-        return _fail(f"no prediction log at {target}")
-    rep = verify_chain(target)
-    print(rep.text(target), file=sys.stdout if rep.ok else sys.stderr)
-    return 0 if rep.ok else 1

@@ -119,7 +119,7 @@ def document(name: str, version: str, contract: Contract, max_records: int, max_
                               "409": _err("the job has not finished")}}},
             "/v1/metadata": {"get": {"summary": "model, contract, policy and limits", "security": sec,
                                      "responses": {"200": {"description": "metadata"}}}},
-            "/v1/audit/verify": {"get": {"summary": "verify the prediction log's hash chain", "security": sec,
+            "/v1/audit/verify": {"get": {"summary": "verify the prediction log's MAC chain and checkpoints", "security": sec,
                                          "responses": {"200": {"description": "chain report"}}}},
             "/healthz": {"get": {"summary": "liveness", "responses": {"200": {"description": "alive"}}}},
             "/readyz": {"get": {"summary": "readiness", "responses": {"200": {"description": "ready"},

@@ -6,7 +6,11 @@ claims a job in a write transaction; a job left `running` by a process that died
 is gone, or it stopped renewing its lease) is claimed again and scored from the start, at
 most `serving.job_max_attempts` times in all: then it is `failed`, with the reason.
 Results go to `result.csv` or `result.parquet` next to the input (`.enc` when encryption at
-rest is on), one row per input record: records = scored + rejected, always.
+rest is on: runtime/sealed.py), one row per input record: records = scored + rejected, always.
+Each chunk's predictions are on disk in the prediction log before the next chunk is scored,
+and a job is marked succeeded only then: a killed server loses no logged job prediction
+(a job it was running is scored again from the start, with new prediction ids).
+
 
 A job belongs to the API key that created it (`owner`, a digest of the key; the server
 decides who may read it). Its input never holds PII in clear: sealed when encryption at
@@ -39,6 +43,7 @@ from .http_rows import RowAcceptor
 from .masking import Masker
 from .policy import Cipher
 from .predictor import Predictor
+from .sealed import Opener, seal
 
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 LEASE_S = 60.0
@@ -293,7 +298,7 @@ class JobRunner:
         d.mkdir(mode=0o700)
         path = d / ("input.json.enc" if self.cipher else "input.json")
         if self.cipher:
-            payload = self.cipher.seal(data, job_id.encode())
+            payload = seal(self.cipher.key, "job-input", job_id, data)
         elif self.pii:
             payload = self._without_pii(data)
         else:
@@ -330,7 +335,7 @@ class JobRunner:
 
     def read_result(self, job: dict[str, Any]) -> bytes:
         blob = Path(job["result_path"]).read_bytes()
-        return self.cipher.open(blob, job["id"].encode()) if job["encrypted"] else blob
+        return Opener(self.cipher.key).open(blob, "the job result", "job-result", job["id"]) if job["encrypted"] else blob
 
     # ------------------------------------------------------------- workers
     @property
@@ -371,7 +376,7 @@ class JobRunner:
     def _process(self, job: dict[str, Any]) -> None:
         jid = job["id"]
         blob = Path(job["input_path"]).read_bytes()
-        data = self.cipher.open(blob, jid.encode()) if job["encrypted"] else blob
+        data = Opener(self.cipher.key).open(blob, "the job input", "job-input", jid) if job["encrypted"] else blob
         doc = json.loads(data)
         records = doc["records"]
         n = len(records)
@@ -415,10 +420,23 @@ class JobRunner:
             scored += len(good)
             rejected += len(by_row)
             rows.extend(self._rows(start, chunk, good, out, ids, by_row, key, masked_key))
+            if len(good) and not self._logged(jid):
+                return
             self.store.heartbeat(jid)
         assert scored + rejected == n, (scored, rejected, n)
         path = self._write(jid, job["format"], header, rows, Path(job["input_path"]).parent)
         self.store.finish(job, n, scored, rejected, path)
+
+    def _logged(self, jid: str) -> bool:
+        """Wait until the chunk's predictions are in the prediction log (crash-safe units);
+        False when the server stops first (the job is then scored again after a restart)."""
+        while not self.predlog.flush(5.0):
+            if self._stop.is_set():
+                return False
+            if not self.predlog.alive:
+                raise RuntimeError("the prediction log writer stopped")
+            self.store.heartbeat(jid)
+        return True
 
     def _rows(self, start: int, chunk: list[Any], good: np.ndarray, out: dict[str, np.ndarray], ids: list[str],
               by_row: dict[int, list[tuple[str, str, str]]], key: str | None,
@@ -463,7 +481,7 @@ class JobRunner:
             w.writerows(rows)
             data = sio.getvalue().encode()
         path = d / (f"result.{fmt}.enc" if self.cipher else f"result.{fmt}")
-        payload = self.cipher.seal(data, jid.encode()) if self.cipher else data
+        payload = seal(self.cipher.key, "job-result", jid, data) if self.cipher else data
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(payload)
         os.replace(tmp, path)

@@ -129,12 +129,14 @@ def read_log(path: Path, model: str, manifest_sha256: str, wanted: list[str], cl
     if not p.is_file():
         raise MonitorInputError(f"no prediction log at '{p}': serve the model first ('aiops serve'), or pass "
                                 "--from-log PATH")
+    from .audit_chain import open_lines
+
     cipher = None
     buf: list[dict] = []
-    with p.open("rb") as fh:
+    with open_lines(path if path.is_dir() else p) as fh:  # a folder: every segment, oldest first
         for line in fh:
-            if not line.strip():
-                continue
+            if not line.strip() or line.startswith(b'{"detail":'):
+                continue  # a segment, repair or expiry event (runtime/audit_chain.py): not a prediction
             stats.lines += 1
             try:
                 e = json.loads(line)
@@ -172,13 +174,12 @@ def read_log(path: Path, model: str, manifest_sha256: str, wanted: list[str], cl
 
 
 def _decrypt(e: dict, cipher, stats: LogStats) -> dict | None:
-    import base64
-
-    from .policy import PolicyError
+    from .audit_chain import open_entry
+    from .sealed import SealedError
 
     try:
-        return json.loads(cipher.open(base64.b64decode(e["enc"]), str(e.get("prediction_id", "")).encode()))
-    except (PolicyError, ValueError, KeyError, TypeError):
+        return open_entry(e, cipher)
+    except (SealedError, ValueError, KeyError, TypeError):
         stats.skip("cannot be decrypted")
         return None
 

@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import json
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -187,43 +186,14 @@ KEY_HELP = ("generate one with: python -c \"import os, base64; "
 
 
 class Cipher:
-    """AES-256-GCM. A sealed blob is 12 bytes of nonce + ciphertext + tag; the associated
-    data (e.g. the prediction id) binds a blob to its place."""
-
-    NONCES_PER_DRAW = 4096
+    """The data key for encryption at rest. It never encrypts anything itself: every file and
+    log entry is sealed under its own HKDF subkey of it (runtime/sealed.py)."""
 
     def __init__(self, key: bytes):
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        from .sealed import key_id
 
         self.key = key  # handed to the prediction log's writer process over a pipe
-        self._aead = AESGCM(key)
-        self.key_id = hashlib.sha256(b"aiops-key-id" + key).hexdigest()[:12]
-        self._lock = threading.Lock()
-        self._nonces = b""
-        self._at = 0
-
-    def _nonce(self) -> bytes:
-        """A fresh random 96-bit nonce. The OS's random bytes are drawn 4096 nonces at a time
-        (one getrandom call costs as much as the encryption); the lock keeps threads from
-        ever taking the same one."""
-        with self._lock:
-            at = self._at
-            if at >= len(self._nonces):
-                self._nonces, at = os.urandom(12 * self.NONCES_PER_DRAW), 0
-            self._at = at + 12
-            return self._nonces[at:at + 12]
-
-    def seal(self, data: bytes, aad: bytes = b"") -> bytes:
-        nonce = self._nonce()
-        return nonce + self._aead.encrypt(nonce, data, aad or None)
-
-    def open(self, blob: bytes, aad: bytes = b"") -> bytes:
-        from cryptography.exceptions import InvalidTag
-
-        try:
-            return self._aead.decrypt(blob[:12], blob[12:], aad or None)
-        except (InvalidTag, ValueError):
-            raise PolicyError("decryption failed: wrong key, or the data was altered") from None
+        self.key_id = key_id(key)
 
 
 def parse_key(text: str) -> bytes | None:

@@ -1,60 +1,48 @@
-"""The prediction log: one JSON object per line, PII masked, optionally encrypted, and
-chained by hashes so that any edit, insertion or deletion is detected (`verify_chain`).
-
-Format (docs/serving.md describes it for readers such as `aiops monitor`):
-
-    {"endpoint": ..., "inputs": {...}, "manifest_sha256": ..., "model": {"name", "version"},
-     "output": {"label", "probabilities"} | {"value"}, "prediction_id": ..., "prev_hash": ...,
-     "ts": "2026-01-31T12:00:00.123456Z"[, "job_id": ...],"hash":"<64 hex>"}
-
-The body is the line without its `,"hash":"..."` suffix, written as canonical JSON (sorted
-keys, no spaces, ASCII); `hash` = sha256 of those body bytes, and `prev_hash` is the hash of
-the line before (64 zeros for the first). With encryption at rest the body holds
-`prediction_id`, `ts`, `kid` (key id), `enc` (base64 of AES-GCM nonce + ciphertext of the
-plain body's other fields, the prediction id as associated data) and `prev_hash`.
+"""The prediction log's writing side: the server hands answered requests to a writer
+process, which masks, encrypts, chains and appends them (runtime/audit_chain.py holds the
+on-disk format, runtime/audit_verify.py checks it).
 
 Who does the work: the response path hands the request and response bytes it already has
 to a list (`PredictionLog.submit_http`); a forwarding thread writes them to a pipe; a
 writer process (`python -m runtime.predlog`, one per server worker) parses, masks,
-encrypts, chains and appends. So the server's GIL is not spent on the log. Writers append
-under an exclusive file lock, so the workers of one server share one chain.
+encrypts (runtime/sealed.py, one subkey per segment), MAC-chains and appends under an
+exclusive file lock, so the workers of one server share one chain. The writer tells the
+server on its stdout when the log cannot be written (`e ...`), when it can again (`o`), and
+when a flush is on disk (`s N`): `/readyz` is false while it cannot, and with the audit log
+enabled predictions are refused meanwhile (PredictionLog.refusing).
+
+Entry format (docs/serving.md#prediction-log):
+
+    {"endpoint": ..., "inputs": {...}, "manifest_sha256": ..., "model": {"name", "version"},
+     "output": {"label", "probabilities"} | {"value"}, "prediction_id": ..., "prev_mac": ...,
+     "seq": N, "ts": "2026-01-31T12:00:00.123456Z"[, "job_id": ...],"mac":"<64 hex>"}
+
+With encryption at rest: {"enc", "prediction_id", "prev_mac", "seq", "ts", "mac"}, `enc`
+being the base64 of the sealed plain body (the fields above but prev_mac, seq and mac).
 """
 from __future__ import annotations
 
-import base64
-import fcntl
-import hashlib
 import json
 import math
 import os
+import select
 import signal
 import struct
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
+from .audit_chain import GENESIS, LOG_NAME, ChainError, ChainWriter, iso_ts, read_entries  # noqa: F401
+from .audit_keys import AuditSettings
 from .masking import Masker
 from .policy import Cipher
 
-GENESIS = "0" * 64
-LOG_NAME = "predictions.jsonl"
-HEAD_NAME = "predictions.head.json"
-_SUFFIX_LEN = len(',"hash":""}') + 64
 _dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode
 _LEN = struct.Struct(">I")
 _loads = json.JSONDecoder().decode
-
-
-class ChainError(Exception):
-    pass
-
-
-def iso_ts(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class Clock:
@@ -78,108 +66,38 @@ def _finite(x: Any) -> Any:
     return x if not isinstance(x, float) or math.isfinite(x) else None
 
 
-def _last_hash(fh) -> str:
-    """The hash of the last complete line of an open binary file (GENESIS if empty)."""
-    end = fh.seek(0, os.SEEK_END)
-    if end == 0:
-        return GENESIS
-    pos = end
-    buf = b""
-    while pos > 0:
-        step = min(65536, pos)
-        pos -= step
-        fh.seek(pos)
-        buf = fh.read(step) + buf
-        stripped = buf.rstrip(b"\n")
-        nl = stripped.rfind(b"\n")
-        if nl >= 0 or pos == 0:
-            last = stripped[nl + 1:]
-            try:
-                return json.loads(last)["hash"]
-            except (ValueError, KeyError, TypeError):
-                raise ChainError(f"the last line of {fh.name} is not a prediction log entry; "
-                                 "run 'aiops audit verify' on the folder") from None
-    return GENESIS
-
-
-# ---------------------------------------------------------------- building and appending entries
+# ---------------------------------------------------------------- building entries
 class EntryBuilder:
-    """Entries as (text before prev_hash's value, text after it): canonical JSON built from
-    canonical pieces in sorted key order (tests hold it to json.dumps of the parsed line)."""
+    """Entries as (text before prev_mac's value, text from `,"ts"` on, what to seal or None):
+    canonical JSON built from canonical pieces in sorted key order (tests hold it to
+    json.dumps of the parsed line). ChainWriter puts prev_mac, seq and mac in."""
 
     def __init__(self, masker: Masker, columns: tuple[str, ...], model: dict[str, str], manifest_sha256: str,
-                 cipher: Cipher | None):
+                 encrypt: bool):
         self.masker = masker
         self.columns = tuple(columns)
         self._model = _dumps(dict(model))
         self._msha = _dumps(manifest_sha256)
-        self.cipher = cipher
-        self._kid = _dumps(cipher.key_id) if cipher is not None else ""
+        self.encrypt = encrypt
         self._clock = Clock()
 
     def parts(self, ts: float, endpoint: str, job_id: str | None,
-              rows: list[tuple[str, Any, dict[str, Any]]]) -> list[tuple[str, str]]:
+              rows: list[tuple[str, Any, dict[str, Any]]]) -> list[tuple[str, str, tuple[str, bytes] | None]]:
         """rows: (prediction id, the record as received, output object)."""
         tail = ',"ts":"' + self._clock.text(ts) + '"}'
         head = '{"endpoint":' + _dumps(endpoint) + ',"inputs":'
         mid = (',"job_id":' + _dumps(job_id) if job_id is not None else "") + \
             ',"manifest_sha256":' + self._msha + ',"model":' + self._model + ',"output":'
-        cols, mask, cipher = self.columns, self.masker, self.cipher
+        cols, mask = self.columns, self.masker
         out = []
         for pid, rec, output in rows:
             inputs = mask.mask_record(rec, cols) if isinstance(rec, dict) else {}
             plain = head + _dumps(inputs) + mid + _dumps(output) + ',"prediction_id":' + _dumps(pid)
-            if cipher is None:
-                out.append((plain + ',"prev_hash":"', '"' + tail))
+            if self.encrypt:
+                out.append(("", tail, (pid, (plain + tail).encode())))
             else:
-                blob = cipher.seal((plain + tail).encode(), pid.encode())
-                out.append(('{"enc":"' + base64.b64encode(blob).decode() + '","kid":' + self._kid +
-                            ',"prediction_id":' + _dumps(pid) + ',"prev_hash":"', '"' + tail))
+                out.append((plain + ',"prev_mac":"', tail, None))
         return out
-
-
-class ChainWriter:
-    """Appends entries to <dir>/predictions.jsonl under an exclusive flock, continuing the
-    chain from the file's last line, and rewrites the head file in place."""
-
-    def __init__(self, log_dir: str | Path):
-        self.dir = Path(log_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.path = self.dir / LOG_NAME
-        self._fh = open(self.path, "ab+")
-        self._head_fd = os.open(self.dir / HEAD_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-        self._known_size = -1
-        self._known_hash = GENESIS
-        self.written = 0
-
-    def append(self, parts: list[tuple[str, str]]) -> None:
-        if not parts:
-            return
-        fh = self._fh
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            size = os.fstat(fh.fileno()).st_size
-            prev = self._known_hash if size == self._known_size else _last_hash(fh)
-            lines = []
-            sha = hashlib.sha256
-            for pre, post in parts:
-                body = (pre + prev + post).encode()
-                prev = sha(body).hexdigest()
-                lines.append(body[:-1] + b',"hash":"' + prev.encode() + b'"}\n')
-            fh.seek(0, os.SEEK_END)
-            fh.write(b"".join(lines))
-            fh.flush()
-            self._known_size = fh.tell()
-            self._known_hash = prev
-            # one fixed-size record rewritten in place: one syscall, no rename
-            os.pwrite(self._head_fd, f'{{"hash":"{prev}","bytes":{self._known_size}}}'.ljust(127).encode() + b"\n", 0)
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-        self.written += len(parts)
-
-    def close(self) -> None:
-        self._fh.close()
-        os.close(self._head_fd)
 
 
 def rows_of_frame(hdr: dict[str, Any], body: bytes) -> list[tuple[str, Any, dict[str, Any]]]:
@@ -216,27 +134,33 @@ def _frame(header: dict[str, Any], *bodies: bytes) -> bytes:
 class PredictionLog:
     """The server's handle on its writer process. `submit_http` and `submit` never wait for
     the disk; they wait for room only when more than `max_bytes` are queued (the writer
-    cannot keep up), so entries are never dropped.
+    cannot keep up, or cannot write), so entries are never dropped.
 
     Hand-off: a submit appends its frame to a list under a lock (well under a microsecond)
     and wakes the forwarding thread only if it is not already due to run; the thread lets
     frames gather for GATHER seconds, takes the whole list and writes it to the pipe in one
     call. Under load that is one wake-up and one write per GATHER, not per request, so the
-    thread seldom competes with the event loop for the GIL."""
+    thread seldom competes with the event loop for the GIL. A listening thread reads the
+    writer's replies: flushes done, and whether the log can be written."""
 
     GATHER = 0.002
 
     def __init__(self, log_dir: str | Path, masker: Masker, columns: tuple[str, ...], model: dict[str, str],
                  manifest_sha256: str, classes: tuple[str, ...], cipher: Cipher | None = None,
-                 max_bytes: int = 64 << 20):
+                 max_bytes: int = 64 << 20, audit: AuditSettings | None = None, checkpoint_s: float | None = None):
         self.dir = Path(log_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.path = self.dir / LOG_NAME
         self.classes = list(classes)
+        audit = audit or AuditSettings(None, None, None, False)
+        self.audit = audit
         self._config = {"t": "config", "dir": str(self.dir.resolve()), "columns": list(columns),
                         "model": dict(model), "manifest_sha256": manifest_sha256,
                         "masker": masker.config(),
-                        "key": cipher.key.hex() if cipher is not None else None}
+                        "key": cipher.key.hex() if cipher is not None else None,
+                        "log_key": audit.log_key.hex() if audit.log_key else None,
+                        "seed": audit.signing_seed.hex() if audit.signing_seed else None,
+                        "retention_days": audit.retention_days, "checkpoint_s": checkpoint_s}
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
@@ -245,9 +169,12 @@ class PredictionLog:
         self._armed = False  # the forwarding thread has been woken for what is in _items
         self._wake = threading.Event()
         self._dead = False
+        self.error: str | None = "starting"  # why the log cannot be written, None when it can
+        self._acks: dict[int, threading.Event] = {}
         self.failed = 0
         self._proc: subprocess.Popen | None = None
         self._thread: threading.Thread | None = None
+        self._listener: threading.Thread | None = None
 
     def submit_http(self, endpoint: str, ts: float, request: bytes, response: bytes) -> None:
         """Log the predictions of one answered request from its JSON bytes."""
@@ -291,21 +218,39 @@ class PredictionLog:
         return (self._thread is not None and self._thread.is_alive() and self._proc is not None
                 and self._proc.poll() is None)
 
-    def start(self) -> None:
+    @property
+    def writable(self) -> bool:
+        """The writer runs and its last append (or its start) succeeded."""
+        return self.alive and self.error is None
+
+    @property
+    def refusing(self) -> bool:
+        """Predictions are refused: the audit log is required (serving.json
+        security.audit_log.enabled) and cannot be written. Otherwise they are buffered
+        (up to max_bytes in the server, then requests wait)."""
+        return self.audit.fail_closed and self.error is not None  # two attribute reads: on every request
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start the writer and wait (up to `timeout`) for it to say whether it can write."""
         self._proc = subprocess.Popen([sys.executable, "-m", "runtime.predlog"], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, close_fds=True)
+        first = threading.Event()
+        self._listener = threading.Thread(target=self._listen, args=(first,), name="aiops-predlog-in", daemon=True)
+        self._listener.start()
         self._write(_frame(self._config))
         self._thread = threading.Thread(target=self._forward, name="aiops-predlog", daemon=True)
         self._thread.start()
+        first.wait(timeout)
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until everything submitted so far is on disk (tests, shutdown)."""
+        """Wait until everything submitted so far is on disk (tests, shutdown, jobs); False
+        when that is not confirmed within `timeout` (the log cannot be written)."""
         done = threading.Event()
         self._put(done)
-        return done.wait(timeout)
+        return done.wait(timeout) and not self._dead
 
     def close(self, timeout: float = 10.0) -> None:
-        """Write what is queued, then stop the writer."""
+        """Write what is queued, then stop the writer (it writes a last checkpoint)."""
         if self._thread is not None:
             self._put(None)
             self._thread.join(timeout)
@@ -319,8 +264,30 @@ class PredictionLog:
                 self._proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self._proc.kill()
+            if self._listener is not None:
+                self._listener.join(timeout)
             self._proc.stdout.close()
             self._proc = None
+
+    def _listen(self, first: threading.Event) -> None:
+        """The writer's replies: `s N` (flush N is on disk), `e MESSAGE` (cannot write), `o` (can)."""
+        for line in self._proc.stdout:
+            kind, _, rest = line.decode(errors="replace").rstrip("\n").partition(" ")
+            if kind == "s":
+                ev = self._acks.pop(int(rest), None)
+                if ev is not None:
+                    ev.set()
+            elif kind == "e":
+                self.error = rest or "the prediction log cannot be written"
+                first.set()
+            elif kind == "o":
+                self.error = None
+                first.set()
+        self._dead = True
+        self.error = "the prediction log writer stopped"
+        first.set()
+        for ev in list(self._acks.values()):
+            ev.set()
 
     def _write(self, data: bytes) -> None:
         fd = self._proc.stdin.fileno()
@@ -357,14 +324,14 @@ class PredictionLog:
                         frames = []
                     if it is None:
                         return
-                    sync += 1  # a flush marker: wait for the writer to confirm
+                    sync += 1  # a flush marker: the listener sets it when the writer confirms
+                    self._acks[sync] = it
                     self._write(_frame({"t": "sync", "n": sync}))
-                    self._proc.stdout.readline()
-                    it.set()
                 if frames:
                     self._send(frames)
             except OSError as exc:  # the writer process died: keep the server up, say so
                 self._dead = True
+                self.error = "the prediction log writer stopped"
                 self.failed += len(frames)
                 print(f"aiops serve: the prediction log writer is gone ({exc}); predictions are not being "
                       f"logged to {self.path}", file=sys.stderr, flush=True)
@@ -375,8 +342,9 @@ class PredictionLog:
 
 
 # ---------------------------------------------------------------- the writer process
-def _frames(fd: int) -> Iterator[tuple[dict[str, Any], bytes] | None]:
-    """Frames read from fd; None whenever no complete frame is buffered (time to write)."""
+def _frames(fd: int, idle_s: float = 0.5) -> Iterator[tuple[dict[str, Any], bytes] | None]:
+    """Frames read from fd; None whenever no complete frame is buffered (time to write) and
+    every `idle_s` while nothing arrives (time to checkpoint)."""
     buf = b""
     at = 0
     unpack = _LEN.unpack_from
@@ -390,11 +358,70 @@ def _frames(fd: int) -> Iterator[tuple[dict[str, Any], bytes] | None]:
             yield _loads(buf[at + 4:nl].decode()), buf[nl + 1:end]
             at = end
         yield None
+        while not select.select([fd], [], [], idle_s)[0]:
+            yield None
         chunk = os.read(fd, 1 << 20)
         if not chunk:
             return
         buf = buf[at:] + chunk
         at = 0
+
+
+class _Writer:
+    """The writer process's state: entries waiting to be appended, flushes waiting for them,
+    and whether the last attempt to write succeeded (reported to the server on change)."""
+
+    RETRY_S = 0.5
+    MAX_PENDING = 1 << 16  # entries held while the log cannot be written; then stdin is not read
+
+    def __init__(self, chain: ChainWriter, out):
+        self.chain, self.out = chain, out
+        self.pending: list = []
+        self.syncs: list[int] = []
+        self.ok: bool | None = None
+        self._tried = 0.0
+
+    def say(self, text: str) -> None:
+        self.out.write(text.encode() + b"\n")
+        self.out.flush()
+
+    def attempt(self) -> None:
+        """Append what is pending (and checkpoint or expire when due); report the outcome.
+        While the log cannot be written, tries again at most every RETRY_S."""
+        import time
+
+        now = time.monotonic()
+        if self.ok is False and now - self._tried < self.RETRY_S:
+            return
+        self._tried = now
+        try:
+            self.chain.append(self.pending)
+            self.chain.tick()
+        except (OSError, ChainError, ValueError, KeyError, TypeError) as exc:  # a damaged log: say so, retry
+            if self.ok is not False:
+                msg = f"cannot append {len(self.pending)} entries to {self.chain.path}: {exc}".replace("\n", " ")
+                print(f"aiops serve: the prediction log cannot be written: {msg}; retrying every "
+                      f"{self.RETRY_S} s", file=sys.stderr, flush=True)
+                self.say("e " + msg)
+            self.ok = False
+            return
+        self.pending = []
+        if self.ok is not True:
+            if self.ok is False:
+                print(f"aiops serve: the prediction log is writable again ({self.chain.path})", file=sys.stderr,
+                      flush=True)
+            self.say("o")
+        self.ok = True
+        for n in self.syncs:
+            self.say(f"s {n}")
+        self.syncs = []
+
+    def until_ok(self) -> None:
+        import time
+
+        while not self.ok:
+            time.sleep(self.RETRY_S)
+            self.attempt()
 
 
 def writer_main() -> int:
@@ -403,131 +430,49 @@ def writer_main() -> int:
     frames = _frames(sys.stdin.fileno())
     first = next(f for f in frames if f is not None)
     cfg = first[0]
-    cipher = Cipher(bytes.fromhex(cfg["key"])) if cfg.get("key") else None
+    hexkey = (lambda k: bytes.fromhex(cfg[k]) if cfg.get(k) else None)
     builder = EntryBuilder(Masker.from_config(cfg["masker"]), tuple(cfg["columns"]),
-                           cfg["model"], cfg["manifest_sha256"], cipher)
-    writer = ChainWriter(cfg["dir"])
-    pending: list[tuple[str, str]] = []
-    out = sys.stdout.buffer
+                           cfg["model"], cfg["manifest_sha256"], bool(cfg.get("key")))
+    opts = {"checkpoint_s": cfg["checkpoint_s"]} if cfg.get("checkpoint_s") else {}
+    chain = ChainWriter(cfg["dir"], hexkey("log_key"), hexkey("key"), hexkey("seed"), cfg.get("retention_days"), **opts)
+    w = _Writer(chain, sys.stdout.buffer)
+    w.attempt()  # at start: repair a torn line, or say the log cannot be written
     for f in frames:
-        if f is None or len(pending) >= 4096:
-            try:
-                writer.append(pending)
-            except (OSError, ChainError) as exc:
-                print(f"aiops serve: could not append {len(pending)} prediction log entries to {writer.path}: "
-                      f"{exc}", file=sys.stderr, flush=True)
-            pending = []
+        if f is None or len(w.pending) >= 4096:
+            w.attempt()
+            if not w.ok and len(w.pending) >= w.MAX_PENDING:
+                w.until_ok()  # stop reading: the server's queue fills, then its requests wait
             if f is None:
                 continue
         hdr, body = f
         if hdr["t"] == "sync":
-            writer.append(pending)
-            pending = []
-            out.write(b"%d\n" % hdr["n"])
-            out.flush()
+            w.syncs.append(hdr["n"])
+            w.attempt()
             continue
         try:
-            pending += builder.parts(hdr["ts"], hdr["endpoint"], hdr.get("job_id"), rows_of_frame(hdr, body))
+            w.pending += builder.parts(hdr["ts"], hdr["endpoint"], hdr.get("job_id"), rows_of_frame(hdr, body))
         except (ValueError, KeyError, TypeError, IndexError) as exc:
             print(f"aiops serve: a prediction log frame could not be read ({type(exc).__name__}: {exc})",
                   file=sys.stderr, flush=True)
-    writer.append(pending)
-    writer.close()
+    w.attempt()
+    if not w.ok:
+        print(f"aiops serve: {len(w.pending)} prediction log entries could not be written at shutdown",
+              file=sys.stderr, flush=True)
+    try:
+        chain.close()
+    except (OSError, ChainError, ValueError, KeyError, TypeError) as exc:
+        print(f"aiops serve: no shutdown checkpoint was written: {exc}", file=sys.stderr, flush=True)
     return 0
 
 
-# ---------------------------------------------------------------- reading and verifying
-@dataclass(frozen=True)
-class ChainReport:
-    ok: bool
-    entries: int  # complete lines read
-    broken_line: int | None  # 1-based line number of the first entry that does not verify
-    reason: str
-    last_hash: str
+# ---------------------------------------------------------------- verifying (kept for callers of the old API)
+def verify_chain(path: str | Path, log_key: bytes | None = None, trusted: list[str] | None = None):
+    """audit_verify.verify_log with the log key from the environment (AIOPS_LOG_KEY) when
+    none is given."""
+    from .audit_keys import load_log_key
+    from .audit_verify import verify_log
 
-    def text(self, path: Path) -> str:
-        if self.ok:
-            return f"ok: {path}: {self.entries} entries, the hash chain is intact (last hash {self.last_hash[:16]}...)"
-        return f"broken: {path}: line {self.broken_line}: {self.reason}"
-
-
-def _resolve(path: str | Path) -> Path:
-    p = Path(path)
-    return p / LOG_NAME if p.is_dir() else p
-
-
-def verify_chain(path: str | Path) -> ChainReport:
-    """Check every line of a prediction log (a file or the folder holding predictions.jsonl):
-    each line's hash matches its body and names the previous line's hash. Reports the first
-    line that does not; also checks the head file so that cutting lines off the end shows."""
-    p = _resolve(path)
-    hp = p.with_name(HEAD_NAME)
-    if not p.is_file():
-        if hp.is_file() and hp.stat().st_size:
-            return ChainReport(False, 0, 1, f"the log is missing but {hp.name} records entries", GENESIS)
-        return ChainReport(True, 0, None, "no entries yet", GENESIS)
-    with p.open("rb") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_SH)  # writers hold LOCK_EX while appending
-        try:
-            return _verify_open(fh, hp)
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
-def _verify_open(fh, hp: Path) -> ChainReport:
-    prev = GENESIS
-    n = 0
-    seen_head = False
-    head = None
-    if hp.is_file():
-        try:
-            text = hp.read_text()
-            head = json.loads(text)["hash"] if text.strip() else None  # empty: nothing written yet
-        except (ValueError, KeyError, TypeError, OSError):
-            return ChainReport(False, 0, 0, f"the head file {hp.name} is unreadable", prev)
-    for n, line in enumerate(fh, 1):
-        if not line.endswith(b"\n"):
-            return ChainReport(False, n - 1, n, "the line is incomplete (no newline at the end of the file)", prev)
-        line = line[:-1]
-        suffix = line[-_SUFFIX_LEN:]
-        if len(line) <= _SUFFIX_LEN or not (suffix.startswith(b',"hash":"') and suffix.endswith(b'"}')):
-            return ChainReport(False, n - 1, n, "the line does not end with its hash", prev)
-        body = line[:-_SUFFIX_LEN] + b"}"
-        claimed = suffix[9:-2].decode("ascii", "replace")
-        if hashlib.sha256(body).hexdigest() != claimed:
-            return ChainReport(False, n - 1, n, "the content does not match its hash (the line was edited)", prev)
-        try:
-            back = json.loads(body)["prev_hash"]
-        except (ValueError, KeyError, TypeError):
-            return ChainReport(False, n - 1, n, "the line is not a JSON object with prev_hash", prev)
-        if back != prev:
-            return ChainReport(False, n - 1, n, "prev_hash does not match the hash of the line before "
-                               "(a line was removed, inserted or reordered before this one)", prev)
-        prev = claimed
-        if claimed == head:
-            seen_head = True
-    if head is not None and head != GENESIS and not seen_head:
-        return ChainReport(False, n, n + 1, f"the log ends before the last entry recorded in {hp.name} "
-                           "(lines were removed from the end)", prev)
-    return ChainReport(True, n, None, "intact", prev)
-
-
-def read_entries(path: str | Path, cipher: Cipher | None = None) -> Iterator[dict[str, Any]]:
-    """Every entry as a dict (decrypted when a cipher is given); does not verify the chain."""
-    p = _resolve(path)
-    with p.open("rb") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            e = json.loads(line)
-            if "enc" in e:
-                if cipher is None:
-                    raise ChainError(f"{p} is encrypted: pass the key (the env var named by "
-                                     "serving.json security.encryption_at_rest.key_env)")
-                plain = json.loads(cipher.open(base64.b64decode(e["enc"]), e["prediction_id"].encode()))
-                plain["prev_hash"], plain["hash"] = e["prev_hash"], e["hash"]
-                e = plain
-            yield e
+    return verify_log(path, log_key if log_key is not None else load_log_key(), trusted)
 
 
 if __name__ == "__main__":

@@ -40,8 +40,6 @@ import pyarrow.parquet as pq
 from .masking import scrub
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
-ENC_MAGIC = b"AIOPS-ENC1\n"
-ENC_SEGMENT = 1 << 20
 _MAX_EXACT_INT = 2 ** 53
 
 
@@ -340,86 +338,21 @@ def _feed(steps, clean: dict[str, np.ndarray], distinct: dict[str, tuple[np.ndar
 
 
 # ---------------------------------------------------------------------------- writing
-class EncryptedSink:
-    """A write-only file object that seals what it is given in AES-256-GCM segments:
-    ENC_MAGIC, then per segment a 4-byte big-endian length and `Cipher.seal(data, aad)`,
-    aad = ENC_MAGIC + segment number (8 bytes) + final flag (1 byte), so a reordered,
-    dropped or truncated segment fails to open. Read back with `decrypt_file`."""
-
-    def __init__(self, path: Path, cipher):
-        self._fh = open(path, "wb")
-        self._cipher = cipher
-        self._buf = bytearray()
-        self._seq = 0
-        self._pos = 0
-        self.closed = False
-        self._fh.write(ENC_MAGIC)
-
-    def _seal(self, data: bytes, final: bool) -> None:
-        aad = ENC_MAGIC + self._seq.to_bytes(8, "big") + (b"\x01" if final else b"\x00")
-        blob = self._cipher.seal(bytes(data), aad)
-        self._fh.write(len(blob).to_bytes(4, "big") + blob)
-        self._seq += 1
-
-    def write(self, data) -> int:
-        self._buf += data
-        self._pos += len(data)
-        while len(self._buf) >= ENC_SEGMENT:
-            self._seal(self._buf[:ENC_SEGMENT], False)
-            del self._buf[:ENC_SEGMENT]
-        return len(data)
-
-    def tell(self) -> int:
-        return self._pos
-
-    def writable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def readable(self) -> bool:
-        return False
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        if not self.closed:
-            self._seal(self._buf, True)
-            self._fh.close()
-            self.closed = True
-
-
 def decrypt_file(path: str | Path, cipher) -> Iterator[bytes]:
-    """The plain bytes of a file written through EncryptedSink, segment by segment."""
-    from .policy import PolicyError
+    """The plain bytes of an output or quarantine file written encrypted (runtime/sealed.py)."""
+    from .sealed import open_file
 
-    with open(path, "rb") as fh:
-        if fh.read(len(ENC_MAGIC)) != ENC_MAGIC:
-            raise PolicyError(f"'{path}' is not a file encrypted by aiops")
-        seq = 0
-        while True:
-            head = fh.read(4)
-            if len(head) < 4:
-                raise PolicyError(f"'{path}' is truncated: its last segment is missing")
-            blob = fh.read(int.from_bytes(head, "big"))
-            aad = ENC_MAGIC + seq.to_bytes(8, "big")
-            try:
-                yield cipher.open(blob, aad + b"\x00")
-            except PolicyError:
-                yield cipher.open(blob, aad + b"\x01")
-                if fh.read(1):
-                    raise PolicyError(f"'{path}' has data after its final segment") from None
-                return
-            seq += 1
+    return open_file(path, cipher.key)
 
 
 class _Writer:
-    """Rows streamed to CSV or Parquet, optionally through an EncryptedSink."""
+    """Rows streamed to CSV or Parquet, optionally sealed (runtime/sealed.py; kind: score-output
+    or score-quarantine)."""
 
-    def __init__(self, path: Path, fmt: str, schema, cipher):
-        self.sink = EncryptedSink(path, cipher) if cipher is not None else pa.OSFile(str(path), "wb")
+    def __init__(self, path: Path, fmt: str, schema, cipher, kind: str = "score-output"):
+        from .sealed import SealedWriter
+
+        self.sink = SealedWriter(path, cipher.key, kind) if cipher is not None else pa.OSFile(str(path), "wb")
         self.fmt = fmt
         self.schema = schema
         self.w = pcsv.CSVWriter(self.sink, schema) if fmt == "csv" else \
@@ -649,7 +582,7 @@ def score_file(artefact_dir: str | Path, input_path: str | Path, output_path: st
     tmp_q = qpath.with_name(qpath.name + ".partial")
     sink = _Sink(pred, art.manifest_sha256, key if key in src.columns else None, src.columns, masker,
                  _Writer(tmp_out, out_fmt, _output_schema(pred, key if key in src.columns else None), cipher),
-                 _Writer(tmp_q, q_fmt, _quarantine_schema(src.columns), cipher))
+                 _Writer(tmp_q, q_fmt, _quarantine_schema(src.columns), cipher, "score-quarantine"))
     bar = Progress(progress)
     t0 = time.perf_counter()
     q: queue.Queue = queue.Queue(maxsize=1)

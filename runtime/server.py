@@ -37,7 +37,8 @@ from .jobs import JOB_ID, IdSource, JobInputError, JobRunner, JobStore, describe
 from .masking import masker_for
 from .policy import PolicyError, load_access, load_cipher, owner_id
 from .predictor import Predictor
-from .predlog import PredictionLog, verify_chain
+from .audit_keys import load_audit
+from .predlog import PredictionLog
 
 ENV_ARTEFACTS = "AIOPS_SERVE_ARTEFACTS"
 ENV_LOG_DIR = "AIOPS_SERVE_LOG_DIR"
@@ -93,6 +94,7 @@ class Service:
         self.access = load_access(security, env, risk_tier=self.risk_tier, insecure_dev=insecure_dev)
         self.cipher = load_cipher(security, env)
         self.job_threads = job_threads
+        self.audit = load_audit(security, env)  # the log's keys; required when security.audit_log is enabled
         self.log_dir = Path(log_dir) if log_dir else default_log_dir(art.name)
         self.predictor = p = Predictor(art.root)
         contract = p.contract
@@ -111,7 +113,7 @@ class Service:
         self.answers = Answers(self.model, self.classes, p.is_classifier)
         self.log = PredictionLog(self.log_dir, self.masker, self.acceptor.names,
                                  {"name": art.name, "version": art.version}, art.manifest_sha256,
-                                 p.meta.classes, self.cipher)
+                                 p.meta.classes, self.cipher, audit=self.audit)
         profile = art.json("evidence/profile.json")
         from .profile import prediction_reference
 
@@ -165,7 +167,11 @@ class Service:
                 "audit_log": security.get("audit_log"),
             },
             "prediction_log": {"file": self.log.path.name, "format": "docs/serving.md#prediction-log",
-                               "hash_chain": True, "encrypted": self.cipher is not None},
+                               "chain": "hmac-sha256" if self.audit.log_key else "unkeyed",
+                               "checkpoint_public_key": self.audit.public_key,
+                               "retention_days": self.audit.retention_days,
+                               "when_unwritable": "refuse" if self.audit.fail_closed else "buffer",
+                               "encrypted": self.cipher is not None},
             "explain": {"method": "occlusion", "exact": self.explainer.exact},
             "prediction_score_bins": score_edges,
         }
@@ -194,6 +200,7 @@ class _Disconnected(Exception):
     pass
 
 
+_LOGGED = frozenset(("predict", "explain", "job_submit"))  # refused while a required audit log cannot be written
 _METHODS = frozenset(("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"))
 _JSON = b"application/json"
 _STATIC_HEADERS = [(b"content-type", _JSON)]
@@ -319,6 +326,9 @@ class App:
             headers = scope["headers"]
             if permission is not None and self.s.access.keys:
                 self._authorize(headers, permission)
+            if handler in _LOGGED and self.s.log.refusing:
+                raise _Reject(503, "audit_log_unavailable", "the audit log cannot be written, so predictions are "
+                              "refused until it can (security.audit_log is enabled); see /readyz")
             status = await getattr(self, "_" + handler)(scope, receive, send, headers, *args)
         except _Reject as r:
             self._deadlines.pop(task, None)  # no cancellation while the error is sent (it would escape)
@@ -514,8 +524,8 @@ class App:
         problems = []
         if not self.started:
             problems.append("not started")
-        elif not s.log.alive:
-            problems.append("the prediction log writer stopped")
+        elif not s.log.writable:
+            problems.append(f"the prediction log cannot be written: {s.log.error or 'the writer stopped'}")
         elif s.jobs is not None and not s.jobs.alive:
             problems.append("a job worker stopped")
         status = 503 if problems else 200
@@ -529,9 +539,11 @@ class App:
         return 200
 
     async def _audit(self, scope, receive, send, headers) -> int:
-        rep = await asyncio.to_thread(verify_chain, self.s.log.path)
-        await _respond(send, 200, _encode({"ok": rep.ok, "entries": rep.entries, "broken_line": rep.broken_line,
-                                           "reason": rep.reason, "last_hash": rep.last_hash}).encode())
+        from .audit_verify import verify_log
+
+        a = self.s.audit  # this server's own keys: for an independent check, run 'aiops audit verify'
+        rep = await asyncio.to_thread(verify_log, self.s.log_dir, a.log_key, [a.public_key] if a.public_key else None)
+        await _respond(send, 200, _encode(rep.as_dict()).encode())
         return 200
 
 

@@ -14,6 +14,13 @@ os.environ.setdefault("AIOPS_STATE_DIR", tempfile.mkdtemp(prefix="aiops-test-sta
 REPO = Path(__file__).resolve().parent.parent
 SPECS = REPO / "specs"
 
+# The audit log's keys, as a deployment provides them: a server of a spec with
+# security.audit_log enabled refuses to start without them (tests/test_audit_log.py).
+TEST_LOG_KEY = "11" * 32
+TEST_LOG_SIGNING_KEY = "22" * 32
+os.environ.setdefault("AIOPS_LOG_KEY", TEST_LOG_KEY)
+os.environ.setdefault("AIOPS_LOG_SIGNING_KEY", TEST_LOG_SIGNING_KEY)
+
 
 class SpecCopy:
     """A copy of specs/<name> (data included) under tmp_path/specs/<name>.

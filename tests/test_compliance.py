@@ -105,7 +105,10 @@ def test_claims_name_their_spec_keys(md: str):
     for line in ("| Risk tier | high | `governance.risk_tier` |",
                  "| Approvals required | 2 | `governance.approvals_required` |",
                  "| Review cadence | every 90 days | `governance.review_cadence_days` |",
-                 "| Audit log | enabled, kept 2555 days | `security.audit_log` |",
+                 "| Audit log | enabled, kept 2555 days; enforced by aiops serve: entries chained by HMAC-SHA256 "
+                 "under the deployment's log key, Ed25519-signed checkpoints, older segments expired as a "
+                 "checkpointed event (runtime/audit_chain.py, tests/test_audit_log.py); the server refuses to start "
+                 "without the keys and refuses predictions while the log cannot be written | `security.audit_log` |",
                  "| `personal_status_and_sex` | yes | yes | hash | no | no "
                  "| `security.masking.personal_status_and_sex` |",
                  "| Schedule (cron) | `0 6 * * 1` | `monitoring.schedule` |",

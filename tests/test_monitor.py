@@ -258,12 +258,9 @@ def test_from_the_prediction_log(art, flights, tmp_path):
     """The server's log (format of docs/serving.md): inputs and outputs as served, labels by prediction_id."""
     from runtime.artefacts import verify
     from runtime.predictor import Predictor
-    from runtime.predlog import verify_chain
-
-    def seal(body: dict) -> tuple[bytes, str]:
-        raw = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
-        h = hashlib.sha256(raw).hexdigest()
-        return raw[:-1] + b',"hash":"' + h.encode() + b'"}\n', h
+    from runtime.audit_chain import ChainWriter
+    from runtime.policy import Masker
+    from runtime.predlog import EntryBuilder, verify_chain
 
     a = verify(art)
     p = Predictor(art)
@@ -272,18 +269,17 @@ def test_from_the_prediction_log(art, flights, tmp_path):
     recs = [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()}
             for r in mar[names].to_dict("records")]
     out, _ = p.predict_records(recs)
-    prev = "0" * 64
     log = tmp_path / "predictions.jsonl"
-    with log.open("wb") as fh:
-        for i, rec in enumerate(recs):
-            body = {"prediction_id": f"p{i}", "ts": "2013-03-31T12:00:00.000000Z", "endpoint": "/v1/predict",
-                    "model": {"name": a.name, "version": a.version}, "manifest_sha256": a.manifest_sha256,
-                    "inputs": rec, "prev_hash": prev,
-                    "output": {"label": out["label"][i], "probabilities": dict(zip(p.meta.classes,
-                                                                                   out["probabilities"][i].tolist()))}}
-            line, prev = seal(body)
-            fh.write(line)
-    assert verify_chain(log).ok  # the format the server writes
+    key = b"k" * 32
+    writer = ChainWriter(tmp_path, key)  # the format the server writes
+    build = EntryBuilder(Masker({}, b""), tuple(names), {"name": a.name, "version": a.version}, a.manifest_sha256,
+                         False)
+    writer.append(build.parts(1364731200.0, "predict", None, [
+        (f"p{i}", rec, {"label": out["label"][i], "probabilities": dict(zip(p.meta.classes,
+                                                                         out["probabilities"][i].tolist()))})
+        for i, rec in enumerate(recs)]))
+    writer.close()
+    assert verify_chain(tmp_path, key).ok
     with log.open("ab") as fh:
         fh.write(b"{not json\n")
         fh.write(json.dumps({"model": {"name": "other"}, "inputs": {}, "output": {}}).encode() + b"\n")

@@ -173,7 +173,7 @@ def test_credit_csv_is_encrypted_at_rest_and_equals_the_http_path(capsys, tmp_pa
     assert "rows in 1000 = scored 1000 + quarantined 0 (" in stdout
     assert "(encrypted at rest)" in stdout
     raw = out.read_bytes()
-    assert raw.startswith(b"AIOPS-ENC1\n") and b"credit_risk" not in raw and b"probability" not in raw
+    assert raw.startswith(b"AIOPS-SEALED1\n\x03") and b"credit_risk" not in raw and b"probability" not in raw
     t = read_table(out, art)
     assert t.column_names[:4] == ["row", "label", "probability_bad", "probability_good"]
     got = np.column_stack([t.column("probability_bad").to_numpy(), t.column("probability_good").to_numpy()])

@@ -530,7 +530,9 @@ def _metric_values(text: bytes) -> dict[str, float]:
 def test_serving_path_imports_neither_sklearn_nor_pandas(art: Path, tmp_path: Path):
     code = ("import sys, asyncio\n"
             "from runtime.server import App, Service\n"
-            f"app = App(Service({str(art)!r}, {str(tmp_path)!r}, env={{'AIOPS_DATA_KEY': {DATA_KEY!r}}}, "
+            f"app = App(Service({str(art)!r}, {str(tmp_path)!r}, env={{'AIOPS_DATA_KEY': {DATA_KEY!r}, "
+            f"'AIOPS_LOG_KEY': {os.environ['AIOPS_LOG_KEY']!r}, "
+            f"'AIOPS_LOG_SIGNING_KEY': {os.environ['AIOPS_LOG_SIGNING_KEY']!r}}}, "
             "insecure_dev=True))\n"
             "app.startup()\n"
             "body = b'{\"records\": [{}]}'\n"
@@ -689,15 +691,15 @@ def test_audit_chain_verifies_and_an_edit_breaks_it_at_that_line(art: Path, tmp_
         deadline = time.monotonic() + 20  # the log writer appends after the responses
         while True:
             status, rep = server.json("GET", "/v1/audit/verify", headers={"X-API-Key": AUDITOR})
-            if rep.get("entries", 0) >= 12 or time.monotonic() > deadline:
+            if rep.get("predictions", 0) >= 12 or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
-        assert status == 200 and rep["ok"] is True and rep["entries"] == 12
+        assert status == 200 and rep["ok"] is True and rep["predictions"] == 12
     finally:
         server.stop()  # the writer flushes and exits: the log is complete
     copy = tmp_path / "copy"
     copy.mkdir()
-    for name in ("predictions.jsonl", "predictions.head.json"):
+    for name in ("predictions.jsonl", "checkpoints.jsonl"):
         shutil.copy(server.log_dir / name, copy / name)
     cli = [sys.executable, "-m", "compiler.cli", "audit", "verify"]
     ok = subprocess.run(cli + [str(copy)], capture_output=True, text=True, timeout=60)
@@ -711,14 +713,15 @@ def test_audit_chain_verifies_and_an_edit_breaks_it_at_that_line(art: Path, tmp_
     broken = subprocess.run(cli + [str(copy)], capture_output=True, text=True, timeout=60)
     assert broken.returncode == 1
     assert broken.stderr.strip() == (f"broken: {copy / 'predictions.jsonl'}: line {victim}: "
-                                     "the content does not match its hash (the line was edited)")
+                                     "the content does not match its MAC (the line was edited, or written without "
+                                     "the log key)")
 
 
 # ---------------------------------------------------------------------- open mode, workers
 @pytest.mark.slow
 def test_open_mode_with_two_workers(art: Path, tmp_path: Path):
     """No keys: loud at startup and in /v1/metadata. Two workers share metrics (multiprocess)
-    and one hash chain."""
+    and one MAC chain."""
     s = Server(art, tmp_path, {"AIOPS_DATA_KEY": DATA_KEY}, workers=2, args=("--insecure-dev",)).start()
     try:
         assert "!! INSECURE DEV MODE (--insecure-dev): NO API KEYS" in s.stderr
@@ -745,7 +748,7 @@ def test_open_mode_with_two_workers(art: Path, tmp_path: Path):
     from runtime.predlog import verify_chain
 
     rep = verify_chain(s.log_dir)
-    assert rep.ok and rep.entries == sum(1 + i % 3 for i in range(40)) + 1
+    assert rep.ok and rep.predictions == sum(1 + i % 3 for i in range(40)) + 1
 
 
 def test_a_tree_model_is_not_called_exact():

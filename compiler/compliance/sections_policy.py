@@ -33,7 +33,11 @@ def security(plan: Plan) -> list[Block]:
             ("Encryption at rest", f"enabled, key from the environment variable {enc['key_env']}" if enc["enabled"]
              else "disabled", key("security.encryption_at_rest")),
             ("Key source", sec["key_source"], key("security.key_source")),
-            ("Audit log", f"enabled, kept {days(audit['retention_days'])}" if audit["enabled"] else "disabled",
+            ("Audit log", f"enabled, kept {days(audit['retention_days'])}; enforced by aiops serve: entries chained "
+             "by HMAC-SHA256 under the deployment's log key, Ed25519-signed checkpoints, older segments expired as "
+             "a checkpointed event (runtime/audit_chain.py, tests/test_audit_log.py); the server refuses to start "
+             "without the keys and refuses predictions while the log cannot be written" if audit["enabled"]
+             else "disabled (predictions are still logged, MAC-chained when AIOPS_LOG_KEY is set)",
              key("security.audit_log")),
             ("Manifest signature", f"Ed25519 over manifest.json when {sec['signing_key_env']} is set at compile "
              "time; serve, score and monitor refuse tampered or unblessed artefacts",
