@@ -236,16 +236,17 @@ def test_task_matrix(spec: str, tmp_path, capsys, monkeypatch):
     assert all(f["value"] is not None or f["reason"] for f in first["fairness"])
     # serve: predict, explain, metadata bins
     role = "field" if spec == "penguins" else "scorer"  # predict, explain, metadata
-    srv = Server(art, tmp_path / "srv", env={"AIOPS_API_KEYS": f"k:{role}", "AIOPS_DATA_KEY": DATA_KEY})
+    key = "k" * 32
+    srv = Server(art, tmp_path / "srv", env={"AIOPS_API_KEYS": f"{key}:{role}", "AIOPS_DATA_KEY": DATA_KEY})
     try:
         srv.start()
         import pandas as pd
 
         rec = pd.read_csv(data, nrows=1).iloc[0].to_dict()
         rec = {k: (None if isinstance(v, float) and v != v else v) for k, v in rec.items()}
-        status, body = srv.json("POST", "/v1/predict", {"records": [rec]}, {"X-API-Key": "k"})
+        status, body = srv.json("POST", "/v1/predict", {"records": [rec]}, {"X-API-Key": key})
         assert status == 200, body
-        status, meta = srv.json("GET", "/v1/metadata", None, {"X-API-Key": "k"})
+        status, meta = srv.json("GET", "/v1/metadata", None, {"X-API-Key": key})
         assert status == 200 and meta["prediction_score_bins"]
     finally:
         srv.stop()
