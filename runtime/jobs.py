@@ -309,14 +309,15 @@ class JobRunner:
         header.append("errors")
         rows: list[list[Any]] = []
         scored = rejected = 0
+        seen: dict[str, dict] = {}  # `unique` columns are unique across the whole job
         for start in range(0, n, self.chunk_rows):
             if self._stop.is_set():
                 return  # the job stays 'running' with this pid gone: it is claimed again after restart
             chunk = records[start:start + self.chunk_rows]
-            cols = self.acceptor.accept(chunk)
+            cols = None if self.acceptor._unique else self.acceptor.accept(chunk)
             by_row: dict[int, list[tuple[str, str, str]]] = {}
             if cols is None:
-                cols, errs = contract.validate_records(chunk)
+                cols, errs = contract.validate_records(chunk, seen=seen)
                 by_row = errs.by_row()
             good = np.asarray([i for i in range(len(chunk)) if i not in by_row], dtype=np.int64)
             out: dict[str, np.ndarray] = {}
