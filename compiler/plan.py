@@ -13,7 +13,8 @@ from . import estimators as E
 from . import schema as S
 from .load import Loaded
 
-PANDERA_DTYPE = {"int": "int64", "float": "float64", "str": "str", "category": "str", "bool": "bool",
+# pandas' nullable dtypes: the schema re-checks rows the contract core accepted (docs/contract.md)
+PANDERA_DTYPE = {"int": "Int64", "float": "float64", "str": "str", "category": "str", "bool": "boolean",
                  "date": "str"}
 
 

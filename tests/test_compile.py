@@ -221,18 +221,22 @@ def test_dirty_rows_are_quarantined_with_their_reasons_and_counts_reconcile(tmp_
     ev = json.loads((out / "evidence/data.json").read_text())
     assert (ev["rows_in"], ev["accepted"], ev["quarantined"]) == (1000, 995, 5)
     q = pd.read_csv(qdir / "credit_risk.csv", dtype=str, keep_default_na=False)
-    assert q["__row__"].astype(int).tolist() == [3, 5, 7, 9, 11]  # 1-based data rows
-    reasons = dict(zip(q["__row__"].astype(int), q["__reasons__"]))
+    assert q["row"].astype(int).tolist() == [3, 5, 7, 9, 11]  # 1-based data rows
+    reasons = dict(zip(q["row"].astype(int), q["reasons"]))
     assert "duration_in_month: wrong_type (must be an integer)" in reasons[3]
     assert "credit_amount: out_of_range (must be > 0)" in reasons[5]
     assert "housing: not_in_set (must be one of for free, own, rent)" in reasons[7]
     assert "age_in_years: null (must not be null)" in reasons[9]
     assert "age_in_years: out_of_range (must be >= 18)" in reasons[11]
-    # pandera's own verdicts are there too (where a column coerces, its checks run)
-    assert "credit_amount: greater_than(0)" in reasons[5]
-    assert "housing: isin(" in reasons[7]
+    # one reason per failure, in aiops's words: the contract core decides, not pandera
+    assert reasons[5] == "credit_amount: out_of_range (must be > 0)"
+    assert reasons[7] == "housing: not_in_set (must be one of for free, own, rent)"
+    assert reasons[11].count(";") == 1
+    # the rejected rows keep their values (the same layout as score's quarantine file)
+    assert q.loc[q["row"] == "3", "duration_in_month"].item() == "twelve"
+    assert list(q.columns[:2]) == ["row", "reasons"] and q.columns[-1] == "raw"
     # PII is masked in the quarantine file
-    assert q.loc[q["__row__"] == "11", "personal_status_and_sex"].item().startswith("sha256:")
+    assert q.loc[q["row"] == "11", "personal_status_and_sex"].item().startswith("sha256:")
     assert "male : single" not in (qdir / "credit_risk.csv").read_text()
 
 
@@ -270,8 +274,8 @@ def test_dates_in_any_accepted_format_are_parsed_and_bad_dates_quarantined(tmp_p
     ev = json.loads((out / "evidence/data.json").read_text())
     assert ev["rows_in"] == len(df) and ev["quarantined"] == 4 and ev["accepted"] == len(df) - 4
     q = pd.read_csv(qdir / "flight_delays.csv", dtype=str)
-    assert q["__row__"].astype(int).tolist() == [3, 4, 5, 6]
-    assert all("must be a date written as %Y-%m-%d or %m/%d/%Y or %d%m%Y" in r for r in q["__reasons__"][:2])
+    assert q["row"].astype(int).tolist() == [3, 4, 5, 6]
+    assert all("must be a date written as %Y-%m-%d or %m/%d/%Y or %d%m%Y" in r for r in q["reasons"][:2])
     # the two rows in other accepted formats were parsed to the same day
     from runtime.dates import parse_many
 
