@@ -11,7 +11,8 @@ to it; tests/test_contract_conformance.py holds every path to the same verdicts.
 The rules (each failure gets one code, listed in REASON_CODES):
 - null: None, a float NaN, or text that is empty or only whitespace, in every dtype;
 - int: an integer, or a number or text whose value is whole ("35", "35.0", "3.5e1");
-  |value| <= 2**53; float: any finite number, or text that reads as one ("NaN" is not null);
+  |value| <= 2**53; float: any finite number, or text that reads as one ("NaN" is not null,
+  "inf" is not finite; text numbers are ASCII, without "_");
 - bool: true/false, or the text true/false in any case;
 - date: text in one of the column's formats, or a date/datetime value;
 - str/category: text as written (not stripped), or an integer written as its digits;
@@ -355,6 +356,8 @@ def _to_float(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             s = v.strip()
             if s == "":
                 null[i] = True
+            elif not s.isascii() or "_" in s:  # Python's float() reads "1_000" and other scripts' digits
+                bad[i] = True
             else:
                 try:
                     out[i] = float(s)

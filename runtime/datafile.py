@@ -277,6 +277,10 @@ def arrow_values(arr: Any, rule) -> np.ndarray:
         return arr.to_numpy(zero_copy_only=False)
     if pa.types.is_decimal(t):
         arr = arr.cast(pa.float64())
+    elif pa.types.is_integer(t) and not rule.numeric:  # digits of a category; numpy would make NaN of a null
+        out = np.empty(len(arr), dtype=object)
+        out[:] = arr.to_pylist()
+        return out
     elif pa.types.is_integer(t) and arr.null_count < len(arr):
         mm = pc.min_max(arr).as_py()
         if max(abs(mm["min"]), abs(mm["max"])) > 2 ** 53:  # as a JSON integer would be
