@@ -45,7 +45,7 @@ def train_and_verify(plan: Plan, spec: S.Spec, stage: Path, progress) -> dict[st
 
     # 1. data: read, validate lazily, quarantine
     src = Path(plan.data_source)
-    progress(f"validating {plan.data_source} against the data contract (pandera, lazy)")
+    progress(f"validating {plan.data_source} against the data contract")
     masker = quarantine_masker(contract)
     v = validate(read_table(src, plan.data_format, field_mask(masker)), gen["schema"].SCHEMA, contract, masker)
     share = v.quarantined / v.rows_in if v.rows_in else 0.0
