@@ -62,8 +62,10 @@ class ColumnChecker:
                     vals = vals.astype(np.float64)
                     return self._rows(rule, vals) if rule.unique else self._numeric(rule, vals)
                 return self._rows(rule, vals)
-            if rule.unique:
-                return self._rows(rule, np.array(raw.to_pylist(), dtype=object))
+            if rule.unique or not _encodable(raw.type):  # nested values (lists, structs): row by row
+                arr = np.empty(len(raw), dtype=object)
+                arr[:] = raw.to_pylist()
+                return self._rows(rule, arr) if rule.unique else self._by_value(rule, *_factorize(arr))
             enc = raw.dictionary_encode()
             uniq = enc.dictionary.to_pylist() + [None]
             idx = enc.indices.fill_null(len(uniq) - 1).to_numpy(zero_copy_only=False).astype(np.int64)
@@ -118,6 +120,12 @@ def _from_errors(values: np.ndarray, null: np.ndarray, items: list, n: int) -> C
         if code in RANGE_CODES:
             rng[i] = True
     return Checked(values, null, bad, rng, {c: len(rows) for c, rows in codes.items()})
+
+
+def _encodable(t: Any) -> bool:
+    import pyarrow as pa
+
+    return not (pa.types.is_nested(t) or pa.types.is_null(t))
 
 
 def _is_float_kind(rule: ColumnRule) -> bool:
