@@ -245,8 +245,8 @@ class Contract:
             bad = np.zeros(n, dtype=bool)
             bad_text = np.zeros(n, dtype=bool)
             for i, v in enumerate(arr):
-                if is_null(v):
-                    null[i] = True
+                if v is None or (isinstance(v, str) and (not v or v.isspace())) or (isinstance(v, float) and v != v):
+                    null[i] = True  # is_null, inlined: this loop is the batch path of a many-valued column
                     out[i] = None
                 elif isinstance(v, str):
                     if v.isascii() or is_utf8(v):

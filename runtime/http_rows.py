@@ -155,23 +155,32 @@ class RowAcceptor:
             append(v)
         return vals
 
-    def distinct(self, rows: list[list[Any]]) -> bool:
-        """False when two records repeat a value of a `unique` column (the contract decides)."""
+    def distinct(self, rows: list[list[Any]], seen: dict[str, dict] | None = None) -> bool:
+        """False when records repeat a value of a `unique` column, among themselves or with
+        `seen` (earlier parts of the same input): the contract then decides. When True and
+        `seen` is given, their values are added to it, as `Contract.validate_records` does."""
+        new = []
         for k in self._unique:
+            name = self.names[k]
             vals = [r[k] for r in rows if r[k] is not None and r[k] == r[k]]
-            if len(set(vals)) != len(vals):
+            if len(set(vals)) != len(vals) or (seen is not None and any(v in seen.get(name, ()) for v in vals)):
                 return False
+            new.append((name, vals))
+        if seen is not None:
+            for name, vals in new:
+                seen.setdefault(name, {}).update(dict.fromkeys(vals, True))
         return True
 
-    def accept(self, records: list[Any]) -> dict[str, np.ndarray] | None:
-        """The contract's clean columns if every record is plainly valid, else None."""
+    def accept(self, records: list[Any], seen: dict[str, dict] | None = None) -> dict[str, np.ndarray] | None:
+        """The contract's clean columns if every record is plainly valid, else None. `seen`:
+        the values of `unique` columns in earlier parts of the same input (a job's chunks)."""
         rows = []
         for r in records:
             vals = self.values(r)
             if vals is None:
                 return None
             rows.append(vals)
-        if self._unique and not self.distinct(rows):
+        if self._unique and not self.distinct(rows, seen):
             return None
         out: dict[str, np.ndarray] = {}
         for (name, *_rest, numeric), col in zip(self._cols, zip(*rows) if rows else [()] * len(self._cols)):

@@ -314,7 +314,7 @@ class JobRunner:
             if self._stop.is_set():
                 return  # the job stays 'running' with this pid gone: it is claimed again after restart
             chunk = records[start:start + self.chunk_rows]
-            cols = None if self.acceptor._unique else self.acceptor.accept(chunk)
+            cols = self.acceptor.accept(chunk, seen)
             by_row: dict[int, list[tuple[str, str, str]]] = {}
             if cols is None:
                 cols, errs = contract.validate_records(chunk, seen=seen)

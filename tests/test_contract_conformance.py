@@ -369,3 +369,16 @@ def test_every_dtype_check_and_reason_code_has_rows_in_the_table():
     row_level = {"missing_field", "unknown_field", "not_an_object", "malformed"}  # tests/test_contract_rows.py
     assert set(C.REASON_CODES) - row_level == seen
     assert len(TEXT) + len(JSON) >= 200
+
+
+def test_unique_holds_across_the_parts_of_one_input_on_the_fast_path_and_in_the_core():
+    """A job is scored in chunks: the fast path and the core share the values seen so far."""
+    contract = Contract([_rule("u")])
+    acc = RowAcceptor(contract)
+    seen: dict[str, dict] = {}
+    assert acc.accept([{"u": "k1"}, {"u": "k2"}], seen) is not None
+    assert acc.accept([{"u": "k3"}, {"u": "k1"}], seen) is None  # k1 was in the first chunk: the core decides
+    assert set(seen["u"]) == {"k1", "k2"}  # a refused chunk adds nothing
+    _, errs = contract.validate_records([{"u": "k3"}, {"u": "k1"}], seen=seen)
+    assert [(i, code) for i, _, code, _ in errs.items] == [(1, "duplicate")]
+    assert set(seen["u"]) == {"k1", "k2", "k3"}
