@@ -198,7 +198,9 @@ def test_user_errors_exit_2_without_traceback(work: Path, capsys) -> None:
 
     Path("bad.parquet").write_text("flight_key,flight_date\n")
     rc, err = _run(capsys, "retrain", "champ", "--data", "bad.parquet", *args)
-    assert (rc, err.splitlines()[0]) == (2, "error: cannot read 'bad.parquet' as parquet")
+    assert (rc, err.splitlines()[0]) == (2, "error: cannot read 'bad.parquet' as Parquet: Parquet magic bytes not "
+                                            "found in footer. Either the file is corrupted or this is not a parquet "
+                                            "file.")
 
     pd.read_parquet("window.parquet").drop(columns=["humid"]).to_parquet("no_humid.parquet", index=False)
     rc, err = _run(capsys, "retrain", "champ", "--data", "no_humid.parquet", *args)

@@ -222,15 +222,16 @@ def test_the_fast_paths_take_plain_valid_records(predictor):
     assert FeatureRows(acc, predictor.steps, predictor.input_names).rows(recs) is not None
 
 
-def _flight(d="2013-01-01", t=0, dist=1400, temp=39.02, w=80.0, humid=None) -> dict:
-    return {"flight_key": "2013-01-01-UA-1545", "flight_date": d, "sched_dep_time": t, "sched_arr_time": 819,
+def _flight(d="2013-01-01", t=0, dist=1400, temp=39.02, w=80.0, humid=None, key=1545) -> dict:
+    return {"flight_key": f"2013-01-01-UA-{key}", "flight_date": d, "sched_dep_time": t, "sched_arr_time": 819,
             "carrier": "UA", "origin": "EWR", "dest": "IAH", "distance": dist, "temp": temp, "humid": humid,
             "wind_speed": w, "precip": 0.0, "visib": 10.0}
 
 
-FLIGHT_EDGES = [_flight(d, t, dist, temp, w) for d, t, dist, temp, w in [
+FLIGHT_EDGES = [_flight(d, t, dist, temp, w, key=1545 + i) for i, (d, t, dist, temp, w) in enumerate([
     ("2013-01-01", 0, 1400, 39.02, 80.0), ("01/31/2013", 2359, 1, None, None), ("31012013", 600, 17, -40.0, 0.0),
-    ("2013-12-31", 1, 4999, 130.0, 1e-300), ("2012-02-29", 1200, 2, -0.0, -0.0), ("2016-12-31", 2359, 3, 0.0, 5e-324)]]
+    ("2013-12-31", 1, 4999, 130.0, 1e-300), ("2012-02-29", 1200, 2, -0.0, -0.0), ("2016-12-31", 2359, 3, 0.0, 5e-324)])]
+# flight_key is unique: every record of a request has its own
 
 
 def _flight_steps():
@@ -288,5 +289,6 @@ def test_feature_rows_match_derive_on_every_transform():
     st.one_of(st.none(), st.floats(0, 100))), min_size=1, max_size=5))
 def test_feature_rows_match_derive_on_generated_values(vals):
     contract, steps = _flight_steps()
-    recs = [_flight(d.isoformat(), t, dist, temp, w, humid) for d, t, dist, temp, w, humid in vals]
+    recs = [_flight(d.isoformat(), t, dist, temp, w, humid, key=1000 + i)
+            for i, (d, t, dist, temp, w, humid) in enumerate(vals)]
     _check_rows_against_derive(contract, steps, recs)
