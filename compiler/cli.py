@@ -55,7 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    c = sub.add_parser("check", help="compose and validate a spec; write nothing")
+    from .rules_sample import SAMPLE_HELP
+
+    c = sub.add_parser("check", help="compose and validate a spec; write nothing",
+                       description=f"Compose and validate a spec, then look at the data: {SAMPLE_HELP}. "
+                                   "Writes nothing.")
     c.add_argument("spec_dir", help="the spec folder, e.g. specs/credit_risk")
     c.add_argument("overrides", nargs="*", help="Hydra overrides: group=option or key.path=value")
     add_format_option(c)

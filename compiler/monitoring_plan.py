@@ -131,6 +131,9 @@ def build_monitoring_plan(plan: Plan) -> MonitoringPlan:
         elif c.name in per_column:
             tests = tuple(_rule(r, f"monitoring.drift_features.{c.name}[{i}]")
                           for i, r in enumerate(per_column[c.name]))
+        elif not c.required:  # by default drift is tested on what the model reads (and its prediction)
+            tests = ()
+            why = "not a model input: list it in monitoring.drift_features to test it"
         else:
             tests = tuple(_rule(r, f"monitoring.drift[{i}]") for i, r in enumerate(m.get("drift") or [])
                           if r["applies_to"] == kind)

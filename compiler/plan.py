@@ -14,7 +14,8 @@ from . import estimators as E
 from . import schema as S
 from .load import Loaded
 
-PANDERA_DTYPE = {"int": "int64", "float": "float64", "str": "str", "category": "str", "bool": "bool",
+# pandas' nullable dtypes: the schema re-checks rows the contract core accepted (docs/contract.md)
+PANDERA_DTYPE = {"int": "Int64", "float": "float64", "str": "str", "category": "str", "bool": "boolean",
                  "date": "str"}
 
 
@@ -106,6 +107,8 @@ def _checks(c: S.Column) -> tuple[str, ...]:
         out.append(f"pa.Check.str_matches({_src(ch.regex)})")
     if ch.str_length is not None and (ch.str_length.min is not None or ch.str_length.max is not None):
         out.append(f"pa.Check.str_length({_src(ch.str_length.min)}, {_src(ch.str_length.max)})")
+    if ch.unique and c.nullable:  # as the contract core: a null is no value, so no repeat
+        out.append("pa.Check(lambda s: s.isna() | ~s.duplicated(keep=False), error='unique (nulls aside)')")
     if c.dtype == "date":
         out.append(f"pa.Check(lambda s: dates_parse(s, {_src(tuple(c.formats))}), element_wise=False, "
                    f"error={_src('a date written as ' + ' or '.join(c.formats))})")
@@ -217,7 +220,7 @@ def build_plan(loaded: Loaded, spec: S.Spec, data_source: str) -> Plan:
     for name, c in spec.data.columns.items():
         columns.append(ColumnPlan(
             name=name, dtype=c.dtype, pandera_dtype=PANDERA_DTYPE[c.dtype], nullable=c.nullable,
-            checks=_checks(c), unique=c.checks.unique, formats=tuple(c.formats), pii=c.pii, sensitive=c.sensitive,
+            checks=_checks(c), unique=c.checks.unique and not c.nullable, formats=tuple(c.formats), pii=c.pii, sensitive=c.sensitive,
             masking=masking.get(name), description=c.description, required=name in needed,
             contract=_contract_entry(name, c, name in needed, masking.get(name)),
         ))

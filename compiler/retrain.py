@@ -128,20 +128,15 @@ def _retrain_plan(loaded, spec, d: Path, data: Path, holdout_from: str | None):
 
 
 def _readable(src: Path) -> None:
-    """Fail early, with the reader's reason, on a file that is not the format its name says."""
+    """Fail early, with the reader's reason, on a file that is not the format its name says
+    or whose header repeats a name (read as every command reads it: runtime.datafile)."""
+    from runtime.datafile import DataFileError, header_of
+
     fmt = FORMATS[src.suffix.lower()]
     try:
-        if fmt == "parquet":
-            import pyarrow.parquet as pq
-
-            pq.read_schema(src)
-        else:
-            import pandas as pd
-
-            pd.read_csv(src, nrows=0)
-    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid and pandas' ParserError are ValueErrors
-        raise _error(f"cannot read '{src}' as {fmt}", "--data", str(exc).strip().splitlines()[0],
-                     help=f"give a {fmt} file with the contract's columns and labels") from None
+        header_of(src, fmt)
+    except DataFileError as exc:
+        raise _error(str(exc), "--data", help=f"give a {fmt} file with the contract's columns and labels") from None
 
 
 def _holdout(stage: Path, plan) -> tuple[dict[str, Any], Any]:

@@ -25,9 +25,10 @@ def data_format(source: str, declared: str | None) -> str | None:
 
 
 def read_header(path: Path, fmt: str) -> list[str]:
-    """The column names of a CSV or Parquet file, without reading its rows."""
+    """The column names of a CSV or Parquet file, without reading its rows (a BOM is
+    ignored, as every command ignores it)."""
     if fmt == "csv":
-        with path.open(newline="", encoding="utf-8") as fh:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
             return next(csv.reader(fh), [])
     import pyarrow.parquet as pq
 
@@ -64,6 +65,15 @@ def check_source(ctx: Ctx) -> None:
                 help="check data.format and that the file is not damaged")
         return
     header = ctx.header
+    from runtime.datafile import repeated_name
+
+    dup = repeated_name(header)
+    if dup:
+        ctx.err("E220", "the data source repeats a column name", ("data", "source"),
+                f"'{dup[0]}' is the name of columns {dup[1]} and {dup[2]} of the header of {d.source}",
+                help="give each column its own name in the file (every command refuses the file as it is)")
+        ctx.header = None  # nothing more can be read from this file
+        return
     for name in ctx.columns:
         if name not in header:
             ctx.err("E203", "a column of the data contract is not in the data source", ("data", "columns", name),

@@ -67,7 +67,8 @@ def train_and_verify(plan: Plan, spec: S.Spec, stage: Path, progress) -> dict[st
     from runtime.features import FeatureStep
     from runtime.predictor import Predictor
     from runtime.stable import file_sha256
-    from runtime.training import labels, model_frame, read_table, split, validate
+    from runtime.datafile import field_mask
+    from runtime.training import labels, model_frame, quarantine_masker, read_table, split, validate
 
     from .build import _import_pipeline
     from .export import edge_records, parity, to_onnx_bytes
@@ -80,9 +81,9 @@ def train_and_verify(plan: Plan, spec: S.Spec, stage: Path, progress) -> dict[st
 
     # 1. data: read, validate lazily, quarantine
     src = Path(plan.data_source)
-    progress(f"validating {plan.data_source} against the data contract (pandera, lazy)")
-    df = read_table(src, plan.data_format)
-    v = validate(df, gen["schema"].SCHEMA, contract, plan.spec["security"])
+    progress(f"validating {plan.data_source} against the data contract")
+    masker = quarantine_masker(contract, plan.spec["security"])
+    v = validate(read_table(src, plan.data_format, field_mask(masker)), gen["schema"].SCHEMA, contract, masker)
     share = v.quarantined / v.rows_in if v.rows_in else 0.0
     qdir = Path(spec.env.quarantine_dir)
     qfile = qdir / f"{plan.name}.csv"
@@ -91,8 +92,7 @@ def train_and_verify(plan: Plan, spec: S.Spec, stage: Path, progress) -> dict[st
         v.quarantine.to_csv(qfile, index=False, lineterminator="\n")
     elif qfile.exists():
         qfile.unlink()
-    progress.done(f"rows in {v.rows_in} = accepted {v.accepted} + quarantined {v.quarantined}"
-                  + (f" (reasons in {qfile})" if v.quarantined else ""))
+    progress.done(v.counts() + (f" (reasons in {qfile})" if v.quarantined else ""))
     from runtime.training import DataError
 
     if share > cfg["max_rejected_share"]:
@@ -241,7 +241,7 @@ def train_and_verify(plan: Plan, spec: S.Spec, stage: Path, progress) -> dict[st
 
     data_ev = {
         "source": plan.data_source, "format": plan.data_format, "sha256": file_sha256(src),
-        "rows_in": v.rows_in, "accepted": v.accepted, "quarantined": v.quarantined,
+        "rows_in": v.rows_in, "accepted": v.accepted, "quarantined": v.quarantined, "blank_lines_skipped": v.blank,
         "rejected_share": share, "max_rejected_share": cfg["max_rejected_share"],
         "reasons": v.reasons, "quarantine_file": str(qfile) if v.quarantined else None,
         "split": {"method": cfg["split"]["method"], "train": int(len(tr)), "test": int(len(te)),

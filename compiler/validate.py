@@ -1,7 +1,7 @@
 """validate: structure, then every semantic rule; returns all diagnostics, never raises."""
 from __future__ import annotations
 
-from . import rules_data, rules_inputs, rules_model, rules_policy
+from . import rules_data, rules_inputs, rules_model, rules_policy, rules_sample
 from . import schema as S
 from .context import Ctx
 from .diagnostics import Diagnostic
@@ -22,6 +22,7 @@ def validate(loaded: Loaded) -> tuple[S.Spec | None, list[Diagnostic]]:
     ]
     if spec.data is not None and spec.data.source and rules_inputs.source_inside(ctx):
         rules.insert(0, rules_data.check_source)
+        rules.append(rules_sample.check_sample)  # last: only when everything else holds
     for rule in rules:
         rule(ctx)
     ok = not any(d.is_error for d in diags + ctx.diags)

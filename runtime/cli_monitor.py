@@ -80,6 +80,11 @@ def summary_text(report: dict, files: list[Path], quiet: bool = False) -> str:
                      f"({w['by']}: {w['size']}{' on ' + w['column'] if w['column'] else ''}), "
                      f"{src['rows']} rows from {src['path']}"
                      + (f"; labels as of {job['as_of']}" if job["as_of"] else ""))
+        if "rows_accepted" in src:
+            from .datafile import counts_line
+
+            lines.append("  " + counts_line(src["rows"], src["rows_accepted"], src["rows_breaking_contract"],
+                                            src.get("blank_lines_skipped", 0)))
         by_window: dict[str, list[dict]] = {}
         for a in report["alerts"]:
             by_window.setdefault(a["window"], []).append(a)

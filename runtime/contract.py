@@ -1,8 +1,25 @@
-"""The data contract at run time: typed, vectorised validation of records without pandas.
+"""The data contract's core: what a value means and which reason code a failure gets.
 
-`contract.json` (written by the compiler from the spec) holds, per column, the dtype,
-nullability, checks and PII flags. The same rules are rendered as a pandera schema for
-training; tests hold the two to the same verdicts on dirty real data.
+This module decides, for every path (compile and retrain, `aiops score`, HTTP requests and
+jobs, `aiops monitor`'s data-quality figures). `contract.json` (written by the compiler from
+the spec) holds, per column, the dtype, nullability, checks and PII flags. The generated
+pandera schema is the reviewable rendering of the same rules; training runs it only on rows
+this core accepted, as a cross-check (docs/contract.md). The serving fast path
+(`runtime.http_rows`) accepts a subset of what this core accepts and defers everything else
+to it; tests/test_contract_conformance.py holds every path to the same verdicts.
+
+The rules (each failure gets one code, listed in REASON_CODES):
+- null: None, a float NaN, or text that is empty or only whitespace, in every dtype;
+- int: an integer, or a number or text whose value is whole ("35", "35.0", "3.5e1");
+  |value| <= 2**53; float: any finite number, or text that reads as one ("NaN" is not null,
+  "inf" is not finite; text numbers are ASCII, without "_");
+- bool: true/false, or the text true/false in any case;
+- date: text in one of the column's formats, or a date/datetime value;
+- str/category: text as written (not stripped), or an integer written as its digits;
+- isin, ge/le/gt/lt, regex (search), str_length (characters);
+- unique: a value seen in an earlier row of the same input (file, request or job) is a
+  duplicate; the first one is kept.
+Surrounding whitespace is ignored when reading a number, a boolean or a date.
 """
 from __future__ import annotations
 
@@ -18,6 +35,18 @@ import numpy as np
 from .dates import parse_many
 
 MISSING_CATEGORY = "__missing__"
+
+# every reason code a value or a record can get, in aiops's own words (docs/contract.md)
+REASON_CODES = ("missing_field", "unknown_field", "not_an_object", "null", "wrong_type", "not_finite",
+                "out_of_range", "not_in_set", "regex", "str_length", "invalid_text", "bad_date", "duplicate",
+                "malformed")
+DTYPES = ("int", "float", "str", "category", "bool", "date")
+CHECKS = ("nullable", "ge", "le", "gt", "lt", "isin", "regex", "min_length", "max_length", "unique", "formats")
+
+
+def is_null(v: Any) -> bool:
+    """The core's null: None, a float NaN, or text that is empty or only whitespace."""
+    return v is None or (isinstance(v, float) and v != v) or (isinstance(v, str) and (not v or v.isspace()))
 
 
 @dataclass(frozen=True)
@@ -108,8 +137,10 @@ class Contract:
         return [c for c in self.columns if c.name != self.target]
 
     # ------------------------------------------------------------------ validation
-    def validate_records(self, records: list[Any], allow_extra: bool = False) -> tuple[dict[str, np.ndarray], RowErrors]:
-        """Validate JSON-like records (dicts). Returns clean columns and per-row errors."""
+    def validate_records(self, records: list[Any], allow_extra: bool = False,
+                         seen: dict[str, dict] | None = None) -> tuple[dict[str, np.ndarray], RowErrors]:
+        """Validate JSON-like records (dicts). Returns clean columns and per-row errors.
+        `seen` carries the values of `unique` columns across calls (one input in parts)."""
         n = len(records)
         errors = RowErrors(n)
         raw: dict[str, list[Any]] = {c.name: [None] * n for c in self.request_columns}
@@ -132,21 +163,31 @@ class Contract:
             missing = ~present[c.name] & ~not_obj
             if c.required:
                 errors.add_mask(missing, c.name, "missing_field", "is required")
+        seen = {} if seen is None else seen
         cols = {c.name: self._check_column(c, np.array(raw[c.name] + [None], dtype=object)[:-1], errors,
-                                           skip=~present[c.name]) for c in self.request_columns}
+                                           skip=~present[c.name], seen=seen) for c in self.request_columns}
         return cols, errors
 
-    def validate_columns(self, data: dict[str, Any], n: int) -> tuple[dict[str, np.ndarray], RowErrors]:
-        """Validate columnar data (numpy arrays or lists) of n rows, e.g. a batch chunk."""
+    def validate_columns(self, data: dict[str, Any], n: int, *, columns: list[ColumnRule] | None = None,
+                         nulls: dict[str, np.ndarray] | None = None,
+                         seen: dict[str, dict] | None = None) -> tuple[dict[str, np.ndarray], RowErrors]:
+        """Validate columnar data (numpy arrays or lists) of n rows, e.g. a batch chunk.
+        `columns`: the rules to apply (default: the request columns; training passes all of
+        them, target included). `nulls`, when given, receives each column's null mask.
+        `seen` carries the values of `unique` columns across calls (one input in chunks)."""
         errors = RowErrors(n)
         cols = {}
-        for c in self.request_columns:
+        seen = {} if seen is None else seen
+        for c in (self.request_columns if columns is None else columns):
             if c.name not in data:
-                if c.required:
+                if c.required or columns is not None:
                     errors.add_mask(np.ones(n, dtype=bool), c.name, "missing_field", "is required")
                 cols[c.name] = self._empty(c, n)
+                if nulls is not None:
+                    nulls[c.name] = np.ones(n, dtype=bool)
                 continue
-            cols[c.name] = self._check_column(c, data[c.name], errors, skip=np.zeros(n, dtype=bool))
+            cols[c.name] = self._check_column(c, data[c.name], errors, skip=np.zeros(n, dtype=bool), nulls=nulls,
+                                              seen=seen)
         return cols, errors
 
     def _empty(self, c: ColumnRule, n: int) -> np.ndarray:
@@ -154,7 +195,8 @@ class Contract:
             return np.full(n, np.nan)
         return np.full(n, None, dtype=object)
 
-    def _check_column(self, c: ColumnRule, values: Any, errors: RowErrors, skip: np.ndarray) -> np.ndarray:
+    def _check_column(self, c: ColumnRule, values: Any, errors: RowErrors, skip: np.ndarray,
+                      nulls: dict[str, np.ndarray] | None = None, seen: dict[str, dict] | None = None) -> np.ndarray:
         arr = values if isinstance(values, np.ndarray) else np.asarray(values, dtype=object)
         n = len(arr)
         if c.dtype in ("int", "float"):
@@ -183,12 +225,12 @@ class Contract:
             null = np.zeros(n, dtype=bool)
             bad = np.zeros(n, dtype=bool)
             for i, v in enumerate(arr):
-                if v is None or (isinstance(v, float) and v != v):
+                if is_null(v):
                     null[i] = True
                 elif isinstance(v, (bool, np.bool_)):
                     out[i] = float(v)
-                elif isinstance(v, str) and v.lower() in ("true", "false"):
-                    out[i] = float(v.lower() == "true")
+                elif isinstance(v, str) and v.strip().lower() in ("true", "false"):
+                    out[i] = float(v.strip().lower() == "true")
                 else:
                     bad[i] = True
             errors.add_mask(bad & ~skip, c.name, "wrong_type", "must be true or false")
@@ -203,8 +245,8 @@ class Contract:
             bad = np.zeros(n, dtype=bool)
             bad_text = np.zeros(n, dtype=bool)
             for i, v in enumerate(arr):
-                if v is None or (isinstance(v, float) and v != v):
-                    null[i] = True
+                if v is None or (isinstance(v, str) and (not v or v.isspace())) or (isinstance(v, float) and v != v):
+                    null[i] = True  # is_null, inlined: this loop is the batch path of a many-valued column
                     out[i] = None
                 elif isinstance(v, str):
                     if v.isascii() or is_utf8(v):
@@ -239,7 +281,31 @@ class Contract:
                                 f"length must be in [{c.min_length or 0}, {c.max_length if c.max_length is not None else 'inf'}]")
         if not c.nullable:
             errors.add_mask(null & ~skip, c.name, "null", "must not be null")
+        if c.unique:
+            self._check_unique(c, out, null | skip, errors, {} if seen is None else seen)
+        if nulls is not None:
+            nulls[c.name] = null
         return out
+
+    @staticmethod
+    def _check_unique(c: ColumnRule, out: np.ndarray, null: np.ndarray, errors: RowErrors,
+                      seen: dict[str, dict]) -> None:
+        """A value already seen (in this input) is a duplicate: the first one is kept. A value
+        failing another check of this column does not count (other columns do not matter)."""
+        first = seen.setdefault(c.name, {})
+        failed = np.zeros(len(out), dtype=bool)
+        for i, col, *_ in errors.items:
+            if col == c.name:
+                failed[i] = True
+        dup = np.zeros(len(out), dtype=bool)
+        for i, v in enumerate(out.tolist()):
+            if null[i] or failed[i] or v is None or v != v:
+                continue
+            if v in first:
+                dup[i] = True
+            else:
+                first[v] = True
+        errors.add_mask(dup, c.name, "duplicate", "repeats the value of an earlier row (the column is unique)")
 
 
 def is_utf8(s: str) -> bool:
@@ -290,6 +356,8 @@ def _to_float(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             s = v.strip()
             if s == "":
                 null[i] = True
+            elif not s.isascii() or "_" in s:  # Python's float() reads "1_000" and other scripts' digits
+                bad[i] = True
             else:
                 try:
                     out[i] = float(s)

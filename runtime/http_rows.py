@@ -71,6 +71,8 @@ def _text(c: ColumnRule, contract: Contract) -> Callable[[Any], Any]:
     def check(v: Any) -> Any:
         t = type(v)
         if t is str:
+            if not v or v.isspace():  # the core's null
+                return _NULL
             if not (v.isascii() or is_utf8(v)):
                 return _DEFER
             s = v
@@ -127,6 +129,8 @@ class RowAcceptor:
                 chk, numeric = _text(c, contract), False
             self._cols.append((c.name, chk, c.required, c.nullable, np.nan if numeric else None, numeric))
         self._known = frozenset(self.names) | ({self.target} if self.target else frozenset())
+        # `unique` columns: a request whose records repeat a value is left to the contract
+        self._unique = tuple(k for k, c in enumerate(contract.request_columns) if c.unique)
 
     def values(self, r: Any) -> list[Any] | None:
         """A record's clean values in contract column order (floats holding finite values or
@@ -151,14 +155,33 @@ class RowAcceptor:
             append(v)
         return vals
 
-    def accept(self, records: list[Any]) -> dict[str, np.ndarray] | None:
-        """The contract's clean columns if every record is plainly valid, else None."""
+    def distinct(self, rows: list[list[Any]], seen: dict[str, dict] | None = None) -> bool:
+        """False when records repeat a value of a `unique` column, among themselves or with
+        `seen` (earlier parts of the same input): the contract then decides. When True and
+        `seen` is given, their values are added to it, as `Contract.validate_records` does."""
+        new = []
+        for k in self._unique:
+            name = self.names[k]
+            vals = [r[k] for r in rows if r[k] is not None and r[k] == r[k]]
+            if len(set(vals)) != len(vals) or (seen is not None and any(v in seen.get(name, ()) for v in vals)):
+                return False
+            new.append((name, vals))
+        if seen is not None:
+            for name, vals in new:
+                seen.setdefault(name, {}).update(dict.fromkeys(vals, True))
+        return True
+
+    def accept(self, records: list[Any], seen: dict[str, dict] | None = None) -> dict[str, np.ndarray] | None:
+        """The contract's clean columns if every record is plainly valid, else None. `seen`:
+        the values of `unique` columns in earlier parts of the same input (a job's chunks)."""
         rows = []
         for r in records:
             vals = self.values(r)
             if vals is None:
                 return None
             rows.append(vals)
+        if self._unique and not self.distinct(rows, seen):
+            return None
         out: dict[str, np.ndarray] = {}
         for (name, *_rest, numeric), col in zip(self._cols, zip(*rows) if rows else [()] * len(self._cols)):
             if numeric:
@@ -280,8 +303,14 @@ class FeatureRows:
 
     def rows(self, records: list[Any]) -> list[tuple[list[float], list[str]]] | None:
         out = []
+        acc = self.acceptor
+        if acc._unique and len(records) > 1:
+            vals_all = [acc.values(r) for r in records]
+            if any(v is None for v in vals_all) or not acc.distinct(vals_all):
+                return None
+            return [self.row(v) for v in vals_all]
         for r in records:
-            vals = self.acceptor.values(r)
+            vals = acc.values(r)
             if vals is None:
                 return None
             out.append(self.row(vals))

@@ -395,15 +395,16 @@ class JobRunner:
         header.append("errors")
         rows: list[list[Any]] = []
         scored = rejected = 0
+        seen: dict[str, dict] = {}  # `unique` columns are unique across the whole job
         for start in range(0, n, self.chunk_rows):
             if self._stop.is_set():
                 self.store.release(jid)  # back to the queue; this attempt does not count
                 return
             chunk = records[start:start + self.chunk_rows]
-            cols = acceptor.accept(chunk)
+            cols = acceptor.accept(chunk, seen)
             by_row: dict[int, list[tuple[str, str, str]]] = {}
             if cols is None:
-                cols, errs = contract.validate_records(chunk)
+                cols, errs = contract.validate_records(chunk, seen=seen)
                 by_row = errs.by_row()
             for i in range(start, min(start + len(chunk), n)):
                 if i in pii_errors:

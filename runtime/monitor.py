@@ -148,7 +148,8 @@ class Monitor:
         else:
             chunks = read_chunks(src.current, wanted, src.chunk_rows)
         windows: dict[int, Window] = {}
-        totals = {"rows": 0, "unassigned": 0, "bad_rows": 0, "codes": {}, "labelled": 0, "absent": set(names)}
+        totals = {"rows": 0, "unassigned": 0, "bad_rows": 0, "codes": {}, "labelled": 0, "absent": set(names),
+                  "blank": 0}
         row0 = 0
         max_day = -math.inf
         has_labels = labels_table is not None
@@ -156,6 +157,9 @@ class Monitor:
 
         with ThreadPoolExecutor(1, thread_name_prefix="aiops-monitor-score") as pool:
             for chunk in chunks:
+                _count_file(chunk, totals)
+                if chunk.n == 0:
+                    continue
                 labelled, last_day = self._process(chunk, windows, totals, row0, from_log, labels_table, label_key,
                                                    pool)
                 has_labels |= labelled
@@ -371,6 +375,7 @@ class Monitor:
             "path": str(src.log if src.log is not None else src.current),
             "rows": totals["rows"], "rows_without_window": totals["unassigned"],
             "rows_breaking_contract": totals["bad_rows"], "problems": dict(sorted(totals["codes"].items())),
+            "rows_accepted": totals["rows"] - totals["bad_rows"], "blank_lines_skipped": totals["blank"],
             "absent_columns": sorted(totals["absent"]),
             "labels": {"source": ("file" if src.labels is not None else ("target column" if has_labels else None)),
                        "path": str(src.labels) if src.labels is not None else None,
@@ -380,6 +385,15 @@ class Monitor:
             out["log"] = {"lines": log_stats.lines, "used": log_stats.used,
                           "skipped": dict(sorted(log_stats.skipped.items()))}
         return out
+
+def _count_file(chunk: Chunk, totals: dict) -> None:
+    """A data file's malformed records (rows in, breaking the contract) and blank lines."""
+    if chunk.malformed:
+        totals["rows"] += chunk.malformed
+        totals["bad_rows"] += chunk.malformed
+        totals["codes"]["malformed"] = totals["codes"].get("malformed", 0) + chunk.malformed
+    totals["blank"] += chunk.blank
+
 
 def run(artefact_dir: str | Path, src: Source, report_dir: str | Path | None = None, html: bool = True) -> Outcome:
     """Run the job and write report.json, alerts.json (and report.html) into report_dir."""

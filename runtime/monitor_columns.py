@@ -1,7 +1,8 @@
 """One chunk of current data -> validated contract columns, with per-row problems.
 
-The rules are the data contract's (`runtime.contract.Contract`, the same object that vets
-requests and training rows). To keep a 100k-row chunk cheap, text-like columns (strings,
+The rules are the data contract core's (`runtime.contract.Contract`, the same object that
+vets requests, batch files and training rows), and values reach it as `aiops score` hands
+them over (`runtime.datafile.arrow_values`), so a value gets the same verdict here. To keep a 100k-row chunk cheap, text-like columns (strings,
 categories, dates, booleans) are validated once per distinct value and the verdict is
 spread back to the rows; numeric columns go through the contract's vectorised path.
 """
@@ -37,6 +38,7 @@ class ColumnChecker:
     def __init__(self, contract: Contract):
         self.single = {c.name: Contract([c]) for c in contract.request_columns}
         self.rules = {c.name: c for c in contract.request_columns}
+        self.seen: dict[str, dict] = {}  # `unique` columns: values of earlier chunks
 
     def missing(self, name: str, n: int) -> Checked:
         """A column absent from the input: every row breaks the contract if it is required."""
@@ -52,25 +54,24 @@ class ColumnChecker:
         if hasattr(raw, "combine_chunks"):
             raw = raw.combine_chunks()
         if hasattr(raw, "type"):  # pyarrow array
-            import pyarrow as pa
-            import pyarrow.compute as pc
+            from .datafile import arrow_values
 
-            t = raw.type
-            if rule.numeric and (pa.types.is_integer(t) or pa.types.is_floating(t)):
-                return self._numeric(rule, pc.cast(raw, pa.float64()).to_numpy(zero_copy_only=False))
-            if rule.numeric and (pa.types.is_string(t) or pa.types.is_large_string(t)):
-                try:
-                    return self._numeric(rule, pc.cast(raw, pa.float64()).to_numpy(zero_copy_only=False))
-                except pa.ArrowInvalid:  # a value that is not a number: the contract names it, row by row
-                    return self._rows(rule, np.array(raw.to_pylist(), dtype=object))
-            if rule.numeric:
-                return self._rows(rule, np.array(raw.to_pylist(), dtype=object))
+            if rule.numeric:  # read as `aiops score` reads it: dirty text reaches the core as written
+                vals = arrow_values(raw, rule)
+                if vals.dtype.kind in "iuf":
+                    vals = vals.astype(np.float64)
+                    return self._rows(rule, vals) if rule.unique else self._numeric(rule, vals)
+                return self._rows(rule, vals)
+            if rule.unique or not _encodable(raw.type):  # nested values (lists, structs): row by row
+                arr = np.empty(len(raw), dtype=object)
+                arr[:] = raw.to_pylist()
+                return self._rows(rule, arr) if rule.unique else self._by_value(rule, *_factorize(arr))
             enc = raw.dictionary_encode()
             uniq = enc.dictionary.to_pylist() + [None]
             idx = enc.indices.fill_null(len(uniq) - 1).to_numpy(zero_copy_only=False).astype(np.int64)
             return self._by_value(rule, uniq, idx)
         arr = np.asarray(raw, dtype=object)
-        if rule.numeric:
+        if rule.numeric or rule.unique:
             return self._rows(rule, arr)
         uniq, idx = _factorize(arr)
         return self._by_value(rule, uniq, idx)
@@ -82,16 +83,15 @@ class ColumnChecker:
         return _from_errors(cols[rule.name], null, errors.items, len(x))
 
     def _rows(self, rule: ColumnRule, arr: np.ndarray) -> Checked:
-        null = np.array([v is None or (isinstance(v, float) and v != v) or (isinstance(v, str) and not v.strip()
-                                                                            and rule.numeric) for v in arr.tolist()],
-                        dtype=bool)
-        cols, errors = self.single[rule.name].validate_columns({rule.name: arr}, len(arr))
-        return _from_errors(cols[rule.name], null, errors.items, len(arr))
+        nulls: dict[str, np.ndarray] = {}
+        cols, errors = self.single[rule.name].validate_columns({rule.name: arr}, len(arr), nulls=nulls, seen=self.seen)
+        return _from_errors(cols[rule.name], nulls[rule.name], errors.items, len(arr))
 
     def _by_value(self, rule: ColumnRule, uniq: list, idx: np.ndarray) -> Checked:
         u = np.empty(len(uniq), dtype=object)
         u[:] = uniq
-        cols, errors = self.single[rule.name].validate_columns({rule.name: u}, len(u))
+        nulls: dict[str, np.ndarray] = {}
+        cols, errors = self.single[rule.name].validate_columns({rule.name: u}, len(u), nulls=nulls)
         parsed = cols[rule.name]
         m = len(u)
         bad_u = np.zeros(m, dtype=bool)
@@ -102,7 +102,7 @@ class ColumnChecker:
             code_u.setdefault(code, np.zeros(m, dtype=bool))[i] = True
             if code in RANGE_CODES:
                 range_u[i] = True
-        null_u = np.array([v is None or (isinstance(v, float) and v != v) for v in uniq], dtype=bool)
+        null_u = nulls[rule.name]  # the core's null: blank text too
         per_value = np.bincount(idx, minlength=m)
         codes = {c: int(per_value[mask].sum()) for c, mask in code_u.items() if per_value[mask].sum()}
         parsed_uniq = [None if (isinstance(v, float) and v != v) else v for v in parsed.tolist()]
@@ -120,6 +120,12 @@ def _from_errors(values: np.ndarray, null: np.ndarray, items: list, n: int) -> C
         if code in RANGE_CODES:
             rng[i] = True
     return Checked(values, null, bad, rng, {c: len(rows) for c, rows in codes.items()})
+
+
+def _encodable(t: Any) -> bool:
+    import pyarrow as pa
+
+    return not (pa.types.is_nested(t) or pa.types.is_null(t))
 
 
 def _is_float_kind(rule: ColumnRule) -> bool:

@@ -2,7 +2,9 @@
 JSON lines, or the server's prediction log), the labels file, and the webhook POST.
 
 Every reader yields `Chunk`s of at most `rows` rows, so memory stays bounded whatever
-the size of the input. Columns are pyarrow arrays (parquet, CSV) or numpy object arrays
+the size of the input. CSV and Parquet files are read as every command reads them
+(`runtime.datafile`): blank lines skipped and counted, ragged lines counted as malformed
+records, a repeated header name refused. Columns are pyarrow arrays (parquet, CSV) or numpy object arrays
 (JSON), as they come; `runtime.monitor_columns` validates and converts them.
 """
 from __future__ import annotations
@@ -34,6 +36,8 @@ class Chunk:
     outputs: dict[str, np.ndarray] | None = None  # prediction log: what the server answered
     ids: np.ndarray | None = None  # prediction log: prediction_id
     ts_days: np.ndarray | None = None  # prediction log: the day of ts, as days since 1970-01-01
+    malformed: int = 0  # records of the file with the wrong number of fields, read with this chunk
+    blank: int = 0  # blank lines skipped (not records), read with this chunk
 
 
 @dataclass
@@ -59,46 +63,31 @@ def read_chunks(path: Path, wanted: list[str], rows: int = CHUNK_ROWS) -> Iterat
     if not path.is_file():
         raise MonitorInputError(f"no current data at '{path}'")
     fmt = format_of(path)
-    if fmt == "parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+    if fmt in ("parquet", "csv"):  # read as every command reads a data file (runtime.datafile)
+        from .datafile import RECORD, CsvRecords, DataFileError, parquet_file, parquet_tables
 
         try:
-            pf = pq.ParquetFile(path, pre_buffer=False)  # pre-buffering keeps every row group read: memory grows
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise MonitorInputError(f"cannot read '{path}' as parquet: {exc}") from None
-        have = [c for c in wanted if c in pf.schema_arrow.names]
-        batches = pf.iter_batches(batch_size=rows, columns=have)
-        while True:
-            try:
-                batch = next(batches)
-            except StopIteration:
-                return
-            except (pa.ArrowInvalid, OSError) as exc:
-                raise MonitorInputError(f"cannot read '{path}' as parquet: {exc}") from None
-            yield Chunk(batch.num_rows, {c: batch.column(c) for c in have})
-    elif fmt == "csv":
-        import pyarrow as pa
-        import pyarrow.csv as pcsv
-
-        try:
-            reader = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=1 << 24),
-                                   convert_options=pcsv.ConvertOptions(
-                                       column_types={c: pa.string() for c in wanted}, include_columns=None,
-                                       strings_can_be_null=True, null_values=[""]))
-        except pa.ArrowInvalid as exc:
-            raise MonitorInputError(f"cannot read '{path}' as CSV: {scrub(str(exc))}") from None
-        have = [c for c in wanted if c in reader.schema.names]
-        while True:
-            try:
-                batch = reader.read_next_batch()
-            except StopIteration:
-                return
-            except pa.ArrowInvalid as exc:  # e.g. a row with more fields than the header
-                raise MonitorInputError(f"cannot read '{path}' as CSV: {scrub(str(exc))}") from None
-            for start in range(0, batch.num_rows, rows):
-                b = batch.slice(start, rows)
-                yield Chunk(b.num_rows, {c: b.column(c) for c in have})
+            if fmt == "csv":
+                src = CsvRecords(path, wanted, block_bytes=1 << 22)
+                tables, malformed = src.tables(), src.malformed
+            else:
+                src, malformed = None, []
+                tables = parquet_tables(parquet_file(path), wanted, rows)
+            reported = blank = 0
+            for t in tables:
+                for start in range(0, t.num_rows, rows):
+                    b = t.slice(start, rows)
+                    have = [c for c in wanted if c in b.column_names and c != RECORD]
+                    last = b.column(RECORD)[-1].as_py()
+                    now = sum(1 for m in malformed[reported:] if m.record <= last)
+                    reported += now
+                    yield Chunk(b.num_rows, {c: b.column(c) for c in have}, malformed=now,
+                                blank=(src.blank - blank) if src else 0)
+                    blank = src.blank if src else 0
+            if src is not None and (len(malformed) > reported or src.blank > blank):
+                yield Chunk(0, {}, malformed=len(malformed) - reported, blank=src.blank - blank)
+        except DataFileError as exc:
+            raise MonitorInputError(str(exc)) from None
     else:
         buf: list[dict] = []
         for _, rec in _json_lines(path):
@@ -223,14 +212,13 @@ def load_labels(path: Path, key_columns: list[str], target: str) -> tuple[str, d
         raise MonitorInputError(f"no labels file at '{path}'")
     fmt = format_of(path)
     names: list[str] = []
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
+    if fmt in ("parquet", "csv"):
+        from .datafile import DataFileError, header_of
 
-        names = pq.ParquetFile(path).schema_arrow.names
-    elif fmt == "csv":
-        import pyarrow.csv as pcsv
-
-        names = pcsv.open_csv(path).schema.names
+        try:
+            names = header_of(path, fmt)
+        except DataFileError as exc:
+            raise MonitorInputError(str(exc)) from None
     key = next((k for k in key_columns if k in names), None)
     label_col = target if target in names else ("label" if "label" in names else None)
     if fmt == "jsonl":

@@ -10,14 +10,16 @@ Every row goes through `Contract.validate_columns`, `features.derive_one` and
 `Predictor.run_feed`; an HTTP request's rows get the same feed (`http_rows.FeatureRows`,
 held to `features.derive` bit for bit by tests) and the same model call, so a row gets the
 same bits in both paths.
-Every check of the run-time contract and every string feature reads one value only
-(`unique` is not checked at run time), so a text column with few distinct values in a
+Every check of the run-time contract but `unique` and every string feature reads one value
+only, so a text column with few distinct values in a
 chunk is validated and featurized once per distinct value and the results broadcast.
 
-Row numbers are 1-based positions among the input's records (the CSV header is not one).
-`rows in = scored + quarantined` always holds; a CSV line with the wrong number of fields
-is quarantined as `malformed` (its number counts physical lines: exact unless a quoted
-value before it spans lines).
+Records are read as every command reads them (`runtime.datafile`): a blank line is not a
+record (it is counted and reported as skipped), a line with the wrong number of fields is a
+record quarantined as `malformed` with its line number and raw text (PII masked). Row
+numbers are 1-based positions among the records. `rows in = scored + quarantined` always
+holds; the values are judged by the contract core (`runtime.contract`), `unique` across the
+whole file.
 """
 from __future__ import annotations
 
@@ -37,6 +39,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
+from .datafile import RECORD, CsvRecords, DataFileError, Malformed, arrow_values, counts_line, csv_header, \
+    field_mask, parquet_file, parquet_tables
 from .masking import scrub
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -62,6 +66,7 @@ class ScoreResult:
     chunks: int
     reasons: dict[str, int] = field(default_factory=dict)  # "column: code" -> rows
     encrypted: bool = False
+    blank: int = 0  # blank lines skipped (not records)
 
     @property
     def rows_per_s(self) -> float:
@@ -72,8 +77,8 @@ class ScoreResult:
         return self.quarantined / self.rows_in if self.rows_in else 0.0
 
     def summary(self) -> str:
-        return (f"rows in {self.rows_in} = scored {self.scored} + quarantined {self.quarantined} "
-                f"({self.rows_per_s:,.0f} rows/s, {self.seconds:.2f} s, {self.chunks} chunks)")
+        return (counts_line(self.rows_in, self.scored, self.quarantined, self.blank, "scored")
+                + f" ({self.rows_per_s:,.0f} rows/s, {self.seconds:.2f} s, {self.chunks} chunks)")
 
 
 def file_format(path: Path, what: str) -> str:
@@ -92,9 +97,6 @@ def _did_you_mean(name: str, choices: list[str]) -> str:
 
 def _columns_to_read(path: Path, present: list[str], contract, key: str | None) -> list[str]:
     """The input's columns that scoring reads; ScoreError if a required one is missing."""
-    dup = sorted({c for c in present if present.count(c) > 1})
-    if dup:
-        raise ScoreError(f"'{path}' has duplicate columns: {', '.join(dup)}")
     missing = [c.name for c in contract.request_columns if c.required and c.name not in present]
     if missing:
         extra = [c for c in present if c not in contract.by_name]
@@ -105,72 +107,43 @@ def _columns_to_read(path: Path, present: list[str], contract, key: str | None) 
     return [c for c in present if c in wanted]
 
 
-def _malformed_handler(out: list[tuple[int, str]]):
-    # a closure over the list, not a bound method: the reader keeps the handler alive, and a
-    # cycle through pyarrow's C++ reader is never collected
-    def handle(row) -> str:
-        line = int(row.number) if row.number is not None else 0
-        out.append((line - 1, f"malformed (expected {row.expected_columns} fields, got {row.actual_columns})"))
-        return "skip"
-
-    return handle
-
-
 class _CsvSource:
-    """RecordBatches of text columns; malformed lines are collected as (row, reason)."""
+    """Tables of text columns with their record numbers (`runtime.datafile`); malformed
+    lines are collected in `malformed`, blank lines counted in `blank`."""
 
-    def __init__(self, path: Path, contract, key: str | None, block_bytes: int = 1 << 18):
-        import csv
-
-        self.path = path
-        self.size = max(path.stat().st_size, 1)
-        self.malformed: list[tuple[int, str]] = []
+    def __init__(self, path: Path, contract, key: str | None, block_bytes: int = 1 << 18, mask=None):
         try:
-            with path.open(newline="", encoding="utf-8-sig") as fh:
-                header = next(csv.reader(fh), None)
-        except (UnicodeDecodeError, csv.Error) as exc:
-            raise ScoreError(f"cannot read '{path}' as CSV: {scrub(str(exc))}") from None
-        if not header:
-            raise ScoreError(f"cannot read '{path}' as CSV: the file is empty (no header line)")
-        self.columns = _columns_to_read(path, header, contract, key)
-        self._stream = pa.OSFile(str(path), "rb")
-        try:  # use_threads=False: the parser then reports the line of a malformed row
-            self._reader = pcsv.open_csv(
-                self._stream,
-                read_options=pcsv.ReadOptions(block_size=block_bytes, use_threads=False),
-                parse_options=pcsv.ParseOptions(invalid_row_handler=_malformed_handler(self.malformed),
-                                                 ignore_empty_lines=False),
-                convert_options=pcsv.ConvertOptions(
-                    column_types={c: pa.string() for c in header}, include_columns=self.columns,
-                    strings_can_be_null=True, null_values=[""], quoted_strings_can_be_null=True))
-        except (pa.ArrowInvalid, OSError) as exc:
-            self._stream.close()
-            raise ScoreError(f"cannot read '{path}' as CSV: {scrub(str(exc))}") from None
+            header = csv_header(path)
+            self.columns = _columns_to_read(path, header, contract, key)
+            self.records = CsvRecords(path, self.columns, block_bytes=block_bytes, mask=mask)
+        except DataFileError as exc:
+            raise ScoreError(str(exc)) from None
+        self.malformed = self.records.malformed
+
+    @property
+    def blank(self) -> int:
+        return self.records.blank
 
     def batches(self) -> Iterator[Any]:
         try:
-            yield from self._reader
-        except pa.ArrowInvalid as exc:
-            raise ScoreError(f"cannot read '{self.path}' as CSV: {scrub(str(exc))}") from None
-        finally:
-            self._reader = None
-            self._stream.close()
+            yield from self.records.tables()
+        except DataFileError as exc:
+            raise ScoreError(str(exc)) from None
 
     def progress(self) -> float:
-        try:
-            return min(self._stream.tell() / self.size, 1.0)
-        except (OSError, ValueError):  # closed at the end
-            return 1.0
+        return self.records.progress()
 
 
 class _ParquetSource:
+    blank = 0
+
     def __init__(self, path: Path, contract, key: str | None, chunk_rows: int):
         self.path = path
-        self.malformed: list[tuple[int, str]] = []
+        self.malformed: list[Malformed] = []
         try:
-            self._file = pq.ParquetFile(str(path), buffer_size=1 << 20, pre_buffer=False)
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise ScoreError(f"cannot read '{path}' as Parquet: {exc}") from None
+            self._file = parquet_file(path)
+        except DataFileError as exc:
+            raise ScoreError(str(exc)) from None
         self.columns = _columns_to_read(path, list(self._file.schema_arrow.names), contract, key)
         self.total = max(self._file.metadata.num_rows, 1)
         self.chunk_rows = chunk_rows
@@ -178,18 +151,18 @@ class _ParquetSource:
 
     def batches(self) -> Iterator[Any]:
         try:
-            for b in self._file.iter_batches(batch_size=self.chunk_rows, columns=self.columns, use_threads=False):
-                self.done += b.num_rows
-                yield b
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise ScoreError(f"cannot read '{self.path}' as Parquet: {exc}") from None
+            for t in parquet_tables(self._file, self.columns, self.chunk_rows):
+                self.done += t.num_rows
+                yield t
+        except DataFileError as exc:
+            raise ScoreError(str(exc).replace(str(self._file.metadata), str(self.path))) from None
 
     def progress(self) -> float:
         return min(self.done / self.total, 1.0)
 
 
 def _rechunk(batches: Iterator[Any], rows: int) -> Iterator[Any]:
-    """Tables of exactly `rows` rows (the last one shorter) from batches of any size."""
+    """Tables of exactly `rows` rows (the last one shorter) from tables of any size."""
     buf: list[Any] = []
     have = 0
     for b in batches:
@@ -198,53 +171,17 @@ def _rechunk(batches: Iterator[Any], rows: int) -> Iterator[Any]:
         buf.append(b)
         have += b.num_rows
         while have >= rows:  # slices share the batches' memory: nothing is copied
-            t = pa.Table.from_batches(buf)
+            t = pa.concat_tables(buf) if len(buf) > 1 else buf[0]
             head, rest = t.slice(0, rows), t.slice(rows)
-            buf, have = (rest.to_batches() if rest.num_rows else []), rest.num_rows
+            buf, have = ([rest] if rest.num_rows else []), rest.num_rows
             del t, rest
             yield head
             del head
     if have:
-        yield pa.Table.from_batches(buf)
-
-
-def _ordinals(good: np.ndarray, malformed: list[tuple[int, str]]) -> np.ndarray:
-    """Record numbers (1-based) of the well-formed records `good` (0-based, in order among
-    the well-formed ones), skipping the numbers of malformed lines."""
-    if not malformed:
-        return good + 1
-    m = np.array(sorted(r for r, _ in malformed if r > 0), dtype=np.int64)  # r <= 0: position unknown
-    return good + 1 + np.searchsorted(m - np.arange(len(m)), good + 1, side="right")
+        yield pa.concat_tables(buf) if len(buf) > 1 else buf[0]
 
 
 # ---------------------------------------------------------------------------- validation
-def _column_values(arr: Any, rule) -> np.ndarray:
-    """A pyarrow array as the numpy array the validator takes: float64 where the values are
-    numbers that Python reads the same way, object arrays otherwise."""
-    t = arr.type
-    if pa.types.is_dictionary(t):
-        arr = arr.dictionary_decode()
-        t = arr.type
-    if rule.numeric and (pa.types.is_string(t) or pa.types.is_large_string(t)):
-        try:
-            num = pc.cast(arr, pa.float64())
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            num = None  # a value is not a number: the validator says which
-        # the text 'nan' would become NaN, a missing value: let the validator see the text
-        if num is not None and not pc.any(pc.is_nan(num)).as_py():
-            return num.to_numpy(zero_copy_only=False)
-        return arr.to_numpy(zero_copy_only=False)
-    if pa.types.is_decimal(t):
-        arr = arr.cast(pa.float64())
-    elif pa.types.is_integer(t) and arr.null_count < len(arr):
-        mm = pc.min_max(arr).as_py()
-        if max(abs(mm["min"]), abs(mm["max"])) > _MAX_EXACT_INT:  # as a JSON integer would be
-            out = np.empty(len(arr), dtype=object)
-            out[:] = arr.to_pylist()
-            return out
-    return arr.to_numpy(zero_copy_only=False)
-
-
 class _Validator:
     """`Contract.validate_columns` over a chunk, one column at a time. A text column with
     few distinct values is validated once per distinct value and the verdicts broadcast to
@@ -257,6 +194,7 @@ class _Validator:
         self.contract = contract
         self.present = set(columns)
         self.one = {c.name: Contract([c]) for c in contract.request_columns}
+        self.seen: dict[str, dict] = {}  # `unique` columns: values seen in earlier chunks
 
     def validate(self, table) -> tuple[dict[str, np.ndarray], Any, dict[str, tuple[np.ndarray, np.ndarray]]]:
         from .contract import RowErrors
@@ -277,7 +215,7 @@ class _Validator:
             if d is not None:
                 distinct[rule.name] = d  # not expanded to the rows unless a feature needs it
             else:
-                vals, errs = one.validate_columns({rule.name: _column_values(col, rule)}, n)
+                vals, errs = one.validate_columns({rule.name: arrow_values(col, rule)}, n, seen=self.seen)
                 errors.items.extend(errs.items)
                 clean[rule.name] = vals[rule.name]
         return clean, errors, distinct
@@ -290,7 +228,7 @@ class _Validator:
         k = len(enc.dictionary)
         if 4 * k > n:
             return None
-        vals, errs = one.validate_columns({rule.name: _column_values(enc.dictionary, rule)}, k)
+        vals, errs = one.validate_columns({rule.name: arrow_values(enc.dictionary, rule)}, k)
         idx = enc.indices.to_numpy(zero_copy_only=False)
         if errs.items:
             by_value = errs.by_row()
@@ -381,9 +319,14 @@ def _output_schema(pred, key: str | None):
     return pa.schema(fields)
 
 
+RAW = "raw"  # a malformed line as written (PII fields masked); empty for other rows
+
+
 def _quarantine_schema(columns: list[str]):
+    """row, reasons, the columns read (PII masked), raw: the same file layout as compile's."""
     return pa.schema([pa.field("row", pa.int64()), pa.field("reasons", pa.string())]
-                     + [pa.field(c, pa.string()) for c in columns if c not in ("row", "reasons")])
+                     + [pa.field(c, pa.string()) for c in columns if c not in ("row", "reasons", RAW)]
+                     + [pa.field(RAW, pa.string())])
 
 
 def _texts(col: Any) -> list[str | None]:
@@ -405,6 +348,7 @@ class Progress:
         self.enabled = enabled
         self.tty = enabled and self.stream.isatty()
         self.tenth = -1
+        self.last = -1  # the row count of the last line printed
         self.t0 = time.perf_counter()
 
     def update(self, frac: float, rows: int) -> None:
@@ -415,12 +359,19 @@ class Progress:
             self.stream.write(f"\rscoring [{'#' * int(frac * 30):<30}] {frac:6.1%}  {rows:,} rows  {rate:,.0f} rows/s")
         elif int(frac * 10) > self.tenth:
             self.tenth = int(frac * 10)
+            self.last = rows
             self.stream.write(f"scoring: {frac:.0%} ({rows:,} rows, {rate:,.0f} rows/s)\n")
         self.stream.flush()
 
-    def close(self) -> None:
+    def close(self, rows: int | None = None) -> None:
+        """Ends the bar; `rows` (the final count) is printed when the last line said another."""
         if self.tty:
+            if rows is not None:
+                self.stream.write(f"\rscoring [{'#' * 30}] {1:6.1%}  {rows:,} rows")
             self.stream.write("\n")
+            self.stream.flush()
+        elif self.enabled and rows is not None and rows != self.last:
+            self.stream.write(f"scoring: 100% ({rows:,} rows)\n")
             self.stream.flush()
 
 
@@ -432,7 +383,7 @@ class _Chunk:
     clean: dict[str, np.ndarray]
     errors: Any  # RowErrors
     distinct: dict[str, tuple[np.ndarray, np.ndarray]]  # see _Validator
-    malformed: list[tuple[int, str]]  # malformed lines to report with this chunk
+    malformed: list[Malformed]  # malformed lines to report with this chunk
     progress: float
 
 
@@ -454,19 +405,17 @@ def _produce(src, chunk_rows: int, validator: _Validator, q: queue.Queue, stop: 
         return not stop.is_set()
 
     try:
-        seen = reported = 0
+        reported = 0
         for table in _rechunk(src.batches(), chunk_rows):
-            n = table.num_rows
-            rownum = _ordinals(np.arange(seen, seen + n, dtype=np.int64), src.malformed)
-            seen += n
-            pending = sorted(src.malformed[reported:])
-            now = [m for m in pending if m[0] <= rownum[-1]]
+            rownum = table.column(RECORD).to_numpy(zero_copy_only=False).astype(np.int64)
+            table = table.drop_columns([RECORD])
+            now = [m for m in src.malformed[reported:] if m.record <= rownum[-1]]
             reported += len(now)
             clean, errors, distinct = validator.validate(table)
             if not put(_Chunk(table, rownum, clean, errors, distinct, now, src.progress())):
                 return
             del table, clean, errors, distinct
-        rest = sorted(src.malformed[reported:])
+        rest = src.malformed[reported:]
         if rest and not put(_Chunk(None, np.zeros(0, dtype=np.int64), {}, None, {}, rest, 1.0)):
             return
         put(_END)
@@ -486,7 +435,7 @@ class _Sink:
         self.reasons: dict[str, int] = {}
 
     def take(self, item: _Chunk) -> None:
-        rejected = [(r, why, {}) for r, why in item.malformed]
+        rejected = [(m.record, m.reason, {RAW: m.raw}) for m in item.malformed]
         if item.malformed:
             self.reasons["malformed"] = self.reasons.get("malformed", 0) + len(item.malformed)
         if item.table is not None:
@@ -577,7 +526,8 @@ def score_file(artefact_dir: str | Path, input_path: str | Path, output_path: st
     except PolicyError as exc:
         raise ScoreError(str(exc)) from None
     key = serving.get("key") or contract.key
-    src = _CsvSource(inp, contract, key) if in_fmt == "csv" else _ParquetSource(inp, contract, key, chunk)
+    src = _CsvSource(inp, contract, key, mask=field_mask(masker)) if in_fmt == "csv" else \
+        _ParquetSource(inp, contract, key, chunk)
     tmp_out = out.with_name(out.name + ".partial")
     tmp_q = qpath.with_name(qpath.name + ".partial")
     sink = _Sink(pred, art.manifest_sha256, key if key in src.columns else None, src.columns, masker,
@@ -606,14 +556,14 @@ def score_file(artefact_dir: str | Path, input_path: str | Path, output_path: st
     finally:
         stop.set()
         worker.join()
-        bar.close()
+        bar.close(sink.rows_in if ok else None)
         sink.close()
         if not ok:
             tmp_out.unlink(missing_ok=True)
             tmp_q.unlink(missing_ok=True)
     rows_in, scored, quarantined = sink.rows_in, sink.scored, sink.quarantined
     result = ScoreResult(rows_in, scored, quarantined, time.perf_counter() - t0, out, qpath, sink.chunks,
-                         dict(sorted(sink.reasons.items())), cipher is not None)
+                         dict(sorted(sink.reasons.items())), cipher is not None, src.blank)
     os.replace(tmp_q, qpath)
     if max_rejected_share is not None and result.rejected_share > max_rejected_share:
         tmp_out.unlink(missing_ok=True)
@@ -651,7 +601,7 @@ def _write_quarantine(w: _Writer, rows: list, columns: list[str]) -> None:
     rows.sort(key=lambda r: r[0])
     cols: dict[str, Any] = {"row": pa.array([r[0] if r[0] > 0 else None for r in rows], pa.int64()),
                             "reasons": pa.array([r[1] for r in rows], pa.string())}
-    for c in columns:
+    for c in columns + [RAW]:
         if c not in cols:
             cols[c] = pa.array([r[2].get(c) for r in rows], pa.string())
     w.write(pa.table(cols, schema=w.schema))

@@ -1,4 +1,4 @@
-"""Training: contract validation with quarantine, features, split, fit.
+"""Training: reading the data file, contract validation with quarantine, features, split, fit.
 
 Imported by the generated pipeline and by `aiops compile`; never by the serving path.
 """
@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 
 from .contract import Contract
+from .datafile import RECORD, CsvRecords, DataFileError, Malformed, arrow_values, counts_line, parquet_file, \
+    parquet_tables
 from .dates import parse_many
 from .features import FeatureStep, derive
 
@@ -33,99 +35,162 @@ def dates_parse(series, formats: tuple[str, ...]):
     return pd.Series(~bad, index=series.index)
 
 
-def read_table(path: Path, fmt: str):
-    import pandas as pd
+@dataclass
+class RawData:
+    """A data file as every command reads it (`runtime.datafile`): the records that have the
+    header's number of fields (a pyarrow table, RECORD holds their numbers), the malformed
+    ones, and the count of blank lines skipped."""
+    table: Any
+    malformed: list[Malformed]
+    blank: int
+    header: list[str]
 
-    if fmt == "csv":
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-    return pd.read_parquet(path)
 
+def read_table(path: Path, fmt: str, mask=None) -> RawData:
+    import pyarrow as pa
 
+    try:
+        if fmt == "csv":
+            rec = CsvRecords(path, None, block_bytes=1 << 22, mask=mask)
+            parts = list(rec.tables())
+            header, malformed, blank = rec.header, rec.malformed, rec.blank
+        else:
+            pf = parquet_file(path)
+            header, malformed, blank = list(pf.schema_arrow.names), [], 0
+            parts = list(parquet_tables(pf, header, 1 << 16))
+    except DataFileError as exc:
+        raise DataError(str(exc), help="fix the data file (docs/contract.md says how every command reads it)") \
+            from None
+    if parts:
+        table = pa.concat_tables(parts)
+    else:
+        table = pa.table({**{c: pa.array([], pa.string()) for c in header}, RECORD: pa.array([], pa.int64())})
+    return RawData(table, malformed, blank, header)
 
 
 @dataclass
 class Validated:
-    frame: Any  # accepted rows, coerced (pandas DataFrame)
+    frame: Any  # accepted rows as typed contract columns (pandas DataFrame)
     columns: dict[str, np.ndarray]  # accepted rows as clean contract columns
     rows_in: int
     accepted: int
     quarantined: int
-    quarantine: Any  # DataFrame of rejected rows with their reasons
-    reasons: dict[str, int]  # check -> count of failing rows
+    quarantine: Any  # DataFrame of rejected rows: row, reasons, the columns (PII masked), raw
+    reasons: dict[str, int]  # "column: code" -> count of failing rows
+    blank: int = 0  # blank lines skipped (not records)
+
+    def counts(self) -> str:
+        return counts_line(self.rows_in, self.accepted, self.quarantined, self.blank)
 
 
-def validate(df, schema, contract: Contract, security: dict[str, Any] | None = None) -> Validated:
-    """pandera (lazy) and the runtime contract both vet every row; a row either rejects
-    is quarantined with all its reasons, so serving accepts every row training used.
-    The quarantine keeps the contract's columns only, PII masked as the spec's `security`
-    policy says (`runtime.masking.masker_for`, as the score quarantine and the prediction log)."""
-    import pandera.errors as pe
+def quarantine_masker(contract: Contract, security: dict[str, Any] | None = None):
+    """The masker of compile's quarantine file: the one keyed masker
+    (`runtime.masking.masker_for`), as the score quarantine and the prediction log use it, so
+    a value masks alike on every path."""
+    from .masking import masker_for
+    from .policy import PolicyError
 
-    rows_in = len(df)
-    df = df.reset_index(drop=True)
-    missing_cols = [c for c in schema.columns if c not in df.columns]
+    try:
+        return masker_for(security, contract)
+    except PolicyError as exc:
+        raise DataError("the data holds PII that cannot be masked", str(exc),
+                        help="set AIOPS_MASK_SALT; nothing is written in clear") from None
+
+
+def validate(raw: RawData, schema, contract: Contract, masker=None) -> Validated:
+    """The contract core (`runtime.contract`) decides which records are accepted, with every
+    reason of each rejected one; the generated pandera schema then re-checks the accepted
+    rows (a cross-check: it must agree, see docs/contract.md)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    masker = masker or quarantine_masker(contract)
+    table = raw.table
+    missing_cols = [c.name for c in contract.columns if c.name not in raw.header]
     if missing_cols:
         raise DataError("the data source lacks columns of the contract",
                         f"missing: {', '.join(missing_cols)}", help="fix the data file or the contract")
-    reasons: dict[int, list[str]] = {}
+    n = table.num_rows
+    data = {c.name: arrow_values(table.column(c.name).combine_chunks(), c) for c in contract.columns}
+    clean, errs = contract.validate_columns(data, n, columns=contract.columns)
+    by_row = errs.by_row()
+    bad = np.zeros(n, dtype=bool)
+    bad[list(by_row)] = True
+    reasons: dict[str, int] = {}
+    for found in by_row.values():
+        for k in dict.fromkeys(f"{col}: {code}" for col, code, _ in found):
+            reasons[k] = reasons.get(k, 0) + 1
+    if raw.malformed:
+        reasons["malformed"] = len(raw.malformed)
+    record = table.column(RECORD).to_numpy(zero_copy_only=False)
+    # the quarantine: row, reasons, the file's columns as text (PII masked), raw (malformed lines)
+    idx = np.flatnonzero(bad)
+    columns = [c for c in raw.header if c not in ("row", "reasons", "raw")]
+    sub = table.take(pa.array(idx, pa.int64()))
+    texts = {c: _texts(sub.column(c)) for c in columns}
+    for c in columns:
+        if c in masker.methods:
+            texts[c] = [masker.mask(c, v) for v in texts[c]]
+    rows = [(int(record[i]), "; ".join(dict.fromkeys(f"{col}: {code} ({msg})" for col, code, msg in by_row[int(i)])),
+             {c: texts[c][j] for c in columns}, None) for j, i in enumerate(idx)]
+    rows += [(m.record, m.reason, {}, m.raw) for m in raw.malformed]
+    rows.sort(key=lambda r: r[0])
+    quarantine = pd.DataFrame({"row": [r[0] for r in rows], "reasons": [r[1] for r in rows],
+                               **{c: [r[2].get(c) for r in rows] for c in columns},
+                               "raw": [r[3] for r in rows]})
+    keep = ~bad
+    cols = {k: v[keep] for k, v in clean.items()}
+    frame = _frame(contract, cols)
+    _cross_check(schema, contract, cols, table.filter(pa.array(keep)) if n else table)
+    rows_in = n + len(raw.malformed)
+    return Validated(frame, {c.name: cols[c.name] for c in contract.request_columns}, rows_in, int(keep.sum()), int(bad.sum()) + len(raw.malformed), quarantine,
+                     dict(sorted(reasons.items())), raw.blank)
+
+
+def _texts(col: Any) -> list[str | None]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        return col.to_pylist()
     try:
-        schema.validate(df, lazy=True)
+        return pc.cast(col, pa.string()).to_pylist()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return [None if v is None else str(v) for v in col.to_pylist()]
+
+
+def _frame(contract: Contract, cols: dict[str, np.ndarray]):
+    """The accepted rows as a typed DataFrame: int as Int64, bool as boolean, dates as days."""
+    import pandas as pd
+
+    out = {}
+    for c in contract.columns:
+        v = cols[c.name]
+        if c.dtype == "int":
+            out[c.name] = pd.array([None if x != x else int(x) for x in v.tolist()], dtype="Int64")
+        elif c.dtype == "bool":
+            out[c.name] = pd.array([None if x != x else bool(x) for x in v.tolist()], dtype="boolean")
+        else:
+            out[c.name] = v
+    return pd.DataFrame(out)
+
+
+def _cross_check(schema, contract: Contract, cols: dict[str, np.ndarray], accepted) -> None:
+    """The pandera schema on the accepted rows (dates as written): it must accept them all."""
+    import pandera.errors as pe
+
+    frame = _frame(contract, cols)
+    for c in contract.columns:
+        if c.dtype == "date":  # the schema checks the text against the formats
+            frame[c.name] = accepted.column(c.name).to_pandas().astype(object).where(lambda s: s.notna(), None) \
+                if accepted.num_rows else frame[c.name].astype(object)
+    try:
+        schema.validate(frame, lazy=True)
     except pe.SchemaErrors as exc:
         fc = exc.failure_cases
-        whole: list[tuple[str, str]] = []
-        row_level_cols: set[str] = set()
-        for _, r in fc.iterrows():
-            idx = r.get("index")
-            col = r.get("column")
-            check = str(r.get("check"))
-            if idx is None or (isinstance(idx, float) and np.isnan(idx)):
-                if not check.startswith("column_in_dataframe"):
-                    whole.append((str(col), check))
-                continue
-            row_level_cols.add(str(col))
-            reasons.setdefault(int(idx), []).append(f"{col}: {check}")
-        # a check pandera could not run on a column whose values failed to coerce is covered by
-        # the per-row coercion failures; any other whole-table failure stops the build
-        unexplained = [(c, ch) for c, ch in whole if c not in row_level_cols]
-        if unexplained:
-            raise DataError("the data fails a whole-table check of the contract",
-                            *[f"{c}: {ch}" for c, ch in unexplained], help="fix the data file or the contract")
-    # the runtime validator, on the raw values of every row
-    data = {c.name: df[c.name].to_numpy(dtype=object) if c.name in df.columns else None
-            for c in contract.request_columns}
-    _, errs = contract.validate_columns({k: v for k, v in data.items() if v is not None}, rows_in)
-    for i, col, code, msg in errs.items:
-        reasons.setdefault(i, []).append(f"{col}: {code} ({msg})")
-    bad = np.zeros(rows_in, dtype=bool)
-    if reasons:
-        bad[list(reasons)] = True
-    rejected = df.loc[bad, [c for c in df.columns if c in contract.by_name]].copy()  # outside the contract: dropped
-    by_check: dict[str, int] = {}
-    for rs in reasons.values():
-        for r in sorted(set(x.split(" (")[0] for x in rs)):
-            by_check[r] = by_check.get(r, 0) + 1
-    if len(rejected):
-        from .masking import masker_for
-        from .policy import PolicyError
-
-        try:
-            masker = masker_for(security, contract)
-        except PolicyError as exc:
-            raise DataError("the quarantined rows hold PII that cannot be masked", str(exc),
-                            help="set AIOPS_MASK_SALT; nothing is written in clear") from None
-        for col in masker.methods:
-            if col in rejected.columns:
-                rejected[col] = rejected[col].map(lambda v, c=col: masker.mask(c, v))
-    rejected.insert(0, "__reasons__", ["; ".join(dict.fromkeys(reasons[i])) for i in np.flatnonzero(bad)])
-    rejected.insert(0, "__row__", np.flatnonzero(bad) + 1)
-    accepted = df[~bad].reset_index(drop=True)
-    accepted = schema.validate(accepted, lazy=True)  # coerces dtypes; cannot fail now
-    cols, errs2 = contract.validate_columns(
-        {c.name: accepted[c.name].to_numpy(dtype=object) for c in contract.request_columns if c.name in accepted},
-        len(accepted))
-    if errs2.items:  # pragma: no cover - both validators already passed these rows
-        raise DataError("internal: accepted rows fail the runtime contract", str(errs2.items[:3]))
-    return Validated(accepted, cols, rows_in, len(accepted), int(bad.sum()), rejected, by_check)
+        notes = [f"{r.get('column')}: {r.get('check')}" for _, r in fc.head(5).iterrows()]
+        raise DataError("the generated pandera schema (pipeline/schema.py) rejects rows that the contract core "
+                        "accepted", *notes, help="this is a bug in aiops: please report it with the spec") from None
 
 
 def model_frame(steps: list[FeatureStep], cols: dict[str, np.ndarray]):

@@ -379,6 +379,81 @@ error[E211]: data.key refers to an undeclared column
    = 'flight_ky' is not a column of data.columns (@COLUMNS@)
    = help: did you mean 'flight_key'?""",
     ),
+    # ------------------------------------------------------------------ the data, sampled (rules_sample.py)
+    "E220-repeated-header-name": Bad(
+        edits=(("data/german_credit.csv", "telephone,foreign_worker,creditability", "telephone,telephone,creditability"),),
+        at=(SPEC, "source: data/german_credit.csv", "data/"),
+        expected="""\
+error[E220]: the data source repeats a column name
+  --> @AT@ (data.source)
+   |     source: data/german_credit.csv
+   = 'telephone' is the name of columns 19 and 20 of the header of data/german_credit.csv
+   = help: give each column its own name in the file (every command refuses the file as it is)""",
+    ),
+    "E221-date-format-matches-no-value": Bad(
+        spec="flight_delays",
+        edits=((SPEC, 'formats: ["%Y-%m-%d", "%m/%d/%Y", "%d%m%Y"]', 'formats: ["%d.%m.%Y"]'),),
+        at=(SPEC, 'formats: ["%d.%m.%Y"]', '['),
+        expected="""\
+error[E221]: no value of the date column is written in its formats
+  --> @AT@ (data.columns.flight_date.formats)
+   |     formats: ["%d.%m.%Y"]
+   = none of the 10,000 values of 'flight_date' in the first 10,000 records of data/flights_2013.parquet is written as %d.%m.%Y; e.g. '9999-99-99' (masked: 9 is a digit, x a letter)
+   = help: the values look like '%Y-%m-%d': add it to formats""",
+    ),
+    "E222-values-do-not-fit-the-dtype": Bad(
+        edits=((SPEC, "credit_history: {dtype: category}", "credit_history: {dtype: int}"),),
+        at=(SPEC, "credit_history: {dtype: int}", "int"),
+        expected="""\
+error[E222]: the data does not fit the column's dtype
+  --> @AT@ (data.columns.credit_history.dtype)
+   |     credit_history: {dtype: int}
+   = 1,000 of the 1,000 records of data/german_credit.csv (100.0%) have a value of 'credit_history' that is not an integer; e.g. 'critical account/ other credits existing'
+   = help: fix the dtype of 'credit_history', or the data; data.max_rejected_share is 2.0%""",
+    ),
+    "E223-values-outside-isin": Bad(
+        edits=((SPEC, "isin: [rent, own, for free]", "isin: [rent, own]"),),
+        at=(SPEC, "isin: [rent, own]}", "["),
+        expected="""\
+error[E223]: the data does not fit the column's isin
+  --> @AT@ (data.columns.housing.checks.isin)
+   |     housing: {dtype: category, checks: {isin: [rent, own]}}
+   = 108 of the 1,000 records of data/german_credit.csv (10.8%) have a value of 'housing' that is not in isin; e.g. 'for free'
+   = help: fix the isin of 'housing', or the data; data.max_rejected_share is 2.0%""",
+    ),
+    "E224-sample-rejected-share": Bad(
+        edits=((SPEC, "isin: [rent, own, for free]", "isin: [rent, own]"),),
+        at=(SPEC, "max_rejected_share: 0.02", "0.02"),
+        expected="""\
+error[E224]: the data breaks the contract more than data.max_rejected_share allows
+  --> @AT@ (data.max_rejected_share)
+   |     max_rejected_share: 0.02
+   = 108 of the 1,000 records of data/german_credit.csv (10.8%) would be quarantined; the spec tolerates 2.0%
+   = 108 rows: housing: not_in_set
+   = help: fix the data, or the contract where it is wrong (each reason is above or in the notes)""",
+    ),
+    "E225-single-class-target": Bad(
+        edits=((SPEC, "creditability: {dtype: category, checks: {isin: [good, bad]}}",
+                "creditability: {dtype: category, checks: {isin: [good]}}"),
+               (SPEC, "positive_class: bad", "positive_class: good")),
+        at=(SPEC, "target: creditability", "creditability"),
+        expected="""\
+error[E225]: the target has a single class
+  --> @AT@ (problem.target)
+   |     target: creditability
+   = every one of the 700 rows of the 1,000 records of data/german_credit.csv that the contract accepts has creditability = 'good'
+   = help: a classifier needs rows of at least two classes: fix the data or the contract's checks on the target""",
+    ),
+    "E226-split-leaves-a-class-too-few-rows": Bad(
+        edits=((SPEC, "test_size: 0.3", "test_size: 0.01"),),
+        at=(SPEC, "  split:", "split"),
+        expected="""\
+error[E226]: the split leaves a class too few rows
+  --> @AT@ (data.split)
+   |     split:
+   = the stratified split (test_size 0.01) would leave about 3 rows of class 'bad' in the holdout of the 1,000 records of data/german_credit.csv; at least 5 are needed to train and to measure
+   = help: move test_start/end, change test_size, or add rows of that class""",
+    ),
     # ------------------------------------------------------------------ problem and features
     "E212-source-outside-the-spec-folder": Bad(
         edits=((SPEC, "source: data/german_credit.csv", "source: ../../secret.csv"),),
@@ -1041,8 +1116,8 @@ def test_bad_spec(case: Bad, spec_copy, tmp_path, monkeypatch):
 
 
 # the modules of `aiops check` (compile-time codes such as E9xx live elsewhere)
-CHECK_MODULES = ("load.py", "guard.py", "rules_inputs.py", "structure.py", "rules_data.py", "rules_model.py", "rules_policy.py", "context.py",
-                 "diagnostics.py", "check.py")
+CHECK_MODULES = ("load.py", "guard.py", "rules_inputs.py", "structure.py", "rules_data.py", "rules_sample.py",
+                 "rules_model.py", "rules_policy.py", "context.py", "diagnostics.py", "check.py")
 
 
 def _codes_in_compiler() -> set[str]:

@@ -222,30 +222,52 @@ def test_dirty_rows_are_quarantined_with_their_reasons_and_counts_reconcile(tmp_
     ev = json.loads((out / "evidence/data.json").read_text())
     assert (ev["rows_in"], ev["accepted"], ev["quarantined"]) == (1000, 995, 5)
     q = pd.read_csv(qdir / "credit_risk.csv", dtype=str, keep_default_na=False)
-    assert q["__row__"].astype(int).tolist() == [3, 5, 7, 9, 11]  # 1-based data rows
-    reasons = dict(zip(q["__row__"].astype(int), q["__reasons__"]))
+    assert q["row"].astype(int).tolist() == [3, 5, 7, 9, 11]  # 1-based data rows
+    reasons = dict(zip(q["row"].astype(int), q["reasons"]))
     assert "duration_in_month: wrong_type (must be an integer)" in reasons[3]
     assert "credit_amount: out_of_range (must be > 0)" in reasons[5]
     assert "housing: not_in_set (must be one of for free, own, rent)" in reasons[7]
     assert "age_in_years: null (must not be null)" in reasons[9]
     assert "age_in_years: out_of_range (must be >= 18)" in reasons[11]
-    # pandera's own verdicts are there too (where a column coerces, its checks run)
-    assert "credit_amount: greater_than(0)" in reasons[5]
-    assert "housing: isin(" in reasons[7]
+    # one reason per failure, in aiops's words: the contract core decides, not pandera
+    assert reasons[5] == "credit_amount: out_of_range (must be > 0)"
+    assert reasons[7] == "housing: not_in_set (must be one of for free, own, rent)"
+    assert reasons[11] == "age_in_years: out_of_range (must be >= 18)"  # the PII value is any text: no reason
+    # the rejected rows keep their values (the same layout as score's quarantine file)
+    assert q.loc[q["row"] == "3", "duration_in_month"].item() == "twelve"
+    assert list(q.columns[:2]) == ["row", "reasons"] and q.columns[-1] == "raw"
     # PII is masked in the quarantine file
-    assert q.loc[q["__row__"] == "11", "personal_status_and_sex"].item().startswith("sha256:")
+    assert q.loc[q["row"] == "11", "personal_status_and_sex"].item().startswith("sha256:")
     assert "male : single" not in (qdir / "credit_risk.csv").read_text()
 
 
 def test_too_many_rejected_rows_stop_the_build_with_a_clear_error(tmp_path):
+    # in the rows aiops check samples: the check reports it, before any training
     spec = _dirty_credit(tmp_path, {i: {"housing": "castle"} for i in range(0, 60)})  # 6% > 2% tolerance
     out = tmp_path / "out"
     with pytest.raises(BuildFailed) as exc:
         compile_spec(str(spec), [f"env.quarantine_dir={tmp_path / 'q'}"], out=str(out), quiet=True)
     assert exc.value.code == 2
+    assert "error[E224]: the data breaks the contract more than data.max_rejected_share allows" in exc.value.text
+    assert "= 60 of the 1,000 records of data/german_credit.csv (6.0%) would be quarantined" in exc.value.text
+    assert not out.exists()
+
+
+def test_too_many_rejected_rows_beyond_the_checked_sample_stop_the_build(tmp_path):
+    # beyond the first 10,000 records that aiops check reads: compile's own tolerance check
+    spec = copy_spec("credit_risk", tmp_path)
+    path = spec / "data/german_credit.csv"
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    df = pd.concat([df] * 11, ignore_index=True)  # 11,000 rows
+    df.loc[len(df) - 300:, "housing"] = "castle"  # 300 of 11,000 (2.7%) > 2% tolerance, all after row 10,000
+    df.to_csv(path, index=False, lineterminator="\n")
+    out = tmp_path / "out"
+    with pytest.raises(BuildFailed) as exc:
+        compile_spec(str(spec), [f"env.quarantine_dir={tmp_path / 'q'}"], out=str(out), quiet=True)
+    assert exc.value.code == 2
     text = exc.value.text
-    assert "error[E901]: 60 of 1000 rows (6.0%) break the data contract; the spec tolerates 2.0%" in text
-    assert "= 60 rows: housing: not_in_set" in text
+    assert "error[E901]: 300 of 11000 rows (2.7%) break the data contract; the spec tolerates 2.0%" in text
+    assert "= 300 rows: housing: not_in_set" in text
     assert "help: fix the data, or the contract if it is wrong; data.max_rejected_share sets the tolerance" in text
     assert not out.exists()
 
@@ -271,8 +293,8 @@ def test_dates_in_any_accepted_format_are_parsed_and_bad_dates_quarantined(tmp_p
     ev = json.loads((out / "evidence/data.json").read_text())
     assert ev["rows_in"] == len(df) and ev["quarantined"] == 4 and ev["accepted"] == len(df) - 4
     q = pd.read_csv(qdir / "flight_delays.csv", dtype=str)
-    assert q["__row__"].astype(int).tolist() == [3, 4, 5, 6]
-    assert all("must be a date written as %Y-%m-%d or %m/%d/%Y or %d%m%Y" in r for r in q["__reasons__"][:2])
+    assert q["row"].astype(int).tolist() == [3, 4, 5, 6]
+    assert all("must be a date written as %Y-%m-%d or %m/%d/%Y or %d%m%Y" in r for r in q["reasons"][:2])
     # the two rows in other accepted formats were parsed to the same day
     from runtime.dates import parse_many
 

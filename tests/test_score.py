@@ -265,7 +265,8 @@ def test_dirty_rows_are_quarantined_with_every_reason_and_the_counts_reconcile(c
         found = {m.group(1) for m in re.finditer(r"(\w+: \w+) \(", by_row[rec]["reasons"])}
         assert found == expected, (rec, by_row[rec]["reasons"])
         assert by_row[rec]["flight_key"] == rows[rec][0]  # the raw values are kept
-    assert by_row[MALFORMED]["reasons"] == "malformed (expected 15 fields, got 16)"
+    assert by_row[MALFORMED]["reasons"] == f"malformed (line {MALFORMED + 1}: expected 15 fields, got 16)"  # + header
+    assert by_row[MALFORMED]["raw"].count(",") == 15 and by_row[MALFORMED]["flight_key"] == ""
     assert "distance: wrong_type (must be an integer)" in by_row[10]["reasons"]
     assert "origin: not_in_set (must be one of EWR, JFK, LGA)" in by_row[60]["reasons"]
     assert "flight_date: bad_date (must be a date written as %Y-%m-%d or %m/%d/%Y or %d%m%Y)" in by_row[40]["reasons"]

@@ -44,6 +44,42 @@ def credit_records(draw) -> dict:
     return base
 
 
+def _credit_contract():
+    """credit_risk's committed contract (read only: the strategies are built at import)."""
+    from runtime.contract import Contract
+
+    return Contract.load(ROOT / "generated" / "credit_risk" / "contract.json")
+
+
+def _valid_value(rule, seen: list) -> st.SearchStrategy:
+    """Values the contract accepts for this column, written in every accepted way."""
+    if rule.dtype in ("int", "float"):
+        lo = rule.ge if rule.ge is not None else (rule.gt + 1 if rule.gt is not None else -10**6)
+        hi = rule.le if rule.le is not None else (rule.lt - 1 if rule.lt is not None else 10**6)
+        ints = st.integers(int(lo), int(hi))
+        return st.one_of(ints, ints, ints, ints.map(float), ints.map(str), ints.map(lambda v: f" {v}.0 "))
+    if rule.isin is not None:
+        return st.sampled_from([str(v) for v in rule.isin])
+    text = st.text(min_size=1, max_size=20).filter(lambda t: t.strip() != "")
+    return st.one_of(st.sampled_from(seen), st.sampled_from(seen), text) if seen else text
+
+
+@st.composite
+def valid_credit_records(draw) -> dict:
+    """credit_risk records that the contract accepts, with values drawn from its rules (known
+    and unseen categories, numbers as numbers, floats or text)."""
+    contract = _credit_contract()
+    seen = {}
+    for r in records(40)[0]:
+        for k, v in r.items():
+            seen.setdefault(k, set()).add(v)
+    rec = {}
+    for rule in contract.request_columns:
+        if rule.required or draw(st.booleans()):
+            rec[rule.name] = draw(_valid_value(rule, sorted(map(str, seen.get(rule.name, ())))))
+    return rec
+
+
 bodies = st.one_of(
     json_values.map(lambda v: {"records": v}),
     json_values,
@@ -122,23 +158,59 @@ def _rows_feed(rows_path, recs: list) -> dict[str, np.ndarray] | None:
     return {k: v[:len(recs)].copy() for k, v in feed.items()}
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-@given(recs=st.lists(credit_records(), min_size=1, max_size=6))
-def test_the_fast_paths_agree_with_the_contract_and_derive(predictor, recs):
+def _batch_outputs(predictor, recs: list) -> dict[str, np.ndarray]:
+    """`aiops score`'s path for these records written as CSV text: the batch validator, its
+    feed and the model."""
+    import pyarrow as pa
+
+    from runtime.score import _feed, _Validator
+
+    # a CSV file has a column for every record or for none (an absent key is not an empty cell)
+    names = [c.name for c in predictor.contract.request_columns if all(c.name in r for r in recs)]
+    table = pa.table({n: pa.array([None if r[n] is None else str(r[n]) for r in recs], pa.string()) for n in names})
+    clean, errors, distinct = _Validator(predictor.contract, names).validate(table)
+    assert not errors.items, errors.items
+    return predictor.run_feed(_feed(predictor.steps, clean, distinct, np.ones(len(recs), dtype=bool)))
+
+
+def test_the_fast_paths_agree_with_the_contract_derive_batch_and_the_predictor(predictor):
+    """Mostly valid requests (as the contract's rules generate them), so that most examples
+    reach the comparison: the fast path's feed is derive's, bit for bit, and HTTP (fast path),
+    the Predictor (contract path) and batch scoring give the same outputs, bit for bit."""
     from runtime.features import derive
     from runtime.http_rows import FeatureRows, RowAcceptor
 
     acc = RowAcceptor(predictor.contract)
-    cols, errors = predictor.contract.validate_records(recs)
-    fast = acc.accept(recs)
-    if fast is not None:  # the fast path may only accept what the contract accepts, identically
-        assert not errors.items
-        assert list(fast) == list(cols) and all(_same(fast[k], cols[k]) for k in cols)
-    rows = _rows_feed(FeatureRows(acc, predictor.steps, predictor.input_names), recs)
-    if rows is not None:  # so may the feature rows, and their feed is derive's, bit for bit
-        assert not errors.items
-        ref = derive(predictor.steps, cols)
-        assert sorted(rows) == sorted(ref) and all(_bits_equal(rows[k], ref[k]) for k in ref), recs
+    feature_rows = FeatureRows(acc, predictor.steps, predictor.input_names)
+    compared = []
+    valid = st.lists(valid_credit_records(), min_size=1, max_size=6)
+
+    @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @given(recs=st.one_of(valid, valid, valid, valid, st.lists(credit_records(), min_size=1, max_size=6)))
+    def run(recs):
+        cols, errors = predictor.contract.validate_records(recs)
+        fast = acc.accept(recs)
+        if fast is not None:  # the fast path may only accept what the contract accepts, identically
+            assert not errors.items
+            assert list(fast) == list(cols) and all(_same(fast[k], cols[k]) for k in cols)
+        rows = _rows_feed(feature_rows, recs)
+        if rows is not None:  # so may the feature rows, and their feed is derive's, bit for bit
+            assert not errors.items
+            ref = derive(predictor.steps, cols)
+            assert sorted(rows) == sorted(ref) and all(_bits_equal(rows[k], ref[k]) for k in ref), recs
+        if not errors.items:  # HTTP (the fast path's feed, or derive's when it defers), Predictor, batch
+            http = predictor.run_feed(rows if rows is not None else derive(predictor.steps, cols))
+            contract_path, errs = predictor.predict_records(recs)
+            assert not errs.items
+            optional = {c.name for c in predictor.contract.request_columns if not c.required}
+            batch = _batch_outputs(predictor, recs) if all(
+                all(n in r for r in recs) or not any(n in r for r in recs) for n in optional) else contract_path
+            for k in http:
+                assert _bits_equal(http[k], contract_path[k]) and _bits_equal(http[k], batch[k]), (k, recs)
+            compared.append(len(recs))
+
+    run()
+    assert len(compared) >= 120, f"only {len(compared)} of 200 examples reached the comparison"  # 135 when written
 
 
 def test_the_fast_paths_take_plain_valid_records(predictor):
@@ -150,15 +222,16 @@ def test_the_fast_paths_take_plain_valid_records(predictor):
     assert FeatureRows(acc, predictor.steps, predictor.input_names).rows(recs) is not None
 
 
-def _flight(d="2013-01-01", t=0, dist=1400, temp=39.02, w=80.0, humid=None) -> dict:
-    return {"flight_key": "2013-01-01-UA-1545", "flight_date": d, "sched_dep_time": t, "sched_arr_time": 819,
+def _flight(d="2013-01-01", t=0, dist=1400, temp=39.02, w=80.0, humid=None, key=1545) -> dict:
+    return {"flight_key": f"2013-01-01-UA-{key}", "flight_date": d, "sched_dep_time": t, "sched_arr_time": 819,
             "carrier": "UA", "origin": "EWR", "dest": "IAH", "distance": dist, "temp": temp, "humid": humid,
             "wind_speed": w, "precip": 0.0, "visib": 10.0}
 
 
-FLIGHT_EDGES = [_flight(d, t, dist, temp, w) for d, t, dist, temp, w in [
+FLIGHT_EDGES = [_flight(d, t, dist, temp, w, key=1545 + i) for i, (d, t, dist, temp, w) in enumerate([
     ("2013-01-01", 0, 1400, 39.02, 80.0), ("01/31/2013", 2359, 1, None, None), ("31012013", 600, 17, -40.0, 0.0),
-    ("2013-12-31", 1, 4999, 130.0, 1e-300), ("2012-02-29", 1200, 2, -0.0, -0.0), ("2016-12-31", 2359, 3, 0.0, 5e-324)]]
+    ("2013-12-31", 1, 4999, 130.0, 1e-300), ("2012-02-29", 1200, 2, -0.0, -0.0), ("2016-12-31", 2359, 3, 0.0, 5e-324)])]
+# flight_key is unique: every record of a request has its own
 
 
 def _flight_steps():
@@ -216,5 +289,6 @@ def test_feature_rows_match_derive_on_every_transform():
     st.one_of(st.none(), st.floats(0, 100))), min_size=1, max_size=5))
 def test_feature_rows_match_derive_on_generated_values(vals):
     contract, steps = _flight_steps()
-    recs = [_flight(d.isoformat(), t, dist, temp, w, humid) for d, t, dist, temp, w, humid in vals]
+    recs = [_flight(d.isoformat(), t, dist, temp, w, humid, key=1000 + i)
+            for i, (d, t, dist, temp, w, humid) in enumerate(vals)]
     _check_rows_against_derive(contract, steps, recs)

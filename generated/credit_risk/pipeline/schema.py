@@ -2,7 +2,9 @@
 # Regenerate with: aiops compile specs/credit_risk
 """The data contract of credit_risk, as a pandera schema.
 
-Validated lazily: every failing row is collected with its reasons and quarantined.
+The reviewable rendering of the contract: the contract core (runtime/contract.py) decides
+which rows are accepted and why others are quarantined; compile runs this schema on the rows
+it accepted, as a cross-check (docs/contract.md).
 """
 import pandera.pandas as pa
 
@@ -23,7 +25,7 @@ SCHEMA = pa.DataFrameSchema(
             ],
         ),
         'duration_in_month': pa.Column(
-            'int64',
+            'Int64',
             nullable=False,
             checks=[
                 pa.Check.greater_than_or_equal_to(1),
@@ -39,7 +41,7 @@ SCHEMA = pa.DataFrameSchema(
             nullable=False,
         ),
         'credit_amount': pa.Column(
-            'int64',
+            'Int64',
             nullable=False,
             checks=[
                 pa.Check.less_than_or_equal_to(1000000),
@@ -55,7 +57,7 @@ SCHEMA = pa.DataFrameSchema(
             nullable=False,
         ),
         'installment_rate_in_percentage_of_disposable_income': pa.Column(
-            'int64',
+            'Int64',
             nullable=False,
             checks=[
                 pa.Check.greater_than_or_equal_to(1),
@@ -72,7 +74,7 @@ SCHEMA = pa.DataFrameSchema(
             nullable=False,
         ),
         'present_residence_since': pa.Column(
-            'int64',
+            'Int64',
             nullable=False,
             checks=[
                 pa.Check.greater_than_or_equal_to(1),
@@ -84,7 +86,7 @@ SCHEMA = pa.DataFrameSchema(
             nullable=False,
         ),
         'age_in_years': pa.Column(
-            'int64',
+            'Int64',
             nullable=False,
             checks=[
                 pa.Check.greater_than_or_equal_to(18),
@@ -103,7 +105,7 @@ SCHEMA = pa.DataFrameSchema(
             ],
         ),
         'number_of_existing_credits_at_this_bank': pa.Column(
-            'int64',
+            'Int64',
             nullable=False,
             checks=[
                 pa.Check.greater_than_or_equal_to(1),
@@ -115,7 +117,7 @@ SCHEMA = pa.DataFrameSchema(
             nullable=False,
         ),
         'number_of_people_being_liable_to_provide_maintenance_for': pa.Column(
-            'int64',
+            'Int64',
             nullable=False,
             checks=[
                 pa.Check.greater_than_or_equal_to(0),

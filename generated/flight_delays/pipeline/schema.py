@@ -2,7 +2,9 @@
 # Regenerate with: aiops compile specs/flight_delays
 """The data contract of flight_delays, as a pandera schema.
 
-Validated lazily: every failing row is collected with its reasons and quarantined.
+The reviewable rendering of the contract: the contract core (runtime/contract.py) decides
+which rows are accepted and why others are quarantined; compile runs this schema on the rows
+it accepted, as a cross-check (docs/contract.md).
 """
 import pandera.pandas as pa
 
@@ -31,7 +33,7 @@ SCHEMA = pa.DataFrameSchema(
             ],
         ),
         'sched_dep_time': pa.Column(
-            'int64',
+            'Int64',
             nullable=False,
             checks=[
                 pa.Check.greater_than_or_equal_to(0),
@@ -39,7 +41,7 @@ SCHEMA = pa.DataFrameSchema(
             ],
         ),
         'sched_arr_time': pa.Column(
-            'int64',
+            'Int64',
             nullable=False,
             checks=[
                 pa.Check.greater_than_or_equal_to(0),
@@ -68,7 +70,7 @@ SCHEMA = pa.DataFrameSchema(
             ],
         ),
         'distance': pa.Column(
-            'int64',
+            'Int64',
             nullable=False,
             checks=[
                 pa.Check.less_than_or_equal_to(5000),
@@ -121,7 +123,7 @@ SCHEMA = pa.DataFrameSchema(
             description='Minutes of arrival delay; known only after arrival.',
         ),
         'arr_delayed': pa.Column(
-            'int64',
+            'Int64',
             nullable=False,
             checks=[
                 pa.Check.isin([0, 1]),

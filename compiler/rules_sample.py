@@ -1,0 +1,220 @@
+"""`aiops check` looks at the data: the first records of data.source, judged by the contract
+core (`runtime.contract`) exactly as compile will judge them, reported at the contract line
+of the offending column.
+
+How much is read (also in `aiops check --help`): at most SAMPLE_ROWS records and SAMPLE_BYTES
+of the file (a CSV file of at most SAMPLE_BYTES is read whole); for a Parquet file, the
+target and the time column are read whole to count the classes. The class counts of a CSV
+file larger than SAMPLE_BYTES are not checked (compile checks them).
+"""
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from .context import Ctx
+
+SAMPLE_ROWS = 10_000
+SAMPLE_BYTES = 8 << 20
+MIN_CLASS_ROWS = 5  # fewest rows of a class that the holdout (and the training rows) must keep
+SAMPLE_HELP = (f"reads the header, then at most the first {SAMPLE_ROWS:,} records and {SAMPLE_BYTES >> 20} MiB of "
+               "data.source (a CSV file that small is read whole; a Parquet file's target and time column are "
+               "read whole)")
+_GUESS = ("%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y/%m/%d", "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y",
+          "%d-%m-%Y", "%Y%m%d", "%d%m%Y", "%d %b %Y", "%b %d %Y", "%Y-%m-%d %H:%M")
+_CODE_AT = {"wrong_type": ("E222", "dtype"), "not_in_set": ("E223", "isin")}
+
+
+def shape(value: object) -> str:
+    """A masked example: digits as 9, letters as x or X, the rest as written (at most 40)."""
+    text = str(value)[:40]
+    return re.sub(r"[A-Z]", "X", re.sub(r"[a-z]", "x", re.sub(r"[0-9]", "9", text)))
+
+
+def _sample(path: Path, fmt: str, contract, target: str | None, time_col: str | None):
+    """(table of the sampled records, malformed count, whole file read?, full label columns or None)."""
+    import pyarrow as pa
+
+    from runtime.datafile import CsvRecords, parquet_file, parquet_tables
+
+    if fmt == "csv":
+        rec = CsvRecords(path, None, block_bytes=1 << 20)
+        parts, have, whole = [], 0, True
+        gen = rec.tables()
+        for t in gen:
+            parts.append(t)
+            have += t.num_rows
+            if have >= SAMPLE_ROWS or rec.progress() * rec.size >= SAMPLE_BYTES:
+                whole = rec.progress() >= 1.0 and next(gen, None) is None
+                gen.close()
+                break
+        table = pa.concat_tables(parts) if parts else None
+        if table is not None and table.num_rows > SAMPLE_ROWS:
+            table = table.slice(0, SAMPLE_ROWS)
+            whole = False
+        labels = table if whole else None
+        return table, len(rec.malformed), whole, labels
+    pf = parquet_file(path)
+    names = list(pf.schema_arrow.names)
+    table = next(parquet_tables(pf, names, SAMPLE_ROWS), None)
+    whole = pf.metadata.num_rows <= SAMPLE_ROWS
+    keep = [c for c in (target, time_col) if c and c in names]
+    labels = table if whole else pa.concat_tables(list(parquet_tables(pf, keep, 1 << 16))) if keep else None
+    return table, 0, whole, labels
+
+
+def check_sample(ctx: Ctx) -> None:
+    """Runs after check_source and check_columns, when the contract and the header are usable."""
+    from runtime.contract import ColumnRule, Contract
+    from runtime.datafile import DataFileError, arrow_values
+
+    from .rules_data import data_format, source_path
+
+    d = ctx.spec.data
+    if ctx.header is None or any(x.is_error for x in ctx.diags) or not ctx.columns:
+        return
+    if any(c.dtype is None for c in ctx.columns.values()):
+        return
+    target = ctx.spec.problem.target if ctx.spec.problem else None
+    time_col = d.split.time_column if d.split is not None and d.split.method == "time" else None
+    rules = []
+    for name, c in ctx.columns.items():
+        ch = c.checks
+        rules.append(ColumnRule(
+            name=name, dtype=c.dtype, nullable=bool(c.nullable),
+            ge=getattr(ch, "ge", None), le=getattr(ch, "le", None), gt=getattr(ch, "gt", None),
+            lt=getattr(ch, "lt", None), isin=tuple(ch.isin) if ch is not None and ch.isin is not None else None,
+            regex=getattr(ch, "regex", None),
+            min_length=ch.str_length.min if ch is not None and ch.str_length else None,
+            max_length=ch.str_length.max if ch is not None and ch.str_length else None,
+            unique=bool(getattr(ch, "unique", False)), formats=tuple(c.formats or ())))
+    contract = Contract(rules, target)
+    try:
+        table, malformed, whole, label_table = _sample(source_path(ctx), data_format(d.source, d.format),
+                                                       contract, target, time_col)
+    except DataFileError as exc:
+        ctx.err("E205", "cannot read the data source", ("data", "source"), str(exc),
+                help="check data.format and that the file is not damaged")
+        return
+    if table is None:
+        return
+    n = table.num_rows
+    where = f"the {'' if whole else 'first '}{n + malformed:,} records of {d.source}"
+    data = {r.name: arrow_values(table.column(r.name).combine_chunks(), r) for r in rules}
+    nulls: dict[str, np.ndarray] = {}
+    _, errs = contract.validate_columns(data, n, columns=rules, nulls=nulls)
+    by_code: dict[tuple[str, str], list[int]] = {}
+    for i, col, code, _msg in errs.items:
+        by_code.setdefault((col, code), []).append(i)
+    share_max = d.max_rejected_share if d.max_rejected_share is not None else 0.0
+    for r in rules:
+        base = ("data", "columns", r.name)
+        present = int((~nulls[r.name]).sum())
+        bad_dates = by_code.get((r.name, "bad_date"), [])
+        if r.dtype == "date" and present and len(bad_dates) == present:
+            example = table.column(r.name)[bad_dates[0]].as_py()
+            looks = [f for f in _GUESS if _parses(example, f)]
+            ctx.err("E221", "no value of the date column is written in its formats", base + ("formats",),
+                    f"none of the {present:,} values of '{r.name}' in {where} is written as "
+                    f"{' or '.join(r.formats)}; e.g. '{shape(example)}' (masked: 9 is a digit, x a letter)",
+                    help=(f"the values look like '{looks[0]}': add it to formats" if looks
+                          else "write the format of the values in formats (strftime directives)"))
+            continue
+        for code, (ecode, what) in _CODE_AT.items():
+            rows = by_code.get((r.name, code), [])
+            if rows and len(rows) / max(n + malformed, 1) > share_max:
+                example = table.column(r.name)[rows[0]].as_py()
+                path = base + ("dtype",) if what == "dtype" else base + ("checks", "isin")
+                ctx.err(ecode, f"the data does not fit the column's {what}", path,
+                        f"{len(rows):,} of {where} ({len(rows) / (n + malformed):.1%}) have a value of '{r.name}' "
+                        f"that {'is not ' + _a(r.dtype) if what == 'dtype' else 'is not in isin'}; e.g. "
+                        + (f"'{shape(example)}' (masked: the column is pii)" if ctx.columns[r.name].pii
+                           else repr(str(example)[:40])),
+                        help=f"fix the {what} of '{r.name}', or the data; data.max_rejected_share is "
+                             f"{share_max:.1%}")
+    rejected = len(errs.by_row()) + malformed
+    if (n + malformed) and rejected / (n + malformed) > share_max:
+        top: dict[str, int] = {}
+        for (col, code), rows in by_code.items():
+            top[f"{col}: {code}"] = len(rows)
+        if malformed:
+            top["malformed"] = malformed
+        notes = [f"{k:,} rows: {r}" for r, k in sorted(top.items(), key=lambda kv: (-kv[1], kv[0]))[:5]]
+        ctx.err("E224", "the data breaks the contract more than data.max_rejected_share allows",
+                ("data", "max_rejected_share") if d.max_rejected_share is not None else ("data",),
+                f"{rejected:,} of {where} ({rejected / (n + malformed):.1%}) would be quarantined; the spec "
+                f"tolerates {share_max:.1%}", *notes,
+                help="fix the data, or the contract where it is wrong (each reason is above or in the notes)")
+    _check_labels(ctx, contract, label_table, target, time_col, errs.bad_rows if label_table is table else None,
+                  where if label_table is table else f"{d.source}")
+
+
+def _a(dtype: str) -> str:
+    return {"int": "an integer", "float": "a number", "bool": "true or false", "date": "a date"}.get(dtype, "text")
+
+
+def _parses(value: object, fmt: str) -> bool:
+    try:
+        datetime.strptime(str(value).strip(), fmt)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_labels(ctx: Ctx, contract, table, target: str | None, time_col: str | None, bad, where: str) -> None:
+    """A classification target with one class, or a split leaving a class too few rows."""
+    from runtime.datafile import arrow_values
+
+    p = ctx.spec.problem
+    d = ctx.spec.data
+    if table is None or target is None or p is None or p.task not in ("binary_classification",
+                                                                        "multiclass_classification"):
+        return
+    rules = [contract.by_name[target]] + ([contract.by_name[time_col]] if time_col in contract.by_name else [])
+    data = {r.name: arrow_values(table.column(r.name).combine_chunks(), r) for r in rules if r.name in table.column_names}
+    if target not in data:
+        return
+    clean, errs = contract.validate_columns(data, table.num_rows, columns=[r for r in rules if r.name in data])
+    ok = ~errs.bad_rows if bad is None else ~(errs.bad_rows | bad)
+    y = np.array([_label(v) for v in clean[target][ok].tolist()], dtype=object)
+    classes, counts = np.unique(y, return_counts=True) if len(y) else (np.array([]), np.array([]))
+    path = ("problem", "target")
+    if len(classes) == 1:
+        ctx.err("E225", "the target has a single class", path,
+                f"every one of the {len(y):,} rows of {where} that the contract accepts has "
+                f"{target} = '{classes[0]}'", help="a classifier needs rows of at least two classes: fix the data "
+                "or the contract's checks on the target")
+        return
+    if len(classes) < 2 or d.split is None:
+        return
+    sp = d.split
+    if sp.method == "time" and time_col in clean and sp.test_start:
+        days = clean[time_col][ok]
+        start = (datetime.strptime(sp.test_start, "%Y-%m-%d") - datetime(1970, 1, 1)).days
+        end = (datetime.strptime(sp.end, "%Y-%m-%d") - datetime(1970, 1, 1)).days if sp.end else np.inf
+        parts = {"training rows": y[days < start], "holdout": y[(days >= start) & (days < end)]}
+        how = f"the time split (test_start {sp.test_start}{', end ' + sp.end if sp.end else ''})"
+        short = [(part, c, int((ys == c).sum())) for part, ys in parts.items() for c in classes
+                 if (ys == c).sum() < MIN_CLASS_ROWS]
+        about = ""
+    else:
+        size = sp.test_size if sp.test_size is not None else 0.2
+        short = [(part, c, int(k * f)) for c, k in zip(classes, counts)
+                 for part, f in (("holdout", size), ("training rows", 1 - size)) if k * f < MIN_CLASS_ROWS]
+        how = f"the {sp.method} split (test_size {size:g})"
+        about = "about "
+    if short:
+        part, c, k = short[0]
+        ctx.err("E226", "the split leaves a class too few rows", ("data", "split"),
+                f"{how} would leave {about}{k} row{'s' if k != 1 else ''} of class '{c}' in the {part} of "
+                f"{where}; at least {MIN_CLASS_ROWS} are needed to train and to measure",
+                help="move test_start/end, change test_size, or add rows of that class", key=True)
+
+
+def _label(v: object) -> str:
+    if isinstance(v, float):
+        return str(int(v)) if v.is_integer() else str(v)
+    return str(v)
