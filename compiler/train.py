@@ -83,7 +83,7 @@ def train_and_verify(plan: Plan, spec: S.Spec, stage: Path, progress) -> dict[st
     src = Path(plan.data_source)
     progress(f"validating {plan.data_source} against the data contract")
     masker = quarantine_masker(contract, plan.spec["security"])
-    v = validate(read_table(src, plan.data_format, field_mask(masker)), gen["schema"].SCHEMA, contract, masker)
+    v = validate(read_table(src, plan.data_format, field_mask(masker, contract.by_name)), gen["schema"].SCHEMA, contract, masker)
     share = v.quarantined / v.rows_in if v.rows_in else 0.0
     qdir = Path(spec.env.quarantine_dir)
     qfile = qdir / f"{plan.name}.csv"

@@ -294,12 +294,19 @@ def arrow_values(arr: Any, rule) -> np.ndarray:
     return arr.to_numpy(zero_copy_only=False)
 
 
-def field_mask(masker) -> Callable[[str | None, Any], Any]:
+def field_mask(masker, columns: Any = None) -> Callable[[str | None, Any], Any]:
     """mask(column, text) for the fields of a malformed line: a PII column's field is
-    masked as the column is; a field beyond the header is redacted when any column is PII."""
+    masked as the column is; a field of a column outside `columns` (the contract), or beyond
+    the header, is redacted: it may hold anything."""
+    known = None if columns is None else frozenset(columns)
+
     def mask(column: str | None, value: Any) -> Any:
-        if column is None:
-            return "[redacted]" if masker.methods and value else value
-        return masker.mask(column, value) if value else value
+        if not value:
+            return value
+        if column is None:  # beyond the header
+            return "[redacted]" if masker.methods or known is not None else value
+        if known is not None and column not in known:
+            return "[redacted]"
+        return masker.mask(column, value)
 
     return mask

@@ -526,7 +526,7 @@ def score_file(artefact_dir: str | Path, input_path: str | Path, output_path: st
     except PolicyError as exc:
         raise ScoreError(str(exc)) from None
     key = serving.get("key") or contract.key
-    src = _CsvSource(inp, contract, key, mask=field_mask(masker)) if in_fmt == "csv" else \
+    src = _CsvSource(inp, contract, key, mask=field_mask(masker, contract.by_name)) if in_fmt == "csv" else \
         _ParquetSource(inp, contract, key, chunk)
     tmp_out = out.with_name(out.name + ".partial")
     tmp_q = qpath.with_name(qpath.name + ".partial")

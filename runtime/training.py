@@ -125,7 +125,8 @@ def validate(raw: RawData, schema, contract: Contract, masker=None) -> Validated
     record = table.column(RECORD).to_numpy(zero_copy_only=False)
     # the quarantine: row, reasons, the file's columns as text (PII masked), raw (malformed lines)
     idx = np.flatnonzero(bad)
-    columns = [c for c in raw.header if c not in ("row", "reasons", "raw")]
+    # columns outside the contract are never copied (they may hold anything, PII included)
+    columns = [c for c in raw.header if c in contract.by_name and c not in ("row", "reasons", "raw")]
     sub = table.take(pa.array(idx, pa.int64()))
     texts = {c: _texts(sub.column(c)) for c in columns}
     for c in columns:
