@@ -72,7 +72,7 @@ def _import_pipeline(folder: Path, plan: Plan):
 
 
 def compile_spec(spec_dir: str, overrides: list[str], out: str | None = None, check_only: bool = False,
-                 quiet: bool = False) -> int:
+                 quiet: bool = False, override_reason: str | None = None) -> int:
     loaded, spec, diags = check(spec_dir, overrides)
     if spec is None or loaded is None or any(d.is_error for d in diags):
         raise BuildFailed(render_all(diags), 2)
@@ -91,8 +91,29 @@ def compile_spec(spec_dir: str, overrides: list[str], out: str | None = None, ch
         loc = loaded.sources.locate(path)
         raise BuildFailed(render_all([Diagnostic("E905", exc.summary, missing[0].key, loc,
                                                  loaded.sources.line_of(loc), tuple(exc.notes), exc.help)]), 2)
+    from .governance import overrides as OV
+
+    loose = OV.find(loaded)
+    for line in OV.warning_lines(loose):
+        print(line, file=sys.stderr)
+    if loose and spec.governance.risk_tier == "high" and not (override_reason or "").strip():
+        f = loose[0]
+        raise BuildFailed("\n".join([
+            "error[E906]: a command-line override loosens a threshold of a high risk model without a reason",
+            f"  --> command-line override '{f['overrides'][0]}' ({f['key']})",
+            *[f"   = {x['key']}: the spec says {OV.show(x['spec'])}, the effective bound is {OV.show(x['effective'])}"
+              for x in loose],
+            "   = governance.risk_tier is high: loosening a gate is recorded with who asked and why",
+            "   = help: add --override-reason TEXT (it goes into the compliance document), or drop the override"]), 2)
+    if loose and override_reason:
+        import dataclasses
+        import shlex
+
+        plan = dataclasses.replace(plan, regenerate=f"{plan.regenerate} --override-reason {shlex.quote(override_reason)}")
     out_dir = Path(out) if out else Path("generated") / plan.name
     files = render_code(plan)
+    if loose:
+        files[OV.FILE] = dumps(OV.evidence(loose, override_reason))
     files.update(render_monitoring(plan))
     with tempfile.TemporaryDirectory(prefix="aiops-build-") as tmp:
         stage = Path(tmp) / plan.name
@@ -108,19 +129,24 @@ def compile_spec(spec_dir: str, overrides: list[str], out: str | None = None, ch
             from runtime.training import DataError
 
             if isinstance(exc, DataError):
+                from .registry import register_failed
+
+                register_failed(spec.env.registry, plan, exc.summary, tuple(exc.notes))
                 raise BuildFailed(render_all([_data_diag(exc, loaded)]), 2) from None
             raise
         write_manifest(stage, plan, result)
         if check_only:
             return compare(stage, out_dir, plan)
+        _keep_approvals(out_dir, stage)
         _replace(stage, out_dir)
-    from .registry import record_run
+    from .registry import register_build
 
-    record_run(spec.env.registry, plan, out_dir, result)
+    run = register_build(spec.env.registry, out_dir, "compile")
     blessed = result["blessed"]
     if not quiet:
         print(f"wrote {out_dir} ({sum(p.is_file() for p in out_dir.rglob('*'))} files); "
-              f"model {'BLESSED' if blessed else 'NOT BLESSED'}", file=sys.stderr)
+              f"model {'BLESSED' if blessed else 'NOT BLESSED'}; registry run {run['run_id']} "
+              f"('aiops runs {plan.name}')", file=sys.stderr)
     if not blessed:
         failed = [t for t in result["evaluation"]["thresholds"] if not t["passed"]]
         lines = ["error[E902]: the model did not pass its gate; it is marked not blessed and will not be served",
@@ -145,7 +171,7 @@ def write_manifest(stage: Path, plan: Plan, result: dict[str, Any]) -> None:
 
     files = {}
     for p in sorted(stage.rglob("*")):
-        if p.is_file() and p.name not in ("manifest.json",):
+        if p.is_file() and p.name not in ("manifest.json",) and p.relative_to(stage).parts[0] != APPROVALS:
             b = p.read_bytes()
             files[str(p.relative_to(stage))] = {"sha256": sha256_bytes(b), "size": len(b)}
     body = {
@@ -163,6 +189,16 @@ def write_manifest(stage: Path, plan: Plan, result: dict[str, Any]) -> None:
     }
     body["signature"] = sign_manifest(body, plan.spec["security"]["signing_key_env"])
     (stage / "manifest.json").write_text(dumps(body))
+
+
+APPROVALS = "approvals"  # signed approval records, added after compile: not in the manifest
+
+
+def _keep_approvals(out_dir: Path, stage: Path) -> None:
+    """A recompile keeps the folder's approvals/ (each binds a manifest sha256: an approval of other
+    artefacts simply stops counting; the registry keeps every approval as an event)."""
+    if (out_dir / APPROVALS).is_dir():
+        shutil.copytree(out_dir / APPROVALS, stage / APPROVALS)
 
 
 def _replace(stage: Path, out_dir: Path) -> None:
@@ -183,7 +219,8 @@ def _replace(stage: Path, out_dir: Path) -> None:
 
 def compare(stage: Path, out_dir: Path, plan: Plan) -> int:
     want = {str(p.relative_to(stage)): p.read_bytes() for p in stage.rglob("*") if p.is_file()}
-    have = {str(p.relative_to(out_dir)): p.read_bytes() for p in out_dir.rglob("*") if p.is_file()} \
+    have = {str(p.relative_to(out_dir)): p.read_bytes() for p in out_dir.rglob("*")
+            if p.is_file() and p.relative_to(out_dir).parts[0] != APPROVALS} \
         if out_dir.is_dir() else {}
     stale = sorted(k for k in want if have.get(k) != want[k])
     extra = sorted(k for k in have if k not in want)

@@ -9,7 +9,8 @@ def _compile(args: argparse.Namespace) -> int:
     from .build import BuildFailed, compile_spec
 
     try:
-        return compile_spec(args.spec_dir, args.overrides, out=args.out, check_only=args.check, quiet=args.quiet)
+        return compile_spec(args.spec_dir, args.overrides, out=args.out, check_only=args.check, quiet=args.quiet,
+                            override_reason=args.override_reason)
     except BuildFailed as exc:
         print(exc.text, file=sys.stderr)
         return exc.code
@@ -17,7 +18,8 @@ def _compile(args: argparse.Namespace) -> int:
 
 # Modules that add their own sub-commands: each has register(subparsers) and imports
 # nothing heavy at module level.
-EXTRA = ("runtime.cli_serve", "runtime.cli_score", "runtime.cli_monitor", "compiler.cli_retrain")
+EXTRA = ("runtime.cli_serve", "runtime.cli_score", "runtime.cli_monitor", "compiler.cli_retrain",
+         "compiler.cli_governance")
 
 
 def register(sub) -> None:
@@ -28,6 +30,8 @@ def register(sub) -> None:
     c.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 and list stale files if the committed output is out of date")
     c.add_argument("--quiet", action="store_true", help="no progress lines")
+    c.add_argument("--override-reason", metavar="TEXT",
+                   help="why an override loosens a threshold (required on a high risk tier; in the compliance document)")
     c.set_defaults(func=_compile)
 
     import importlib

@@ -10,8 +10,12 @@ from pathlib import Path
 
 
 def _score(args: argparse.Namespace) -> int:
+    from .governance.production import gate
     from .score import ScoreError, score_file
 
+    if (refused := gate(args)) is not None:
+        print(f"error: {refused}", file=sys.stderr)
+        return 2
     try:
         r = score_file(args.artefact_dir, args.input, args.output, chunk_rows=args.chunk_rows,
                        quarantine_path=args.quarantine, max_rejected_share=args.max_rejected_share,
@@ -109,6 +113,9 @@ def register(sub) -> None:
     s.add_argument("--log-dir", help="serving log folder whose masking salt hashes PII in the quarantine file, "
                    "as in the prediction log (default: .aiops/serving/<name>, as 'aiops serve')")
     s.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+    from .governance.production import add_arguments
+
+    add_arguments(s)
     s.set_defaults(func=_score)
 
     v = sub.add_parser("verify", help="check artefacts against manifest.json, their signature and blessing",

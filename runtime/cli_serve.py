@@ -16,6 +16,9 @@ def register(sub) -> None:
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     s.add_argument("--log-dir", help="prediction log, jobs and results (default .aiops/serving/<name>)")
+    from .governance.production import add_arguments
+
+    add_arguments(s)
     s.set_defaults(func=_serve)
 
     a = sub.add_parser("audit", help="check the prediction audit log")
@@ -56,6 +59,10 @@ def _run(args: argparse.Namespace) -> int:
     from .server import ENV_ARTEFACTS, ENV_LOG_DIR, App, Service
 
     art_dir = Path(args.artefact_dir).resolve()
+    from .governance.production import gate
+
+    if (refused := gate(args)) is not None:
+        return _fail(refused)
     try:
         service = Service(art_dir, args.log_dir)
     except (ArtefactError, PolicyError) as exc:
