@@ -96,6 +96,10 @@ def summary_text(report: dict, files: list[Path], quiet: bool = False) -> str:
     by = ", ".join(f"{k} {v}" for k, v in s["alerts_by_kind"].items())
     tail = f" ({by}); actions: {', '.join(s['actions'])}" if s["alerts"] else ": all within bounds"
     lines.append(f"{s['alerts']} alert{'s' if s['alerts'] != 1 else ''}{tail}")
+    if not quiet:
+        from .kpi import summary_lines
+
+        lines += summary_lines(report.get("kpis") or [])
     if files and not quiet:
         lines.append("report: " + ", ".join(str(f) for f in files))
     return "\n".join(lines)

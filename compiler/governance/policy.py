@@ -11,4 +11,6 @@ def policy_doc(plan) -> dict[str, Any]:
     return {"name": plan.name, "owner": g["owner"], "approvers": list(g["approvers"]),
             "approvals_required": int(g["approvals_required"]), "risk_tier": g["risk_tier"],
             "explainability": dict(g["explainability"]), "registry": plan.spec["env"]["registry"],
-            "approvals": "approvals/*.json, signed by keys in $AIOPS_TRUSTED_KEYS; not listed in manifest.json"}
+            "approvals": "approvals/*.json, signed by keys in $AIOPS_TRUSTED_KEYS; not listed in manifest.json",
+            "kpis": [{k: kpi.get(k) for k in ("name", "baseline", "target", "direction", "unit", "measure")}
+                     for kpi in plan.spec["kpis"]]}
