@@ -276,7 +276,14 @@ def retrain(artefact_dir: str | Path, data: str | Path, holdout_from: str | None
         before = d / "evidence" / "history.json"
         history = json.loads(before.read_text()) if before.is_file() else []
         (stage / "evidence" / "history.json").write_text(dumps([*history, event]))
-        write_compliance(plan, stage)  # again, now that the change history is there
+        write_manifest(stage, plan, result)  # read by the diff (run ids, versions); written again below
+        from .governance.diff import FILE as DIFF
+        from .governance.diff import diff
+
+        change = diff(d, stage)
+        change["a"]["dir"], change["b"]["dir"] = f"{_rel(d)} (the champion)", "this folder (the challenger)"
+        (stage / DIFF).write_text(dumps(change))
+        write_compliance(plan, stage)  # again, now that the change history and the diff are there
         write_manifest(stage, plan, result)
         if promote:
             archived = _archive(d)

@@ -125,7 +125,9 @@ def _verdict(t: dict | None) -> str | None:
 def _v(x: Any) -> str:
     if x is None:
         return "-"
-    return f"{x:.4f}" if isinstance(x, float) else str(x)
+    if isinstance(x, float):
+        return str(int(x)) if x.is_integer() and abs(x) >= 2 else f"{x:.4f}"
+    return str(x)
 
 
 def _ci_text(ci: list[float] | None) -> str:

@@ -103,29 +103,39 @@ def verify(folder: str | Path, subject: dict[str, Any], policy: dict[str, Any], 
 
 
 def evidence_problems(folder: str | Path, policy: dict[str, Any]) -> list[str]:
-    """A high risk tier's extra evidence: fairness measured and passing; explanations present."""
+    """A high risk tier's extra evidence, read from the artefact folder (see check_evidence)."""
     if policy.get("risk_tier") != "high":
         return []
     d = Path(folder)
-    out = []
     try:
         ev = json.loads((d / "evidence" / "evaluation.json").read_text())
     except (OSError, ValueError):
         return ["evidence/evaluation.json is missing or unreadable"]
-    fair = [t for t in ev.get("thresholds", []) if t.get("kind") == "fairness"]
+    try:
+        imp = json.loads((d / "evidence" / "importance.json").read_text())
+    except (OSError, ValueError):
+        imp = None
+    return check_evidence(ev, imp, policy)
+
+
+def check_evidence(evaluation: dict[str, Any], importance: dict[str, Any] | None,
+                   policy: dict[str, Any]) -> list[str]:
+    """The rule: fairness measured and passing; explanations present, by the spec's method, measured."""
+    if policy.get("risk_tier") != "high":
+        return []
+    out = []
+    fair = [t for t in evaluation.get("thresholds", []) if t.get("kind") == "fairness"]
     if not fair:
         out.append("no fairness evidence: evidence/evaluation.json has no fairness threshold (thresholds.fairness)")
     out += [f"fairness failed: {t['name']} {t.get('value_text')} (needs {t.get('bound_text')})"
             for t in fair if not t.get("passed")]
-    expl = policy.get("explainability") or {}
-    try:
-        imp = json.loads((d / "evidence" / "importance.json").read_text())
-        if not imp.get("features"):
-            out.append("evidence/importance.json explains no feature")
-        elif expl.get("method") and imp.get("method") != expl["method"]:
-            out.append(f"evidence/importance.json uses {imp.get('method')}, the spec asks for {expl['method']}")
-        elif imp.get("baseline_score") is None or imp["baseline_score"] != imp["baseline_score"]:
-            out.append("evidence/importance.json has no baseline score: the explanation was not measured")
-    except (OSError, ValueError):
+    method = (policy.get("explainability") or {}).get("method")
+    if importance is None:
         out.append("no explanation evidence: evidence/importance.json is missing or unreadable")
+    elif not importance.get("features"):
+        out.append("evidence/importance.json explains no feature")
+    elif method and importance.get("method") != method:
+        out.append(f"evidence/importance.json uses {importance.get('method')}, the spec asks for {method}")
+    elif importance.get("baseline_score") is None or importance["baseline_score"] != importance["baseline_score"]:
+        out.append("evidence/importance.json has no baseline score: the explanation was not measured")
     return out
