@@ -138,6 +138,9 @@ def compile_spec(spec_dir: str, overrides: list[str], out: str | None = None, ch
         if check_only:
             return compare(stage, out_dir, plan)
         _keep_approvals(out_dir, stage)
+        from .governance.workflow import keep_production
+
+        keep_production(spec.env.registry, out_dir, stage)
         _replace(stage, out_dir)
     from .registry import register_build
 

@@ -239,3 +239,26 @@ def on_rollback(registry: str, folder: Path, from_model: str | None, aside: Path
                      {"from": "production", "to": "archived", "reason": "aiops rollback"})
         return ("warning: the restored run cannot return to production, so there is none now:\n" + exc.text)
     return f"registry: run {s['run_id']} is production again; run {gone['run_id']} is archived"
+
+
+def keep_production(registry: str, out_dir: Path, stage: Path) -> Path | None:
+    """Before a compile replaces `out_dir`: when the folder holds the registry's production model and
+    the new build is another run, archive it (as retrain does) so `aiops rollback` can restore it.
+    Returns the archive, or None."""
+    from ..registry import move, where
+    from ..retrain import _archive
+
+    if not (out_dir / "manifest.json").is_file():
+        return None
+    try:
+        old, new = subject(out_dir), subject(stage)
+        prod = Store(where(registry)).production(old["name"])
+    except (RegistryError, ValueError, KeyError, OSError):
+        return None
+    if prod is None or prod["run_id"] != old["run_id"] or new["run_id"] == old["run_id"]:
+        return None
+    archived = _archive(out_dir)
+    move(registry, old["name"], old["run_id"], archived)
+    print(f"note: {out_dir} held the production model (run {old['run_id']}); it is archived in {archived} "
+          f"('aiops rollback {out_dir}' restores it)", file=sys.stderr)
+    return archived
