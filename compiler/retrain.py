@@ -44,6 +44,7 @@ class Outcome:
     event: dict[str, Any]
     where: Path  # the artefact folder (promoted) or the kept challenger folder (not promoted)
     archived: Path | None  # where the replaced champion went
+    registry: str = ""  # what the registry now says about the challenger
 
 
 def history_dir(artefact_dir: Path) -> Path:
@@ -196,7 +197,7 @@ def _archive(d: Path) -> Path:
 
 
 def _record(registry: str, plan, champ_dir: Path, d: Path, where: Path, event: dict[str, Any],
-            archived: bool) -> None:
+            archived: bool) -> str:
     """Both runs and the decision: the champion (registered when it was not, followed to its archive
     when the challenger replaced it) and the challenger, a candidate whose parent is the champion."""
     from runtime.governance.subject import subject
@@ -211,6 +212,14 @@ def _record(registry: str, plan, champ_dir: Path, d: Path, where: Path, event: d
         R.move(registry, plan.name, champ["run_id"], champ_dir)
     chal = R.register_build(registry, where, "retrain", parent=champ["run_id"], artefact_dir=str(where))
     R.record_retrain(registry, plan.name, str(d), event, champion_run=champ["run_id"], challenger_run=chal["run_id"])
+    if chal["run_id"] == champ["run_id"]:
+        return f"registry: the challenger is the champion's run {champ['run_id']} again (same spec, data and model)"
+    from runtime.governance.store import Store
+
+    prod = Store(R.where(registry)).production(plan.name)
+    return (f"registry: the challenger is run {chal['run_id']}, a candidate (parent {champ['run_id']}); production "
+            + (f"stays run {prod['run_id']} until 'aiops promote {chal['run_id']} --to production' (approvals "
+               "needed)" if prod else "has no model yet"))
 
 
 def retrain(artefact_dir: str | Path, data: str | Path, holdout_from: str | None = None,
@@ -292,8 +301,8 @@ def retrain(artefact_dir: str | Path, data: str | Path, holdout_from: str | None
         else:
             archived, where = None, history_dir(d) / "challenger"
             _replace(stage, where)
-    _record(spec.env.registry, plan, archived or d, d, where, event, archived is not None)
-    return Outcome(promote, event, where, archived)
+    note = _record(spec.env.registry, plan, archived or d, d, where, event, archived is not None)
+    return Outcome(promote, event, where, archived, note)
 
 
 def rollback(artefact_dir: str | Path) -> dict[str, Any]:

@@ -146,6 +146,9 @@ def lines(d: dict[str, Any]) -> list[str]:
                    + (f" ({delta:+.4f})" if delta is not None else ""))
     if not any(m["a_ci"] or m["b_ci"] for m in d["metrics"]):
         out.append("  (the evidence has no confidence intervals)")
+    if any(c["key"] in ("holdout rows", "sha256") for c in d["data"]):
+        out.append("  (each on its own holdout: for both models on the same rows, see the retrain event in "
+                   "evidence/history.json)")
     out.append("gates (A -> B):")
     for g in d["gates"]:
         flag = "  changed" if (g["a"] or "").split(" ")[0] != (g["b"] or "").split(" ")[0] else ""
