@@ -129,9 +129,14 @@ def compile_spec(spec_dir: str, overrides: list[str], out: str | None = None, ch
             from runtime.training import DataError
 
             if isinstance(exc, DataError):
+                from runtime.governance.store import RegistryError
+
                 from .registry import register_failed
 
-                register_failed(spec.env.registry, plan, exc.summary, tuple(exc.notes))
+                try:
+                    register_failed(spec.env.registry, plan, exc.summary, tuple(exc.notes))
+                except RegistryError as reg:
+                    print(f"warning: the failed build could not be registered: {reg}", file=sys.stderr)
                 raise BuildFailed(render_all([_data_diag(exc, loaded)]), 2) from None
             raise
         write_manifest(stage, plan, result)
@@ -142,9 +147,14 @@ def compile_spec(spec_dir: str, overrides: list[str], out: str | None = None, ch
 
         keep_production(spec.env.registry, out_dir, stage)
         _replace(stage, out_dir)
+    from runtime.governance.store import RegistryError
+
     from .registry import register_build
 
-    run = register_build(spec.env.registry, out_dir, "compile")
+    try:
+        run = register_build(spec.env.registry, out_dir, "compile")
+    except RegistryError as exc:
+        raise BuildFailed(f"error: {out_dir} was written, but the build could not be registered: {exc}", 2) from None
     blessed = result["blessed"]
     if not quiet:
         print(f"wrote {out_dir} ({sum(p.is_file() for p in out_dir.rglob('*'))} files); "

@@ -301,7 +301,12 @@ def retrain(artefact_dir: str | Path, data: str | Path, holdout_from: str | None
         else:
             archived, where = None, history_dir(d) / "challenger"
             _replace(stage, where)
-    note = _record(spec.env.registry, plan, archived or d, d, where, event, archived is not None)
+    from runtime.governance.store import RegistryError
+
+    try:
+        note = _record(spec.env.registry, plan, archived or d, d, where, event, archived is not None)
+    except RegistryError as exc:
+        note = f"warning: the registry was not updated: {exc}"
     return Outcome(promote, event, where, archived, note)
 
 
@@ -342,10 +347,15 @@ def rollback(artefact_dir: str | Path) -> dict[str, Any]:
                        f"the replaced model is kept in {_rel(aside)}",
              "metrics": {"restored": metrics}}
     registry = _registry_path(manifest)
-    R.record_retrain(registry, manifest["name"], str(d), event)
+    from runtime.governance.store import RegistryError
+
     from .governance.workflow import on_rollback
 
-    event["registry"] = on_rollback(registry, d, current_sha, aside)
+    try:
+        R.record_retrain(registry, manifest["name"], str(d), event)
+        event["registry"] = on_rollback(registry, d, current_sha, aside)
+    except RegistryError as exc:
+        event["registry"] = f"warning: the registry was not updated: {exc}"
     return event
 
 

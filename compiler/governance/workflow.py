@@ -200,7 +200,7 @@ def promote(ref: str, to: str, registry: str | None = None, reason: str = "", in
                           + (" (rollback)" if rollback else "")})
     ev = record_event(store.path, "stage.changed", run["name"], rid, _actor(),
                       {"from": now, "to": to, "reason": reason or ("aiops rollback" if rollback else "aiops promote"),
-                       "approvers": approvers, "rollback": rollback})
+                       "approvers": approvers, "rollback": rollback, "insecure_dev": insecure_dev})
     return {"run": rid, "from": now, "to": to, "approvers": approvers, "seq": ev.seq}
 
 

@@ -102,10 +102,14 @@ class Store:
         self.path = location(where)
 
     def _con(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = sqlite3.connect(self.path, timeout=30)
-        con.row_factory = sqlite3.Row
-        con.executescript(SCHEMA)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            con = sqlite3.connect(self.path, timeout=30)
+            con.row_factory = sqlite3.Row
+            con.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise RegistryError(f"cannot open the registry '{self.path}': {exc}; give a writable file path or "
+                                "sqlite:/// URL (env.registry, $AIOPS_REGISTRY or --registry)") from None
         return con
 
     # ------------------------------------------------------------ the event log
