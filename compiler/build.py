@@ -208,10 +208,20 @@ APPROVALS = "approvals"  # signed approval records, added after compile: not in 
 
 
 def _keep_approvals(out_dir: Path, stage: Path) -> None:
-    """A recompile keeps the folder's approvals/ (each binds a manifest sha256: an approval of other
-    artefacts simply stops counting; the registry keeps every approval as an event)."""
-    if (out_dir / APPROVALS).is_dir():
-        shutil.copytree(out_dir / APPROVALS, stage / APPROVALS)
+    """A recompile that gives the same artefacts (the same manifest) keeps their approvals; approvals of
+    other artefacts are not carried over (the registry keeps every approval as an event, and an archive
+    of a replaced production model keeps its own)."""
+    import json
+
+    want = sha256_bytes((stage / "manifest.json").read_bytes())
+    for p in sorted((out_dir / APPROVALS).glob("*.json")) if (out_dir / APPROVALS).is_dir() else []:
+        try:
+            same = json.loads(p.read_text()).get("manifest_sha256") == want
+        except (OSError, ValueError, AttributeError):
+            same = False
+        if same:
+            (stage / APPROVALS).mkdir(exist_ok=True)
+            shutil.copyfile(p, stage / APPROVALS / p.name)
 
 
 def _replace(stage: Path, out_dir: Path) -> None:

@@ -79,6 +79,25 @@ def _registry(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    from .governance.history import RunsFailed
+    from .governance.status import report
+
+    try:
+        text = report(args.artefact_dir, registry=args.registry)
+    except RunsFailed as exc:
+        print(exc.text, file=sys.stderr)
+        return 2
+    if args.out:
+        from pathlib import Path
+
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        print(text, end="")
+    return 0
+
+
 def _whoami(args: argparse.Namespace) -> int:
     from runtime.governance import identity as I
 
@@ -127,6 +146,13 @@ def register(sub) -> None:
     g.add_argument("action", choices=("verify", "rebuild"))
     g.add_argument("--registry", **reg)
     g.set_defaults(func=_registry)
+
+    st = sub.add_parser("status", help="the live governance report of an artefact folder: stage, approvals, events, "
+                                       "diff to production")
+    st.add_argument("artefact_dir")
+    st.add_argument("--out", metavar="FILE", help="write the Markdown report to FILE")
+    st.add_argument("--registry", **reg)
+    st.set_defaults(func=_status)
 
     w = sub.add_parser("whoami", help="the identity your key stands for (or the OS user without keys)")
     w.set_defaults(func=_whoami)

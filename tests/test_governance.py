@@ -340,3 +340,40 @@ def test_runs_lists_builds_with_stage_and_compare_and_html(gov, capsys) -> None:
     assert "<h2>Metric history</h2>" in page and "<h3>roc_auc</h3>" in page and rid in page
     assert main(["runs", "nothing_here"]) == 2
     assert "error: no run of nothing_here in the registry" in capsys.readouterr().err
+
+
+def test_a_build_that_breaks_its_data_contract_is_kept_in_the_history(gov, capsys) -> None:
+    from compiler.build import BuildFailed, compile_spec
+    from compiler.cli import main
+    from runtime.governance.store import Store
+
+    p = gov.root / "specs/credit_risk/spec.yaml"
+    p.write_text(p.read_text().replace("checks: {isin: [rent, own, for free]}", "checks: {isin: [rent, own]}"))
+    gov.act("ml-engineer")
+    with pytest.raises(BuildFailed) as err:
+        compile_spec("specs/credit_risk", [], out="generated/broken", quiet=True)
+    assert err.value.code == 2 and "error[E901]" in err.value.text
+    failed = [r for r in Store(gov.root / "registry.db").runs("credit_risk") if r["model_sha256"] is None]
+    assert len(failed) == 1
+    assert failed[0]["status"].startswith("failed: 108 of 1000 rows (10.8%) break the data contract")
+    assert (failed[0]["built_by"], failed[0]["blessed"], failed[0]["artefact_dir"]) == ("ml-engineer", 0, None)
+    assert main(["runs", "credit_risk"]) == 0
+    assert f"{failed[0]['run_id']}  credit_risk  compile  candidate  failed: 108 of 1000 rows (10.8%) break t" in \
+        capsys.readouterr().out
+    assert _approve(gov, "chief-credit-officer", failed[0]["run_id"]).startswith(
+        f"error: refusing the approval: run {failed[0]['run_id']} failed its gate")
+
+
+def test_status_is_the_live_governance_report(gov, capsys) -> None:
+    from compiler.cli import main
+
+    rid = gov.register(gov.folder)
+    assert _approve(gov, "model-risk-management", rid, reason="checked the slices") == "approved"
+    assert main(["status", "generated/credit_risk"]) == 0
+    out = capsys.readouterr().out
+    assert f"# Governance report: credit_risk 1.0.0, run {rid}" in out
+    assert "- stage: **candidate**; built by ml-engineer; parent -; gate passed" in out
+    assert ("1 valid of 2 required (model-risk-management); approvers: model-risk-management, chief-credit-officer"
+            in out)
+    assert "High risk evidence: present and passing" in out
+    assert "approval.recorded by model-risk-management: checked the slices" in out
