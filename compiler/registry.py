@@ -49,6 +49,9 @@ def register_build(registry: str, folder: str | Path, kind: str = "compile", par
         prod = Store(loc).production(rec["name"])
         rec["parent"] = prod["run_id"] if prod and prod["run_id"] != rec["run_id"] else None
     record_event(loc, "run.registered", rec["name"], rec["run_id"], rec["built_by"], rec)
+    from .governance.mlflow_sync import mirror_build
+
+    mirror_build(loc, rec, Path(folder))
     return rec
 
 
@@ -72,6 +75,9 @@ def register_failed(registry: str, plan, summary: str, notes: tuple[str, ...] = 
            "artefact_dir": None, "spec": {"dir": plan.spec_dir, "overrides": list(plan.overrides)},
            "data": {"source": plan.data_source, "sha256": data_sha}, "metrics": {}, "gates": []}
     record_event(loc, "run.registered", plan.name, rid, rec["built_by"], rec)
+    from .governance.mlflow_sync import mirror_build
+
+    mirror_build(loc, rec, None)
     return rid
 
 

@@ -201,6 +201,9 @@ def promote(ref: str, to: str, registry: str | None = None, reason: str = "", in
     ev = record_event(store.path, "stage.changed", run["name"], rid, _actor(),
                       {"from": now, "to": to, "reason": reason or ("aiops rollback" if rollback else "aiops promote"),
                        "approvers": approvers, "rollback": rollback, "insecure_dev": insecure_dev})
+    from .mlflow_sync import mirror_stage
+
+    mirror_stage(store, run["name"], rid, to)
     return {"run": rid, "from": now, "to": to, "approvers": approvers, "seq": ev.seq}
 
 
