@@ -83,8 +83,8 @@ def test_compile_and_promote_are_mirrored_to_mlflow(server: str, tmp_path: Path,
     assert alias["model_version"]["version"] == "1"
 
     # a stage move moves the alias named after the stage
-    from compiler.governance.mlflow_sync import mirror_stage
+    from compiler.governance.workflow import promote
 
-    mirror_stage(Store(tmp_path / "registry.db"), "credit_risk", rec["run_id"], "staging")
+    assert promote(rec["run_id"], "staging")["to"] == "staging"
     alias = _get(f"{server}/api/2.0/mlflow/registered-models/alias?name=credit_risk&alias=staging")
     assert alias["model_version"]["version"] == "1"
