@@ -77,6 +77,7 @@ def test_compile_and_promote_are_mirrored_to_mlflow(server: str, tmp_path: Path,
     assert metrics["roc_auc"] == pytest.approx(rec["metrics"]["roc_auc"])
     tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
     assert tags["aiops.run_id"] == rec["run_id"] and tags["gate.roc_auc"] == "pass"
+    assert tags["gate.roc_auc where age_in_years in _18_ 25_"] == "pass"
     arts = _get(f"{server}/api/2.0/mlflow/artifacts/list?run_id={logged[0]['mlflow_run_id']}&path=aiops")
     assert "aiops/model.onnx" in {f["path"] for f in arts["files"]}
     alias = _get(f"{server}/api/2.0/mlflow/registered-models/alias?name=credit_risk&alias=candidate")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 import urllib.error
@@ -73,7 +74,7 @@ def log_run(rec: dict[str, Any], folder: Path | None, stage: str = "candidate") 
     params.update({f"lib.{k}": v for k, v in (rec.get("libraries") or {}).items()})
     metrics = [{"key": k, "value": float(v), "timestamp": now, "step": 0}
                for k, v in (rec.get("metrics") or {}).items() if isinstance(v, (int, float))]
-    gates = [{"key": f"gate.{g['name']}"[:250], "value": "pass" if g["passed"] else "FAIL"} for g in rec.get("gates", [])]
+    gates = [{"key": _key(f"gate.{g['name']}"), "value": "pass" if g["passed"] else "FAIL"} for g in rec.get("gates", [])]
     _call("POST", "/api/2.0/mlflow/runs/log-batch",
           {"run_id": rid, "metrics": metrics, "tags": gates,
            "params": [{"key": k, "value": str(v)[:500]} for k, v in params.items() if v is not None]})
@@ -97,6 +98,12 @@ def log_run(rec: dict[str, Any], folder: Path | None, stage: str = "candidate") 
         out["version"] = str(v)
         set_alias(name, str(v), stage)
     return out
+
+
+def _key(name: str) -> str:
+    """MLflow names allow alphanumerics, _ - . space : / only: 'gate.roc_auc where age in [18, 25)'
+    becomes 'gate.roc_auc where age in _18_ 25_'."""
+    return re.sub(r"[^A-Za-z0-9_\-. :/]", "_", name)[:250]
 
 
 def set_alias(name: str, version: str, stage: str) -> None:
