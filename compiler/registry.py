@@ -81,10 +81,6 @@ def register_failed(registry: str, plan, summary: str, notes: tuple[str, ...] = 
     return rid
 
 
-def record_run(path: str | Path, plan, out_dir: Path, result: dict[str, Any]) -> str:
-    return register_build(str(path), out_dir, "compile")["run_id"]
-
-
 def runs(path: str | Path, name: str | None = None) -> list[dict[str, Any]]:
     """Every run (metrics as JSON text, blessed as 0/1, stage, parent, built_by, record)."""
     return Store(where(str(path))).runs(name)
