@@ -143,7 +143,8 @@ def prometheus(model: str, kpis: list[dict[str, Any]]) -> str:
 
 
 def summary_lines(kpis: list[dict[str, Any]]) -> list[str]:
-    out = []
+    """Console lines, one per KPI (the Prometheus figures are in kpis.prom next to report.json)."""
+    out = ["KPIs (also as Prometheus figures in kpis.prom next to report.json):"] if kpis else []
     for k in kpis:
         if not k["measurable"]:
             out.append(f"  kpi {k['name']}: not measurable: {k['why']}")

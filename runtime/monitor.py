@@ -378,7 +378,6 @@ def run(artefact_dir: str | Path, src: Source, report_dir: str | Path | None = N
     from .kpi import prometheus
 
     (out / "kpis.prom").write_text(prometheus(outcome.report["model"]["name"], outcome.report["kpis"]))
-    outcome.files.append(out / "kpis.prom")
     if html:
         from .monitor_report import write_html
 
