@@ -216,8 +216,9 @@ def _record(registry: str, plan, champ_dir: Path, d: Path, where: Path, event: d
         return f"registry: the challenger is the champion's run {champ['run_id']} again (same spec, data and model)"
     from runtime.governance.store import Store
 
-    prod = Store(R.where(registry)).production(plan.name)
-    return (f"registry: the challenger is run {chal['run_id']}, a candidate (parent {champ['run_id']}); production "
+    store = Store(R.where(registry))
+    prod, stage = store.production(plan.name), store.run(chal["run_id"])["stage"]
+    return (f"registry: the challenger is run {chal['run_id']}, {stage} (parent {champ['run_id']}); production "
             + (f"stays run {prod['run_id']} until 'aiops promote {chal['run_id']} --to production' (approvals "
                "needed)" if prod else "has no model yet"))
 
