@@ -166,7 +166,7 @@ def lines(d: dict[str, Any]) -> list[str]:
     out += [f"  {k} columns: {', '.join(c[k])}" for k in ("added", "removed") if c[k]]
     for ch in c["changed"]:
         out.append(f"  {ch['column']}: " + "; ".join(f"{x['key']} {_v(x['a'])} -> {_v(x['b'])}" for x in ch["changes"]))
-    out.append(f"top importance shifts (permutation importance, rank and mean drop of score):")
+    out.append("top importance shifts (permutation importance, rank and mean drop of score):")
     for s in d["importance"]:
         out.append(f"  {s['feature']}: rank {_v(s['rank_a'])} -> {_v(s['rank_b'])}, {_v(s['a'])} -> {_v(s['b'])}")
     return out

@@ -103,7 +103,7 @@ def _who(insecure_dev: bool) -> I.Identity:
                          help=f"set ${I.KEY_ENV} to your Ed25519 seed and ${I.TRUSTED_ENV} to the deployment's "
                               "trusted-keys file; --insecure-dev records an unsigned approval by the OS user, which "
                               "production mode refuses")
-        print(f"warning: --insecure-dev: approving unsigned, as the OS user; production mode will refuse this "
+        print("warning: --insecure-dev: approving unsigned, as the OS user; production mode will refuse this "
               "approval", file=sys.stderr)
     try:
         return I.current(require_trusted=I.keys_configured())
