@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -84,7 +85,7 @@ def render_all_files(plan: Plan) -> dict[str, str]:
         files = render_code(plan)
         files.update(render_monitoring(plan))
     except (UnsafeOutput, EscapeError) as exc:
-        raise BuildFailed(f"error[E904]: a spec value would not stay text in the generated code\n"
+        raise BuildFailed(f"error[E909]: a spec value would not stay text in the generated code\n"
                           f"   = {exc}\n"
                           f"   = help: this is refused rather than written; report it, with the spec, as an aiops bug",
                           2) from None
@@ -92,7 +93,7 @@ def render_all_files(plan: Plan) -> dict[str, str]:
 
 
 def compile_spec(spec_dir: str, overrides: list[str], out: str | None = None, check_only: bool = False,
-                 quiet: bool = False) -> int:
+                 quiet: bool = False, override_reason: str | None = None) -> int:
     loaded, spec, diags = check(spec_dir, overrides)
     if spec is None or loaded is None or any(d.is_error for d in diags):
         raise BuildFailed(render_all(diags), 2, diags)
@@ -111,6 +112,25 @@ def compile_spec(spec_dir: str, overrides: list[str], out: str | None = None, ch
         loc = loaded.sources.locate(path)
         raise BuildFailed(render_all([Diagnostic("E905", exc.summary, missing[0].key, loc,
                                                  loaded.sources.line_of(loc), tuple(exc.notes), exc.help)]), 2)
+    from .governance import overrides as OV
+
+    loose = OV.find(loaded)
+    for line in OV.warning_lines(loose):
+        print(line, file=sys.stderr)
+    if loose and spec.governance.risk_tier == "high" and not (override_reason or "").strip():
+        f = loose[0]
+        raise BuildFailed("\n".join([
+            "error[E908]: a command-line override loosens a threshold of a high risk model without a reason",
+            f"  --> command-line override '{f['overrides'][0]}' ({f['key']})",
+            *[f"   = {x['key']}: the spec says {OV.show(x['spec'])}, the effective bound is {OV.show(x['effective'])}"
+              for x in loose],
+            "   = governance.risk_tier is high: loosening a gate is recorded with who asked and why",
+            "   = help: add --override-reason TEXT (it goes into the compliance document), or drop the override"]), 2)
+    if loose and override_reason:
+        import dataclasses
+        import shlex
+
+        plan = dataclasses.replace(plan, regenerate=f"{plan.regenerate} --override-reason {shlex.quote(override_reason)}")
     try:
         out_dir = output_dir(plan.name, out)
         clean_interrupted(out_dir, plan.name)
@@ -123,6 +143,8 @@ def compile_spec(spec_dir: str, overrides: list[str], out: str | None = None, ch
         if drift is not None:
             raise BuildFailed(render_all([drift], wrote_nothing=False), 1, [drift])
     files = render_all_files(plan)
+    if loose:
+        files[OV.FILE] = dumps(OV.evidence(loose, override_reason))
     with staging() as tmp:
         stage = inside(tmp / plan.name, tmp)
         for rel, text in files.items():
@@ -137,22 +159,40 @@ def compile_spec(spec_dir: str, overrides: list[str], out: str | None = None, ch
             from runtime.training import DataError
 
             if isinstance(exc, DataError):
+                from runtime.governance.store import RegistryError
+
+                from .registry import register_failed
+
+                try:
+                    register_failed(spec.env.registry, plan, exc.summary, tuple(exc.notes))
+                except RegistryError as reg:
+                    print(f"warning: the failed build could not be registered: {reg}", file=sys.stderr)
                 raise BuildFailed(render_all([_data_diag(exc, loaded)]), 2) from None
             raise
         write_manifest(stage, plan, result)
         if check_only:
             return compare(stage, out_dir, plan)
+        _keep_approvals(out_dir, stage)
+        from .governance.workflow import keep_production
+
+        keep_production(spec.env.registry, out_dir, stage)
         try:
             _replace(stage, out_dir)
         except OutputError as exc:
             raise BuildFailed(str(exc), 2) from None
-    from .registry import record_run
+    from runtime.governance.store import RegistryError
 
-    record_run(spec.env.registry, plan, out_dir, result)
+    from .registry import register_build
+
+    try:
+        run = register_build(spec.env.registry, out_dir, "compile")
+    except RegistryError as exc:
+        raise BuildFailed(f"error: {out_dir} was written, but the build could not be registered: {exc}", 2) from None
     blessed = result["blessed"]
     if not quiet:
         print(f"wrote {out_dir} ({sum(p.is_file() for p in out_dir.rglob('*'))} files); "
-              f"model {'BLESSED' if blessed else 'NOT BLESSED'}", file=sys.stderr)
+              f"model {'BLESSED' if blessed else 'NOT BLESSED'}; registry run {run['run_id']} "
+              f"('aiops runs {plan.name}')", file=sys.stderr)
     if not blessed:
         failed = [t for t in result["evaluation"]["thresholds"] if not t["passed"]]
         lines = ["error[E902]: the model did not pass its gate; it is marked not blessed and will not be served",
@@ -178,7 +218,7 @@ def write_manifest(stage: Path, plan: Plan, result: dict[str, Any]) -> None:
 
     files = {}
     for p in sorted(stage.rglob("*")):
-        if p.is_file() and p.name not in ("manifest.json",):
+        if p.is_file() and p.name not in ("manifest.json",) and p.relative_to(stage).parts[0] != APPROVALS:
             b = p.read_bytes()
             files[str(p.relative_to(stage))] = {"sha256": sha256_bytes(b), "size": len(b)}
     body = {
@@ -201,9 +241,30 @@ def write_manifest(stage: Path, plan: Plan, result: dict[str, Any]) -> None:
 _replace = replace  # retrain and rollback replace artefact folders the same way
 
 
+APPROVALS = "approvals"  # signed approval records, added after compile: not in the manifest
+
+
+def _keep_approvals(out_dir: Path, stage: Path) -> None:
+    """A recompile that gives the same artefacts (the same manifest) keeps their approvals; approvals of
+    other artefacts are not carried over (the registry keeps every approval as an event, and an archive
+    of a replaced production model keeps its own)."""
+    import json
+
+    want = sha256_bytes((stage / "manifest.json").read_bytes())
+    for p in sorted((out_dir / APPROVALS).glob("*.json")) if (out_dir / APPROVALS).is_dir() else []:
+        try:
+            same = json.loads(p.read_text()).get("manifest_sha256") == want
+        except (OSError, ValueError, AttributeError):
+            same = False
+        if same:
+            (stage / APPROVALS).mkdir(exist_ok=True)
+            shutil.copyfile(p, stage / APPROVALS / p.name)
+
+
 def compare(stage: Path, out_dir: Path, plan: Plan) -> int:
     want = {str(p.relative_to(stage)): p.read_bytes() for p in stage.rglob("*") if p.is_file()}
-    have = {str(p.relative_to(out_dir)): p.read_bytes() for p in out_dir.rglob("*") if p.is_file()} \
+    have = {str(p.relative_to(out_dir)): p.read_bytes() for p in out_dir.rglob("*")
+            if p.is_file() and p.relative_to(out_dir).parts[0] != APPROVALS} \
         if out_dir.is_dir() else {}
     stale = sorted(k for k in want if have.get(k) != want[k])
     extra = sorted(k for k in have if k not in want)

@@ -9,7 +9,8 @@ def _compile(args: argparse.Namespace) -> int:
     from .build import BuildFailed, compile_spec
 
     try:
-        return compile_spec(args.spec_dir, args.overrides, out=args.out, check_only=args.check, quiet=args.quiet)
+        return compile_spec(args.spec_dir, args.overrides, out=args.out, check_only=args.check, quiet=args.quiet,
+                            override_reason=args.override_reason)
     except BuildFailed as exc:
         if args.format != "text" and exc.diags:
             from .diag_formats import render
@@ -41,7 +42,8 @@ def _package(args: argparse.Namespace) -> int:
 
 # Modules that add their own sub-commands: each has register(subparsers) and imports
 # nothing heavy at module level.
-EXTRA = ("runtime.cli_serve", "runtime.cli_audit", "runtime.cli_score", "runtime.cli_monitor", "compiler.cli_retrain")
+EXTRA = ("runtime.cli_serve", "runtime.cli_audit", "runtime.cli_score", "runtime.cli_monitor", "compiler.cli_retrain",
+         "compiler.cli_governance")
 
 
 def register(sub) -> None:
@@ -55,6 +57,8 @@ def register(sub) -> None:
     from .cli import add_format_option
 
     add_format_option(c)
+    c.add_argument("--override-reason", metavar="TEXT",
+                   help="why an override loosens a threshold (required on a high risk tier; in the compliance document)")
     c.set_defaults(func=_compile)
 
     k = sub.add_parser("package", help="write a Dockerfile and a Kubernetes manifest for the slim runtime")

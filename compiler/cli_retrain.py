@@ -19,6 +19,8 @@ def _retrain(args: argparse.Namespace) -> int:
           + f"  gate {'passed' if m['challenger_gate_passed'] else 'FAILED'}", file=sys.stderr)
     print(f"  on {ev['holdout']['rows']} holdout rows of {ev['data']['source']}"
           + (f" from {ev['holdout']['from']}" if ev["holdout"]["from"] else ""), file=sys.stderr)
+    if out.registry:
+        print(out.registry, file=sys.stderr)
     if out.promoted:
         print(f"promoted: {ev['reason']}\n  {args.artefact_dir} now holds the challenger; the champion is archived in "
               f"{out.archived} ('aiops rollback {args.artefact_dir}' restores it)", file=sys.stderr)
@@ -45,6 +47,8 @@ def _rollback(args: argparse.Namespace) -> int:
         return exc.code
     print(f"rolled back {args.artefact_dir}: model {(ev['from_model_sha256'] or '?')[:12]} -> "
           f"{ev['to_model_sha256'][:12]}\n  {ev['reason']}", file=sys.stderr)
+    if ev.get("registry"):
+        print(ev["registry"], file=sys.stderr)
     return 0
 
 

@@ -44,6 +44,7 @@ class Outcome:
     event: dict[str, Any]
     where: Path  # the artefact folder (promoted) or the kept challenger folder (not promoted)
     archived: Path | None  # where the replaced champion went
+    registry: str = ""  # what the registry now says about the challenger
 
 
 def history_dir(artefact_dir: Path) -> Path:
@@ -190,25 +191,31 @@ def _archive(d: Path) -> Path:
     return tmp.rename(h / f"{n:04d}")
 
 
-def _record(registry: str, plan, champ_manifest: dict[str, Any], champ_dir: Path, d: Path,
-            result: dict[str, Any], where: Path, event: dict[str, Any]) -> None:
-    """Both runs and the event. A run already in the registry with the same model (the champion
-    compiled here, or the same challenger trained again) keeps its row."""
+def _record(registry: str, plan, champ_dir: Path, d: Path, where: Path, event: dict[str, Any],
+            archived: bool) -> str:
+    """Both runs and the decision: the champion (registered when it was not, followed to its archive
+    when the challenger replaced it) and the challenger, a candidate whose parent is the champion."""
+    from runtime.governance.subject import subject
+
     from . import registry as R
 
-    def ensure(run_plan, folder: Path, res: dict[str, Any]) -> str:
-        run_id = f"{run_plan.spec_hash[:12]}-{res['data']['sha256'][:12]}"
-        if not any(r["run_id"] == run_id and r["model_sha256"] == res["model_sha256"]
-                   for r in R.runs(registry, run_plan.name)):
-            R.record_run(registry, run_plan, folder, res)
-        return run_id
+    champ = subject(champ_dir)
+    known = {r["run_id"] for r in R.runs(registry, plan.name)}
+    if champ["run_id"] not in known:
+        R.register_build(registry, champ_dir, "compile", artefact_dir=str(champ_dir))
+    elif archived:
+        R.move(registry, plan.name, champ["run_id"], champ_dir)
+    chal = R.register_build(registry, where, "retrain", parent=champ["run_id"], artefact_dir=str(where))
+    R.record_retrain(registry, plan.name, str(d), event, champion_run=champ["run_id"], challenger_run=chal["run_id"])
+    if chal["run_id"] == champ["run_id"]:
+        return f"registry: the challenger is the champion's run {champ['run_id']} again (same spec, data and model)"
+    from runtime.governance.store import Store
 
-    champ_eval = json.loads((champ_dir / "evidence" / "evaluation.json").read_text())
-    champ_run = ensure(dataclasses.replace(plan, data_source=champ_manifest["data"]["source"]), champ_dir,
-                       {"data": champ_manifest["data"], "metrics": champ_eval["metrics"],
-                        "blessed": champ_manifest["blessed"], "model_sha256": event["from_model_sha256"]})
-    chal_run = ensure(plan, where, result)
-    R.record_event(registry, plan.name, str(d), event, champion_run=champ_run, challenger_run=chal_run)
+    store = Store(R.where(registry))
+    prod, stage = store.production(plan.name), store.run(chal["run_id"])["stage"]
+    return (f"registry: the challenger is run {chal['run_id']}, {stage} (parent {champ['run_id']}); production "
+            + (f"stays run {prod['run_id']} until 'aiops promote {chal['run_id']} --to production' (approvals "
+               "needed)" if prod else "has no model yet"))
 
 
 def retrain(artefact_dir: str | Path, data: str | Path, holdout_from: str | None = None,
@@ -241,6 +248,11 @@ def retrain(artefact_dir: str | Path, data: str | Path, holdout_from: str | None
             p = stage / rel
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_text(text)
+        from .governance.overrides import FILE as OVERRIDES
+
+        if (d / OVERRIDES).is_file():  # the champion's loosened thresholds and their reason apply to it too
+            (stage / OVERRIDES).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(d / OVERRIDES, stage / OVERRIDES)
         try:
             result = train_and_verify(plan, spec_run, stage, progress)
             progress("scoring champion and challenger on the same holdout")
@@ -269,7 +281,14 @@ def retrain(artefact_dir: str | Path, data: str | Path, holdout_from: str | None
         before = d / "evidence" / "history.json"
         history = json.loads(before.read_text()) if before.is_file() else []
         (stage / "evidence" / "history.json").write_text(dumps([*history, event]))
-        write_compliance(plan, stage)  # again, now that the change history is there
+        write_manifest(stage, plan, result)  # read by the diff (run ids, versions); written again below
+        from .governance.diff import FILE as DIFF
+        from .governance.diff import diff
+
+        change = diff(d, stage)
+        change["a"]["dir"], change["b"]["dir"] = f"{_rel(d)} (the champion)", "this folder (the challenger)"
+        (stage / DIFF).write_text(dumps(change))
+        write_compliance(plan, stage)  # again, now that the change history and the diff are there
         write_manifest(stage, plan, result)
         if promote:
             archived = _archive(d)
@@ -278,8 +297,13 @@ def retrain(artefact_dir: str | Path, data: str | Path, holdout_from: str | None
         else:
             archived, where = None, history_dir(d) / "challenger"
             _replace(stage, where)
-    _record(spec.env.registry, plan, champion.manifest, archived or d, d, result, where, event)
-    return Outcome(promote, event, where, archived)
+    from runtime.governance.store import RegistryError
+
+    try:
+        note = _record(spec.env.registry, plan, archived or d, d, where, event, archived is not None)
+    except RegistryError as exc:
+        note = f"warning: the registry was not updated: {exc}"
+    return Outcome(promote, event, where, archived, note)
 
 
 def rollback(artefact_dir: str | Path) -> dict[str, Any]:
@@ -318,7 +342,16 @@ def rollback(artefact_dir: str | Path) -> dict[str, Any]:
              "reason": f"aiops rollback: restored the model archived in {_rel(last)}; "
                        f"the replaced model is kept in {_rel(aside)}",
              "metrics": {"restored": metrics}}
-    R.record_event(_registry_path(manifest), manifest["name"], str(d), event)
+    registry = _registry_path(manifest)
+    from runtime.governance.store import RegistryError
+
+    from .governance.workflow import on_rollback
+
+    try:
+        R.record_retrain(registry, manifest["name"], str(d), event)
+        event["registry"] = on_rollback(registry, d, current_sha, aside)
+    except RegistryError as exc:
+        event["registry"] = f"warning: the registry was not updated: {exc}"
     return event
 
 

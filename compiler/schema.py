@@ -43,6 +43,15 @@ class Problem:
 
 
 @dataclass
+class KPIMeasure:
+    """How `aiops monitor` measures a KPI from predictions and labels (runtime/kpi.py)."""
+
+    statistic: Literal["share_flagged", "share_approved", "positive_rate_among_approved",
+                       "positive_rate_among_flagged", "positive_rate", "mean_score"] = REQUIRED
+    threshold: Optional[float] = None  # on the positive-class score; default: the decision threshold
+
+
+@dataclass
 class KPI:
     name: str = REQUIRED
     definition: str = REQUIRED
@@ -51,6 +60,7 @@ class KPI:
     direction: Literal["increase", "decrease"] = REQUIRED
     owner: str = REQUIRED
     unit: str = ""
+    measure: Optional[KPIMeasure] = None
 
 
 # ---------------------------------------------------------------- data contract

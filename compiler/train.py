@@ -254,6 +254,9 @@ def train_and_verify(plan: Plan, spec: S.Spec, stage: Path, progress) -> dict[st
                 "rule": "blessed only when every threshold passes and at least one is set"}
     _write(stage, "evidence/blessing.json", blessing)
     _write(stage, "serving.json", _serving(plan))
+    from .governance.policy import policy_doc
+
+    _write(stage, "governance.json", policy_doc(plan))
 
     # 7. the compliance document, written from the evidence
     progress("writing the compliance document")

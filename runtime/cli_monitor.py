@@ -106,6 +106,10 @@ def summary_text(report: dict, files: list[Path], quiet: bool = False) -> str:
         tail += (f"; {len(few)} of {s['windows']} window{'s' if s['windows'] != 1 else ''} had insufficient data "
                  "(fewer rows than monitoring.min_rows) and were not tested")
     lines.append(f"{s['alerts']} alert{'s' if s['alerts'] != 1 else ''}{tail}")
+    if not quiet:
+        from .kpi import summary_lines
+
+        lines += summary_lines(report.get("kpis") or [])
     if files and not quiet:
         lines.append("report: " + ", ".join(str(f) for f in files))
     return "\n".join(lines)

@@ -10,8 +10,12 @@ from pathlib import Path
 
 
 def _score(args: argparse.Namespace) -> int:
+    from .governance.production import gate
     from .score import ScoreError, score_file
 
+    if (refused := gate(args)) is not None:
+        print(f"error: {refused}", file=sys.stderr)
+        return 2
     try:
         r = score_file(args.artefact_dir, args.input, args.output, chunk_rows=args.chunk_rows,
                        quarantine_path=args.quarantine, max_rejected_share=args.max_rejected_share,
@@ -107,6 +111,9 @@ def register(sub) -> None:
                    help="fail (exit 1, no output) when more than this share of rows is quarantined, e.g. 0.01")
     s.add_argument("--threads", type=_positive, default=1, help="onnxruntime threads (default 1)")
     s.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+    from .governance.production import add_arguments
+
+    add_arguments(s)
     s.set_defaults(func=_score)
 
     v = sub.add_parser("verify", help="check artefacts against manifest.json, their signature and blessing",

@@ -22,6 +22,9 @@ def register(sub) -> None:
     s.add_argument("--insecure-dev", action="store_true",
                    help="development only: serve without API keys although the spec defines roles or is high risk "
                         "(said at startup and recorded in /v1/metadata)")
+    from .governance.production import add_arguments
+
+    add_arguments(s)
     s.set_defaults(func=_serve)
 
 
@@ -62,6 +65,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.job_threads is not None:
         os.environ[ENV_JOB_THREADS] = str(args.job_threads)
     art_dir = Path(args.artefact_dir).resolve()
+    from .governance.production import gate
+
+    if (refused := gate(args)) is not None:
+        return _fail(refused)
     try:
         service = Service(art_dir, args.log_dir, insecure_dev=args.insecure_dev)
     except (ArtefactError, PolicyError) as exc:

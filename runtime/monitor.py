@@ -101,6 +101,9 @@ class Monitor:
         self.pii = {c.name for c in self.contract.columns if c.pii}
         self._masker = None
         self.batch_rows = int(self.art.json("serving.json").get("serving", {}).get("batch_chunk_rows") or 50_000)
+        from .kpi import KPITracker
+
+        self.kpis = KPITracker.from_artefacts(root, self.features)
 
     @property
     def predictor(self):
@@ -239,6 +242,7 @@ class Monitor:
         score = self._score(out, n)
         for seg in segments:
             windows[int(keys[seg[0]])].add_outputs(seg, out, scored, score, y, groups)
+            self.kpis.add(int(keys[seg[0]]), score[seg], scored[seg], None if y is None else y[seg])
         if y is not None:
             totals["labelled"] += int((y != None).sum())  # noqa: E711 (element-wise on an object array)
         return y is not None, last_day
@@ -353,6 +357,8 @@ class Monitor:
             "summary": summary(results, alerts),
             "alerts": alerts,
             "exit_code": 1 if alerts else 0,
+            "kpis": self.kpis.result([(k, r, self._mature(windows[k], as_of) and has_labels)
+                                      for k, r in zip(sorted(windows), results)]),
         }
         report["webhook"] = post_webhook(webhook, _clean(payload(report))) if webhook and alerts else None
         return Outcome(report, alerts, report["exit_code"])
@@ -408,6 +414,9 @@ def run(artefact_dir: str | Path, src: Source, report_dir: str | Path | None = N
     (out / "alerts.json").write_text(dumps({"report_schema": REPORT_SCHEMA, "model": outcome.report["model"],
                                             "alerts": outcome.alerts, "webhook": outcome.report["webhook"]}))
     outcome.files = [out / "report.json", out / "alerts.json"]
+    from .kpi import prometheus
+
+    (out / "kpis.prom").write_text(prometheus(outcome.report["model"]["name"], outcome.report["kpis"]))
     if html:
         from .monitor_report import write_html
 

@@ -312,6 +312,9 @@ def render_html(report: dict[str, Any]) -> str:
         parts += ["<h2>Performance and label rates over windows</h2>", figs["performance"]]
     if figs["fairness"]:
         parts += ["<h2>Fairness by group over windows</h2>", figs["fairness"]]
+    from .kpi import html_table
+
+    parts.append(html_table(report.get("kpis") or []))
     parts += ["<h2>Data quality per window</h2>", _quality_table(report), "<h2>Windows</h2>", _windows_table(report),
               f"<p class='note'>report.json holds every number shown here (report_schema {report['report_schema']}). "
               f"Exit code {report['exit_code']}.</p></body></html>"]

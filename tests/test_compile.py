@@ -110,10 +110,12 @@ def test_registry_records_the_run():
     from compiler.registry import runs
 
     art = build("credit_risk")
-    model = json.loads((art / "evidence/blessing.json").read_text())["model_sha256"]
-    rows = [r for r in runs(ROOT / ".aiops/registry.db", "credit_risk") if r["model_sha256"] == model]
-    assert rows and rows[-1]["blessed"] == 1
-    metrics = json.loads(rows[-1]["metrics"])
+    from runtime.governance.subject import subject
+
+    # the run id binds spec, data and model: builds of one model under other thresholds are other runs
+    rows = [r for r in runs(ROOT / ".aiops/registry.db", "credit_risk") if r["run_id"] == subject(art)["run_id"]]
+    assert len(rows) == 1 and rows[0]["blessed"] == 1
+    metrics = json.loads(rows[0]["metrics"])
     # evidence files round floats to 10 significant digits; the registry keeps them whole
     assert metrics["roc_auc"] == pytest.approx(
         json.loads((art / "evidence/evaluation.json").read_text())["metrics"]["roc_auc"], rel=1e-9)

@@ -151,7 +151,11 @@ def test_retrain_recovers_july_promotes_and_rollback_restores(work: Path, capsys
     reg = work / ".aiops" / "registry.db"
     runs = {r["model_sha256"]: r for r in R.runs(reg, "flight_delays")}
     assert set(runs) == {champ_sha, ev["to_model_sha256"]}
-    assert runs[ev["to_model_sha256"]]["artefact_dir"] == "generated/flight_delays"  # not the refused copy
+    new_run, champ_run = runs[ev["to_model_sha256"]], runs[champ_sha]
+    # the registry follows the artefacts: the champion is back in place, the challenger set aside
+    assert champ_run["artefact_dir"] == "generated/flight_delays"
+    assert new_run["artefact_dir"] == f"generated/.history/flight_delays/rolled_back/{ev['to_model_sha256'][:12]}"
+    assert (new_run["kind"], new_run["parent"], new_run["stage"]) == ("retrain", champ_run["run_id"], "candidate")
     events = R.events(reg, "flight_delays")
     new = ev["to_model_sha256"]
     assert [(e["event"], e["from_model_sha256"], e["to_model_sha256"]) for e in events] == [

@@ -266,6 +266,8 @@ class Evidence:
     features: dict
     contract: dict
     history: tuple[dict, ...] | None  # evidence/history.json, written by `aiops retrain`
+    overrides: dict | None = None  # evidence/overrides.json: thresholds loosened on the command line
+    diff: dict | None = None  # evidence/diff.json: the change from the model this one replaced (aiops retrain)
 
 
 def read_evidence(stage: Path) -> Evidence:
@@ -279,4 +281,6 @@ def read_evidence(stage: Path) -> Evidence:
         profile=load("evidence/profile.json"), blessing=load("evidence/blessing.json"),
         features=load("features.json"), contract=load("contract.json"),
         history=tuple(load("evidence/history.json")) if hist.is_file() else None,
+        overrides=load("evidence/overrides.json") if (stage / "evidence" / "overrides.json").is_file() else None,
+        diff=load("evidence/diff.json") if (stage / "evidence" / "diff.json").is_file() else None,
     )

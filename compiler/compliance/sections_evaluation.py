@@ -32,12 +32,16 @@ def _thresholds(ev: Evidence) -> tuple[int, int]:
 
 def _status(ev: Evidence) -> tuple[str, str]:
     passed, total = _thresholds(ev)
+    from ..governance.overrides import status_note
+
     if ev.blessing["blessed"]:
-        return (f"BLESSED: all {total} thresholds passed; serve and score accept this model.", "pass")
+        note = status_note(ev.overrides)
+        return (f"BLESSED: all {total} thresholds passed{' as overridden' if note else ''}; serve and score accept "
+                f"this model.{note}", "pass")
     failed = ev.blessing["failed"]
     why = (f"{len(failed)} of {total} thresholds failed: {'; '.join(failed)}" if failed
            else "the spec sets no threshold, and with no thresholds nothing is blessed")
-    return f"NOT BLESSED: {why}. serve and score refuse this model.", "fail"
+    return f"NOT BLESSED: {why}. serve and score refuse this model.{status_note(ev.overrides)}", "fail"
 
 
 def _spec_key_of(t: dict, plan: Plan) -> Cell:
@@ -59,13 +63,15 @@ def evaluation(plan: Plan, ev: Evidence) -> list[Block]:
     e = ev.evaluation
     gate = [(t["kind"], t["name"], _value(t), t["bound_text"], _result(t), _spec_key_of(t, plan))
             for t in e["thresholds"]]
+    from ..governance.overrides import gate_columns
+
+    head, gate = gate_columns(ev.overrides, gate)
     passed, total = _thresholds(ev)
     blocks = [
         text(f"Evaluated on {e['rows']} holdout rows with the ONNX model that is served. {passed} of {total} "
              f"thresholds passed; {ev.blessing['rule']}.", file("evidence/evaluation.json"),
              file("evidence/blessing.json"), tone="pass" if e["passed"] else "fail"),
-        table(("Kind", "Threshold", "Value", "Bound", "Result", "Source"), gate, file("evidence/evaluation.json"),
-              title="Gate"),
+        table(head, gate, file("evidence/evaluation.json"), title="Gate"),
     ]
     if not plan.spec["thresholds"]["evaluation"]:
         blocks.append(text("thresholds.evaluation is empty: no overall holdout metric is bounded.",

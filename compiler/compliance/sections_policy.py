@@ -76,7 +76,35 @@ def governance(plan: Plan, ev: Evidence) -> list[Block]:
         ("Blessed", yes(ev.blessing["blessed"]), file("evidence/blessing.json")),
         ("Build record", f"every compile is recorded in the registry {plan.spec['env']['registry']}",
          key("env.registry")),
-    ])]
+    ]), *approval_blocks(plan, ev)]
+
+
+def approval_blocks(plan: Plan, ev: Evidence) -> list[Block]:
+    """What production needs, and where the live state is: stages and approvals change after compile,
+    so this document names the run and the rule; approvals/ and `aiops runs` hold the rest."""
+    from runtime.governance.approvals import check_evidence
+    from runtime.governance.subject import run_id
+
+    g = plan.spec["governance"]
+    rid = run_id(plan.spec_hash, ev.data["sha256"], ev.blessing["model_sha256"])
+    high = g["risk_tier"] == "high"
+    fair = [t for t in ev.evaluation["thresholds"] if t["kind"] == "fairness"]
+    expl = "present" if ev.importance.get("features") else "missing"
+    problems = check_evidence(ev.evaluation, ev.importance, {"risk_tier": g["risk_tier"],
+                                                             "explainability": g["explainability"]})
+    return [facts([
+        ("Registry run", Cell(rid, code=True), file("manifest.json")),
+        ("Stage at compile", "candidate: every build enters the registry as a candidate", key("env.registry")),
+        ("Production rule", f"{g['approvals_required']} signed approval(s) from distinct listed approvers "
+         f"({', '.join(g['approvers']) or 'none'}), none of them the run's author", key("governance.approvals_required")),
+        ("High risk evidence", ("required: fairness bounds measured and passing, explanations present; this build: "
+                                + ("; ".join(problems) if problems else
+                                   f"{len(fair)} fairness bounds passed, explanations {expl}")) if high else
+         "not required (risk tier " + g["risk_tier"] + ")", key("governance.risk_tier")),
+        ("Approvals", "signed records in approvals/ next to this document (not in manifest.json; verified "
+         "against $AIOPS_TRUSTED_KEYS by 'aiops promote' and by serve/score --production)", file("governance.json")),
+        ("Live state", Cell(f"aiops runs {plan.name}", code=True), key("env.registry")),
+    ], title="Approvals and stages")]
 
 
 def _alerts_on(r: dict) -> str:
@@ -171,6 +199,11 @@ def history(plan: Plan, ev: Evidence) -> list[Block]:
                 for n, h in enumerate(ev.history, 1)]
         blocks.append(table(("#", "Event", "From model", "To model", "Reason", "Metrics", "Data"), rows,
                             file("evidence/history.json"), title="Earlier changes"))
+    if ev.diff is not None:
+        from ..governance.diff import lines
+
+        blocks.append(bullets([ln for ln in lines(ev.diff) if ln], file("evidence/diff.json"),
+                              title="Changes from the model this one replaced (aiops diff)"))
     return blocks
 
 
