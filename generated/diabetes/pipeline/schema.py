@@ -2,7 +2,9 @@
 # Regenerate with: aiops compile specs/diabetes
 """The data contract of diabetes, as a pandera schema.
 
-Validated lazily: every failing row is collected with its reasons and quarantined.
+The reviewable rendering of the contract: the contract core (runtime/contract.py) decides
+which rows are accepted and why others are quarantined; compile runs this schema on the rows
+it accepted, as a cross-check (docs/contract.md).
 """
 import pandera.pandas as pa
 
@@ -16,7 +18,7 @@ SENSITIVE = ['sex']
 SCHEMA = pa.DataFrameSchema(
     {
         'patient_id': pa.Column(
-            'int64',
+            'Int64',
             nullable=False,
             unique=True,
             checks=[
@@ -24,7 +26,7 @@ SCHEMA = pa.DataFrameSchema(
             ],
         ),
         'age': pa.Column(
-            'int64',
+            'Int64',
             nullable=False,
             checks=[
                 pa.Check.greater_than_or_equal_to(18),
@@ -32,7 +34,7 @@ SCHEMA = pa.DataFrameSchema(
             ],
         ),
         'sex': pa.Column(
-            'int64',
+            'Int64',
             nullable=False,
             checks=[
                 pa.Check.isin([1, 2]),

@@ -2,7 +2,9 @@
 # Regenerate with: aiops compile specs/penguins
 """The data contract of penguins, as a pandera schema.
 
-Validated lazily: every failing row is collected with its reasons and quarantined.
+The reviewable rendering of the contract: the contract core (runtime/contract.py) decides
+which rows are accepted and why others are quarantined; compile runs this schema on the rows
+it accepted, as a cross-check (docs/contract.md).
 """
 import pandera.pandas as pa
 
@@ -16,7 +18,7 @@ SENSITIVE = ['sex']
 SCHEMA = pa.DataFrameSchema(
     {
         'penguin_id': pa.Column(
-            'int64',
+            'Int64',
             nullable=False,
             unique=True,
             checks=[
@@ -78,7 +80,7 @@ SCHEMA = pa.DataFrameSchema(
             description='Sex of the penguin, recorded in the field; used only to measure fairness.',
         ),
         'year': pa.Column(
-            'int64',
+            'Int64',
             nullable=False,
             checks=[
                 pa.Check.greater_than_or_equal_to(2007),
