@@ -22,7 +22,8 @@ from runtime import checkpoints as cps
 from runtime.audit_chain import GENESIS, LOG_NAME, ChainWriter, read_entries, segment_paths, split_line
 from runtime.audit_keys import AuditSettings, public_key_hex
 from runtime.audit_verify import NeedKey, verify_log
-from runtime.policy import Cipher, Masker
+from runtime.masking import Masker
+from runtime.policy import Cipher
 from runtime.predlog import EntryBuilder, PredictionLog
 from runtime.sealed import SealedError
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from runtime.audit_chain import ChainWriter, read_entries
-from runtime.policy import Masker
+from runtime.masking import Masker
 from runtime.predlog import EntryBuilder
 from runtime.sealed import (MAGIC, SEGMENT, Opener, SealedError, SealedWriter, key_id, open_file, parse_header, seal,
                             subkey)

@@ -293,7 +293,7 @@ def test_from_the_prediction_log(art, flights, tmp_path):
     from runtime.artefacts import verify
     from runtime.predictor import Predictor
     from runtime.audit_chain import ChainWriter
-    from runtime.policy import Masker
+    from runtime.masking import Masker
     from runtime.predlog import EntryBuilder, verify_chain
 
     a = verify(art)
