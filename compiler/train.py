@@ -240,6 +240,10 @@ def train_and_verify(plan: Plan, spec: S.Spec, stage: Path, progress) -> dict[st
         "label_balance": _balance(y, tr, te, plan.task),
     }
     _write(stage, "evidence/data.json", data_ev)
+    from .rowkeys import evidence as rows_evidence, row_hashes
+
+    hashes = row_hashes(v.frame, plan.key, [c.name for c in plan.columns], plan.name)
+    _write(stage, "evidence/rows.json", rows_evidence(hashes, tr, te, plan.key))
     blessing = {"blessed": blessed, "spec_hash": plan.spec_hash, "model_sha256": _sha(onnx_bytes),
                 "failed": [t["name"] for t in failed],
                 "rule": "blessed only when every threshold passes and at least one is set"}
