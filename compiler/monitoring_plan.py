@@ -112,6 +112,7 @@ def build_monitoring_plan(plan: Plan) -> MonitoringPlan:
     label_key = m.get("label_key") or key
     window = m["window"]
     per_column = m.get("drift_features") or {}
+    extra = set(m.get("drift_columns") or [])
     columns = []
     for c in plan.columns:
         if c.name == plan.target:
@@ -126,6 +127,8 @@ def build_monitoring_plan(plan: Plan) -> MonitoringPlan:
             why = "PII: the reference profile keeps counts only"
         elif kind == "date":
             why = "date: its values move with time; no drift test fits it"
+        elif not c.required and c.name not in extra:
+            why = "not a model input (monitoring.drift_columns lists the other columns to test)"
         if why:
             tests: tuple[TestPlan, ...] = ()
         elif c.name in per_column:
