@@ -254,3 +254,154 @@ def test_task_matrix(spec: str, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     rc, _, err = _cli(capsys, "retrain", str(art), "--data", str(data))
     assert rc in (0, 1), err
+
+
+# ------------------------------------------------------------------ the matrix, continued: time windows, delayed labels
+def _dated_penguins(spec_copy):
+    """specs/penguins with an observation date: each field season's rows in December of its
+    year, in file order (28 days); monthly windows on it; labels joined by penguin_id."""
+    import pandas as pd
+
+    sp = spec_copy("penguins")
+    df = pd.read_csv(sp.dir / "data/penguins.csv", dtype=str, keep_default_na=False)
+    day = df.groupby("year").cumcount() % 28 + 1
+    df.insert(1, "observed_on", [f"{y}-12-{d:02d}" for y, d in zip(df["year"], day)])
+    df.to_csv(sp.dir / "data/penguins.csv", index=False)
+    sp.replace("spec.yaml", "    year: {dtype: int, checks: {ge: 2007, le: 2009}}\n",
+               "    year: {dtype: int, checks: {ge: 2007, le: 2009}}\n"
+               "    observed_on: {dtype: date, formats: ['%Y-%m-%d']}\n")
+    sp.replace("spec.yaml", "  - {name: year, transform: drop,",
+               "  - {name: observed_on, transform: drop, source: observed_on, reason: when it was measured}\n"
+               "  - {name: year, transform: drop,")
+    sp.replace("spec.yaml", "  window: {by: rows, size: 100}", "  window: {by: time, column: observed_on, size: month}")
+    return sp, df
+
+
+def _split_labels(df, key: str, target: str, tmp_path, name: str):
+    """The current file without the target, and the labels in a file of their own."""
+    df.drop(columns=[target]).to_csv(tmp_path / f"{name}.csv", index=False)
+    df[[key, target]].to_csv(tmp_path / f"{name}_labels.csv", index=False)
+    return f"{name}.csv", f"{name}_labels.csv"
+
+
+@pytest.mark.slow
+def test_multiclass_time_windows_with_delayed_labels_from_their_own_file(spec_copy, tmp_path, capsys):
+    sp, df = _dated_penguins(spec_copy)
+    rc, _, err = _cli(capsys, "compile", sp.rel, "+monitoring.drift_columns=[year]", "--out", "art", "--quiet")
+    assert rc == 0, err
+    cur, lab = _split_labels(df, "penguin_id", "species", tmp_path, "current")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rc, out, err = _cli(capsys, "monitor", "art", "--current", cur, "--labels", lab, "--report", "rep")
+    assert rc in (0, 1), err
+    assert [str(w.message) for w in caught] == [] and "Warning" not in err  # no library warning reaches stderr
+    rep = json.loads((tmp_path / "rep/report.json").read_text())
+    # drift: the model inputs, and year because the spec lists it; not sex (fairness only) nor the window column
+    job = json.loads((tmp_path / "art/monitoring/monitoring.json").read_text())
+    tested = {c["name"] for c in job["columns"] if c["tests"]}
+    assert tested == {"island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "year"}
+    assert {c["name"]: c["not_tested"] for c in job["columns"]}["sex"] == (
+        "not a model input (monitoring.drift_columns lists the other columns to test)")
+    assert set(rep["windows"][0]["drift"]["columns"]) == tested
+    assert rep["source"]["labels"] == {"source": "file", "path": lab, "rows_with_label": 344}
+    assert rep["job"]["as_of"] == "2009-12-29"  # the day after the last observation
+    wins = {w["id"]: w for w in rep["windows"]}
+    assert sorted(wins) == ["2007-12", "2008-12", "2009-12"]
+    for wid in ("2007-12", "2008-12"):  # ended at least label_delay_days (30) before as_of
+        perf = wins[wid]["performance"]["metrics"]
+        assert wins[wid]["labels"]["mature"] and perf["accuracy"]["value"] > 0.9 and perf["f1"]["value"] > 0.9
+        n = int((df["observed_on"].str[:7] == wid).sum())
+        assert wins[wid]["rows"] == wins[wid]["labels"]["labelled_rows"] == n
+    pending = wins["2009-12"]
+    assert not pending["labels"]["mature"] and pending["performance"]["metrics"] == {}
+    assert pending["performance"]["note"] == ("labels not considered yet: the window ends less than 30 day(s) before "
+                                              "the end of the data (label_delay_days)")
+    # fairness needing labels (equal opportunity) waits too; demographic parity does not
+    eo = [f for f in pending["fairness"] if f["metric"] == "equal_opportunity_difference"][0]
+    assert eo["status"] == "insufficient data" and eo["note"] == "needs labels; not available yet"
+
+
+def test_multiclass_time_split_leaving_classes_out_of_the_holdout_is_a_user_error(spec_copy, tmp_path, capsys):
+    """Finding 1 end to end: a time split whose holdout lacks rare classes exits 2 before
+    training, naming each class and its counts (derived here from the file)."""
+    sp, df = _dated_penguins(spec_copy)
+    start = "2009-12-25"
+    rc, out, err = _cli(capsys, "compile", sp.rel, "data.split.method=time", "+data.split.time_column=observed_on",
+                        f"+data.split.test_start={start}", "--out", "art", "--quiet")
+    assert rc == 2, out + err
+    test = df["observed_on"] >= start  # every row is accepted (measurements are nullable)
+    few = [(c, int((df["species"][test] == c).sum()), int((df["species"][~test] == c).sum()))
+           for c in sorted(set(df["species"]))]
+    few = [f for f in few if f[1] < 5]
+    assert len(few) >= 1
+    assert f"error[E907]: the split leaves {len(few)} class" in err
+    for c, n_te, n_tr in few:
+        assert f"class '{c}': {n_te} row{'s' if n_te != 1 else ''} in the holdout, {n_tr} in training" in err
+    assert "(data.split)" in err and not (tmp_path / "art").exists()
+
+
+def _daily_diabetes(spec_copy, monkeypatch):
+    """specs/diabetes as small daily data: one visit a day for four years (1,461 rows, the
+    442 patients' measurements in turn, each visit its own id), monthly windows."""
+    import pandas as pd
+
+    from tests.test_serve import DATA_KEY
+
+    monkeypatch.setenv("AIOPS_DATA_KEY", DATA_KEY)
+    sp = spec_copy("diabetes")
+    src = pd.read_csv(sp.dir / "data/diabetes.csv", dtype=str, keep_default_na=False)
+    n = 1461
+    df = src.iloc[np.arange(n) % len(src)].reset_index(drop=True)
+    df["patient_id"] = [str(i + 1) for i in range(n)]
+    df.insert(1, "visit_date", [str(np.datetime64("2010-01-01") + i) for i in range(n)])
+    df.to_csv(sp.dir / "data/diabetes.csv", index=False)
+    sp.replace("spec.yaml", "    age: {dtype: int,", "    visit_date: {dtype: date, formats: ['%Y-%m-%d']}\n"
+                                                    "    age: {dtype: int,")
+    sp.replace("spec.yaml", "  - {name: age, transform: passthrough, source: age}",
+               "  - {name: visit_date, transform: drop, source: visit_date, reason: when the visit was}\n"
+               "  - {name: age, transform: passthrough, source: age}")
+    sp.replace("spec.yaml", "  window: {by: rows, size: 150}", "  window: {by: time, column: visit_date, size: month}")
+    return sp, df
+
+
+@pytest.mark.slow
+def test_regression_monthly_windows_on_small_daily_data_and_delayed_labels(spec_copy, tmp_path, capsys,
+                                                                           monkeypatch):
+    """Finding 7 end to end: 48 monthly windows of 28-31 rows are insufficient data (not 'ok'),
+    left out of alerts and charts; the same model on a year of 120-row months gets performance
+    for the months whose labels are old enough (label_delay_days 365, --as-of)."""
+    from runtime.monitor_report import figures
+
+    sp, df = _daily_diabetes(spec_copy, monkeypatch)
+    rc, _, err = _cli(capsys, "compile", sp.rel, "--out", "art", "--quiet")
+    assert rc == 0, err
+    cur, lab = _split_labels(df, "patient_id", "progression", tmp_path, "daily")
+    rc, out, err = _cli(capsys, "monitor", "art", "--current", cur, "--labels", lab, "--report", "rep")
+    assert rc == 0, out + err
+    rep = json.loads((tmp_path / "rep/report.json").read_text())
+    sizes = sorted({w["rows"] for w in rep["windows"]})
+    assert len(rep["windows"]) == 48 and sizes == [28, 29, 30, 31]
+    assert all(w["status"] == "insufficient data" and not w["tested"] for w in rep["windows"])
+    assert rep["windows"][0]["reason"] == "31 rows, fewer than monitoring.min_rows (100): reported, not tested"
+    assert rep["alerts"] == [] and sum(ln.endswith("rows  insufficient data") for ln in out.splitlines()) == 48
+    assert out.splitlines()[-2] == ("0 alerts: all within bounds; 48 of 48 windows had insufficient data (fewer rows "
+                                    "than monitoring.min_rows) and were not tested")
+    assert all(f is None for f in figures(rep).values())  # nothing to chart
+    assert "48 window(s) with insufficient data are left out of the charts" in (tmp_path / "rep/report.html").read_text()
+    # a year of visits, about 120 a month: windows are tested; labels count 365 days after a window ends
+    year = df.copy()
+    year["visit_date"] = [str(np.datetime64("2014-01-01") + (i * 365) // len(df)) for i in range(len(df))]
+    cur, lab = _split_labels(year, "patient_id", "progression", tmp_path, "year")
+    rc, out, err = _cli(capsys, "monitor", "art", "--current", cur, "--labels", lab, "--as-of", "2015-06-01",
+                        "--report", "rep2")
+    assert rc in (0, 1), err
+    rep = json.loads((tmp_path / "rep2/report.json").read_text())
+    assert len(rep["windows"]) == 12 and all(w["tested"] and "status" not in w for w in rep["windows"])
+    mature = [w["id"] for w in rep["windows"] if w["labels"]["mature"]]
+    assert mature == ["2014-01", "2014-02", "2014-03", "2014-04", "2014-05"]  # ended by 2014-06-01
+    for w in rep["windows"]:
+        mae = w["performance"]["metrics"].get("mae")
+        assert (mae is not None and mae["value"] is not None) == (w["id"] in mature)
+    # the charts show the 12 tested windows
+    perf = figures(rep)["performance"]
+    assert [t.get_text() for t in perf.axes[0].get_xticklabels()] == [w["id"] for w in rep["windows"]]
