@@ -234,26 +234,83 @@ def test_task_matrix(spec: str, tmp_path, capsys, monkeypatch):
     assert all(m["value"] is not None for m in first["performance"]["metrics"].values())
     # the file is sorted by species: the first window has Adelie only, so a Chinstrap figure says why it has none
     assert all(f["value"] is not None or f["reason"] for f in first["fairness"])
-    # serve: predict, explain, metadata bins
-    role = "field" if spec == "penguins" else "scorer"  # predict, explain, metadata
-    srv = Server(art, tmp_path / "srv", env={"AIOPS_API_KEYS": f"k:{role}", "AIOPS_DATA_KEY": DATA_KEY})
+    # the report's charts leave out the window with insufficient data, and say so
+    if spec == "penguins":
+        from runtime.monitor_report import figures
+
+        perf = figures(rep)["performance"]
+        assert last["id"] not in [t.get_text() for t in perf.axes[0].get_xticklabels()]
+        assert (f"1 window(s) with insufficient data are left out of the charts (no drift test, no fairness figure, "
+                f"no alert): {last['id']} ({last['reason']})") in (tmp_path / "m" / "report.html").read_text()
+    # serve: predict, explain, metadata bins, jobs
+    keys = "k:field" if spec == "penguins" else "k:scorer,b:batch"  # roles of the spec's security group
+    batch_key = {"X-API-Key": "k" if spec == "penguins" else "b"}
+    srv = Server(art, tmp_path / "srv", env={"AIOPS_API_KEYS": keys, "AIOPS_DATA_KEY": DATA_KEY})
     try:
         srv.start()
         import pandas as pd
 
-        rec = pd.read_csv(data, nrows=1).iloc[0].to_dict()
-        rec = {k: (None if isinstance(v, float) and v != v else v) for k, v in rec.items()}
-        status, body = srv.json("POST", "/v1/predict", {"records": [rec]}, {"X-API-Key": "k"})
+        recs = pd.read_csv(data, nrows=40).drop(columns=[json.loads((art / "features.json").read_text())["target"]])
+        recs = [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()}
+                for r in recs.to_dict("records")]
+        status, body = srv.json("POST", "/v1/predict", {"records": recs[:1]}, {"X-API-Key": "k"})
         assert status == 200, body
+        direct = body["predictions"][0]
         status, meta = srv.json("GET", "/v1/metadata", None, {"X-API-Key": "k"})
         assert status == 200 and meta["prediction_score_bins"]
+        status, ex = srv.json("POST", "/v1/explain", {"record": recs[0]}, {"X-API-Key": "k"})
+        assert status == 200, ex
+        assert {k: v for k, v in ex["prediction"].items() if k != "prediction_id"} == \
+            {k: v for k, v in direct.items() if k != "prediction_id"}
+        e = ex["explanation"]
+        if spec == "penguins":  # the most likely class's log-odds
+            assert e["scale"] == f"log-odds of '{direct['label']}'"
+        else:
+            assert e["scale"] == "value" and e["score"] == pytest.approx(direct["value"], rel=1e-5)
+        inputs = [f["name"] for f in json.loads((art / "features.json").read_text())["inputs"]]
+        assert sorted(c["feature"] for c in e["contributions"]) == sorted(inputs)
+        status, job = srv.json("POST", "/v1/jobs", {"records": recs}, batch_key)
+        assert status == 202, job
+        import time
+
+        for _ in range(300):
+            status, job = srv.json("GET", f"/v1/jobs/{job['job_id']}", None, batch_key)
+            if job["status"] in ("succeeded", "failed"):
+                break
+            time.sleep(0.1)
+        assert job["status"] == "succeeded" and job["counts"] == {"records": 40, "scored": 40, "rejected": 0}
+        status, h, blob = srv.request("GET", job["result"]["url"], headers=batch_key)
+        assert status == 200 and h["content-type"] == "text/csv"
+        import csv
+
+        rows = list(csv.DictReader(blob.decode().splitlines()))
+        status, many = srv.json("POST", "/v1/predict", {"records": recs}, {"X-API-Key": "k"})
+        if spec == "penguins":  # the same columns as `aiops score`, the same numbers as /v1/predict
+            assert {"label", "probability_Adelie", "probability_Chinstrap", "probability_Gentoo"} <= set(rows[0])
+            assert [r["label"] for r in rows] == [p["label"] for p in many["predictions"]]
+            assert [float(r["probability_Gentoo"]) for r in rows] == [p["probabilities"]["Gentoo"]
+                                                                      for p in many["predictions"]]
+        else:
+            assert [float(r["value"]) for r in rows] == [p["value"] for p in many["predictions"]]
     finally:
         srv.stop()
-    # retrain on the same file, then roll back
+    # retrain on the same file (the same split: every holdout row is new to the champion), then roll back
     (tmp_path / "specs").symlink_to(ROOT / "specs")  # retrain recompiles the spec the champion names
     monkeypatch.chdir(tmp_path)
-    rc, _, err = _cli(capsys, "retrain", str(art), "--data", str(data))
+    before = {p.relative_to(art): p.read_bytes() for p in sorted(art.rglob("*")) if p.is_file()}
+    rc, _, err = _cli(capsys, "retrain", str(art), "--data", str(data), "--quiet")
     assert rc in (0, 1), err
+    kept = art if rc == 0 else art.parent / ".history" / "art" / "challenger"
+    ev = json.loads((kept / "evidence/history.json").read_text())[-1]
+    assert ev["holdout"]["left_out_trained_champion"] == 0
+    if rc == 1:  # not promoted (the same data gives the same model): nothing to roll back
+        rc, _, err = _cli(capsys, "rollback", str(art))
+        assert rc == 2 and f"error: there is no previous model of {art} to restore" in err
+    else:
+        rc, _, err = _cli(capsys, "rollback", str(art))
+        assert rc == 0, err
+    after = {p.relative_to(art): p.read_bytes() for p in sorted(art.rglob("*")) if p.is_file()}
+    assert after == before
 
 
 # ------------------------------------------------------------------ the matrix, continued: time windows, delayed labels
