@@ -243,14 +243,15 @@ def test_task_matrix(spec: str, tmp_path, capsys, monkeypatch):
         assert (f"1 window(s) with insufficient data are left out of the charts (no drift test, no fairness figure, "
                 f"no alert): {last['id']} ({last['reason']})") in (tmp_path / "m" / "report.html").read_text()
     # serve: predict, explain, metadata bins, jobs
-    keys = "k:field" if spec == "penguins" else "k:scorer,b:batch"  # roles of the spec's security group
+    keys = "k:field,m:monitoring" if spec == "penguins" else "k:scorer,b:batch,m:auditor"  # the spec's roles
     batch_key = {"X-API-Key": "k" if spec == "penguins" else "b"}
     srv = Server(art, tmp_path / "srv", env={"AIOPS_API_KEYS": keys, "AIOPS_DATA_KEY": DATA_KEY})
     try:
         srv.start()
         import pandas as pd
 
-        recs = pd.read_csv(data, nrows=40).drop(columns=[json.loads((art / "features.json").read_text())["target"]])
+        target = json.loads((art / "features.json").read_text())["target"]
+        recs = pd.read_csv(data).iloc[::8].head(40).drop(columns=[target])  # every species, many values
         recs = [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()}
                 for r in recs.to_dict("records")]
         status, body = srv.json("POST", "/v1/predict", {"records": recs[:1]}, {"X-API-Key": "k"})
@@ -269,6 +270,13 @@ def test_task_matrix(spec: str, tmp_path, capsys, monkeypatch):
             assert e["scale"] == "value" and e["score"] == pytest.approx(direct["value"], rel=1e-5)
         inputs = [f["name"] for f in json.loads((art / "features.json").read_text())["inputs"]]
         assert sorted(c["feature"] for c in e["contributions"]) == sorted(inputs)
+        status, many = srv.json("POST", "/v1/predict", {"records": recs}, {"X-API-Key": "k"})
+        # /metrics: predictions fall in several bins of the reference score (the value, for regression)
+        status, _, text = srv.request("GET", "/metrics", headers={"X-API-Key": "m"})
+        assert status == 200
+        bins = [float(ln.rsplit(" ", 1)[1]) for ln in text.decode().splitlines()
+                if ln.startswith("aiops_prediction_score_bin_total{")]
+        assert len(bins) == len(meta["prediction_score_bins"]) + 1 and sum(b > 0 for b in bins) >= 2, bins
         status, job = srv.json("POST", "/v1/jobs", {"records": recs}, batch_key)
         assert status == 202, job
         import time
@@ -284,7 +292,6 @@ def test_task_matrix(spec: str, tmp_path, capsys, monkeypatch):
         import csv
 
         rows = list(csv.DictReader(blob.decode().splitlines()))
-        status, many = srv.json("POST", "/v1/predict", {"records": recs}, {"X-API-Key": "k"})
         if spec == "penguins":  # the same columns as `aiops score`, the same numbers as /v1/predict
             assert {"label", "probability_Adelie", "probability_Chinstrap", "probability_Gentoo"} <= set(rows[0])
             assert [r["label"] for r in rows] == [p["label"] for p in many["predictions"]]
