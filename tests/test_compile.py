@@ -133,7 +133,7 @@ def test_compiling_twice_is_byte_identical_whatever_the_hash_seed(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["credit_risk", "flight_delays"])
+@pytest.mark.parametrize("name", ["credit_risk", "flight_delays", "penguins", "diabetes"])
 def test_committed_generated_output_is_up_to_date(name):
     """The golden files: generated/<name>/ is what the spec and data produce now.
     To update them after an intended change: `aiops compile specs/<name>` and commit."""
