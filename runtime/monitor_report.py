@@ -229,6 +229,16 @@ def _ref_pos_share(report: dict) -> float | None:
     return None
 
 
+GROUP_FIGURE = {  # metric -> (the per-group figure it compares, its name in the chart)
+    "demographic_parity_difference": ("selection_rate", "share predicted positive"),
+    "disparate_impact_ratio": ("selection_rate", "share predicted positive"),
+    "equal_opportunity_difference": ("tpr", "true positive rate"),
+    "mean_prediction_difference": ("mean_prediction", "mean prediction"),
+    "mean_absolute_error_difference": ("mean_absolute_error", "mean absolute error"),
+    "bounded_group_loss": ("mean_absolute_error", "mean absolute error"),
+}
+
+
 def fig_fairness(report: dict[str, Any]):
     plt = _plt()
     wins = charted(report)
@@ -240,11 +250,15 @@ def fig_fairness(report: dict[str, Any]):
     fig, axes = plt.subplots(len(rules), 2, figsize=(11, 2.8 * len(rules)), squeeze=False)
     for r, rule in enumerate(rules):
         ax = axes[r][0]
+        field, what = GROUP_FIGURE[rule["metric"]]
+        if rule.get("positive_class") is not None:
+            what += f" (class '{rule['positive_class']}' against the rest)"
         groups = sorted({g for w in wins for g in w["fairness"][r]["groups"]})
-        for g in groups:
-            ys = [w["fairness"][r]["groups"].get(g, {}).get("selection_rate") for w in wins]
+        for g in groups:  # a group below the minimum rows of its window is not plotted there
+            ys = [(w["fairness"][r]["groups"].get(g) or {}) for w in wins]
+            ys = [d.get(field) if d.get("included", True) else None for d in ys]
             ax.plot(x, [v if v is not None else float("nan") for v in ys], "o-", ms=3, label=str(g)[:24])
-        ax.set_title(f"{rule['attribute']}: share predicted positive, by group")
+        ax.set_title(f"{rule['attribute']}: {what}, by group (groups with enough rows)")
         ax.set_xticks(x, ids, rotation=45 if len(ids) > 6 else 0, ha="right" if len(ids) > 6 else "center", fontsize=7)
         ax.legend(fontsize=7, frameon=False, ncol=2)
         ax = axes[r][1]

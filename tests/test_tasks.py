@@ -234,10 +234,15 @@ def test_task_matrix(spec: str, tmp_path, capsys, monkeypatch):
     assert all(m["value"] is not None for m in first["performance"]["metrics"].values())
     # the file is sorted by species: the first window has Adelie only, so a Chinstrap figure says why it has none
     assert all(f["value"] is not None or f["reason"] for f in first["fairness"])
-    # the report's charts leave out the window with insufficient data, and say so
-    if spec == "penguins":
-        from runtime.monitor_report import figures
+    # the report's charts leave out the window with insufficient data, and say so; fairness
+    # charts plot the figure each bound compares (the class's share, or the group error)
+    from runtime.monitor_report import figures
 
+    titles = [ax.get_title() for ax in figures(rep)["fairness"].axes]
+    assert titles[0] == ("sex: share predicted positive (class 'Adelie' against the rest), by group (groups with "
+                         "enough rows)" if spec == "penguins" else
+                         "sex: mean absolute error, by group (groups with enough rows)")
+    if spec == "penguins":
         perf = figures(rep)["performance"]
         assert last["id"] not in [t.get_text() for t in perf.axes[0].get_xticklabels()]
         assert (f"1 window(s) with insufficient data are left out of the charts (no drift test, no fairness figure, "
