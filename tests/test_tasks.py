@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -474,3 +475,44 @@ def test_regression_monthly_windows_on_small_daily_data_and_delayed_labels(spec_
     # the charts show the 12 tested windows
     perf = figures(rep)["performance"]
     assert [t.get_text() for t in perf.axes[0].get_xticklabels()] == [w["id"] for w in rep["windows"]]
+
+
+@pytest.mark.slow
+def test_regression_challenger_on_more_rows_is_promoted_and_rollback_restores(spec_copy, tmp_path, capsys,
+                                                                              monkeypatch):
+    """Retrain and rollback for a task other than binary: a diabetes champion trained on the
+    first 120 patients, a challenger on all 442 (retrain_margin 0). The comparison leaves out
+    the holdout rows that trained the champion (counted here from its evidence/rows.json)."""
+    import shutil
+
+    import pandas as pd
+    from sklearn.model_selection import train_test_split
+
+    from compiler.rowkeys import row_hashes
+    from runtime.artefacts import verify
+    from tests.test_serve import DATA_KEY
+
+    monkeypatch.setenv("AIOPS_DATA_KEY", DATA_KEY)
+    sp = spec_copy("diabetes")
+    full = pd.read_csv(sp.dir / "data/diabetes.csv", dtype=str, keep_default_na=False)
+    full.head(120).to_csv(sp.dir / "data/diabetes.csv", index=False)
+    rc, _, err = _cli(capsys, "compile", sp.rel, "monitoring.retrain_margin=0", "--out", "generated/diabetes",
+                      "--quiet")
+    assert rc in (0, 1), err  # 84 training rows may miss a gate: an unblessed champion can still be replaced
+    d = tmp_path / "generated/diabetes"
+    champion = {p.relative_to(d): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+    shutil.copy(ROOT / "specs/diabetes/data/diabetes.csv", tmp_path / "all.csv")
+    rc, _, err = _cli(capsys, "retrain", "generated/diabetes", "--data", "all.csv", "--quiet")
+    assert rc == 0, err
+    assert "promoted: the challenger passed every gate and beats the champion by at least 0" in err
+    ev = json.loads((d / "evidence/history.json").read_text())[-1]
+    _, test = train_test_split(np.arange(len(full)), test_size=0.3, random_state=3)
+    h = row_hashes(full, "patient_id", [], "diabetes")[np.sort(test)]
+    trained = int(np.isin(h, json.loads(champion[Path("evidence/rows.json")])["train"]).sum())
+    assert trained > 0 and ev["holdout"]["left_out_trained_champion"] == trained
+    assert ev["holdout"]["rows"] == len(test) - trained
+    assert ev["metrics"]["challenger"]["r2"] > ev["metrics"]["champion"]["r2"]
+    verify(d)
+    rc, _, err = _cli(capsys, "rollback", "generated/diabetes")
+    assert rc == 0, err
+    assert {p.relative_to(d): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()} == champion
