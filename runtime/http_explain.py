@@ -57,12 +57,19 @@ def _column_points(prof: dict[str, Any] | None, k: int) -> tuple[np.ndarray, np.
     return None
 
 
+_AFFINE_OPS = {"Sub", "Div", "Mul", "Add"}  # with a constant operand: the exact scalers of compiler/export.py
+
+
 def is_linear(model_path: Path) -> bool:
     """True when the ONNX graph is per-feature preprocessing plus a linear model."""
     import onnx
 
-    ops = {n.op_type for n in onnx.load(str(model_path)).graph.node}
-    return bool(ops & _LINEAR_OPS) and ops <= (_LINEAR_OPS | _ADDITIVE_OPS)
+    graph = onnx.load(str(model_path)).graph
+    consts = {i.name for i in graph.initializer}
+    if any(n.op_type in _AFFINE_OPS and not any(i in consts for i in n.input) for n in graph.node):
+        return False  # arithmetic between two inputs is not per-feature
+    ops = {n.op_type for n in graph.node}
+    return bool(ops & _LINEAR_OPS) and ops <= (_LINEAR_OPS | _ADDITIVE_OPS | _AFFINE_OPS)
 
 
 class Explainer:

@@ -190,7 +190,8 @@ def test_a_parity_failure_fails_the_build(tmp_path):
         compile_spec(str(ROOT / "specs/credit_risk"), ["thresholds.parity.probabilities_atol=0.0"],
                      out=str(tmp_path / "cr"), quiet=True)
     assert exc.value.code == 2
-    assert "error[E901]: the ONNX model does not match scikit-learn within the spec's tolerances" in exc.value.text
+    assert "error[E906]: the ONNX model does not match scikit-learn within the spec's tolerances" in exc.value.text
+    assert "(thresholds.parity)" in exc.value.text.splitlines()[1]  # it points at the tolerances
     assert not (tmp_path / "cr").exists()  # nothing written
 
 
