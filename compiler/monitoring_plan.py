@@ -112,6 +112,7 @@ def build_monitoring_plan(plan: Plan) -> MonitoringPlan:
     label_key = m.get("label_key") or key
     window = m["window"]
     per_column = m.get("drift_features") or {}
+    extra = set(m.get("drift_columns") or [])
     columns = []
     for c in plan.columns:
         if c.name == plan.target:
@@ -126,14 +127,13 @@ def build_monitoring_plan(plan: Plan) -> MonitoringPlan:
             why = "PII: the reference profile keeps counts only"
         elif kind == "date":
             why = "date: its values move with time; no drift test fits it"
+        elif not c.required and c.name not in extra:
+            why = "not a model input (monitoring.drift_columns lists the other columns to test)"
         if why:
             tests: tuple[TestPlan, ...] = ()
         elif c.name in per_column:
             tests = tuple(_rule(r, f"monitoring.drift_features.{c.name}[{i}]")
                           for i, r in enumerate(per_column[c.name]))
-        elif not c.required:  # by default drift is tested on what the model reads (and its prediction)
-            tests = ()
-            why = "not a model input: list it in monitoring.drift_features to test it"
         else:
             tests = tuple(_rule(r, f"monitoring.drift[{i}]") for i, r in enumerate(m.get("drift") or [])
                           if r["applies_to"] == kind)

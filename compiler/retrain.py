@@ -1,9 +1,11 @@
 """`aiops retrain` and `aiops rollback`: champion and challenger on the same recent holdout.
 
-retrain: verify the champion (ARTEFACT_DIR) -> recompose its spec (same hash) -> train a
-challenger on the new file with the same spec -> score both with their ONNX models on the
-same labelled holdout of the new file -> promote the challenger only if it passes every
-gate and beats the champion on the primary metric by monitoring.retrain_margin.
+retrain: verify the champion (ARTEFACT_DIR) -> recompose its spec (same hash) -> split the
+new file as the spec says; keep the holdout rows the champion was not trained on (its
+evidence/rows.json), refuse below monitoring.min_labelled_rows -> train a challenger on
+the rest with the same spec -> score both with their ONNX models on those rows -> promote
+the challenger only if it passes every gate and beats the champion on the primary metric
+by monitoring.retrain_margin.
 
 Stores, next to the artefact folder D (so `aiops verify D` never sees them):
   D/../.history/<D name>/NNNN/        champions replaced by a promotion (rollback pops the last)
@@ -140,19 +142,50 @@ def _readable(src: Path) -> None:
         raise _error(str(exc), "--data", help=f"give a {fmt} file with the contract's columns and labels") from None
 
 
-def _holdout(stage: Path, plan) -> tuple[dict[str, Any], Any]:
-    """The challenger's holdout rows (validated contract columns) and labels, exactly as training split them."""
+def _holdout(stage: Path, plan) -> tuple[dict[str, Any], Any, Any]:
+    """The challenger's holdout rows (validated contract columns), labels and hashed row keys,
+    exactly as training will split them."""
     from runtime.contract import Contract
     from runtime.training import labels, read_table, split, validate
 
     from .build import _import_pipeline
+    from .rowkeys import row_hashes
 
     gen = _import_pipeline(stage / "pipeline", plan)
-    v = validate(read_table(Path(plan.data_source), plan.data_format), gen["schema"].SCHEMA,
-                 Contract.load(stage / "contract.json"))
+    contract = Contract.from_dict({"columns": [c.contract for c in plan.columns], "target": plan.target,
+                                   "key": plan.key})
+    v = validate(read_table(Path(plan.data_source), plan.data_format), gen["schema"].SCHEMA, contract)
     y = labels(v.frame, plan.train_config)
     te = split(None, v.columns, y, plan.train_config)["test"]
-    return {k: a[te] for k, a in v.columns.items()}, y[te]
+    hashes = row_hashes(v.frame, plan.key, [c.name for c in plan.columns], plan.name)
+    return {k: a[te] for k, a in v.columns.items()}, y[te], hashes[te]
+
+
+def _unseen(d: Path, hashes, minimum: int, src: Path, holdout_from: str | None):
+    """Which holdout rows the champion was not trained on (its evidence/rows.json); refuses
+    when fewer than `minimum` are left, since a comparison on fewer means nothing."""
+    import numpy as np
+
+    from .rowkeys import ROWS_SCHEMA
+
+    p = d / "evidence" / "rows.json"
+    rows = json.loads(p.read_text()) if p.is_file() else {}
+    if rows.get("rows_schema") != ROWS_SCHEMA:
+        raise _error(f"{d} does not say which rows trained it (no evidence/rows.json)", str(p),
+                     "retrain scores champion and challenger only on rows neither was trained on",
+                     help="recompile the champion with this aiops ('aiops compile SPEC_DIR'), then retrain")
+    seen = np.isin(hashes.astype(str), np.asarray(rows["train"], dtype=str))
+    n, k = len(hashes), int(seen.sum())
+    if n - k < minimum:
+        raise _error(f"too few rows to compare champion and challenger fairly: {n - k} of the {n} holdout rows "
+                     f"of '{src}' were not used to train the champion; retrain needs at least {minimum}",
+                     str(src), f"{k} holdout row(s) trained the champion (by {rows['identity']}; "
+                               f"{p} lists their hashed keys under 'train')",
+                     f"the minimum is monitoring.min_labelled_rows ({minimum})",
+                     help="add rows the champion never saw (new rows, or its holdout: 'holdout' in "
+                          f"{p.name})" + (", or move --holdout-from after the champion's training rows"
+                                          if holdout_from else ""))
+    return ~seen, k, rows["identity"]
 
 
 def _score(folder: Path, cols: dict[str, Any], y, names: list[str]) -> dict[str, float | None]:
@@ -254,11 +287,14 @@ def retrain(artefact_dir: str | Path, data: str | Path, holdout_from: str | None
             (stage / OVERRIDES).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(d / OVERRIDES, stage / OVERRIDES)
         try:
+            cols, y, hashes = _holdout(stage, plan)
+            fair, trained_champion, ident = _unseen(d, hashes, int(spec.monitoring.min_labelled_rows), src,
+                                                    holdout_from)
             result = train_and_verify(plan, spec_run, stage, progress)
-            progress("scoring champion and challenger on the same holdout")
-            cols, y = _holdout(stage, plan)
         except DataError as exc:
             raise _error(exc.summary, str(src), *exc.notes, help=exc.help) from None
+        progress("scoring champion and challenger on the holdout rows neither was trained on")
+        cols, y = {k: a[fair] for k, a in cols.items()}, y[fair]
         names = list(spec.thresholds.evaluation) or ["r2" if plan.task == "regression" else "roc_auc"]
         primary = names[0]
         champ_m = _score(d, cols, y, names)
@@ -266,7 +302,8 @@ def retrain(artefact_dir: str | Path, data: str | Path, holdout_from: str | None
         margin = float(spec.monitoring.retrain_margin)
         promote, gain, reason = _decide(result, primary, champ_m[primary], chal_m[primary], margin)
         progress.done(f"{primary}: champion {_fmt(champ_m[primary])}, challenger {_fmt(chal_m[primary])} "
-                      f"on {len(y)} holdout rows")
+                      f"on {len(y)} holdout rows" + (f" ({trained_champion} that trained the champion left out)"
+                                                     if trained_champion else ""))
         event = {
             "event": "promoted" if promote else "not_promoted",
             "from_model_sha256": _file_sha(d / "model.onnx"),
@@ -275,7 +312,8 @@ def retrain(artefact_dir: str | Path, data: str | Path, holdout_from: str | None
             "metrics": {"primary": primary, "higher_is_better": primary not in LOWER_IS_BETTER, "margin": margin,
                         "improvement": gain, "champion": champ_m, "challenger": chal_m,
                         "challenger_gate_passed": result["blessed"]},
-            "holdout": {"split": plan.train_config["split"]["method"], "from": holdout_from, "rows": int(len(y))},
+            "holdout": {"split": plan.train_config["split"]["method"], "from": holdout_from, "rows": int(len(y)),
+                        "left_out_trained_champion": trained_champion, "row_identity": ident},
             "data": {"source": plan.data_source, "sha256": result["data"]["sha256"]},
         }
         before = d / "evidence" / "history.json"

@@ -90,6 +90,7 @@ def check_monitoring(ctx: Ctx) -> None:
             _check_drift_threshold(ctx, r, base + ("drift_features", col_name, j))
     if m.prediction_drift is not None:
         _check_drift_threshold(ctx, m.prediction_drift, base + ("prediction_drift",))
+    _check_drift_columns(ctx, m)
     w = m.window
     if w is not None:
         if w.by == "time":
@@ -133,6 +134,43 @@ def check_monitoring(ctx: Ctx) -> None:
         ctx.err("E709", "fairness monitoring needs fairness bounds", base + ("fairness",),
                 "monitoring.fairness is true but thresholds.fairness is empty",
                 help="add thresholds.fairness, or set monitoring.fairness: false")
+
+
+def model_inputs(spec) -> set[str]:
+    """The contract columns a model feature reads (drift is tested on these by default)."""
+    return {s for f in (spec.features or []) if f is not None and f.transform not in (None, "drop")
+            for s in (f.source, f.other) if s}
+
+
+def _check_drift_columns(ctx: Ctx, m) -> None:
+    """monitoring.drift_columns: columns that are not model inputs but whose drift is tested
+    too; drift_features may only tune a column that is tested."""
+    base = ("monitoring", "drift_columns")
+    inputs = model_inputs(ctx.spec)
+    data = ctx.spec.data
+    problem = ctx.spec.problem
+    not_testable = {problem.target if problem else None: "it is the target: its drift is tested with the labels",
+                    data.key if data else None: "it is the row key",
+                    m.label_key: "it is the label key",
+                    m.window.column if m.window and m.window.by == "time" else None: "it is the window column"}
+    for i, name in enumerate(m.drift_columns or []):
+        col = ctx.column_ref(name, base + (i,), "monitoring.drift_columns", code="E711")
+        if col is None:
+            continue
+        why = not_testable.get(name) or ("it is a model input: model inputs are always tested" if name in inputs
+                                         else "it is PII: the reference profile keeps counts only" if col.pii
+                                         else "it is a date: its values move with time" if col.dtype == "date"
+                                         else None)
+        if why:
+            ctx.err("E711", "a drift column cannot be tested", base + (i,), f"'{name}': {why}",
+                    help=f"remove '{name}' from monitoring.drift_columns")
+    listed = set(m.drift_columns or [])
+    for name in (m.drift_features or {}):
+        if name in ctx.columns and name not in inputs and name not in listed:
+            ctx.err("E711", "drift_features names a column that is not tested", ("monitoring", "drift_features", name),
+                    f"'{name}' is not a model input; drift is tested on model inputs and the prediction, and on "
+                    "other columns only when monitoring.drift_columns lists them", key=True,
+                    help=f"add '{name}' to monitoring.drift_columns, or remove its drift_features entry")
 
 
 def _check_drift_threshold(ctx: Ctx, r, path) -> None:

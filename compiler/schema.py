@@ -236,6 +236,8 @@ class Monitoring:
     data_quality: DataQuality = field(default_factory=DataQuality)
     drift: list[DriftRule] = field(default_factory=list)
     drift_features: dict[str, list[DriftRule]] = field(default_factory=dict)
+    # drift is tested on the model inputs and the prediction; other contract columns only when listed here
+    drift_columns: list[str] = field(default_factory=list)
     drift_correction: Literal["none", "bonferroni", "holm"] = "holm"
     prediction_drift: Optional[DriftRule] = None
     performance: dict[str, Bound] = field(default_factory=dict)

@@ -186,14 +186,17 @@ def train_and_verify(plan: Plan, spec: S.Spec, stage: Path, progress) -> dict[st
                 val, why = EV.measure(s["metric"], yt[m], sub, classes, plan.positive_class)
             else:
                 val, why = None, f"{rows} rows, fewer than min_rows ({s['min_rows']})"
+            ci = EV.bootstrap_interval(s["metric"], yt[m], sub, classes, plan.positive_class, cfg["seed"]) \
+                if val is not None else None
             entry = {"column": s["column"], "group": grp, "metric": s["metric"], "rows": rows, "value": val,
                      "min": s.get("min"), "max": s.get("max"), "evaluated": val is not None,
-                     "status": EV.status(val, s), "reason": why}
+                     "status": EV.status(val, s), "reason": why, "interval_95": ci}
             slices.append(entry)
             if entry["evaluated"]:  # a group with insufficient data is shown, not part of the gate
                 thresholds.append({"kind": "slice", "name": f"{s['metric']} where {s['column']} in {grp}",
                                    "value": val, "min": s.get("min"), "max": s.get("max"),
-                                   "passed": EV.check_bound(val, s), "status": EV.status(val, s), "reason": None})
+                                   "passed": EV.check_bound(val, s), "status": EV.status(val, s), "reason": None,
+                                   "interval_95": ci})
     fairness = []
     for fb in cfg["fairness"]:
         g = EV.groups_of(v.columns[fb["attribute"]][te], fb.get("bins"))
@@ -249,6 +252,10 @@ def train_and_verify(plan: Plan, spec: S.Spec, stage: Path, progress) -> dict[st
         "label_balance": _balance(y, tr, te, plan.task),
     }
     _write(stage, "evidence/data.json", data_ev)
+    from .rowkeys import evidence as rows_evidence, row_hashes
+
+    hashes = row_hashes(v.frame, plan.key, [c.name for c in plan.columns], plan.name)
+    _write(stage, "evidence/rows.json", rows_evidence(hashes, tr, te, plan.key))
     blessing = {"blessed": blessed, "spec_hash": plan.spec_hash, "model_sha256": _sha(onnx_bytes),
                 "failed": [t["name"] for t in failed],
                 "rule": "blessed only when every threshold passes and at least one is set"}

@@ -27,7 +27,6 @@ from .predictor import Predictor
 _QUANTILE_POINTS = 20
 _PAIR_POINTS = 10
 _LINEAR_OPS = {"LinearClassifier", "LinearRegressor"}
-_AFFINE_BY_CONSTANT = {"Sub", "Div", "Add", "Mul"}
 _ADDITIVE_OPS = {"Concat", "Gather", "Imputer", "OneHotEncoder", "Reshape", "Scaler", "Cast", "Identity",
                  "Normalizer", "Binarizer", "LabelEncoder", "ZipMap"}
 
@@ -58,20 +57,19 @@ def _column_points(prof: dict[str, Any] | None, k: int) -> tuple[np.ndarray, np.
     return None
 
 
+_AFFINE_OPS = {"Sub", "Div", "Mul", "Add"}  # with a constant operand: the exact scalers of compiler/export.py
+
+
 def is_linear(model_path: Path) -> bool:
     """True when the ONNX graph is per-feature preprocessing plus a linear model."""
     import onnx
 
     graph = onnx.load(str(model_path)).graph
-    consts = {t.name for t in graph.initializer}
-    ops = set()
-    for n in graph.node:
-        if n.op_type in _AFFINE_BY_CONSTANT:  # a scaler exported as (x - mean) / scale: affine per feature
-            if len(n.input) != 2 or n.input[1] not in consts:
-                return False
-            continue
-        ops.add(n.op_type)
-    return bool(ops & _LINEAR_OPS) and ops <= (_LINEAR_OPS | _ADDITIVE_OPS)
+    consts = {i.name for i in graph.initializer}
+    if any(n.op_type in _AFFINE_OPS and not any(i in consts for i in n.input) for n in graph.node):
+        return False  # arithmetic between two inputs is not per-feature
+    ops = {n.op_type for n in graph.node}
+    return bool(ops & _LINEAR_OPS) and ops <= (_LINEAR_OPS | _ADDITIVE_OPS | _AFFINE_OPS)
 
 
 class Explainer:

@@ -4,6 +4,8 @@ What a person looks at first: the alerts; drift severity per feature and window 
 heatmap, 1 = at the threshold); reference vs current distribution of each drifted
 feature where it drifted most; metrics and label rates over windows; fairness by group;
 data quality per window. Built only from report.json (and the profile for bin labels).
+Windows with insufficient data (fewer rows than monitoring.min_rows) are left out of every
+chart and listed, with their reason, in the page and the windows table.
 """
 from __future__ import annotations
 
@@ -38,11 +40,19 @@ def _svg(fig) -> str:
 
 
 # ------------------------------------------------------------------ figures
+INSUFFICIENT = "insufficient data"
+
+
+def charted(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The windows the charts show: every window except those with insufficient data."""
+    return [w for w in report["windows"] if w.get("status") != INSUFFICIENT]
+
+
 def fig_drift_heatmap(report: dict[str, Any]):
     import numpy as np
 
     plt = _plt()
-    wins = [w for w in report["windows"] if w["tested"]]
+    wins = [w for w in charted(report) if w["tested"]]
     cols = sorted({c for w in wins for c, d in w["drift"]["columns"].items() if d.get("tests")})
     rows = cols + ["prediction score", "predicted labels", "actual labels"]
     keys = {"prediction score": "score", "predicted labels": "label", "actual labels": "target"}
@@ -109,7 +119,7 @@ def fig_distributions(report: dict[str, Any]):
 
     plt = _plt()
     worst: dict[str, tuple[float, str, dict]] = {}
-    for w in report["windows"]:
+    for w in charted(report):
         for name, d in w["drift"]["columns"].items():
             if d.get("drifted") and "histogram" in d and d["severity"] > worst.get(name, (-1,))[0]:
                 worst[name] = (d["severity"], w["id"], d)
@@ -146,7 +156,7 @@ def fig_distributions(report: dict[str, Any]):
 
 def fig_performance(report: dict[str, Any]):
     plt = _plt()
-    wins = report["windows"]
+    wins = charted(report)
     metrics = sorted({k for w in wins for k in w["performance"]["metrics"]})
     ids = [w["id"] for w in wins]
     rate_pred = [_pos_share(w["prediction"].get("label"), report) for w in wins]
@@ -219,9 +229,19 @@ def _ref_pos_share(report: dict) -> float | None:
     return None
 
 
+GROUP_FIGURE = {  # metric -> (the per-group figure it compares, its name in the chart)
+    "demographic_parity_difference": ("selection_rate", "share predicted positive"),
+    "disparate_impact_ratio": ("selection_rate", "share predicted positive"),
+    "equal_opportunity_difference": ("tpr", "true positive rate"),
+    "mean_prediction_difference": ("mean_prediction", "mean prediction"),
+    "mean_absolute_error_difference": ("mean_absolute_error", "mean absolute error"),
+    "bounded_group_loss": ("mean_absolute_error", "mean absolute error"),
+}
+
+
 def fig_fairness(report: dict[str, Any]):
     plt = _plt()
-    wins = report["windows"]
+    wins = charted(report)
     rules = wins[0]["fairness"] if wins else []
     if not rules:
         return None
@@ -230,11 +250,15 @@ def fig_fairness(report: dict[str, Any]):
     fig, axes = plt.subplots(len(rules), 2, figsize=(11, 2.8 * len(rules)), squeeze=False)
     for r, rule in enumerate(rules):
         ax = axes[r][0]
+        field, what = GROUP_FIGURE[rule["metric"]]
+        if rule.get("positive_class") is not None:
+            what += f" (class '{rule['positive_class']}' against the rest)"
         groups = sorted({g for w in wins for g in w["fairness"][r]["groups"]})
-        for g in groups:
-            ys = [w["fairness"][r]["groups"].get(g, {}).get("selection_rate") for w in wins]
+        for g in groups:  # a group below the minimum rows of its window is not plotted there
+            ys = [(w["fairness"][r]["groups"].get(g) or {}) for w in wins]
+            ys = [d.get(field) if d.get("included", True) else None for d in ys]
             ax.plot(x, [v if v is not None else float("nan") for v in ys], "o-", ms=3, label=str(g)[:24])
-        ax.set_title(f"{rule['attribute']}: share predicted positive, by group")
+        ax.set_title(f"{rule['attribute']}: {what}, by group (groups with enough rows)")
         ax.set_xticks(x, ids, rotation=45 if len(ids) > 6 else 0, ha="right" if len(ids) > 6 else "center", fontsize=7)
         ax.legend(fontsize=7, frameon=False, ncol=2)
         ax = axes[r][1]
@@ -301,6 +325,12 @@ def render_html(report: dict[str, Any]) -> str:
           f"<code>{_e(m['manifest_sha256'][:16])}</code>.</p>",
         "<h2>Alerts</h2>", _alerts_table(report),
     ]
+    left_out = [w for w in report["windows"] if w.get("status") == INSUFFICIENT]
+    if left_out:
+        parts.append(f"<p class='note'>{len(left_out)} window(s) with insufficient data are left out of the charts "
+                     f"(no drift test, no fairness figure, no alert): "
+                     + "; ".join(f"{_e(w['id'])} ({_e(w.get('reason', ''))})" for w in left_out[:12])
+                     + (f"; … and {len(left_out) - 12} more" if len(left_out) > 12 else "") + ".</p>")
     if figs["drift"]:
         parts += ["<h2>Drift per feature</h2>",
                   "<p class='note'>Each cell: the test's value for that feature and window (p-values for ks and "
@@ -352,7 +382,7 @@ def _quality_table(report: dict[str, Any]) -> str:
 
 
 def _windows_table(report: dict[str, Any]) -> str:
-    head = ("<tr><th>window</th><th>from</th><th>to</th><th>period</th><th class='num'>rows</th>"
+    head = ("<tr><th>window</th><th>from</th><th>to</th><th>period</th><th class='num'>rows</th><th>status</th>"
             "<th>drifted features</th><th>performance</th><th>labels</th></tr>")
     body = []
     for w in report["windows"]:
@@ -361,7 +391,8 @@ def _windows_table(report: dict[str, Any]) -> str:
         lab = ("mature" if w["labels"]["mature"] else "pending") if w["labels"]["available"] else "none"
         body.append(f"<tr><td>{_e(w['id'])}</td><td>{_e(w['start'])}</td><td>{_e(w['end'])}</td>"
                     f"<td>{_e(w.get('period') or '')}</td>"
-                    f"<td class='num'>{w['rows']:,}</td><td>{_e(', '.join(w['drift']['drifted']) or '-')}</td>"
+                    f"<td class='num'>{w['rows']:,}</td><td>{_e(w.get('status', 'tested'))}</td>"
+                    f"<td>{_e(', '.join(w['drift']['drifted']) or '-')}</td>"
                     f"<td>{perf}</td><td>{lab}</td></tr>")
     return "<table>" + head + "".join(body) + "</table>"
 

@@ -808,6 +808,30 @@ error[E710]: a monitoring minimum is too small
    = 'monitoring.min_rows' must be an int of at least 2. Got 1 instead.
    = help: statistics on fewer rows mean nothing; the default is 100""",
     ),
+    "E711-drift-column-not-testable": Bad(
+        spec="penguins",
+        edits=((SPEC, "  min_labelled_rows: 60\n", "  min_labelled_rows: 60\n  drift_columns: [year, island]\n"),),
+        at=(SPEC, "drift_columns:", "island"),
+        expected="""\
+error[E711]: a drift column cannot be tested
+  --> @AT@ (monitoring.drift_columns[1])
+   |     drift_columns: [year, island]
+   = 'island': it is a model input: model inputs are always tested
+   = help: remove 'island' from monitoring.drift_columns""",
+    ),
+    "E711-drift-features-of-an-untested-column": Bad(
+        spec="penguins",
+        edits=((SPEC, "  min_labelled_rows: 60\n",
+                "  min_labelled_rows: 60\n  drift_features: {year: [{test: psi, threshold: 0.2, applies_to: numeric}]}\n"),),
+        at=(SPEC, "drift_features:", "year"),
+        expected="""\
+error[E711]: drift_features names a column that is not tested
+  --> @AT@ (monitoring.drift_features.year)
+   |     drift_features: {year: [{test: psi, threshold: 0.2, applies_to: numeric}]}
+   = 'year' is not a model input; drift is tested on model inputs and the prediction, and on other columns \
+only when monitoring.drift_columns lists them
+   = help: add 'year' to monitoring.drift_columns, or remove its drift_features entry""",
+    ),
     "E701-invalid-cron": Bad(
         edits=((SPEC, 'schedule: "0 6 * * 1"', 'schedule: "0 25 * * 1"'),),
         at=(SPEC, "schedule:", '"0 25'),

@@ -85,9 +85,11 @@ def test_numbers_equal_the_evidence(md: str, art: Path):
     ev = _evidence(art, "evaluation.json")
     assert f"roc_auc {ev['metrics']['roc_auc']:.4f} on {ev['rows']} rows" in md
     for t in ev["thresholds"]:
-        ci = t.get("interval_95")
+        ci = t.get("interval_95")  # metrics and slice groups carry their bootstrap interval
         value = t["value_text"] + (f" (95% CI {ci[0]:.4f}-{ci[1]:.4f})" if ci else "")
         assert f"| {t['kind']} | {t['name']} | {value} | {t['bound_text']} | pass |" in md, t["name"]
+    slices = [t for t in ev["thresholds"] if t["kind"] == "slice"]
+    assert slices and all(t["interval_95"][0] <= t["value"] <= t["interval_95"][1] for t in slices)
     for f in ev["fairness"]:
         for group, g in f["groups"].items():
             row = f"| {group} | {g['rows']} | {g['positives']} | {g['selection_rate']:.4f} | {g['tpr']:.4f} | yes |"

@@ -1,6 +1,6 @@
 """Monitoring tests what the model uses (issue 9, part 6): by default drift is tested on the
 model's inputs and its prediction; another contract column is tested only when the spec lists
-it in monitoring.drift_features (flight_delays lists arr_delay, which is no input)."""
+it in monitoring.drift_columns (flight_delays lists arr_delay, which is no input)."""
 from __future__ import annotations
 
 import csv
@@ -28,7 +28,7 @@ def test_only_model_inputs_and_listed_columns_are_drift_tested():
         assert listed <= tested
     job, _ = _job("credit_risk")
     why = {c["name"]: c["not_tested"] for c in job["columns"]}
-    assert why["foreign_worker"] == "not a model input: list it in monitoring.drift_features to test it"
+    assert why["foreign_worker"] == "not a model input (monitoring.drift_columns lists the other columns to test)"
 
 
 def test_a_drifting_column_that_is_no_input_raises_no_alert(tmp_path: Path, monkeypatch, capsys):

@@ -93,7 +93,8 @@ def test_retrain_recovers_july_promotes_and_rollback_restores(work: Path, capsys
     assert ev["from_model_sha256"] == champ_sha
     assert ev["to_model_sha256"] == _sha(d / "model.onnx") != champ_sha
     july = _july_rows()
-    assert ev["holdout"] == {"split": "time", "from": "2013-07-01", "rows": len(july)}
+    assert ev["holdout"] == {"split": "time", "from": "2013-07-01", "rows": len(july), "left_out_trained_champion": 0,
+                             "row_identity": "data.key 'flight_key'"}  # the champion trained on January-March
     m = ev["metrics"]
     assert ev["reason"] == ("the challenger passed every gate and beats the champion by at least 0.01: its roc_auc "
                             f"{m['challenger']['roc_auc']:.4f} against the champion's {m['champion']['roc_auc']:.4f} "
@@ -160,6 +161,85 @@ def test_retrain_recovers_july_promotes_and_rollback_restores(work: Path, capsys
     new = ev["to_model_sha256"]
     assert [(e["event"], e["from_model_sha256"], e["to_model_sha256"]) for e in events] == [
         ("promoted", champ_sha, new), ("not_promoted", new, new), ("rolled_back", new, champ_sha)]
+
+
+@pytest.mark.slow
+def test_a_champion_is_scored_only_on_rows_it_was_not_trained_on(tmp_path: Path, capsys, monkeypatch) -> None:
+    """specs/diabetes (random split, seed 3): a retrain file whose holdout positions hold 110
+    rows of the champion's holdout and 23 of its training rows. The 23 are left out of the
+    comparison; on them the champion would have had an in-sample advantage."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.model_selection import train_test_split
+
+    from compiler.rowkeys import row_hashes
+    from runtime import evaluation as EV
+    from runtime.predictor import Predictor
+    from tests.test_serve import DATA_KEY
+
+    monkeypatch.setenv("AIOPS_DATA_KEY", DATA_KEY)
+    (tmp_path / "specs").symlink_to(ROOT / "specs")
+    monkeypatch.chdir(tmp_path)
+    d = copy_artefacts(build("diabetes"), tmp_path / "champ")
+    df = pd.read_csv(ROOT / "specs/diabetes/data/diabetes.csv")
+    rows = json.loads((d / "evidence" / "rows.json").read_text())
+    h = row_hashes(df, "patient_id", [], "diabetes")
+    trained, unseen = np.flatnonzero(np.isin(h, rows["train"])), np.flatnonzero(np.isin(h, rows["holdout"]))
+    assert (len(trained), len(unseen)) == (309, 133)  # 442 rows, test_size 0.3
+    n = len(df)
+    _, test_pos = train_test_split(np.arange(n), test_size=0.3, random_state=3)  # where the split puts the holdout
+    test_pos = np.sort(test_pos)
+    order = np.empty(n, dtype=np.int64)
+    order[test_pos] = np.r_[unseen[:110], trained[:23]]
+    order[np.setdiff1d(np.arange(n), test_pos)] = np.r_[unseen[110:], trained[23:]]
+    df.iloc[order].to_csv("retrain.csv", index=False)
+
+    rc, err = _run(capsys, "retrain", "champ", "--data", "retrain.csv")
+    assert rc in (0, 1), err
+    assert "r2: champion" in err and "on 110 holdout rows (23 that trained the champion left out)" in err
+    ev = json.loads(((d if rc == 0 else tmp_path / ".history/champ/challenger") / "evidence/history.json")
+                    .read_text())[-1]
+    assert ev["holdout"] == {"split": "random", "from": None, "rows": 110, "left_out_trained_champion": 23,
+                             "row_identity": "data.key 'patient_id'"}
+    # the champion's figures are its figures on the 110 rows it never saw, derived here
+    pred = Predictor(d)
+    y = df["progression"].to_numpy(dtype=float)
+
+    def mae(idx: np.ndarray) -> float:
+        out = pred.predict_columns({c: df[c].to_numpy()[idx] for c in df.columns})
+        return EV.metric("mae", y[idx], out, (), None)
+
+    assert ev["metrics"]["champion"]["mae"] == pytest.approx(mae(unseen[:110]), abs=1e-6)  # JSON keeps 7 decimals
+    # on its own training rows the champion looks far better: those rows can no longer make it win
+    assert mae(trained[:23]) < 0.7 * mae(unseen[:110])
+    both = np.r_[unseen[:110], trained[:23]]
+    assert mae(both) < ev["metrics"]["champion"]["mae"]
+
+
+def test_retrain_refuses_when_too_few_rows_are_new_to_the_champion(tmp_path: Path, capsys, monkeypatch) -> None:
+    """The same diabetes file reversed: the split's holdout is mostly rows the champion trained on."""
+    import pandas as pd
+
+    from tests.test_serve import DATA_KEY
+
+    monkeypatch.setenv("AIOPS_DATA_KEY", DATA_KEY)
+    (tmp_path / "specs").symlink_to(ROOT / "specs")
+    monkeypatch.chdir(tmp_path)
+    d = copy_artefacts(build("diabetes"), tmp_path / "champ")
+    pd.read_csv(ROOT / "specs/diabetes/data/diabetes.csv").iloc[::-1].to_csv("rev.csv", index=False)
+    before = _files(d)
+    rc, err = _run(capsys, "retrain", "champ", "--data", "rev.csv", "--quiet")
+    assert rc == 2, err
+    m = re.search(r"error: too few rows to compare champion and challenger fairly: (\d+) of the 133 holdout rows of "
+                  r"'rev.csv' were not used to train the champion; retrain needs at least 100\n  --> rev.csv\n"
+                  r"   = (\d+) holdout row\(s\) trained the champion \(by data.key 'patient_id'; "
+                  r"champ/evidence/rows.json lists their hashed keys under 'train'\)\n"
+                  r"   = the minimum is monitoring.min_labelled_rows \(100\)\n"
+                  r"   = help: add rows the champion never saw \(new rows, or its holdout: 'holdout' in rows.json\)",
+                  err)
+    assert m, err
+    assert int(m[1]) + int(m[2]) == 133 and int(m[1]) < 100
+    assert _files(d) == before and not (tmp_path / ".history").exists()  # refused before training anything
 
 
 def _result(blessed: bool, failed: tuple[str, ...] = ()) -> dict:

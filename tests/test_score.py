@@ -439,7 +439,9 @@ def test_tampered_or_unblessed_artefacts_are_refused(capsys, tmp_path: Path):
     m["blessed"] = False
     (unblessed / "manifest.json").write_text(json.dumps(m))
     rc, _, err = score(capsys, unblessed, FLIGHTS, tmp_path / "o.csv")
-    assert rc == 2 and "the model is not blessed" in err
+    assert rc == 2 and f"refusing to score '{unblessed}': the model is not blessed" in err
+    rc, _, err = cli(capsys, "monitor", unblessed, "--current", FLIGHTS, "--report", tmp_path / "r")
+    assert rc == 2 and f"refusing to monitor '{unblessed}': the model is not blessed" in err
     rc, _, err = cli(capsys, "verify", unblessed)
     assert rc == 1 and "not blessed" in err
     rc, out, _ = cli(capsys, "verify", unblessed, "--allow-unblessed")

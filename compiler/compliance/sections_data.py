@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from ..plan import Plan
+from ..rowkeys import identity
 from .model import Block, Cell, Evidence, bullets, days, facts, file, key, num, table, text, yes
 
 
@@ -85,6 +86,8 @@ def data(plan: Plan, ev: Evidence) -> list[Block]:
             ("Rows", f"train {d['split']['train']}, test {d['split']['test']}, held back {d['split']['held_back']}",
              file("evidence/data.json")),
             ("Row key", plan.key or "(none)", key("data.key")),
+            ("Rows used", f"hashed keys of the training and holdout rows, by {identity(plan.key)}; retrain scores "
+             "champion and challenger only on rows neither was trained on", file("evidence/rows.json")),
         ], title="Rows"),
     ]
     if d["reasons"]:

@@ -103,7 +103,7 @@ def evaluation(plan: Plan, ev: Evidence) -> list[Block]:
     blocks += [chart(c, file("evidence/evaluation.json")) for c in charts]
     slices = e["slices"]
     if slices:
-        rows = [(s["column"], s["group"], s["metric"], s["rows"], f4(s["value"]) if s["evaluated"] else
+        rows = [(s["column"], s["group"], s["metric"], s["rows"], _value(s) if s["evaluated"] else
                  f"{INSUFFICIENT}: {s.get('reason') or 'too few rows'}", bound_text(s["min"], s["max"]),
                  result(_within(s["value"], s["min"], s["max"])) if s["evaluated"] else
                  Cell(INSUFFICIENT, tone="muted"))
