@@ -23,7 +23,7 @@ from .monitoring_plan import render_monitoring
 from .plan import Plan, build_plan
 from .render import render_code
 
-MANIFEST_SCHEMA = 1
+MANIFEST_SCHEMA = 2  # 2: signature in manifest.sig, policy and gate recorded
 
 
 class BuildFailed(Exception):
@@ -64,11 +64,12 @@ def _import_pipeline(folder: Path, plan: Plan):
                                                   submodule_search_locations=[str(folder)])
     mod = importlib.util.module_from_spec(spec)
     sys.modules[pkg] = mod
-    spec.loader.exec_module(mod)
-    out = {}
-    for name in ("schema", "features", "train"):
-        out[name] = importlib.import_module(f"{pkg}.{name}")
-    return out
+    before, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # no __pycache__ in the artefacts
+    try:
+        spec.loader.exec_module(mod)
+        return {name: importlib.import_module(f"{pkg}.{name}") for name in ("schema", "features", "train")}
+    finally:
+        sys.dont_write_bytecode = before
 
 
 def compile_spec(spec_dir: str, overrides: list[str], out: str | None = None, check_only: bool = False,
@@ -92,6 +93,9 @@ def compile_spec(spec_dir: str, overrides: list[str], out: str | None = None, ch
         raise BuildFailed(render_all([Diagnostic("E905", exc.summary, missing[0].key, loc,
                                                  loaded.sources.line_of(loc), tuple(exc.notes), exc.help)]), 2)
     out_dir = Path(out) if out else Path("generated") / plan.name
+    from .sign import signing_key
+
+    signing_key(plan.spec)  # a build the policy wants signed fails here, before training, without a key
     files = render_code(plan)
     files.update(render_monitoring(plan))
     with tempfile.TemporaryDirectory(prefix="aiops-build-") as tmp:
@@ -141,11 +145,15 @@ def _data_diag(exc, loaded) -> Diagnostic:
 
 
 def write_manifest(stage: Path, plan: Plan, result: dict[str, Any]) -> None:
-    from .sign import sign_manifest
+    """manifest.json over every file of `stage`, then manifest.sig over all of them when a signing
+    key is set (required by the policy: compiler/sign.py)."""
+    from .sign import sign_folder, signature_policy, signing_key
+
+    key = signing_key(plan.spec)
 
     files = {}
     for p in sorted(stage.rglob("*")):
-        if p.is_file() and p.name not in ("manifest.json",):
+        if p.is_file() and p.relative_to(stage).as_posix() not in ("manifest.json", "manifest.sig"):
             b = p.read_bytes()
             files[str(p.relative_to(stage))] = {"sha256": sha256_bytes(b), "size": len(b)}
     body = {
@@ -159,10 +167,13 @@ def write_manifest(stage: Path, plan: Plan, result: dict[str, Any]) -> None:
                  "choices": dict(plan.choices)},
         "data": {"source": plan.data_source, "sha256": result["data"]["sha256"]},
         "blessed": result["blessed"],
+        "gate": {k: plan.train_config[k] for k in ("evaluation", "slices", "fairness")},
+        "policy": signature_policy(plan.spec),
         "files": files,
     }
-    body["signature"] = sign_manifest(body, plan.spec["security"]["signing_key_env"])
     (stage / "manifest.json").write_text(dumps(body))
+    if key is not None:
+        sign_folder(stage, plan.name, key)
 
 
 def _replace(stage: Path, out_dir: Path) -> None:

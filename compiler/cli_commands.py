@@ -17,7 +17,7 @@ def _compile(args: argparse.Namespace) -> int:
 
 # Modules that add their own sub-commands: each has register(subparsers) and imports
 # nothing heavy at module level.
-EXTRA = ("runtime.cli_serve", "runtime.cli_score", "runtime.cli_monitor", "compiler.cli_retrain")
+EXTRA = ("runtime.cli_serve", "runtime.cli_score", "runtime.cli_monitor", "compiler.cli_retrain", "runtime.cli_trust")
 
 
 def register(sub) -> None:
@@ -34,3 +34,4 @@ def register(sub) -> None:
 
     for name in EXTRA:
         importlib.import_module(name).register(sub)
+    importlib.import_module("runtime.cli_trust").register_options(sub)  # --trusted-keys, --insecure-dev

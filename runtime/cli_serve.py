@@ -86,6 +86,7 @@ def _banner(service, args: argparse.Namespace, log_dir) -> None:
              f"  prediction log: {log_dir / 'predictions.jsonl'}"
              f"{' (encrypted at rest)' if service.cipher else ''}; hash-chained",
              f"  access: {service.access.source}",
+             f"  artefact trust: {service.art.trust.text()}",
              f"  listening on http://{args.host}:{args.port} with {args.workers} worker(s)"]
     if service.access.open:
         bar = "!" * 78

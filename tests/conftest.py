@@ -1,6 +1,8 @@
-"""Shared fixtures: a private copy of a bundled spec folder that a test may edit."""
+"""Shared fixtures: a private copy of a bundled spec folder that a test may edit; the TEST ONLY
+signing key and trusted keys (tests/keys/) for every build and command the tests run."""
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -8,6 +10,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SPECS = REPO / "specs"
+TEST_KEYS = REPO / "tests" / "keys"
+
+# CI's builds are signed with the committed throwaway key and run where only it is trusted
+# (tests/keys/README.md); subprocesses inherit both. Tests of other set-ups change them locally.
+os.environ["AIOPS_SIGNING_KEY"] = str(TEST_KEYS / "TEST_ONLY_signing.key")
+os.environ["AIOPS_TRUSTED_KEYS"] = str(TEST_KEYS / "TEST_ONLY_trusted.keys")
+os.environ.pop("AIOPS_TRUSTED_KEY", None)
 
 
 class SpecCopy:
