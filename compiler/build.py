@@ -93,9 +93,13 @@ def compile_spec(spec_dir: str, overrides: list[str], out: str | None = None, ch
         raise BuildFailed(render_all([Diagnostic("E905", exc.summary, missing[0].key, loc,
                                                  loaded.sources.line_of(loc), tuple(exc.notes), exc.help)]), 2)
     out_dir = Path(out) if out else Path("generated") / plan.name
+    from .cli import UserError
     from .sign import signing_key
 
-    signing_key(plan.spec)  # a build the policy wants signed fails here, before training, without a key
+    try:
+        signing_key(plan.spec)  # a build the policy wants signed fails here, before training, without a key
+    except UserError as exc:
+        raise BuildFailed(f"error[E906]: {exc}", 2) from None
     files = render_code(plan)
     files.update(render_monitoring(plan))
     with tempfile.TemporaryDirectory(prefix="aiops-build-") as tmp:

@@ -40,7 +40,7 @@ def signing_key(spec: dict[str, Any]) -> SigningKey | None:
     policy = signature_policy(spec)
     if key is None and policy["signature_required"]:
         raise UserError(
-            f"error[E906]: this build must be signed ({policy['why']}), but ${env_name} is not set\n"
+            f"this build must be signed ({policy['why']}), but ${env_name} is not set\n"
             f"   = the runtime refuses an unsigned artefact of this spec (serve, score, monitor, retrain, verify)\n"
             f"   = help: 'aiops keys generate --out ~/.config/aiops/signing.key --trusted-keys "
             f"~/.config/aiops/trusted.keys', then export {env_name}=~/.config/aiops/signing.key "

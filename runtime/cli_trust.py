@@ -33,10 +33,12 @@ def apply_arguments(args: argparse.Namespace) -> None:
         return
     if getattr(args, "trusted_keys", None):
         os.environ[ENV_TRUSTED] = str(Path(args.trusted_keys).expanduser().resolve())
-    if getattr(args, "insecure_dev", False):
-        set_insecure_dev(True)
-        if getattr(args, "command", None) == "serve":
-            os.environ[ENV_WORKER_INSECURE] = "1"
+    insecure = bool(getattr(args, "insecure_dev", False))
+    set_insecure_dev(insecure)
+    if insecure and args.command == "serve":
+        os.environ[ENV_WORKER_INSECURE] = "1"  # for the worker processes of --workers N
+    else:
+        os.environ.pop(ENV_WORKER_INSECURE, None)
 
 
 def _fail(msg: str, code: int = 2) -> int:

@@ -239,12 +239,11 @@ def rotate(key_file: Path, trusted_file: Path, comment: str = "") -> tuple[Publi
     Returns (old, new)."""
     old = load_private_key(key_file)
     old_pub = PublicKey(old.public.raw, "retired: verify only; remove once every artefact is re-signed")
-    if trusted_file.is_file():
-        listed = parse_trusted(trusted_file.read_text(), str(trusted_file))
-        if not any(k.raw == old_pub.raw for k in listed):
-            add_trusted(trusted_file, old_pub)
-    else:
-        add_trusted(trusted_file, old_pub)
+    lines = trusted_file.read_text().splitlines(True) if trusted_file.is_file() else []
+    parse_trusted("".join(lines), str(trusted_file))  # refuse to edit a malformed file
+    kept = [ln for ln in lines if ln.split()[1:2] != [old_pub.raw.hex()]]  # its line, marked retired, goes last
+    trusted_file.parent.mkdir(parents=True, exist_ok=True)
+    trusted_file.write_text("".join(kept) + old_pub.line() + "\n")
     tmp = key_file.with_name(key_file.name + ".rotating")
     if tmp.exists():
         tmp.unlink()

@@ -84,11 +84,11 @@ def check(root: Path, manifest: dict[str, Any], digests: dict[str, str], trusted
     sig_path = root / attest.SIG_NAME
     signer = None
     signed = sig_path.is_file()
-    need = " and ".join(why)
+    need = " and ".join(why) + (" require" if len(why) > 1 else " requires")
     if not signed:
         if why:
-            refusals.append(f"{sig_path} is missing: the artefact is unsigned, and {need} requires a signature "
-                            "by a trusted key")
+            refusals.append(f"{sig_path} is missing: the artefact is unsigned, and {need} a signature by a "
+                            "trusted key")
     else:
         try:
             hint, signed_bytes, sig = attest.open_bundle(sig_path.read_bytes())
@@ -99,7 +99,7 @@ def check(root: Path, manifest: dict[str, Any], digests: dict[str, str], trusted
         if keys is None:
             if why:
                 refusals.append(f"{sig_path} is signed by key {hinted} (as it says), but no trusted keys are "
-                                f"configured, and {need} requires a signature by a trusted key: set "
+                                f"configured, and {need} a signature by a trusted key: set "
                                 f"{ENV_TRUSTED}=FILE or pass --trusted-keys FILE")
         else:
             key = next((k for k in keys.keys if k.verify(sig, signed_bytes)), None)
