@@ -90,17 +90,17 @@ def verify(root: str | Path, require_blessed: bool = True, trusted_keys: str | N
             problems.append(f"modified: {rel} (sha256 differs from manifest.json)")
     problems += [f"not in the manifest: {rel}" for rel in sorted(set(digests) - set(files) - {"manifest.json"})]
     if problems:
-        raise ArtefactError(f"refusing the artefacts in '{d}' (refusing to {action}): they do not match "
-                            "manifest.json\n  - " + "\n  - ".join(problems) + f"\n  {recompile}")
+        raise ArtefactError(f"refusing the artefacts in '{d}': they do not match manifest.json\n  - "
+                            + "\n  - ".join(problems) + f"\n  refusing to {action} them: {recompile}")
     try:
         trust = check(d, manifest, digests, trusted_keys, insecure_dev)
     except KeyError_ as exc:
         raise ArtefactError(f"refusing to {action} '{d}': {exc}") from None
     except TrustRefused as exc:
         if exc.tampering:
-            raise ArtefactError(f"refusing the artefacts in '{d}' (refusing to {action}): they do not match their "
-                                "signature\n  - " + "\n  - ".join(exc.tampering + exc.refusals)
-                                + f"\n  {recompile} (with the signing key set)") from None
+            raise ArtefactError(f"refusing the artefacts in '{d}': they do not match their signature\n  - "
+                                + "\n  - ".join(exc.tampering + exc.refusals)
+                                + f"\n  refusing to {action} them: {recompile} (with the signing key set)") from None
         raise ArtefactError(f"refusing to {action} '{d}': it is not signed by a key this deployment trusts\n  - "
                             + "\n  - ".join(exc.refusals)
                             + "\n  = help: sign it ('aiops compile' with the signing key set; 'aiops keys generate') "

@@ -42,7 +42,8 @@ def test_credit_risk_artefacts_are_complete_and_match_the_manifest():
     loaded = verify(art)  # every file's sha256 and size match
     assert loaded.manifest["blessed"] is True
     files = loaded.manifest["files"]
-    on_disk = sorted(str(p.relative_to(art)) for p in art.rglob("*") if p.is_file() and p.name != "manifest.json")
+    on_disk = sorted(str(p.relative_to(art)) for p in art.rglob("*")
+                     if p.is_file() and p.name not in ("manifest.json", "manifest.sig"))
     assert sorted(files) == on_disk
     assert loaded.manifest["data"]["sha256"] == json.loads((art / "evidence/data.json").read_text())["sha256"]
 
