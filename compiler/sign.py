@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime import attest
-from runtime.keys import KeyError_, SigningKey, load_private_key
+from runtime.keys import KeyFileError, SigningKey, load_private_key
 
 
 def signature_policy(spec: dict[str, Any]) -> dict[str, Any]:
@@ -35,7 +35,7 @@ def signing_key(spec: dict[str, Any]) -> SigningKey | None:
     env_name = spec["security"]["signing_key_env"]
     try:
         key = load_private_key(env=None, env_name=env_name)
-    except KeyError_ as exc:
+    except KeyFileError as exc:
         raise UserError(str(exc)) from None
     policy = signature_policy(spec)
     if key is None and policy["signature_required"]:

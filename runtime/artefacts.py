@@ -12,7 +12,7 @@ from typing import Any
 
 from . import attest
 from .blessing import Verdict, derive, disagreements
-from .keys import KeyError_
+from .keys import KeyFileError
 from .trust import Trust, TrustRefused, check
 
 MANIFEST_SCHEMA = 2
@@ -94,7 +94,7 @@ def verify(root: str | Path, require_blessed: bool = True, trusted_keys: str | N
                             + "\n  - ".join(problems) + f"\n  refusing to {action} them: {recompile}")
     try:
         trust = check(d, manifest, digests, trusted_keys, insecure_dev)
-    except KeyError_ as exc:
+    except KeyFileError as exc:
         raise ArtefactError(f"refusing to {action} '{d}': {exc}") from None
     except TrustRefused as exc:
         if exc.tampering:

@@ -81,13 +81,13 @@ def _verify(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ keys
 def _generate(args: argparse.Namespace) -> int:
-    from .keys import KeyError_, add_trusted, write_new_key
+    from .keys import KeyFileError, add_trusted, write_new_key
 
     out = Path(args.out).expanduser()
     try:
         pub = write_new_key(out, args.comment or "")
         added = add_trusted(Path(args.trusted_keys).expanduser(), pub) if args.trusted_keys else False
-    except (KeyError_, OSError) as exc:
+    except (KeyFileError, OSError) as exc:
         return _fail(str(exc))
     print(f"private key: {out} (mode 0600; keep it secret, outside every artefact folder)")
     print(f"public key:  {out}.pub")
@@ -101,7 +101,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _rotate(args: argparse.Namespace) -> int:
-    from .keys import ENV_SIGNING, KeyError_, rotate
+    from .keys import ENV_SIGNING, KeyFileError, rotate
 
     key = args.key or os.environ.get(ENV_SIGNING)
     if not key or not Path(key).expanduser().is_file():
@@ -113,7 +113,7 @@ def _rotate(args: argparse.Namespace) -> int:
                      "for verification, until you remove its line")
     try:
         old, new = rotate(Path(key).expanduser(), Path(trusted).expanduser(), args.comment or "")
-    except (KeyError_, OSError) as exc:
+    except (KeyFileError, OSError) as exc:
         return _fail(str(exc))
     print(f"rotated {key}: new key {new.fingerprint} signs from now on; {key}.pub holds its public key")
     print(f"trusted keys {trusted}: {new.fingerprint} added; {old.fingerprint} kept, for verification only")
@@ -122,11 +122,11 @@ def _rotate(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from .keys import KeyError_, load_trusted_keys
+    from .keys import KeyFileError, load_trusted_keys
 
     try:
         keys = load_trusted_keys(args.trusted_keys)
-    except KeyError_ as exc:
+    except KeyFileError as exc:
         return _fail(str(exc))
     if keys is None:
         return _fail("no trusted keys: give --trusted-keys FILE or set AIOPS_TRUSTED_KEYS")

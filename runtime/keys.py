@@ -27,7 +27,7 @@ ENV_SIGNING = "AIOPS_SIGNING_KEY"
 ENV_OLD_TRUSTED = "AIOPS_TRUSTED_KEY"  # before trusted-key files: refused, so nobody loses a check silently
 
 
-class KeyError_(ValueError):
+class KeyFileError(ValueError):
     """A key or key file cannot be used; the message names the file or variable and the fix."""
 
 
@@ -105,10 +105,10 @@ def _private_from_bytes(data: bytes, where: str):
         try:
             key = serialization.load_pem_private_key(text, password=None)
         except (ValueError, TypeError) as exc:
-            raise KeyError_(f"{where} is not an unencrypted PEM private key: {exc}") from None
+            raise KeyFileError(f"{where} is not an unencrypted PEM private key: {exc}") from None
         if not isinstance(key, Ed25519PrivateKey):
-            raise KeyError_(f"{where} holds a {type(key).__name__.lstrip('_')}, not an Ed25519 key: "
-                            "make one with 'aiops keys generate'")
+            raise KeyFileError(f"{where} holds a {type(key).__name__.lstrip('_')}, not an Ed25519 key: "
+                               "make one with 'aiops keys generate'")
         return key
     try:
         seed = bytes.fromhex(text.decode("ascii"))
@@ -116,8 +116,8 @@ def _private_from_bytes(data: bytes, where: str):
             raise ValueError(f"{len(seed)} bytes")
         return Ed25519PrivateKey.from_private_bytes(seed)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise KeyError_(f"{where} must be an Ed25519 private key file (PEM) or a 32-byte seed in hex "
-                        f"(64 characters): {exc}") from None
+        raise KeyFileError(f"{where} must be an Ed25519 private key file (PEM) or a 32-byte seed in hex "
+                           f"(64 characters): {exc}") from None
 
 
 def load_private_key(path_or_env: str | Path | None = None, env: Mapping[str, str] | None = None,
@@ -130,7 +130,7 @@ def load_private_key(path_or_env: str | Path | None = None, env: Mapping[str, st
         try:
             data = p.read_bytes()
         except OSError as exc:
-            raise KeyError_(f"cannot read the private key file {p}: {exc.strerror}") from None
+            raise KeyFileError(f"cannot read the private key file {p}: {exc.strerror}") from None
         return SigningKey(_private_from_bytes(data, str(p)), str(p))
     value = (env.get(env_name) or "").strip()
     if not value:
@@ -141,8 +141,8 @@ def load_private_key(path_or_env: str | Path | None = None, env: Mapping[str, st
     if len(value) == 64 and all(c in "0123456789abcdefABCDEF" for c in value) and not p.is_file():
         return SigningKey(_private_from_bytes(value.encode(), f"${env_name}"), f"${env_name}")
     if not p.is_file():
-        raise KeyError_(f"${env_name} is {value!r}, which is neither a key file nor a 32-byte hex seed: "
-                        "make a key with 'aiops keys generate --out FILE' and set it to FILE")
+        raise KeyFileError(f"${env_name} is {value!r}, which is neither a key file nor a 32-byte hex seed: "
+                           "make a key with 'aiops keys generate --out FILE' and set it to FILE")
     return SigningKey(_private_from_bytes(p.read_bytes(), f"{p} (from ${env_name})"), str(p))
 
 
@@ -154,14 +154,14 @@ def parse_trusted(text: str, where: str) -> tuple[PublicKey, ...]:
             continue
         parts = line.split(None, 2)
         if parts[0] != "ed25519" or len(parts) < 2:
-            raise KeyError_(f"{where}:{n}: expected 'ed25519 <64 hex digits> [comment]'. Got {line[:60]!r} instead.")
+            raise KeyFileError(f"{where}:{n}: expected 'ed25519 <64 hex digits> [comment]'. Got {line[:60]!r} instead.")
         try:
             raw = bytes.fromhex(parts[1])
         except ValueError:
             raw = b""
         if len(raw) != 32:
-            raise KeyError_(f"{where}:{n}: the public key must be 32 bytes in hex (64 characters). "
-                            f"Got {parts[1][:70]!r} instead.")
+            raise KeyFileError(f"{where}:{n}: the public key must be 32 bytes in hex (64 characters). "
+                               f"Got {parts[1][:70]!r} instead.")
         keys.append(PublicKey(raw, parts[2] if len(parts) > 2 else ""))
     return tuple(keys)
 
@@ -171,20 +171,21 @@ def load_trusted_keys(path: str | Path | None = None, env: Mapping[str, str] | N
     neither names one. Never read from an artefact."""
     env = os.environ if env is None else env
     if env.get(ENV_OLD_TRUSTED) and not (path or env.get(ENV_TRUSTED)):
-        raise KeyError_(f"${ENV_OLD_TRUSTED} is no longer read: put the key in a file as "
-                        f"'ed25519 {env[ENV_OLD_TRUSTED].strip()[:64]}' and set ${ENV_TRUSTED} to that file")
+        raise KeyFileError(f"${ENV_OLD_TRUSTED} is no longer read: put the key in a file as "
+                           f"'ed25519 {env[ENV_OLD_TRUSTED].strip()[:64]}' and set ${ENV_TRUSTED} to that file")
     where = str(path or env.get(ENV_TRUSTED) or "")
     if not where:
         return None
     try:
         text = Path(where).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise KeyError_(f"cannot read the trusted keys file {where} (from "
-                        f"{'--trusted-keys' if path else '$' + ENV_TRUSTED}): {getattr(exc, 'strerror', exc)}") from None
+        origin = "--trusted-keys" if path else "$" + ENV_TRUSTED
+        raise KeyFileError(f"cannot read the trusted keys file {where} (from {origin}): "
+                           f"{getattr(exc, 'strerror', None) or exc}") from None
     keys = parse_trusted(text, where)
     if not keys:
-        raise KeyError_(f"the trusted keys file {where} lists no key: add a line 'ed25519 <public key hex>' "
-                        "(printed by 'aiops keys generate')")
+        raise KeyFileError(f"the trusted keys file {where} lists no key: add a line 'ed25519 <public key hex>' "
+                           "(printed by 'aiops keys generate')")
     return TrustedKeys(keys, where)
 
 
@@ -204,10 +205,10 @@ def write_new_key(out: Path, comment: str = "") -> PublicKey:
 
     art = _inside_artefacts(out)
     if art is not None:
-        raise KeyError_(f"refusing to write a private key into the artefact folder {art}: keys never travel "
-                        "with artefacts; choose a path outside it (default ~/.config/aiops/signing.key)")
+        raise KeyFileError(f"refusing to write a private key into the artefact folder {art}: keys never travel "
+                           "with artefacts; choose a path outside it (default ~/.config/aiops/signing.key)")
     if out.exists():
-        raise KeyError_(f"{out} exists: refusing to overwrite a key (use 'aiops keys rotate' to replace it)")
+        raise KeyFileError(f"{out} exists: refusing to overwrite a key (use 'aiops keys rotate' to replace it)")
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())

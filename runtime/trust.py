@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import attest
-from .keys import ENV_TRUSTED, KeyError_, TrustedKeys, load_trusted_keys
+from .keys import ENV_TRUSTED, TrustedKeys, load_trusted_keys
 
 ENV_WORKER_INSECURE = "AIOPS_SERVE_INSECURE_DEV"  # set by 'aiops serve --insecure-dev' for its workers only
 _insecure: list[str] = []  # the command line flag, for this process
@@ -70,7 +70,7 @@ class Trust:
 def check(root: Path, manifest: dict[str, Any], digests: dict[str, str], trusted_keys: str | None = None,
           insecure_dev: bool | None = None) -> Trust:
     """The trust verdict for the folder `root` whose files have `digests`. Raises TrustRefused
-    (waivable refusals and tampering, separately), or KeyError_ for a bad trusted-keys file."""
+    (waivable refusals and tampering, separately), or KeyFileError for a bad trusted-keys file."""
     keys: TrustedKeys | None = load_trusted_keys(trusted_keys)
     insecure = insecure_dev_requested() if insecure_dev is None else insecure_dev
     policy = manifest.get("policy") or {}
@@ -117,7 +117,8 @@ def check(root: Path, manifest: dict[str, Any], digests: dict[str, str], trusted
                 tampering.append(f"not signed: {rel} (absent from {attest.SIG_NAME})")
             elif signed_files[rel] != digests[rel]:
                 tampering.append(f"modified after signing: {rel} (sha256 differs from {attest.SIG_NAME})")
-        tampering += [f"missing: {rel} (signed in {attest.SIG_NAME})" for rel in sorted(set(signed_files) - set(digests))]
+        tampering += [f"missing: {rel} (signed in {attest.SIG_NAME})"
+                      for rel in sorted(set(signed_files) - set(digests))]
     if tampering or (refusals and not insecure):
         raise TrustRefused(refusals, tampering)
     trust = Trust(signed, signer, keys.source if keys else None, tuple(why), insecure, tuple(refusals))
@@ -134,4 +135,4 @@ def warn(root: Path, trust: Trust) -> None:
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 
-__all__ = ["KeyError_", "Trust", "TrustRefused", "check", "insecure_dev_requested", "set_insecure_dev"]
+__all__ = ["Trust", "TrustRefused", "check", "insecure_dev_requested", "set_insecure_dev"]
