@@ -67,8 +67,9 @@ def _verify(args: argparse.Namespace) -> int:
         bless_text = f"NOT blessed (failed: {', '.join(v.failed) or 'no thresholds set'})"
     print(f"ok: {d} is {art.name} {art.version}, as compiled")
     files = sum(1 for p in d.rglob("*") if p.is_file())
-    print(f"  files checked: {files} (every file in the folder; sha256 and size match manifest.json and the "
-          "signed statement; no extra files)")
+    signed = " and the signed statement" if art.trust.signed else ""
+    print(f"  files checked: {files} (every file in the folder; sha256 and size match manifest.json{signed}; "
+          "no extra files)")
     print(f"  signature: {art.trust.text()}")
     if art.trust.required_by:
         print(f"  signature required by: {'; '.join(art.trust.required_by)}")
