@@ -24,7 +24,7 @@ from .outdir import OutputError, clean_interrupted, inside, output_dir, replace,
 from .plan import Plan, build_plan
 from .render import UnsafeOutput, render_code
 
-MANIFEST_SCHEMA = 1
+MANIFEST_SCHEMA = 2  # 2: signature in manifest.sig, policy and gate recorded
 
 
 class BuildFailed(Exception):
@@ -68,15 +68,12 @@ def _import_pipeline(folder: Path, plan: Plan):
                                                   submodule_search_locations=[str(folder)])
     mod = importlib.util.module_from_spec(spec)
     sys.modules[pkg] = mod
-    was, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # no __pycache__ among the artefacts
+    before, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # no __pycache__ in the artefacts
     try:
         spec.loader.exec_module(mod)
-        out = {}
-        for name in ("schema", "features", "train"):
-            out[name] = importlib.import_module(f"{pkg}.{name}")
+        return {name: importlib.import_module(f"{pkg}.{name}") for name in ("schema", "features", "train")}
     finally:
-        sys.dont_write_bytecode = was
-    return out
+        sys.dont_write_bytecode = before
 
 
 def render_all_files(plan: Plan) -> dict[str, str]:
@@ -142,6 +139,13 @@ def compile_spec(spec_dir: str, overrides: list[str], out: str | None = None, ch
         drift = version_drift(out_dir, installed(E.versions()))
         if drift is not None:
             raise BuildFailed(render_all([drift], wrote_nothing=False), 1, [drift])
+    from .cli import UserError
+    from .sign import signing_key
+
+    try:
+        signing_key(plan.spec)  # a build the policy wants signed fails here, before training, without a key
+    except UserError as exc:
+        raise BuildFailed(f"error[E911]: {exc}", 2) from None
     files = render_all_files(plan)
     if loose:
         files[OV.FILE] = dumps(OV.evidence(loose, override_reason))
@@ -214,11 +218,16 @@ def _data_diag(exc, loaded) -> Diagnostic:
 
 
 def write_manifest(stage: Path, plan: Plan, result: dict[str, Any]) -> None:
-    from .sign import sign_manifest
+    """manifest.json over every file of `stage`, then manifest.sig over all of them when a signing
+    key is set (required by the policy: compiler/sign.py)."""
+    from .sign import sign_folder, signature_policy, signing_key
+
+    key = signing_key(plan.spec)
 
     files = {}
     for p in sorted(stage.rglob("*")):
-        if p.is_file() and p.name not in ("manifest.json",) and p.relative_to(stage).parts[0] != APPROVALS:
+        if p.is_file() and p.relative_to(stage).as_posix() not in ("manifest.json", "manifest.sig") \
+                and p.relative_to(stage).parts[0] != APPROVALS:
             b = p.read_bytes()
             files[str(p.relative_to(stage))] = {"sha256": sha256_bytes(b), "size": len(b)}
     body = {
@@ -232,10 +241,13 @@ def write_manifest(stage: Path, plan: Plan, result: dict[str, Any]) -> None:
                  "choices": dict(plan.choices)},
         "data": {"source": plan.data_source, "sha256": result["data"]["sha256"]},
         "blessed": result["blessed"],
+        "gate": {k: plan.train_config[k] for k in ("evaluation", "slices", "fairness")},
+        "policy": signature_policy(plan.spec),
         "files": files,
     }
-    body["signature"] = sign_manifest(body, plan.spec["security"]["signing_key_env"])
     (stage / "manifest.json").write_text(dumps(body))
+    if key is not None:
+        sign_folder(stage, plan.name, key)
 
 
 _replace = replace  # retrain and rollback replace artefact folders the same way

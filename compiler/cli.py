@@ -79,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = list(args.overrides) + extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    from runtime.cli_trust import apply_arguments
+
+    apply_arguments(args)  # --trusted-keys, --insecure-dev
     try:
         return int(args.func(args) or 0)
     except UserError as exc:

@@ -71,11 +71,11 @@ def _error(summary: str, where: str, *notes: str, help: str | None = None, code:
     return RetrainFailed("\n".join(lines), code)
 
 
-def _verify(d: Path):
+def _verify(d: Path, action: str = "retrain from"):
     from runtime.artefacts import ArtefactError, verify
 
     try:
-        return verify(d, require_blessed=False)
+        return verify(d, require_blessed=False, action=action)
     except ArtefactError as exc:
         raise RetrainFailed(f"error: {exc}", 2) from None
 
@@ -360,7 +360,7 @@ def rollback(artefact_dir: str | Path) -> dict[str, Any]:
                      "a champion is archived there when 'aiops retrain' promotes a challenger; none is left",
                      help="nothing to roll back; recompile with 'aiops compile' to rebuild from the spec")
     last = kept[-1]
-    restored = _verify(last)
+    restored = _verify(last, "roll back to")
     metrics = restored.json("evidence/evaluation.json").get("metrics", {})
     try:
         manifest = json.loads((d / "manifest.json").read_text())

@@ -297,6 +297,7 @@ class Security:
     audit_log: AuditLog = field(default_factory=AuditLog)
     key_source: Literal["env", "file"] = "env"
     signing_key_env: str = "AIOPS_SIGNING_KEY"
+    require_signature: bool = False  # always required for governance.risk_tier: high (compiler/sign.py)
 
 
 # ---------------------------------------------------------------- governance

@@ -1,33 +1,56 @@
-"""Manifest signatures: Ed25519 over the canonical manifest body.
+"""Signing a build: the policy that asks for it, the key that makes it, and `manifest.sig`.
 
-The private key is a 32-byte seed, hex-encoded, in the environment variable the spec names
-(security.signing_key_env). Ed25519 signatures are deterministic, so a signed build is
-still byte-identical. Without a key the manifest is written unsigned and says so.
+The key comes from the environment variable the spec names (security.signing_key_env, default
+AIOPS_SIGNING_KEY): a path to an Ed25519 key file ('aiops keys generate') or a hex seed. It is
+never written into the artefact folder. The signature (runtime/attest.py) covers every file of
+the folder, manifest.json included, and is deterministic: a signed build is byte-identical.
+
+When the policy asks for a signature (security.require_signature, and always for
+governance.risk_tier: high) and no key is set, the build is refused before training.
 """
 from __future__ import annotations
 
-import json
-import os
+from pathlib import Path
 from typing import Any
 
-
-def canonical(body: dict[str, Any]) -> bytes:
-    return json.dumps({k: v for k, v in body.items() if k != "signature"}, sort_keys=True,
-                      separators=(",", ":")).encode()
+from runtime import attest
+from runtime.keys import KeyFileError, SigningKey, load_private_key
 
 
-def sign_manifest(body: dict[str, Any], key_env: str) -> dict[str, Any] | None:
-    seed = os.environ.get(key_env or "")
-    if not seed:
-        return None
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+def signature_policy(spec: dict[str, Any]) -> dict[str, Any]:
+    """What the manifest records as `policy`: whether a signature is required, and why."""
+    why = []
+    if spec["governance"]["risk_tier"] == "high":
+        why.append("governance.risk_tier is high")
+    if spec["security"].get("require_signature"):
+        why.append("security.require_signature is true")
+    return {"signature_required": bool(why), "why": "; ".join(why), "risk_tier": spec["governance"]["risk_tier"]}
 
+
+def signing_key(spec: dict[str, Any]) -> SigningKey | None:
+    """The build's signing key, or None when unset and not required. UserError when required and
+    unset, or unreadable."""
+    from .cli import UserError
+
+    env_name = spec["security"]["signing_key_env"]
     try:
-        key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(seed.strip()))
-    except ValueError as exc:
-        from .cli import UserError
+        key = load_private_key(env=None, env_name=env_name)
+    except KeyFileError as exc:
+        raise UserError(str(exc)) from None
+    policy = signature_policy(spec)
+    if key is None and policy["signature_required"]:
+        raise UserError(
+            f"this build must be signed ({policy['why']}), but ${env_name} is not set\n"
+            f"   = the runtime refuses an unsigned artefact of this spec (serve, score, monitor, retrain, verify)\n"
+            f"   = help: 'aiops keys generate --out ~/.config/aiops/signing.key --trusted-keys "
+            f"~/.config/aiops/trusted.keys', then export {env_name}=~/.config/aiops/signing.key "
+            f"(for the bundled example only: {env_name}=tests/keys/TEST_ONLY_signing.key)")
+    return key
 
-        raise UserError(f"${key_env} must hold a 32-byte Ed25519 seed in hex (64 characters): {exc}") from None
-    pub = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
-    return {"algorithm": "ed25519", "public_key": pub, "value": key.sign(canonical(body)).hex()}
+
+def sign_folder(stage: Path, name: str, key: SigningKey) -> str:
+    """Write `manifest.sig` over every file of `stage`; return the key's fingerprint."""
+    stmt = attest.statement(name, attest.folder_digests(stage))
+    pub = key.public
+    (stage / attest.SIG_NAME).write_bytes(attest.bundle(stmt, pub.id, key.sign))
+    return pub.fingerprint

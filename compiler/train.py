@@ -218,7 +218,9 @@ def train_and_verify(plan: Plan, spec: S.Spec, stage: Path, progress) -> dict[st
                        "value_text": "passed" if parity_ev["passed"] else "failed",
                        "bound_text": "within thresholds.parity", "passed": parity_ev["passed"],
                        "status": "passed" if parity_ev["passed"] else "failed"})
-    blessed = bool(cfg["evaluation"] or cfg["slices"] or cfg["fairness"]) and all(t["passed"] for t in thresholds)
+    from runtime.blessing import RULE, rule
+
+    blessed = rule(bool(cfg["evaluation"] or cfg["slices"] or cfg["fairness"]), (t["passed"] for t in thresholds))
     evaluation = {"rows": int(len(te)), "metrics": metrics, "thresholds": thresholds, "slices": slices,
                   "fairness": fairness, "curves": EV.curves(yt, out, classes, plan.positive_class),
                   "passed": blessed}
@@ -258,7 +260,7 @@ def train_and_verify(plan: Plan, spec: S.Spec, stage: Path, progress) -> dict[st
     _write(stage, "evidence/rows.json", rows_evidence(hashes, tr, te, plan.key))
     blessing = {"blessed": blessed, "spec_hash": plan.spec_hash, "model_sha256": _sha(onnx_bytes),
                 "failed": [t["name"] for t in failed],
-                "rule": "blessed only when every threshold passes and at least one is set"}
+                "rule": RULE}
     _write(stage, "evidence/blessing.json", blessing)
     _write(stage, "serving.json", _serving(plan))
     from .governance.policy import policy_doc

@@ -1,15 +1,21 @@
-"""Loading generated artefacts: verify every file against manifest.json, its signature
-when there is one, and refuse a model that is not blessed."""
+"""Loading generated artefacts: every file of the folder checked against manifest.json, the
+signature checked against the keys the deployment trusts (runtime/trust.py), and the blessing
+re-derived from the evidence (runtime/blessing.py). `verify` is the one gate every command
+(serve, score, monitor, retrain, rollback, verify) goes through."""
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .stable import file_sha256
+from . import attest
+from .blessing import Verdict, derive, disagreements
+from .keys import KeyFileError
+from .trust import Trust, TrustRefused, check
+
+MANIFEST_SCHEMA = 2
 
 
 class ArtefactError(Exception):
@@ -21,6 +27,8 @@ class Artefacts:
     root: Path
     manifest: dict[str, Any]
     manifest_sha256: str
+    trust: Trust
+    verdict: Verdict
 
     @property
     def name(self) -> str:
@@ -30,15 +38,28 @@ class Artefacts:
     def version(self) -> str:
         return self.manifest["version"]
 
+    @property
+    def blessed(self) -> bool:
+        """The re-derived verdict (never the manifest's flag alone: they agree, or verify refused)."""
+        return self.verdict.blessed
+
     def json(self, rel: str) -> Any:
         return json.loads((self.root / rel).read_text())
 
 
+def _load_json(d: Path, rel: str) -> dict[str, Any]:
+    try:
+        v = json.loads((d / rel).read_text())
+    except (OSError, ValueError):
+        return {}
+    return v if isinstance(v, dict) else {}
 
 
-def verify(root: str | Path, require_blessed: bool = True, trusted_key: str | None = None,
-           purpose: str = "serve") -> Artefacts:
-    """Check the artefacts at `root`; raise ArtefactError with every problem found."""
+def verify(root: str | Path, require_blessed: bool = True, trusted_keys: str | None = None,
+           action: str = "load", insecure_dev: bool | None = None) -> Artefacts:
+    """Check the artefacts at `root` before `action` ("serve", "score", ...); raise ArtefactError
+    naming every problem. `trusted_keys`: a file of public keys (default $AIOPS_TRUSTED_KEYS);
+    `insecure_dev` (default: the --insecure-dev flag of this process) waives trust refusals only."""
     d = Path(root)
     mpath = d / "manifest.json"
     if not d.is_dir():
@@ -49,46 +70,57 @@ def verify(root: str | Path, require_blessed: bool = True, trusted_key: str | No
     try:
         manifest = json.loads(raw)
         files = manifest["files"]
+        gate = manifest.get("gate")
+        if not isinstance(files, dict):
+            raise TypeError
     except (ValueError, KeyError, TypeError):
         raise ArtefactError(f"{mpath} is not a valid manifest") from None
-    if manifest.get("manifest_schema") != 1:
-        raise ArtefactError(f"{mpath} has manifest schema {manifest.get('manifest_schema')!r}; this runtime reads 1")
-    problems = []
+    if manifest.get("manifest_schema") != MANIFEST_SCHEMA:
+        raise ArtefactError(f"{mpath} has manifest schema {manifest.get('manifest_schema')!r}; this runtime reads "
+                            f"{MANIFEST_SCHEMA}: recompile with 'aiops compile SPEC_DIR'")
+    recompile = f"recompile with 'aiops compile {manifest.get('spec', {}).get('dir', 'SPEC_DIR')}'"
+    problems = [f"a symbolic link, not a file: {p.relative_to(d).as_posix()}" for p in sorted(d.rglob("*"))
+                if p.is_symlink()]
+    digests = attest.folder_digests(d)  # every file, __pycache__ and hidden ones too
     for rel, meta in sorted(files.items()):
-        p = d / rel
-        if not p.is_file():
+        if rel not in digests:
             problems.append(f"missing: {rel}")
-        elif p.stat().st_size != meta["size"] or file_sha256(p) != meta["sha256"]:
+        elif not isinstance(meta, dict) or (d / rel).stat().st_size != meta.get("size") \
+                or digests[rel] != meta.get("sha256"):
             problems.append(f"modified: {rel} (sha256 differs from manifest.json)")
-    extra = sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file() and p.name != "manifest.json"
-                   and str(p.relative_to(d)) not in files and "__pycache__" not in p.parts
-                   and p.relative_to(d).parts[0] != "approvals")  # signed on their own: runtime/governance
-    problems += [f"not in the manifest: {e}" for e in extra]
-    sig = manifest.get("signature")
-    trusted_key = trusted_key or os.environ.get("AIOPS_TRUSTED_KEY")
-    if sig:
-        from cryptography.exceptions import InvalidSignature
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-        body = json.dumps({k: v for k, v in manifest.items() if k != "signature"}, sort_keys=True,
-                          separators=(",", ":")).encode()
-        try:
-            Ed25519PublicKey.from_public_bytes(bytes.fromhex(sig["public_key"])).verify(bytes.fromhex(sig["value"]), body)
-        except (InvalidSignature, ValueError, KeyError):
-            problems.append("the manifest signature does not verify: manifest.json was changed after signing")
-        if trusted_key and sig.get("public_key") != trusted_key:
-            problems.append("the manifest is signed by a key other than AIOPS_TRUSTED_KEY")
-    elif trusted_key:
-        problems.append("the manifest is unsigned, but AIOPS_TRUSTED_KEY requires a signature")
+    problems += [f"not in the manifest: {rel}" for rel in sorted(set(digests) - set(files) - {"manifest.json"})
+                 if not rel.startswith(attest.APPROVALS + "/")]
     if problems:
         raise ArtefactError(f"refusing the artefacts in '{d}': they do not match manifest.json\n  - "
-                            + "\n  - ".join(problems) + f"\n  recompile with 'aiops compile {manifest.get('spec', {}).get('dir', 'SPEC_DIR')}'")
-    if require_blessed and not manifest.get("blessed"):
-        failed = []
-        try:
-            failed = json.loads((d / "evidence" / "blessing.json").read_text()).get("failed", [])
-        except (OSError, ValueError):
-            pass
-        raise ArtefactError(f"refusing to {purpose} '{d}': the model is not blessed (failed gates: "
-                            f"{', '.join(failed) or 'no thresholds set'}); see evidence/evaluation.json")
-    return Artefacts(d, manifest, hashlib.sha256(raw).hexdigest())
+                            + "\n  - ".join(problems) + f"\n  refusing to {action} them: {recompile}")
+    try:
+        trust = check(d, manifest, digests, trusted_keys, insecure_dev)
+    except KeyFileError as exc:
+        raise ArtefactError(f"refusing to {action} '{d}': {exc}") from None
+    except TrustRefused as exc:
+        if exc.tampering:
+            raise ArtefactError(f"refusing the artefacts in '{d}': they do not match their signature\n  - "
+                                + "\n  - ".join(exc.tampering + exc.refusals)
+                                + f"\n  refusing to {action} them: {recompile} (with the signing key set)") from None
+        raise ArtefactError(f"refusing to {action} '{d}': it is not signed by a key this deployment trusts\n  - "
+                            + "\n  - ".join(exc.refusals)
+                            + "\n  = help: sign it ('aiops compile' with the signing key set; 'aiops keys generate') "
+                            "and list its public key in the trusted keys file; '--insecure-dev' runs it anyway, "
+                            "for development only") from None
+    if not isinstance(gate, dict):
+        raise ArtefactError(f"refusing to {action} '{d}': {mpath} records no gate (thresholds) to re-derive the "
+                            f"blessing from; {recompile}")
+    evaluation = _load_json(d, "evidence/evaluation.json")
+    blessing = _load_json(d, "evidence/blessing.json")
+    verdict = derive(gate, evaluation, _load_json(d, "evidence/parity.json"))
+    model = (files.get("model.onnx") or {}).get("sha256")
+    disagree = disagreements(verdict, manifest, blessing, evaluation, model)
+    if disagree:
+        raise ArtefactError(f"refusing to {action} '{d}': the evidence disagrees with itself (re-derived from "
+                            "evidence/evaluation.json against the gate in manifest.json, the model is "
+                            f"{'blessed' if verdict.blessed else 'NOT blessed'})\n  - " + "\n  - ".join(disagree)
+                            + f"\n  the artefacts were edited after compiling: {recompile}")
+    if require_blessed and not verdict.blessed:
+        raise ArtefactError(f"refusing to {action} '{d}': the model is not blessed (failed gates: "
+                            f"{', '.join(verdict.failed) or 'no thresholds set'}); see evidence/evaluation.json")
+    return Artefacts(d, manifest, hashlib.sha256(raw).hexdigest(), trust, verdict)

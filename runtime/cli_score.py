@@ -1,4 +1,4 @@
-"""`aiops score` (batch scoring) and `aiops verify` (artefact integrity and blessing).
+"""`aiops score` (batch scoring). `aiops verify` is in runtime/cli_trust.py.
 
 Imports nothing heavy at module level: the logic is in runtime.score and runtime.artefacts.
 """
@@ -30,49 +30,6 @@ def _score(args: argparse.Namespace) -> int:
     for reason, count in sorted(r.reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:10]:
         print(f"  {count:>8} rows  {reason}")
     return 0
-
-
-def _verify(args: argparse.Namespace) -> int:
-    from .artefacts import ArtefactError, verify
-
-    d = Path(args.artefact_dir)
-    if not (d / "manifest.json").is_file():
-        what = "no artefact folder" if not d.is_dir() else "no manifest.json"
-        print(f"error: {what} at '{d}': run 'aiops compile SPEC_DIR' first", file=sys.stderr)
-        return 2
-    try:
-        art = verify(d, require_blessed=not args.allow_unblessed, trusted_key=args.trusted_key)
-    except ArtefactError as exc:
-        print(f"FAILED: {exc}", file=sys.stderr)
-        return 1
-    m = art.manifest
-    sig = m.get("signature")
-    if sig:
-        trusted = " (the trusted key)" if (args.trusted_key or _env_key()) else \
-            " (no trusted key set: AIOPS_TRUSTED_KEY)"
-        sig_text = f"{sig.get('algorithm', 'ed25519')} signature verifies, key {sig['public_key'][:16]}...{trusted}"
-    else:
-        sig_text = "unsigned (no signing key was set at compile time)"
-    try:
-        blessing = art.json("evidence/blessing.json")
-    except (OSError, ValueError):
-        blessing = {}
-    if m.get("blessed"):
-        bless_text = "blessed: every evaluation threshold passed"
-    else:
-        bless_text = f"NOT blessed (failed: {', '.join(blessing.get('failed') or []) or 'no thresholds set'})"
-    print(f"ok: {d} is {art.name} {art.version}, as compiled")
-    print(f"  files checked: {len(m['files'])} (sha256 and size match manifest.json; no extra files)")
-    print(f"  signature: {sig_text}")
-    print(f"  blessing: {bless_text}")
-    print(f"  manifest sha256: {art.manifest_sha256}")
-    return 0
-
-
-def _env_key() -> str | None:
-    import os
-
-    return os.environ.get("AIOPS_TRUSTED_KEY")
 
 
 def _share(text: str) -> float:
@@ -115,12 +72,3 @@ def register(sub) -> None:
 
     add_arguments(s)
     s.set_defaults(func=_score)
-
-    v = sub.add_parser("verify", help="check artefacts against manifest.json, their signature and blessing",
-                       description="Exit 0 when every file matches manifest.json, the signature (if any) "
-                       "verifies and the model is blessed; 1 otherwise, saying why.")
-    v.add_argument("artefact_dir", help="compiled artefacts, e.g. generated/credit_risk")
-    v.add_argument("--trusted-key", help="require a signature by this Ed25519 public key (hex); "
-                   "default: $AIOPS_TRUSTED_KEY")
-    v.add_argument("--allow-unblessed", action="store_true", help="check integrity only; do not require a blessing")
-    v.set_defaults(func=_verify)

@@ -108,6 +108,7 @@ def _banner(service, args: argparse.Namespace, log_dir, note: str | None = None)
              f"  limits per worker: {lim.max_connections} connections, headers {lim.max_header_bytes} bytes in "
              f"{lim.header_timeout_s:g} s, body in {lim.body_timeout_s:g} s, idle {lim.keepalive_timeout_s:g} s, "
              f"answer in {lim.timeout_s:g} s",
+             f"  artefact trust: {service.art.trust.text()}",
              f"  listening on http://{args.host}:{args.port} with {args.workers} worker(s)"]
     if service.jobs is not None:
         lines.insert(-1, f"  jobs: {args.workers} worker process(es) x {service.job_threads} job thread(s); "

@@ -70,7 +70,7 @@ def load_job(root: Path) -> dict[str, Any]:
 class Monitor:
     def __init__(self, artefact_dir: str | Path):
         try:
-            self.art = verify(artefact_dir, purpose="monitor")
+            self.art = verify(artefact_dir, action="monitor")
         except ArtefactError as exc:
             raise MonitorError(str(exc)) from None
         root = self.art.root

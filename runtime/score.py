@@ -487,7 +487,7 @@ def score_file(artefact_dir: str | Path, input_path: str | Path, output_path: st
     from .predictor import Predictor
 
     try:
-        art = verify(artefact_dir, purpose="score")
+        art = verify(artefact_dir, action="score")
     except ArtefactError as exc:
         raise ScoreError(str(exc)) from None
     inp, out = Path(input_path), Path(output_path)

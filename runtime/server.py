@@ -78,7 +78,7 @@ class Service:
                 raise PolicyError(f"{ENV_JOB_THREADS} must be a whole number of job threads (0 turns them off). "
                                   f"Got {text!r} instead.")
             job_threads = int(text)
-        art = verify(artefact_dir)  # ArtefactError: tampered or not blessed
+        art = verify(artefact_dir, action="serve")  # ArtefactError: tampered, untrusted or not blessed
         self.art = art
         serving = art.json("serving.json")
         security = serving.get("security", {})
@@ -139,8 +139,8 @@ class Service:
         evaluation = art.json("evidence/evaluation.json") if (art.root / "evidence/evaluation.json").is_file() else {}
         return {
             "model": {**self.model, "task": p.meta.task, "classes": self.classes, "positive_class": p.meta.positive_class,
-                      "threshold": p.meta.threshold, "blessed": bool(art.manifest.get("blessed")),
-                      "signed": bool(art.manifest.get("signature")), "spec": art.manifest.get("spec", {}),
+                      "threshold": p.meta.threshold, "blessed": art.blessed, "signed": art.trust.signed,
+                      "trust": art.trust.to_dict(), "spec": art.manifest.get("spec", {}),
                       "holdout_metrics": evaluation.get("metrics"), "failed_gates": blessing.get("failed", [])},
             "contract": {"columns": [{"name": c.name, "dtype": c.dtype, "required": c.required, "nullable": c.nullable,
                                       "pii": c.pii, "sensitive": c.sensitive} for c in contract.request_columns],

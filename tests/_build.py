@@ -30,3 +30,23 @@ def build(spec: str, *overrides: str) -> Path:
 def copy_artefacts(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
+
+
+def reseal(root: Path, key_file: Path | None = ROOT / "tests" / "keys" / "TEST_ONLY_signing.key") -> None:
+    """Record every file of `root` in manifest.json again and sign the folder with `key_file`
+    (None: leave it unsigned), as a recompile with that key would."""
+    import hashlib
+    import json
+
+    from compiler.sign import sign_folder
+    from runtime.attest import SIG_NAME
+    from runtime.keys import load_private_key
+
+    (root / SIG_NAME).unlink(missing_ok=True)
+    m = json.loads((root / "manifest.json").read_text())
+    m["files"] = {p.relative_to(root).as_posix(): {"sha256": hashlib.sha256(p.read_bytes()).hexdigest(),
+                                                   "size": p.stat().st_size}
+                  for p in sorted(root.rglob("*")) if p.is_file() and p.relative_to(root).as_posix() != "manifest.json"}
+    (root / "manifest.json").write_text(json.dumps(m, indent=2, sort_keys=True) + "\n")
+    if key_file is not None:
+        sign_folder(root, m["name"], load_private_key(key_file))

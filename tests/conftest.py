@@ -1,4 +1,5 @@
-"""Shared fixtures: a private copy of a bundled spec folder that a test may edit."""
+"""Shared fixtures: a private copy of a bundled spec folder that a test may edit; the TEST ONLY
+signing key and trusted keys (tests/keys/) for every build and command the tests run."""
 from __future__ import annotations
 
 import os
@@ -13,6 +14,13 @@ os.environ.setdefault("AIOPS_STATE_DIR", tempfile.mkdtemp(prefix="aiops-test-sta
 
 REPO = Path(__file__).resolve().parent.parent
 SPECS = REPO / "specs"
+TEST_KEYS = REPO / "tests" / "keys"
+
+# CI's builds are signed with the committed throwaway key and run where only it is trusted
+# (tests/keys/README.md); subprocesses inherit both. Tests of other set-ups change them locally.
+os.environ["AIOPS_SIGNING_KEY"] = str(TEST_KEYS / "TEST_ONLY_signing.key")
+os.environ["AIOPS_TRUSTED_KEYS"] = str(TEST_KEYS / "TEST_ONLY_trusted.keys")
+os.environ.pop("AIOPS_TRUSTED_KEY", None)
 
 # The audit log's keys, as a deployment provides them: a server of a spec with
 # security.audit_log enabled refuses to start without them (tests/test_audit_log.py).

@@ -30,9 +30,10 @@ def gov(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     for who in PEOPLE:
         seed, pub = new_seed()
         keys[who] = seed
-        lines.append(f"{who} {pub}")
+        lines.append(f"ed25519 {pub} {who}")
     (tmp_path / "deploy").mkdir()
-    (tmp_path / "deploy" / "trusted_keys").write_text("# name public-key\n" + "\n".join(lines) + "\n")
+    test_signer = (ROOT / "tests" / "keys" / "TEST_ONLY_trusted.keys").read_text()  # signs the test builds
+    (tmp_path / "deploy" / "trusted_keys").write_text(test_signer + "\n".join(lines) + "\n")
     monkeypatch.setenv("AIOPS_TRUSTED_KEYS", str(tmp_path / "deploy" / "trusted_keys"))
     monkeypatch.setenv("AIOPS_REGISTRY", str(tmp_path / "registry.db"))
     monkeypatch.delenv("AIOPS_KEY_FILE", raising=False)

@@ -39,9 +39,7 @@ def security(plan: Plan) -> list[Block]:
              "without the keys and refuses predictions while the log cannot be written" if audit["enabled"]
              else "disabled (predictions are still logged, MAC-chained when AIOPS_LOG_KEY is set)",
              key("security.audit_log")),
-            ("Manifest signature", f"Ed25519 over manifest.json when {sec['signing_key_env']} is set at compile "
-             "time; serve, score and monitor refuse tampered or unblessed artefacts",
-             key("security.signing_key_env")),
+            ("Artefact signature", _signing(plan), key("security.signing_key_env")),
         ], file("serving.json"), title="Controls"),
     ]
     roles = sorted(sec["roles"].items())
@@ -59,6 +57,23 @@ def security(plan: Plan) -> list[Block]:
         ("Batch chunk", f"{s['batch_chunk_rows']} rows", key("serving.batch_chunk_rows")),
     ], file("serving.json"), title="Serving limits"))
     return blocks
+
+
+def _signing(plan: Plan) -> str:
+    """The signing control as enforced (compiler/sign.py, runtime/trust.py, tests/test_trust.py)."""
+    from ..sign import signature_policy
+
+    p = signature_policy(plan.spec)
+    env = plan.spec["security"]["signing_key_env"]
+    head = (f"required ({p['why']}): the build is refused without the key in {env}; serve, score, monitor, "
+            "retrain and verify refuse an unsigned artefact or one whose signer is not in the deployment's "
+            "trusted keys (AIOPS_TRUSTED_KEYS)" if p["signature_required"] else
+            f"signed when {env} is set at compile time; required wherever the deployment names trusted keys "
+            "(AIOPS_TRUSTED_KEYS)")
+    return (head + ". manifest.sig: an in-toto statement over the sha256 of every file (manifest.json included), "
+            "Ed25519 in a DSSE envelope; the blessing is re-derived from evidence/evaluation.json against the "
+            "gate in manifest.json, and any disagreeing evidence is refused. Only --insecure-dev gets round a "
+            "missing or untrusted signature, never round tampering")
 
 
 def governance(plan: Plan, ev: Evidence) -> list[Block]:

@@ -4,7 +4,7 @@ One small module so it can be unified with the deployment's key management at me
   - the actor's private key: an Ed25519 seed (32 bytes, hex) in $AIOPS_KEY, or in the file
     named by $AIOPS_KEY_FILE;
   - the public keys the deployment trusts, with the name each one stands for: the file named
-    by $AIOPS_TRUSTED_KEYS, one `NAME HEX_PUBLIC_KEY` per line (# comments). Never read from
+    by $AIOPS_TRUSTED_KEYS, one `ed25519 HEX_PUBLIC_KEY NAME` per line (runtime/keys.py). Never read from
     an artefact folder: a folder cannot vouch for its own approvals.
 The identity of an actor is the name the trusted-keys file gives to the public key of the key
 used; a name is never typed by the actor. With no key configured at all, the identity is the
@@ -92,28 +92,26 @@ def new_seed() -> tuple[str, str]:
 
 
 def trusted_keys() -> dict[str, str] | None:
-    """{public key hex: name} from $AIOPS_TRUSTED_KEYS, or None when it is not set."""
+    """{public key hex: name} from $AIOPS_TRUSTED_KEYS, or None when it is not set: the one
+    trusted-keys file of the deployment (runtime/keys.py, 'ed25519 HEX NAME ...' per line), the
+    first word of a key's comment being the name its approvals are recorded under."""
+    from ..keys import KeyFileError, load_trusted_keys
+
     path = os.environ.get(TRUSTED_ENV)
     if not path:
         return None
     p = Path(path)
     if not p.is_file():
         raise IdentityError(f"${TRUSTED_ENV} names '{path}', which is not a file; give the deployment's "
-                            "trusted-keys file (one 'NAME HEX_PUBLIC_KEY' per line)")
+                            "trusted-keys file (one 'ed25519 HEX_PUBLIC_KEY NAME' per line)")
     if any((d / "manifest.json").is_file() for d in [p.resolve().parent, *p.resolve().parent.parents]):
         raise IdentityError(f"${TRUSTED_ENV} names '{path}', inside an artefact folder (a manifest.json is above "
                             "it); trusted keys come from the deployment, never from the artefacts they vouch for")
-    out: dict[str, str] = {}
-    for n, line in enumerate(p.read_text().splitlines(), 1):
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        parts = line.split()
-        if len(parts) != 2 or len(parts[1]) != 64 or any(c not in "0123456789abcdef" for c in parts[1].lower()):
-            raise IdentityError(f"{path}:{n}: expected 'NAME HEX_PUBLIC_KEY' (64 hex characters). Got {line!r} "
-                                "instead.")
-        out[parts[1].lower()] = parts[0]
-    return out
+    try:
+        keys = load_trusted_keys(path)
+    except KeyFileError as exc:
+        raise IdentityError(str(exc)) from None
+    return {k.raw.hex(): k.comment.split()[0] for k in (keys.keys if keys else ()) if k.comment.strip()}
 
 
 def keys_configured() -> bool:
