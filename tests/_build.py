@@ -46,7 +46,8 @@ def reseal(root: Path, key_file: Path | None = ROOT / "tests" / "keys" / "TEST_O
     m = json.loads((root / "manifest.json").read_text())
     m["files"] = {p.relative_to(root).as_posix(): {"sha256": hashlib.sha256(p.read_bytes()).hexdigest(),
                                                    "size": p.stat().st_size}
-                  for p in sorted(root.rglob("*")) if p.is_file() and p.relative_to(root).as_posix() != "manifest.json"}
+                  for p in sorted(root.rglob("*")) if p.is_file() and p.relative_to(root).as_posix() != "manifest.json"
+                  and p.relative_to(root).parts[0] != "approvals"}
     (root / "manifest.json").write_text(json.dumps(m, indent=2, sort_keys=True) + "\n")
     if key_file is not None:
         sign_folder(root, m["name"], load_private_key(key_file))

@@ -269,14 +269,11 @@ def test_production_needs_enough_distinct_approvals_and_serving_checks_them(gov,
 
 
 def _rewrite_manifest(folder: Path) -> None:
-    """Re-list the files of `folder` in its manifest (unsigned), as a build would."""
-    import hashlib
+    """Re-list the files of `folder` in its manifest and sign it again with the TEST ONLY key,
+    as a build would (tests/_build.reseal)."""
+    from tests._build import reseal
 
-    m = json.loads((folder / "manifest.json").read_text())
-    m["files"] = {str(p.relative_to(folder)): {"sha256": hashlib.sha256(p.read_bytes()).hexdigest(),
-                                                "size": p.stat().st_size}
-                  for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "manifest.json"}
-    (folder / "manifest.json").write_text(json.dumps(m, indent=2, sort_keys=True) + "\n")
+    reseal(folder)
 
 
 def test_high_risk_production_needs_fairness_and_explanation_evidence(gov) -> None:
@@ -344,18 +341,23 @@ def test_a_build_that_breaks_its_data_contract_is_kept_in_the_history(gov, capsy
     from compiler.cli import main
     from runtime.governance.store import Store
 
-    p = gov.root / "specs/credit_risk/spec.yaml"
-    p.write_text(p.read_text().replace("checks: {isin: [rent, own, for free]}", "checks: {isin: [rent, own]}"))
+    import pandas as pd
+
+    # the bad rows lie after the 10,000 that `aiops check` samples (E224), so the build finds them
+    data = gov.root / "specs/credit_risk/data/german_credit.csv"
+    df = pd.concat([pd.read_csv(data, dtype=str, keep_default_na=False)] * 11, ignore_index=True)
+    df.loc[len(df) - 300:, "housing"] = "castle"
+    df.to_csv(data, index=False)
     gov.act("ml-engineer")
     with pytest.raises(BuildFailed) as err:
         compile_spec("specs/credit_risk", [], out="generated/broken", quiet=True)
     assert err.value.code == 2 and "error[E901]" in err.value.text
     failed = [r for r in Store(gov.root / "registry.db").runs("credit_risk") if r["model_sha256"] is None]
     assert len(failed) == 1
-    assert failed[0]["status"].startswith("failed: 108 of 1000 rows (10.8%) break the data contract")
+    assert failed[0]["status"].startswith("failed: 300 of 11000 rows (2.7%) break the data contract")
     assert (failed[0]["built_by"], failed[0]["blessed"], failed[0]["artefact_dir"]) == ("ml-engineer", 0, None)
     assert main(["runs", "credit_risk"]) == 0
-    assert f"{failed[0]['run_id']}  credit_risk  compile  candidate  failed: 108 of 1000 rows (10.8%) break t" in \
+    assert f"{failed[0]['run_id']}  credit_risk  compile  candidate  failed: 300 of 11000 rows (2.7%) break t" in \
         capsys.readouterr().out
     assert _approve(gov, "chief-credit-officer", failed[0]["run_id"]).startswith(
         f"error: refusing the approval: run {failed[0]['run_id']} failed its gate")

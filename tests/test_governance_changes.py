@@ -122,9 +122,12 @@ def test_the_compliance_document_shows_both_bounds_and_the_reason(loosened: Path
     assert ov["reason"] == REASON and [f["key"] for f in ov["loosened"]] == ["thresholds.evaluation.roc_auc.min"]
     doc = (loosened / "compliance.md").read_text()
     assert "| Kind | Threshold | Value | Effective bound | Spec bound | Override reason | Result | Source |" in doc
-    assert (f"| metric | roc_auc | 0.7698 | >= 0.6 | min 0.74 | {REASON} | pass | "
+    ci = {t["name"]: t.get("interval_95") for t in json.loads((loosened / "evidence/evaluation.json").read_text())
+          ["thresholds"]}
+    shown = {k: f" (95% CI {v[0]:.4f}-{v[1]:.4f})" if v else "" for k, v in ci.items()}
+    assert (f"| metric | roc_auc | 0.7698{shown['roc_auc']} | >= 0.6 | min 0.74 | {REASON} | pass | "
             "`thresholds.evaluation.roc_auc` |") in doc
-    assert "| metric | brier | 0.1918 | <= 0.2 | same | - | pass |" in doc
+    assert f"| metric | brier | 0.1918{shown['brier']} | <= 0.2 | same | - | pass |" in doc
     # the summary never says "all thresholds passed" without naming the loosened one
     assert ("BLESSED: all 15 thresholds passed as overridden; serve and score accept this model. 1 bound was "
             "loosened by a command-line override: thresholds.evaluation.roc_auc.min 0.6 (the spec says 0.74); "

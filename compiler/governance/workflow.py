@@ -122,12 +122,12 @@ def approve(ref: str, reason: str, registry: str | None = None, insecure_dev: bo
         raise _error(f"refusing the approval: run {rid} failed its gate", where,
                      f"failed: {'; '.join(failed) or run['status']}",
                      help="a model that failed its gate cannot be approved; fix the model or the data and rebuild")
+    who = _who(insecure_dev)  # who approves, before anything is read on their behalf
     d = _folder(run)
     stale = _stale(run, d)
     if stale:
         raise _error(f"refusing the approval: run {rid} is stale (the spec or data changed since it was built)",
                      where, *stale, help="compile the spec again and approve the new run")
-    who = _who(insecure_dev)
     pol = policy(d)
     listed = list(pol.get("approvers") or [])
     if who.name == run["built_by"]:
