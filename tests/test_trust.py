@@ -27,11 +27,19 @@ DATA_KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 VERB = {"verify": "trust", "score": "score", "monitor": "monitor", "serve": "serve", "retrain": "retrain from"}
 
 
+def _serve_env() -> dict[str, str]:
+    """What a server needs besides trust: the data key, a masking key, the audit log's keys."""
+    import os
+
+    return {"AIOPS_DATA_KEY": DATA_KEY, "AIOPS_MASK_SALT": "test-salt-of-at-least-16-characters",
+            **{k: os.environ[k] for k in ("AIOPS_LOG_KEY", "AIOPS_LOG_SIGNING_KEY") if k in os.environ}}
+
+
 @pytest.fixture(autouse=True)
 def _env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AIOPS_DATA_KEY", DATA_KEY)
-    monkeypatch.setenv("AIOPS_MASK_SALT", "test-salt")
+    monkeypatch.setenv("AIOPS_MASK_SALT", "test-salt-of-at-least-16-characters")
     monkeypatch.setenv("AIOPS_TRUSTED_KEYS", str(KEYS / "TEST_ONLY_trusted.keys"))  # restored after a test's CLI
     yield
     trust.set_insecure_dev(False)
@@ -72,7 +80,7 @@ def attempt(command: str, art: Path, tmp: Path, capsys, *more: str) -> tuple[int
         from runtime.server import Service
 
         try:
-            Service(art, tmp / "log", env={"AIOPS_DATA_KEY": DATA_KEY, "AIOPS_MASK_SALT": "s"}, job_threads=0)
+            Service(art, tmp / "log", env=_serve_env(), job_threads=0)
         except ArtefactError as exc:
             return 2, str(exc)
         return 0, ""
@@ -205,7 +213,7 @@ def test_insecure_dev_is_the_only_way_round_and_it_is_loud_and_recorded(tmp_path
     assert rc == 0, text
     assert "!! INSECURE DEV MODE (--insecure-dev) for" in text and f"!!   waived: {why}" in text
     trust.set_insecure_dev(True)  # as `aiops serve --insecure-dev` does
-    service = Service(art, tmp_path / "log", env={"AIOPS_DATA_KEY": DATA_KEY, "AIOPS_MASK_SALT": "s"}, job_threads=0)
+    service = Service(art, tmp_path / "log", env=_serve_env(), job_threads=0, insecure_dev=True)
     meta = json.loads(service.metadata)["model"]
     assert meta["signed"] is False and meta["trust"]["insecure_dev"] is True
     assert meta["trust"]["waived"][0].startswith(why)
@@ -261,7 +269,7 @@ def test_compile_refuses_a_high_risk_build_without_a_signing_key(monkeypatch, tm
     with pytest.raises(BuildFailed) as exc:
         compile_spec(str(ROOT / "specs/credit_risk"), [], out=str(tmp_path / "cr"), quiet=True)
     assert exc.value.code == 2
-    assert exc.value.text.startswith("error[E906]: this build must be signed (governance.risk_tier is high), but "
+    assert exc.value.text.startswith("error[E911]: this build must be signed (governance.risk_tier is high), but "
                                      "$AIOPS_SIGNING_KEY is not set")
     assert not (tmp_path / "cr").exists()
 

@@ -126,17 +126,17 @@ def current(require_trusted: bool = False) -> Identity:
     key = private_key()
     trusted = trusted_keys()
     if key is None:
-        if trusted is not None:
+        if require_trusted:
             raise IdentityError(f"${TRUSTED_ENV} is set but no key is: set ${KEY_ENV} (or ${KEY_FILE_ENV}) to "
                                 "your Ed25519 seed; with keys configured, a name is never taken from the OS user")
-        return Identity(getpass.getuser(), None, "os user")
+        return Identity(getpass.getuser(), None, "os user")  # a build without a personal key: recorded as such
     pub = public_hex(key)
     if trusted is not None and pub in trusted:
         return Identity(trusted[pub], pub, "key")
     if require_trusted:
         where = f"the trusted-keys file {os.environ[TRUSTED_ENV]}" if trusted is not None else f"${TRUSTED_ENV} (not set)"
         raise IdentityError(f"your key (public key {pub}) is not in {where}; ask the deployment's owner to add "
-                            f"'YOUR-NAME {pub}' to it")
+                            f"'ed25519 {pub} YOUR-NAME' to it")
     return Identity(f"key:{pub[:16]}", pub, "key")
 
 
