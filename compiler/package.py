@@ -88,6 +88,11 @@ def plan(artefact_dir: str, out_dir: str | None, base_image: str = DEFAULT_BASE,
             raise PackageError(f"serving.json names the key variable {enc['key_env']!r}, not an environment "
                                "variable name")
         envs.add(enc["key_env"])
+    sec = serving.get("security") or {}
+    if (sec.get("audit_log") or {}).get("enabled"):  # the audit log's MAC key and checkpoint signing key
+        envs |= {"AIOPS_LOG_KEY", "AIOPS_LOG_SIGNING_KEY"}
+    if sec.get("masking"):  # the masking key: the read-only root file system holds no per-machine key
+        envs.add("AIOPS_MASK_SALT")
     rel = Path(artefact_dir).as_posix().rstrip("/")
     if rel.startswith("/") or ".." in Path(rel).parts:
         raise PackageError(f"give the artefact folder relative to the build context (the repository root), "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -115,17 +116,23 @@ class AuditSettings:
         return f"{chain}, {cps}, {kept}"
 
 
-def load_audit(security: Mapping[str, Any], env: Mapping[str, str] | None = None) -> AuditSettings:
+def load_audit(security: Mapping[str, Any], env: Mapping[str, str] | None = None,
+               insecure_dev: bool = False) -> AuditSettings:
     """The audit settings of a server. When serving.json enables the audit log
     (security.audit_log.enabled) both keys are required: the server refuses to start without
-    them, and predictions are refused while the log cannot be written."""
+    them, and predictions are refused while the log cannot be written. `insecure_dev`
+    (`aiops serve --insecure-dev`, printed and recorded in /v1/metadata) runs it with an
+    unkeyed chain instead."""
     env = os.environ if env is None else env
     audit = security.get("audit_log") or {}
     enabled = bool(audit.get("enabled"))
     log_key, seed = load_log_key(env), load_signing_seed(env)
     if enabled:
         missing = [v for v, k in ((LOG_KEY_ENV, log_key), (SIGNING_KEY_ENV, seed)) if k is None]
-        if missing:
+        if missing and insecure_dev:
+            print(f"!! INSECURE DEV MODE (--insecure-dev): {' and '.join(missing)} not set: the audit log is chained "
+                  "without a key and has no signed checkpoints; /v1/metadata records this", file=sys.stderr)
+        elif missing:
             raise PolicyError(f"the audit log is enabled (serving.json security.audit_log) but {' and '.join(missing)} "
                               f"{'is' if len(missing) == 1 else 'are'} not set (nor {missing[0]}_FILE); "
                               f"{KEYGEN_HELP}, and keep them outside the log folder")

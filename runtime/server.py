@@ -94,7 +94,7 @@ class Service:
         self.access = load_access(security, env, risk_tier=self.risk_tier, insecure_dev=insecure_dev)
         self.cipher = load_cipher(security, env)
         self.job_threads = job_threads
-        self.audit = load_audit(security, env)  # the log's keys; required when security.audit_log is enabled
+        self.audit = load_audit(security, env, insecure_dev=insecure_dev)  # the log's keys; required when security.audit_log is enabled
         self.log_dir = Path(log_dir) if log_dir else default_log_dir(art.name)
         self.predictor = p = Predictor(art.root)
         contract = p.contract

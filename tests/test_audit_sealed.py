@@ -111,7 +111,7 @@ def test_aiops_decrypt_reads_the_score_output_and_quarantine(tmp_path: Path, mon
     art = build("credit_risk")  # encrypts at rest
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AIOPS_DATA_KEY", DATA_KEY_HEX)
-    monkeypatch.setenv("AIOPS_MASK_SALT", "salt")
+    monkeypatch.setenv("AIOPS_MASK_SALT", "salt-of-at-least-16-characters")
     src = ROOT / "specs" / "credit_risk" / "data" / "german_credit.csv"
     rows = list(csv.DictReader(src.open(newline="")))[:40]
     rows[3]["age_in_years"] = "not a number"

@@ -123,7 +123,7 @@ def test_no_clear_text_pii_anywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         server.stop()
     outputs += [a[2].decode("utf-8", "replace") for a in answers] + [server.stderr]
     assert f"  masking: {PII}=hash (key: environment variable AIOPS_MASK_SALT, id " in server.stderr
-    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    entries = [e for e in map(json.loads, log.read_text().splitlines()) if "event" not in e]  # predictions only
     assert len(entries) == 4  # predict, explain, and the scored record of each job
     predicted = json.loads(answers[0][2])["predictions"][0]["prediction_id"]
     # job inputs are stored without their PII columns (encryption at rest is off), so the job's
@@ -169,9 +169,9 @@ def test_no_clear_text_pii_anywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPa
                "--report", "reports/log") in (0, 1)
     bad_line = ",".join(rows[5]) + "," + CANARY + "-malformed"
     (inputs / "malformed.csv").write_text(",".join(header) + "\n" + ",".join(rows[0]) + "\n" + bad_line + "\n")
+    # a ragged line is a quarantined record (docs/contract.md): counted, its text masked or left out
     assert run("monitor", "generated/credit_risk", "--current", str(inputs / "malformed.csv"),
-               "--report", "reports/malformed") == 2
-    assert "Expected 21 columns, got 22 (the line is not shown: it may hold personal data)" in outputs[-1]
+               "--report", "reports/malformed") in (0, 1)
     assert run("audit", "verify", str(server.log_dir)) == 0
 
     # the search: every file under the working folder, every answer and every output

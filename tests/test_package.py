@@ -66,7 +66,7 @@ def test_kubernetes_manifest_is_locked_down():
     assert set(c["resources"]) == {"requests", "limits"}
     # keys by reference only: credit_risk encrypts at rest, so its data key comes from the secret too
     env = {e["name"]: e for e in c["env"]}
-    assert set(env) == {"AIOPS_API_KEYS", "AIOPS_DATA_KEY"}
+    assert set(env) == {"AIOPS_API_KEYS", "AIOPS_DATA_KEY", "AIOPS_LOG_KEY", "AIOPS_LOG_SIGNING_KEY", "AIOPS_MASK_SALT"}
     assert all(set(e) == {"name", "valueFrom"} for e in env.values())
     assert docs[1]["spec"]["selector"] == docs[0]["spec"]["selector"]["matchLabels"]
 
@@ -142,7 +142,8 @@ def _container_steps(tmp_path: Path) -> None:
     os.chown(state, 65534, 65534)
     port = _free_port()
     key = "k" * 40
-    env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(state), "AIOPS_API_KEYS": f"{key}:ops"}
+    env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(state), "AIOPS_API_KEYS": f"{key}:ops",
+           **{k: os.environ[k] for k in ("AIOPS_LOG_KEY", "AIOPS_LOG_SIGNING_KEY") if k in os.environ}}
     cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(aiops), "serve", str(art),
            "--port", str(port), "--log-dir", str(state / "serving")]
     t0 = time.perf_counter()

@@ -183,6 +183,7 @@ def test_serving_timeout_s_answers_504(tmp_path: Path):
 
     app = App(Service(clear_build(), tmp_path, env={}, job_threads=0, insecure_dev=True))
     app.timeout = 0.3
+    app.startup()  # the prediction log's writer: without it /v1/predict answers 503 at once
     sent = []
 
     async def receive():
@@ -200,8 +201,11 @@ def test_serving_timeout_s_answers_504(tmp_path: Path):
         app._sweeper.cancel()
         return time.monotonic() - t
 
-    took = asyncio.run(main())
-    assert 0.3 <= took < 0.3 + 0.1 + SLACK, took
+    try:
+        took = asyncio.run(main())
+    finally:
+        app.shutdown()
+    assert 0.3 <= took < 0.3 + 0.1 + SLACK, (took, sent)
     assert sent[0]["status"] == 504
     assert json.loads(sent[1]["body"]) == {"error": {"code": "timeout", "message": (
         "the request was not answered within 0.3 s (serving.timeout_s) and was abandoned")}}

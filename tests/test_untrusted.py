@@ -473,6 +473,9 @@ def test_hostile_text_in_every_string_field_stays_text(benign_plan):
 
     loaded, plan = benign_plan
     benign = _render(plan)
+    import compiler.rules_sample as RS
+
+    sample_check, RS.check_sample = RS.check_sample, lambda ctx: None  # hostile isin values no longer fit the data
     payloads = st.lists(st.sampled_from(HOSTILE), min_size=1, max_size=6).map("".join) | st.text(
         alphabet=st.sampled_from(list("\"'\\\n\r#$`;%{}()[]&*:|<> \u2028ax")), min_size=1, max_size=24)
 
@@ -501,7 +504,10 @@ def test_hostile_text_in_every_string_field_stays_text(benign_plan):
                 continue
             assert_text_stayed_text(files, benign)
 
-    prop()
+    try:
+        prop()
+    finally:
+        RS.check_sample = sample_check
     no_marker(Path.cwd())
 
 
