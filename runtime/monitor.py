@@ -148,7 +148,7 @@ class Monitor:
         else:
             chunks = read_chunks(src.current, wanted, src.chunk_rows)
         windows: dict[int, Window] = {}
-        totals = {"rows": 0, "unassigned": 0, "bad_rows": 0, "codes": {}, "labelled": 0, "absent": set(names)}
+        totals = new_totals(names)
         row0 = 0
         max_day = -math.inf
         has_labels = labels_table is not None
@@ -381,6 +381,11 @@ class Monitor:
                           "skipped": dict(sorted(log_stats.skipped.items()))}
         return out
 
+def new_totals(names: list[str]) -> dict[str, Any]:
+    """The run's counts across windows (merged across partitions by runtime/monitor_merge.py)."""
+    return {"rows": 0, "unassigned": 0, "bad_rows": 0, "codes": {}, "labelled": 0, "absent": set(names)}
+
+
 def run(artefact_dir: str | Path, src: Source, report_dir: str | Path | None = None, html: bool = True) -> Outcome:
     """Run the job and write report.json, alerts.json (and report.html) into report_dir."""
     mon = Monitor(artefact_dir)
@@ -388,6 +393,11 @@ def run(artefact_dir: str | Path, src: Source, report_dir: str | Path | None = N
         outcome = mon.run(src)
     except MonitorInputError as exc:
         raise MonitorError(str(exc)) from None
+    return write_outcome(mon, outcome, report_dir, html)
+
+
+def write_outcome(mon: Monitor, outcome: Outcome, report_dir: str | Path | None, html: bool) -> Outcome:
+    """Write report.json, alerts.json (and report.html) of a finished run into report_dir."""
     out = Path(report_dir) if report_dir else Path(mon.job["report_dir"])
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(dumps(outcome.report))
