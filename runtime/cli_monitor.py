@@ -84,10 +84,11 @@ def _finish_run(args: argparse.Namespace, src) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(summary_text(outcome.report, outcome.files, quiet=args.quiet))
-    hook = outcome.report.get("webhook")
+    hook = outcome.delivery
     if hook and hook.get("error"):
-        print(f"warning: the webhook POST to {hook['url']} failed: {hook['error']}; the alerts are in alerts.json",
-              file=sys.stderr)
+        n = len(hook["attempts"])
+        print(f"warning: the webhook POST to {hook['url']} failed after {n} attempt{'s' if n != 1 else ''}: "
+              f"{hook['error']}; the alerts are in alerts.json", file=sys.stderr)
     return outcome.exit_code
 
 

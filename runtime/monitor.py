@@ -24,8 +24,8 @@ from .artefacts import ArtefactError, verify
 from .contract import Contract
 from .monitor_columns import ColumnChecker
 from .monitor_alerts import collect_alerts, payload, summary
-from .monitor_io import (CHUNK_ROWS, Chunk, LogStats, MonitorInputError, load_labels, post_webhook, read_chunks,
-                         read_log)
+from .alert_delivery import deliver
+from .monitor_io import CHUNK_ROWS, Chunk, LogStats, MonitorInputError, load_labels, read_chunks, read_log
 from .monitor_window import Window, window_keys, window_span
 from .stable import clean as _clean
 from .stable import dumps
@@ -54,6 +54,7 @@ class Outcome:
     alerts: list[dict[str, Any]]
     exit_code: int
     files: list[Path] = field(default_factory=list)
+    delivery: dict[str, Any] | None = None  # the webhook's delivery record (runtime/alert_delivery.py)
 
 
 def load_job(root: Path) -> dict[str, Any]:
@@ -350,8 +351,9 @@ class Monitor:
             "alerts": alerts,
             "exit_code": 1 if alerts else 0,
         }
-        report["webhook"] = post_webhook(webhook, _clean(payload(report))) if webhook and alerts else None
-        return Outcome(report, alerts, report["exit_code"])
+        delivery = deliver(webhook, _clean(payload(report))) if webhook and alerts else None
+        report["webhook"] = {k: delivery[k] for k in ("url", "status", "error")} if delivery else None
+        return Outcome(report, alerts, report["exit_code"], delivery=delivery)
 
     def _mature(self, w: Window, as_of: float | None) -> bool:
         job = self.job
@@ -402,7 +404,8 @@ def write_outcome(mon: Monitor, outcome: Outcome, report_dir: str | Path | None,
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(dumps(outcome.report))
     (out / "alerts.json").write_text(dumps({"report_schema": REPORT_SCHEMA, "model": outcome.report["model"],
-                                            "alerts": outcome.alerts, "webhook": outcome.report["webhook"]}))
+                                            "alerts": outcome.alerts,
+                                            "webhook": outcome.delivery or outcome.report["webhook"]}))
     outcome.files = [out / "report.json", out / "alerts.json"]
     if html:
         from .monitor_report import write_html
