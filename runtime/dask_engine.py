@@ -68,10 +68,17 @@ def client_for(scheduler: str | None, workers: int | None = None):
             raise EngineError(f"cannot reach the Dask scheduler at '{address}': {exc}; start one with "
                               "'dask-scheduler', or leave out --scheduler (and DASK_SCHEDULER_ADDRESS) for a local "
                               "cluster") from None
+    import importlib.util
+    import sys
+
     n = workers or max(os.cpu_count() or 1, 1)
+    board = importlib.util.find_spec("bokeh") is not None  # the dashboard needs bokeh
     cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address="127.0.0.1:0", silence_logs=40)
-    return Client(cluster), cluster
+                           dashboard_address="127.0.0.1:0" if board else None, silence_logs=40)
+    client = Client(cluster)
+    print(f"dask: local cluster of {n} worker processes on 127.0.0.1; dashboard "
+          + (client.dashboard_link if board else "off (pip install bokeh)"), file=sys.stderr)
+    return client, cluster
 
 
 def _close(client, cluster) -> None:
@@ -98,7 +105,7 @@ def list_parts(url: str, partition_rows: int) -> tuple[Any, list[Part], list[str
     elif fs.isfile(root):
         if not root.lower().endswith((".parquet", ".pq")):
             raise EngineError(f"--engine dask reads Parquet (a .parquet file or a folder of them). Got '{url}' instead; "
-                              "score CSV with the default engine")
+                              "use the default engine for CSV")
         files = [root]
     else:
         raise EngineError(f"no input at '{url}'")
@@ -209,7 +216,8 @@ class DaskScoreResult:
     def summary(self) -> str:
         rate = self.rows_in / self.seconds if self.seconds > 0 else float("inf")
         return (f"rows in {self.rows_in} = scored {self.scored} + quarantined {self.quarantined} "
-                f"({rate:,.0f} rows/s, {self.seconds:.2f} s, {self.partitions} partitions on Dask)")
+                f"({rate:,.0f} rows/s, {self.seconds:.2f} s, {self.partitions} partition"
+                f"{'s' if self.partitions != 1 else ''} on Dask)")
 
 
 def score_dask(artefact_dir: str | Path, input_url: str, output_url: str, *, quarantine_url: str | None = None,

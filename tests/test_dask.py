@@ -217,7 +217,7 @@ def test_dask_engine_user_errors(tmp_path, capsys):
     rc = main(["score", str(art), str(csv), "--output", str(tmp_path / "o"), "--engine", "dask"])
     assert rc == 2
     assert capsys.readouterr().err == (f"error: --engine dask reads Parquet (a .parquet file or a folder of them). Got "
-                                       f"'{csv}' instead; score CSV with the default engine\n")
+                                       f"'{csv}' instead; use the default engine for CSV\n")
     rc = main(["monitor", str(art), "--from-log", str(tmp_path / "p.jsonl"), "--engine", "dask"])
     assert rc == 2
     assert capsys.readouterr().err == ("error: --engine dask monitors Parquet data given with --current; monitor the "
