@@ -155,15 +155,19 @@ def _cached(kind: str, *args):
 
 
 # ------------------------------------------------------------------ scoring
-def _stage(fs, target: str, schema: pa.Schema, table: pa.Table, cipher) -> None:
+def _stage(fs, target: str, schema: pa.Schema, table: pa.Table, cipher, kind: str) -> None:
     """Write `table` to `target` in one step: to a unique temporary name, then one rename
     (for a remote filesystem: a local file, one upload, then a rename)."""
     from fsspec.implementations.local import LocalFileSystem
 
     from .score import _Writer
 
+    import inspect
+
+    extra = {"kind": kind} if "kind" in inspect.signature(_Writer).parameters else {}  # sealed files name their kind
+
     def write(path: Path) -> None:
-        w = _Writer(path, "parquet", schema, cipher)  # runtime.score's writer: encryption at rest applies
+        w = _Writer(path, "parquet", schema, cipher, **extra)  # runtime.score's writer: encryption at rest applies
         try:
             w.write(table)
         finally:
@@ -190,8 +194,8 @@ def _score_task(art: str, manifest: str, url: str, columns: list[str], stage: st
     fs, _ = _fs(url)
     preds, quarantine, counts = scorer.score(_read(fs, part, columns), part.first_row)
     name = f"part-{part.index:05d}.parquet"
-    _stage(fs, f"{stage}/predictions/{name}", scorer.output_schema, preds, scorer.cipher)
-    _stage(fs, f"{stage}/quarantine/{name}", scorer.quarantine_schema, quarantine, scorer.cipher)
+    _stage(fs, f"{stage}/predictions/{name}", scorer.output_schema, preds, scorer.cipher, "score-output")
+    _stage(fs, f"{stage}/quarantine/{name}", scorer.quarantine_schema, quarantine, scorer.cipher, "score-quarantine")
     return {"index": part.index, "rows": part.stop - part.start, "rows_in": counts.rows_in, "scored": counts.scored,
             "quarantined": counts.quarantined, "chunks": counts.chunks, "reasons": counts.reasons,
             "encrypted": scorer.cipher is not None}

@@ -72,11 +72,16 @@ def merge(a: Any, b: Any) -> Any:
 
 def merge_totals(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     """Add the run totals `b` (runtime.monitor.new_totals) into `a`."""
-    for k in ("rows", "unassigned", "bad_rows", "labelled"):
-        a[k] += b[k]
-    for code, n in b["codes"].items():
-        a["codes"][code] = a["codes"].get(code, 0) + n
-    a["absent"] &= b["absent"]  # a column is absent when no partition had it
+    for k, v in b.items():
+        if k == "absent":
+            a[k] &= v  # a column is absent when no partition had it
+        elif k == "codes":
+            for code, n in v.items():
+                a[k][code] = a[k].get(code, 0) + n
+        elif isinstance(v, int) and not isinstance(v, bool):
+            a[k] += v  # rows, unassigned, bad_rows, labelled, ...: counts
+        else:
+            raise TypeError(f"the monitoring total {k!r} has no merge rule in runtime/monitor_merge.py")
     return a
 
 

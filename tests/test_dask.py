@@ -50,17 +50,19 @@ def _env(monkeypatch):
         monkeypatch.setenv(k, v)
 
 
-def _read(path: Path) -> pa.Table:
+def _read(path: Path, encrypted: bool) -> pa.Table:
     """A Parquet file or folder, decrypted when it was written encrypted at rest."""
     from runtime.policy import load_cipher
-    from runtime.score import ENC_MAGIC, decrypt_file
+    from runtime.score import decrypt_file
 
     files = sorted(path.glob("part-*.parquet")) if path.is_dir() else [path]
     tables = []
     for f in files:
-        if f.read_bytes().startswith(ENC_MAGIC):
-            cipher = load_cipher({"encryption_at_rest": {"enabled": True}})
-            tables.append(pq.read_table(pa.BufferReader(b"".join(decrypt_file(f, cipher)))))
+        if encrypted:
+            with pytest.raises(pa.ArrowInvalid):  # sealed: not readable as Parquet
+                pq.read_table(f)
+            plain = decrypt_file(f, load_cipher({"encryption_at_rest": {"enabled": True}}))
+            tables.append(pq.read_table(pa.BufferReader(plain if isinstance(plain, bytes) else b"".join(plain))))
         else:
             tables.append(pq.read_table(f))
     return pa.concat_tables(tables)
@@ -123,12 +125,12 @@ def test_dask_score_is_the_single_process_score(tmp_path, cluster, example):
     assert success == {"rows_in": dist.rows_in, "scored": dist.scored, "quarantined": dist.quarantined,
                        "partitions": dist.partitions, "reasons": dist.reasons}
     # bit for bit: every column, float64 probabilities included
-    a = _read(tmp_path / "single.parquet")
-    b = _read(tmp_path / "out").sort_by("row")
+    a = _read(tmp_path / "single.parquet", single.encrypted)
+    b = _read(tmp_path / "out", dist.encrypted).sort_by("row")
     assert b.column_names == a.column_names
     assert a.equals(b)
-    qa = _read(tmp_path / "single.q.parquet")
-    qb = _read(tmp_path / "out.quarantine").sort_by("row")
+    qa = _read(tmp_path / "single.q.parquet", single.encrypted)
+    qb = _read(tmp_path / "out.quarantine", dist.encrypted).sort_by("row")
     assert qa.equals(qb)
     assert sorted(os.listdir(tmp_path)) == ["in", "out", "out.quarantine", "single.parquet", "single.q.parquet",
                                             "whole.parquet"]  # the staging folder is gone
