@@ -224,3 +224,27 @@ def test_dask_engine_user_errors(tmp_path, capsys):
     assert rc == 2
     assert capsys.readouterr().err == ("error: --engine dask monitors Parquet data given with --current; monitor the "
                                        "prediction log (--from-log) with the default engine\n")
+
+
+def test_merged_sketches_equal_one_sketch_and_unknown_fields_are_refused():
+    from runtime.monitor_merge import merge
+    from runtime.monitor_stats import CategorySketch, NumericSketch
+
+    ref = {"edges": [1.0, 2.0, 3.0], "quantiles": [0.0, 1.0, 2.0, 3.0, 4.0], "rows": 10, "std": 1.0}
+    x = np.random.default_rng(0).normal(2.0, 1.0, 1000)
+    whole, a, b = NumericSketch(ref), NumericSketch(ref), NumericSketch(ref)
+    whole.add(x)
+    a.add(x[:300])
+    b.add(x[300:])
+    merge(a, b)
+    assert a.n == whole.n and np.array_equal(a.bins, whole.bins) and np.array_equal(a.grid_counts, whole.grid_counts)
+    assert (a.min, a.max) == (whole.min, whole.max) and math.isclose(a.total, whole.total, rel_tol=REL_TOL)
+    assert a.test("ks").value == whole.test("ks").value
+    c, d = CategorySketch({"x": 3}), CategorySketch({"x": 3})
+    c.add(np.array(["x", "y", None], dtype=object))
+    d.add(np.array(["y"], dtype=object))
+    assert merge(c, d).counts == {"x": 1, "y": 2} and c.nulls == 1
+    d.extra = 1  # an accumulator that gained a field without a merge rule
+    with pytest.raises(TypeError, match=r"CategorySketch has attributes \['extra'\] that runtime/monitor_merge.py "
+                                        r"does not know how to merge: add them to RULES"):
+        merge(c, d)
