@@ -38,7 +38,7 @@ def register(sub) -> None:
 
 
 def _monitor(args: argparse.Namespace) -> int:
-    from .monitor import MonitorError, Source, run
+    from .monitor import MonitorError, Source
 
     art = Path(args.artefact_dir)
     log = None

@@ -104,8 +104,8 @@ def list_parts(url: str, partition_rows: int) -> tuple[Any, list[Part], list[str
             raise EngineError(f"no Parquet files (*.parquet, *.pq) under '{url}'")
     elif fs.isfile(root):
         if not root.lower().endswith((".parquet", ".pq")):
-            raise EngineError(f"--engine dask reads Parquet (a .parquet file or a folder of them). Got '{url}' instead; "
-                              "use the default engine for CSV")
+            raise EngineError(f"--engine dask reads Parquet (a .parquet file or a folder of them). Got '{url}' "
+                              "instead; use the default engine for CSV")
         files = [root]
     else:
         raise EngineError(f"no input at '{url}'")
@@ -187,12 +187,14 @@ def _stage(fs, target: str, schema: pa.Schema, table: pa.Table, cipher, kind: st
     fs.mv(tmp, target)
 
 
-def _score_task(art: str, manifest: str, url: str, columns: list[str], stage: str, part: Part) -> dict:
-    """One partition: read, score, stage predictions and quarantine. Idempotent: a retry
-    writes the same two names again."""
+def _score_task(art: str, manifest: str, url: str, columns: list[str], out_url: str, stage: str,
+                part: Part) -> dict:
+    """One partition: read, score, stage predictions and quarantine (`stage`: a folder of the
+    output's filesystem). Idempotent: a retry writes the same two names again."""
     scorer = _cached("score", art, tuple(columns), manifest)
-    fs, _ = _fs(url)
-    preds, quarantine, counts = scorer.score(_read(fs, part, columns), part.first_row)
+    fs_in, _ = _fs(url)
+    preds, quarantine, counts = scorer.score(_read(fs_in, part, columns), part.first_row)
+    fs, _ = _fs(out_url)
     name = f"part-{part.index:05d}.parquet"
     _stage(fs, f"{stage}/predictions/{name}", scorer.output_schema, preds, scorer.cipher, "score-output")
     _stage(fs, f"{stage}/quarantine/{name}", scorer.quarantine_schema, quarantine, scorer.cipher, "score-quarantine")
@@ -246,7 +248,7 @@ def score_dask(artefact_dir: str | Path, input_url: str, output_url: str, *, qua
         raise ScoreError(f"max_rejected_share must be a share in [0, 1]. Got {max_rejected_share} instead.")
     contract = Contract.load(art.root / "contract.json")
     try:
-        fs_in, parts, files, present = list_parts(str(input_url), partition_rows)
+        _, parts, files, present = list_parts(str(input_url), partition_rows)
     except EngineError as exc:
         raise ScoreError(str(exc)) from None
     columns = _columns_to_read(Path(files[0]), present, contract, serving.get("key") or contract.key)
@@ -269,14 +271,12 @@ def score_dask(artefact_dir: str | Path, input_url: str, output_url: str, *, qua
     t0 = time.perf_counter()
     try:
         futures = client.map(_score_task, [str(art.root)] * len(parts), [art.manifest_sha256] * len(parts),
-                             [str(input_url)] * len(parts), [columns] * len(parts), [stage] * len(parts), parts,
+                             [str(input_url)] * len(parts), [columns] * len(parts), [out_url] * len(parts),
+                             [stage] * len(parts), parts,
                              retries=RETRIES, pure=False)
         stats = client.gather(futures)
-    except ScoreError:
-        fs.rm(stage, recursive=True)
-        raise
-    except Exception:
-        fs.rm(stage, recursive=True)
+    except BaseException:
+        fs.rm(stage, recursive=True)  # the output is left as it was
         raise
     finally:
         if own:

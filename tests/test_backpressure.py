@@ -9,8 +9,6 @@ import json
 import os
 import signal
 
-import pytest
-
 from runtime.predlog import read_entries
 from runtime.server import App, Service
 from tests._build import build
