@@ -157,10 +157,10 @@ def test_dask_monitor_is_the_single_process_monitor(tmp_path, cluster):
     whole = tmp_path / "whole.parquet"
     pq.write_table(table, whole)
     one = run(art, Source(current=whole), tmp_path / "one", html=False)
-    many = monitor_dask(art, Source(current=str(_split(table, tmp_path / "in", 4))), tmp_path / "many", html=False,
-                        partition_rows=5000, client=client)
+    url = f"file://{_split(table, tmp_path / 'in', 4)}"  # an fsspec URL, as s3://... would be
+    many = monitor_dask(art, Source(current=url), tmp_path / "many", html=False, partition_rows=5000, client=client)
     a, b = one.report, many.report
-    assert b["source"]["path"] == str(tmp_path / "in")
+    assert b["source"]["path"] == url
     b["source"]["path"] = a["source"]["path"]
     assert _close(a, b) == []
     assert b["source"]["rows"] == table.num_rows and b["source"]["rows_breaking_contract"] == 19
