@@ -215,9 +215,8 @@ def _frame(header: dict[str, Any], *bodies: bytes) -> bytes:
 
 class PredictionLog:
     """The server's handle on its writer process. `submit_http` and `submit` never wait for
-    the disk; when more than `max_bytes` are queued (the writer cannot keep up), `submit`
-    (job threads) waits for room and the server answers 503 (`has_room`), so entries are
-    never dropped.
+    the disk; they wait for room only when more than `max_bytes` are queued (the writer
+    cannot keep up), so entries are never dropped.
 
     Hand-off: a submit appends its frame to a list under a lock (well under a microsecond)
     and wakes the forwarding thread only if it is not already due to run; the thread lets
