@@ -31,7 +31,7 @@ def register(sub) -> None:
     m.add_argument("--chunk-rows", type=int, default=100_000, metavar="N", help="rows read at a time (memory bound)")
     m.add_argument("--no-html", action="store_true", help="write report.json and alerts.json only")
     m.add_argument("--quiet", action="store_true", help="print only the alerts")
-    from .cli_score import add_engine_options
+    from .cli_dask import add_engine_options
 
     add_engine_options(m)
     m.set_defaults(func=_monitor)

@@ -13,7 +13,9 @@ def _score(args: argparse.Namespace) -> int:
     from .score import ScoreError, score_file
 
     if args.engine == "dask":
-        return _score_dask(args)
+        from .cli_dask import score_dask_command
+
+        return score_dask_command(args)
     try:
         r = score_file(args.artefact_dir, args.input, args.output, chunk_rows=args.chunk_rows,
                        quarantine_path=args.quarantine, max_rejected_share=args.max_rejected_share,
@@ -28,38 +30,6 @@ def _score(args: argparse.Namespace) -> int:
     for reason, count in sorted(r.reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:10]:
         print(f"  {count:>8} rows  {reason}")
     return 0
-
-
-def _score_dask(args: argparse.Namespace) -> int:
-    from .dask_engine import score_dask
-    from .score import ScoreError
-
-    try:
-        r = score_dask(args.artefact_dir, args.input, args.output, quarantine_url=args.quarantine,
-                       max_rejected_share=args.max_rejected_share, scheduler=args.scheduler,
-                       partition_rows=args.partition_rows)
-    except ScoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.code
-    enc = " (encrypted at rest)" if r.encrypted else ""
-    print(r.summary())
-    print(f"predictions: {r.output}/part-*.parquet{enc}")
-    print(f"quarantine: {r.quarantine}/part-*.parquet{enc}" + ("" if r.quarantined else " (no rows)"))
-    for reason, count in sorted(r.reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:10]:
-        print(f"  {count:>8} rows  {reason}")
-    return 0
-
-
-def add_engine_options(parser) -> None:
-    """--engine, --scheduler and --partition-rows (shared by score and monitor)."""
-    parser.add_argument("--engine", choices=("local", "dask"), default="local",
-                        help="local: one process (default); dask: partitions of a Parquet input (a file or folder, "
-                             "local or any fsspec URL) as Dask tasks (pip install 'aiops[dask]'; docs/scale.md)")
-    parser.add_argument("--scheduler", metavar="ADDRESS",
-                        help="--engine dask: the Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: "
-                             "$DASK_SCHEDULER_ADDRESS, else a local cluster on 127.0.0.1)")
-    parser.add_argument("--partition-rows", type=_positive, default=500_000, metavar="N",
-                        help="--engine dask: rows per partition (default 500000)")
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -142,6 +112,8 @@ def register(sub) -> None:
                    help="fail (exit 1, no output) when more than this share of rows is quarantined, e.g. 0.01")
     s.add_argument("--threads", type=_positive, default=1, help="onnxruntime threads (default 1)")
     s.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+    from .cli_dask import add_engine_options
+
     add_engine_options(s)
     s.set_defaults(func=_score)
 

@@ -68,6 +68,12 @@ def load_job(root: Path) -> dict[str, Any]:
     return job
 
 
+def new_totals(names: list[str]) -> dict[str, Any]:
+    """The run's counts across windows (merged across partitions by runtime/monitor_merge.py)."""
+    return {"rows": 0, "unassigned": 0, "bad_rows": 0, "codes": {}, "labelled": 0, "absent": set(names),
+            "blank": 0}
+
+
 class Monitor:
     def __init__(self, artefact_dir: str | Path):
         try:
@@ -382,11 +388,6 @@ class Monitor:
             out["log"] = {"lines": log_stats.lines, "used": log_stats.used,
                           "skipped": dict(sorted(log_stats.skipped.items()))}
         return out
-
-def new_totals(names: list[str]) -> dict[str, Any]:
-    """The run's counts across windows (merged across partitions by runtime/monitor_merge.py)."""
-    return {"rows": 0, "unassigned": 0, "bad_rows": 0, "codes": {}, "labelled": 0, "absent": set(names)}
-
 
 def run(artefact_dir: str | Path, src: Source, report_dir: str | Path | None = None, html: bool = True) -> Outcome:
     """Run the job and write report.json, alerts.json (and report.html) into report_dir."""
