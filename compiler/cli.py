@@ -28,7 +28,8 @@ def _check(args: argparse.Namespace) -> int:
 # Top-level modules that come with an extra, not with the plain (runtime) install.
 EXTRA_MODULES = {"hydra": "compile", "omegaconf": "compile", "yaml": "compile", "jinja2": "compile",
                  "pandera": "compile", "pandas": "compile", "skl2onnx": "compile", "sklearn": "compile",
-                 "matplotlib": "compile", "croniter": "compile"}
+                 "matplotlib": "compile", "croniter": "compile", "dask": "dask", "distributed": "dask",
+                 "fsspec": "dask"}
 REPORT_COMMANDS = ("monitor",)
 
 

@@ -31,11 +31,14 @@ def register(sub) -> None:
     m.add_argument("--chunk-rows", type=int, default=100_000, metavar="N", help="rows read at a time (memory bound)")
     m.add_argument("--no-html", action="store_true", help="write report.json and alerts.json only")
     m.add_argument("--quiet", action="store_true", help="print only the alerts")
+    from .cli_dask import add_engine_options
+
+    add_engine_options(m)
     m.set_defaults(func=_monitor)
 
 
 def _monitor(args: argparse.Namespace) -> int:
-    from .monitor import MonitorError, Source, run
+    from .monitor import MonitorError, Source
 
     art = Path(args.artefact_dir)
     log = None
@@ -52,11 +55,28 @@ def _monitor(args: argparse.Namespace) -> int:
     if args.chunk_rows < 1:
         print(f"error: --chunk-rows must be a positive int. Got {args.chunk_rows} instead.", file=sys.stderr)
         return 2
+    if args.engine == "dask" and args.current is not None:
+        src = Source(current=args.current, labels=Path(args.labels) if args.labels else None, as_of=args.as_of,
+                     webhook=args.webhook, chunk_rows=args.chunk_rows)
+        return _finish_run(args, src)
     src = Source(current=Path(args.current) if args.current else None, log=log,
                  labels=Path(args.labels) if args.labels else None, as_of=args.as_of, webhook=args.webhook,
                  chunk_rows=args.chunk_rows)
+    return _finish_run(args, src)
+
+
+def _finish_run(args: argparse.Namespace, src) -> int:
+    from .monitor import MonitorError, run
+
+    art = Path(args.artefact_dir)
     try:
-        outcome = run(art, src, args.report, html=not args.no_html)
+        if args.engine == "dask":
+            from .dask_engine import monitor_dask
+
+            outcome = monitor_dask(art, src, args.report, html=not args.no_html, scheduler=args.scheduler,
+                                   partition_rows=args.partition_rows)
+        else:
+            outcome = run(art, src, args.report, html=not args.no_html)
     except MonitorError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -64,10 +84,11 @@ def _monitor(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(summary_text(outcome.report, outcome.files, quiet=args.quiet))
-    hook = outcome.report.get("webhook")
+    hook = outcome.delivery
     if hook and hook.get("error"):
-        print(f"warning: the webhook POST to {hook['url']} failed: {hook['error']}; the alerts are in alerts.json",
-              file=sys.stderr)
+        n = len(hook["attempts"])
+        print(f"warning: the webhook POST to {hook['url']} failed after {n} attempt{'s' if n != 1 else ''}: "
+              f"{hook['error']}; the alerts are in alerts.json", file=sys.stderr)
     return outcome.exit_code
 
 

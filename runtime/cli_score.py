@@ -16,6 +16,10 @@ def _score(args: argparse.Namespace) -> int:
     if (refused := gate(args)) is not None:
         print(f"error: {refused}", file=sys.stderr)
         return 2
+    if args.engine == "dask":
+        from .cli_dask import score_dask_command
+
+        return score_dask_command(args)
     try:
         r = score_file(args.artefact_dir, args.input, args.output, chunk_rows=args.chunk_rows,
                        quarantine_path=args.quarantine, max_rejected_share=args.max_rejected_share,
@@ -59,8 +63,9 @@ def register(sub) -> None:
                        "quarantine file. Exit 0 when done (even with quarantined rows), 1 when the quarantined "
                        "share exceeds --max-rejected-share, 2 on a usage or input error.")
     s.add_argument("artefact_dir", help="compiled artefacts, e.g. generated/credit_risk")
-    s.add_argument("input", help="a .csv or .parquet file")
-    s.add_argument("--output", "-o", required=True, help="predictions: .csv or .parquet")
+    s.add_argument("input", help="a .csv or .parquet file (--engine dask: Parquet file or folder, or fsspec URL)")
+    s.add_argument("--output", "-o", required=True, help="predictions: .csv or .parquet (--engine dask: a folder "
+                   "of part-NNNNN.parquet)")
     s.add_argument("--quarantine", help="rejected rows and reasons (default: OUTPUT.quarantine.csv)")
     s.add_argument("--chunk-rows", type=_positive,
                    help="rows per chunk (default: serving.batch_chunk_rows of serving.json)")
@@ -68,7 +73,10 @@ def register(sub) -> None:
                    help="fail (exit 1, no output) when more than this share of rows is quarantined, e.g. 0.01")
     s.add_argument("--threads", type=_positive, default=1, help="onnxruntime threads (default 1)")
     s.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+    from .cli_dask import add_engine_options
     from .governance.production import add_arguments
+
+    add_engine_options(s)
 
     add_arguments(s)
     s.set_defaults(func=_score)

@@ -24,8 +24,8 @@ from .artefacts import ArtefactError, verify
 from .contract import Contract
 from .monitor_columns import ColumnChecker
 from .monitor_alerts import collect_alerts, payload, summary
-from .monitor_io import (CHUNK_ROWS, Chunk, LogStats, MonitorInputError, load_labels, post_webhook, read_chunks,
-                         read_log)
+from .alert_delivery import deliver
+from .monitor_io import CHUNK_ROWS, Chunk, LogStats, MonitorInputError, load_labels, read_chunks, read_log
 from .monitor_window import Window, window_keys, window_span
 from .stable import clean as _clean
 from .stable import dumps
@@ -54,6 +54,7 @@ class Outcome:
     alerts: list[dict[str, Any]]
     exit_code: int
     files: list[Path] = field(default_factory=list)
+    delivery: dict[str, Any] | None = None  # the webhook's delivery record (runtime/alert_delivery.py)
 
 
 def load_job(root: Path) -> dict[str, Any]:
@@ -65,6 +66,12 @@ def load_job(root: Path) -> dict[str, Any]:
     if job.get("monitoring_schema") != JOB_SCHEMA:
         raise MonitorError(f"{p} has monitoring schema {job.get('monitoring_schema')!r}; this aiops reads {JOB_SCHEMA}")
     return job
+
+
+def new_totals(names: list[str]) -> dict[str, Any]:
+    """The run's counts across windows (merged across partitions by runtime/monitor_merge.py)."""
+    return {"rows": 0, "unassigned": 0, "bad_rows": 0, "codes": {}, "labelled": 0, "absent": set(names),
+            "blank": 0}
 
 
 class Monitor:
@@ -151,8 +158,7 @@ class Monitor:
         else:
             chunks = read_chunks(src.current, wanted, src.chunk_rows)
         windows: dict[int, Window] = {}
-        totals = {"rows": 0, "unassigned": 0, "bad_rows": 0, "codes": {}, "labelled": 0, "absent": set(names),
-                  "blank": 0}
+        totals = new_totals(names)
         row0 = 0
         max_day = -math.inf
         has_labels = labels_table is not None
@@ -360,8 +366,9 @@ class Monitor:
             "kpis": self.kpis.result([(k, r, self._mature(windows[k], as_of) and has_labels)
                                       for k, r in zip(sorted(windows), results)]),
         }
-        report["webhook"] = post_webhook(webhook, _clean(payload(report))) if webhook and alerts else None
-        return Outcome(report, alerts, report["exit_code"])
+        delivery = deliver(webhook, _clean(payload(report))) if webhook and alerts else None
+        report["webhook"] = {k: delivery[k] for k in ("url", "status", "error")} if delivery else None
+        return Outcome(report, alerts, report["exit_code"], delivery=delivery)
 
     def _mature(self, w: Window, as_of: float | None) -> bool:
         job = self.job
@@ -408,11 +415,17 @@ def run(artefact_dir: str | Path, src: Source, report_dir: str | Path | None = N
         outcome = mon.run(src)
     except MonitorInputError as exc:
         raise MonitorError(str(exc)) from None
+    return write_outcome(mon, outcome, report_dir, html)
+
+
+def write_outcome(mon: Monitor, outcome: Outcome, report_dir: str | Path | None, html: bool) -> Outcome:
+    """Write report.json, alerts.json (and report.html) of a finished run into report_dir."""
     out = Path(report_dir) if report_dir else Path(mon.job["report_dir"])
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(dumps(outcome.report))
     (out / "alerts.json").write_text(dumps({"report_schema": REPORT_SCHEMA, "model": outcome.report["model"],
-                                            "alerts": outcome.alerts, "webhook": outcome.report["webhook"]}))
+                                            "alerts": outcome.alerts,
+                                            "webhook": outcome.delivery or outcome.report["webhook"]}))
     outcome.files = [out / "report.json", out / "alerts.json"]
     from .kpi import prometheus
 

@@ -176,10 +176,19 @@ class PredictionLog:
         self._thread: threading.Thread | None = None
         self._listener: threading.Thread | None = None
 
+    @property
+    def has_room(self) -> bool:
+        """False while more than max_bytes wait for the writer: the event loop then answers 503
+        with Retry-After (runtime/server.py) instead of waiting here, which would stall every
+        connection. A request let in is always logged: the queue may pass max_bytes by the
+        requests already in flight, never more."""
+        return self._queued <= self.max_bytes
+
     def submit_http(self, endpoint: str, ts: float, request: bytes, response: bytes) -> None:
-        """Log the predictions of one answered request from its JSON bytes."""
+        """Log the predictions of one answered request from its JSON bytes. Never waits (it
+        runs on the event loop): the server checks `has_room` before it does the work."""
         h = b'{"t":"http","endpoint":"%s","ts":%r,"req":%d}\n' % (endpoint.encode(), ts, len(request))
-        self._put(_LEN.pack(len(h) + len(request) + len(response)) + h + request + response)
+        self._put(_LEN.pack(len(h) + len(request) + len(response)) + h + request + response, wait=False)
 
     def submit(self, endpoint: str, ids: list[str], records: list[Any], outputs: dict[str, Any],
                job_id: str | None = None, ts: float | None = None) -> None:
@@ -195,7 +204,7 @@ class PredictionLog:
         self._put(_frame({"t": "rows", "endpoint": endpoint, "ts": ts or time.time(), "job_id": job_id},
                          json.dumps(d).encode()))
 
-    def _put(self, item: Any) -> None:
+    def _put(self, item: Any, wait: bool = True) -> None:
         if self._dead:  # said loudly when it happened; /readyz reports it
             if type(item) is bytes:
                 self.failed += 1
@@ -204,7 +213,7 @@ class PredictionLog:
             return
         with self._room:
             if type(item) is bytes:
-                while self._queued > self.max_bytes and self.alive:  # back-pressure, never loss
+                while wait and self._queued > self.max_bytes and self.alive:  # back-pressure, never loss
                     self._room.wait(1.0)
                 self._queued += len(item)
             self._items.append(item)

@@ -396,6 +396,7 @@ class App:
     # ------------------------------------------------------------------ handlers
     async def _predict(self, scope, receive, send, headers) -> int:
         s = self.s
+        _log_room(s)
         obj, raw = await self._read_json(receive, headers, s.max_body)
         if type(obj) is not dict or "records" not in obj or len(obj) != 1:
             raise _Reject(422, "bad_request", 'expected a JSON object {"records": [{...}, ...]}' + _extra_keys(obj))
@@ -436,6 +437,7 @@ class App:
 
     async def _explain(self, scope, receive, send, headers) -> int:
         s = self.s
+        _log_room(s)
         obj, raw = await self._read_json(receive, headers, s.max_body)
         if type(obj) is dict and len(obj) == 1 and "record" in obj:
             record = obj["record"]
@@ -549,6 +551,17 @@ class App:
 
 # ---------------------------------------------------------------------- helpers
 _current_task = asyncio.current_task
+
+
+LOG_RETRY_AFTER = b"1"  # seconds: the writer drains megabytes per second once it catches up
+
+
+def _log_room(s: Service) -> None:
+    """503 with Retry-After while the prediction log's queue is full: the request is refused
+    before any work, never held on the event loop, and every answered prediction is logged."""
+    if not s.log.has_room:
+        raise _Reject(503, "log_backlog", "the prediction log is behind; retry after the time in Retry-After",
+                      headers=[(b"retry-after", LOG_RETRY_AFTER)])
 
 
 def _key(headers: list[tuple[bytes, bytes]]) -> str | None:
