@@ -236,7 +236,7 @@ def score_dask(artefact_dir: str | Path, input_url: str, output_url: str, *, qua
     from .score import ScoreError, _columns_to_read
 
     try:
-        art = verify(artefact_dir, purpose="score")
+        art = verify(artefact_dir, action="score")
     except ArtefactError as exc:
         raise ScoreError(str(exc)) from None
     serving = art.json("serving.json")

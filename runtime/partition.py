@@ -83,7 +83,7 @@ class PartitionScorer:
         from .score import ScoreError, _output_schema, _quarantine_schema, _Validator
 
         try:
-            art = verify(artefact_dir, purpose="score")
+            art = verify(artefact_dir, action="score")
         except ArtefactError as exc:
             raise ScoreError(str(exc)) from None
         if manifest_sha256 is not None and art.manifest_sha256 != manifest_sha256:
@@ -112,6 +112,9 @@ class PartitionScorer:
         from .score import _Chunk, _Sink
 
         table = as_table(data).select(self.columns)
+        # `unique` holds within this partition: a retried partition (a worker died) is judged
+        # afresh, never against its own earlier attempt (docs/scale.md: limits)
+        self.validator.seen = {}
         out, q = _Collect(self.output_schema), _Collect(self.quarantine_schema)
         sink = _Sink(self.pred, self.manifest_sha256, self.key, self.columns, self.masker, out, q)
         for start in range(0, table.num_rows, self.chunk_rows):
