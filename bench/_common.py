@@ -197,8 +197,3 @@ def _cell(c: Any) -> str:
             return "-"
         return f"{c:,.0f}" if abs(c) >= 100 else f"{c:.2f}"
     return str(c)
-
-
-def np_bits_equal(a, b) -> bool:
-    return np.array_equal(np.ascontiguousarray(np.asarray(a, dtype=np.float64)).view(np.uint64),
-                          np.ascontiguousarray(np.asarray(b, dtype=np.float64)).view(np.uint64))

@@ -10,6 +10,8 @@ import json
 import os
 from typing import Any
 
+from .errors import UserError
+
 
 def canonical(body: dict[str, Any]) -> bytes:
     return json.dumps({k: v for k, v in body.items() if k != "signature"}, sort_keys=True,
@@ -26,8 +28,6 @@ def sign_manifest(body: dict[str, Any], key_env: str) -> dict[str, Any] | None:
     try:
         key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(seed.strip()))
     except ValueError as exc:
-        from .cli import UserError
-
         raise UserError(f"${key_env} must hold a 32-byte Ed25519 seed in hex (64 characters): {exc}") from None
     pub = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
     return {"algorithm": "ed25519", "public_key": pub, "value": key.sign(canonical(body)).hex()}
