@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".aiops" / "bench"
