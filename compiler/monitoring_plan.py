@@ -188,7 +188,8 @@ def job_definition(mp: MonitoringPlan) -> dict[str, Any]:
 
 def render_monitoring(plan: Plan) -> dict[str, str]:
     """{relative path: content} of the monitoring job, its crontab line and CI workflow."""
-    from .build import dumps
+    from runtime.stable import dumps
+
     from .render import environment
 
     mp = build_monitoring_plan(plan)

@@ -77,11 +77,11 @@ class Plan:
     dropped: tuple[DroppedPlan, ...]
     estimator: str
     estimator_module: str
-    estimator_source: str  # constructor call with params, as Python source
     params: tuple[tuple[str, Any], ...]
     has_proba: bool
-    sklearn_imports: tuple[str, ...]
-    train_config: dict  # split, rejection tolerance, thresholds, parity: JSON-able
+    encoder_imports: tuple[tuple[str, tuple[str, ...]], ...]  # (module, names) that features.py imports
+    train_config: dict  # the generated pipeline's CONFIG: task, target, rejection tolerance, split
+    verify_config: dict  # the compiler's checks of the fitted model: thresholds, parity, explainability
     spec: dict  # the whole typed spec with defaults filled, JSON-able (for documents)
 
 
@@ -126,16 +126,17 @@ def _contract_entry(name: str, c: S.Column, required: bool, masking: str | None)
     }
 
 
-def _encoder(f: S.Feature) -> tuple[str, set[str]]:
-    """The scikit-learn transformer for one model input, and the names it imports."""
+def _encoder(f: S.Feature) -> tuple[str, set[tuple[str, str]]]:
+    """The scikit-learn transformer for one model input, and the (module, name) pairs it imports."""
+    pre = "sklearn.preprocessing"
     if f.transform == "onehot":
-        return 'OneHotEncoder(handle_unknown="ignore", sparse_output=False)', {"OneHotEncoder"}
+        return 'OneHotEncoder(handle_unknown="ignore", sparse_output=False)', {(pre, "OneHotEncoder")}
     if f.transform == "ordinal":
         cats = [str(c) for c in f.categories]
         return (f'OrdinalEncoder(categories=[{_src(cats)}], handle_unknown="use_encoded_value", unknown_value=-1)',
-                {"OrdinalEncoder"})
+                {(pre, "OrdinalEncoder")})
     steps = []
-    names = {"Pipeline", "SimpleImputer"}
+    names = {("sklearn.pipeline", "Pipeline"), ("sklearn.impute", "SimpleImputer")}
     strategy = f.impute or ("most_frequent" if f.transform in ("bucketize", "date_part") else "median")
     if strategy == "constant":
         steps.append(f'("impute", SimpleImputer(strategy="constant", fill_value={_src(float(f.fill_value))}))')
@@ -144,11 +145,11 @@ def _encoder(f: S.Feature) -> tuple[str, set[str]]:
     if f.transform == "bucketize" and isinstance(f.bins, int):
         steps.append(f'("bins", KBinsDiscretizer(n_bins={f.bins}, encode="ordinal", strategy="quantile", '
                      'quantile_method="averaged_inverted_cdf"))')
-        names.add("KBinsDiscretizer")
+        names.add((pre, "KBinsDiscretizer"))
     if f.scale is not None:
         cls = {"standard": "StandardScaler", "minmax": "MinMaxScaler", "robust": "RobustScaler"}[f.scale]
         steps.append(f'("scale", {cls}())')
-        names.add(cls)
+        names.add((pre, cls))
     return "Pipeline([" + ", ".join(steps) + "])", names
 
 
@@ -221,7 +222,7 @@ def build_plan(loaded: Loaded, spec: S.Spec, data_source: str) -> Plan:
             masking=masking.get(name), description=c.description, required=name in needed,
             contract=_contract_entry(name, c, name in needed, masking.get(name)),
         ))
-    imports: set[str] = {"ColumnTransformer"}
+    imports: set[tuple[str, str]] = {("sklearn.compose", "ColumnTransformer")}
     feats = []
     for f in live:
         enc, names = _encoder(f)
@@ -234,13 +235,13 @@ def build_plan(loaded: Loaded, spec: S.Spec, data_source: str) -> Plan:
         ))
     info = E.ALLOWED[spec.model.estimator]
     params = tuple(sorted(spec.model.params.items()))
-    est_src = f"{spec.model.estimator}(" + ", ".join(f"{k}={_src(v)}" for k, v in params) + ")"
     pos = None if spec.problem.positive_class is None else str(spec.problem.positive_class)
     th = spec.thresholds
     train_config = {
-        "task": spec.problem.task, "target": spec.problem.target, "positive_class": pos,
-        "key": spec.data.key, "max_rejected_share": spec.data.max_rejected_share,
-        "split": _jsonable(spec.data.split),
+        "task": spec.problem.task, "target": spec.problem.target,
+        "max_rejected_share": spec.data.max_rejected_share, "split": _jsonable(spec.data.split),
+    }
+    verify_config = {
         "evaluation": {k: _jsonable(b) for k, b in sorted(th.evaluation.items())},
         "slices": _jsonable(th.slices), "fairness": _jsonable(th.fairness), "parity": _jsonable(th.parity),
         "explainability": _jsonable(spec.governance.explainability),
@@ -256,6 +257,8 @@ def build_plan(loaded: Loaded, spec: S.Spec, data_source: str) -> Plan:
         tool_version=__version__, regenerate=regenerate, task=spec.problem.task, target=spec.problem.target,
         positive_class=pos, key=spec.data.key, data_source=data_source, data_format=fmt,
         columns=tuple(columns), features=tuple(feats), dropped=dropped, estimator=spec.model.estimator,
-        estimator_module=info.module, estimator_source=est_src, params=params, has_proba=info.has_proba,
-        sklearn_imports=tuple(sorted(imports)), train_config=train_config, spec=_jsonable(spec),
+        estimator_module=info.module, params=params, has_proba=info.has_proba,
+        encoder_imports=tuple((m, tuple(sorted(n for mm, n in imports if mm == m)))
+                              for m in sorted({m for m, _ in imports})),
+        train_config=train_config, verify_config=verify_config, spec=_jsonable(spec),
     )

@@ -149,9 +149,9 @@ def _holdout(stage: Path, plan) -> tuple[dict[str, Any], Any]:
     from runtime.contract import Contract
     from runtime.training import labels, read_table, split, validate
 
-    from .build import _import_pipeline
+    from .generated import import_pipeline
 
-    gen = _import_pipeline(stage / "pipeline", plan)
+    gen = import_pipeline(stage / "pipeline", plan.name)
     v = validate(read_table(Path(plan.data_source), plan.data_format), gen["schema"].SCHEMA,
                  Contract.load(stage / "contract.json"))
     y = labels(v.frame, plan.train_config)
@@ -220,7 +220,9 @@ def retrain(artefact_dir: str | Path, data: str | Path, holdout_from: str | None
             quiet: bool = False) -> Outcome:
     from runtime.training import DataError
 
-    from .build import Progress, _replace, dumps, write_manifest
+    from runtime.stable import dumps
+
+    from .build import Progress, _replace, write_manifest
     from .compliance import write_compliance
     from .monitoring_plan import render_monitoring
     from .render import render_code
