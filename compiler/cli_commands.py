@@ -17,7 +17,8 @@ def _compile(args: argparse.Namespace) -> int:
 
 # Modules that add their own sub-commands: each has register(subparsers) and imports
 # nothing heavy at module level.
-EXTRA = ("runtime.cli_serve", "runtime.cli_score", "runtime.cli_monitor", "compiler.cli_retrain")
+EXTRA = ("runtime.cli_serve", "runtime.cli_score", "runtime.cli_monitor", "compiler.cli_retrain",
+         "compiler.cli_pipeline")
 
 
 def register(sub) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from compiler.build import BuildFailed, compile_spec
 from runtime.artefacts import ArtefactError, verify
-from tests._build import ROOT, build
+from tests._build import BUILD_ROOT, ROOT, build
 
 AIOPS = [sys.executable, "-m", "compiler.cli"]
 
@@ -111,7 +111,7 @@ def test_registry_records_the_run():
 
     art = build("credit_risk")
     model = json.loads((art / "evidence/blessing.json").read_text())["model_sha256"]
-    rows = [r for r in runs(ROOT / ".aiops/registry.db", "credit_risk") if r["model_sha256"] == model]
+    rows = [r for r in runs(BUILD_ROOT / ".aiops/registry.db", "credit_risk") if r["model_sha256"] == model]
     assert rows and rows[-1]["blessed"] == 1
     metrics = json.loads(rows[-1]["metrics"])
     # evidence files round floats to 10 significant digits; the registry keeps them whole
