@@ -24,7 +24,7 @@ class ColumnPlan:
     dtype: str
     pandera_dtype: str  # the dtype expression pandera coerces to
     nullable: bool
-    checks: tuple[str, ...]  # pandera check expressions, as Python source
+    checks: tuple[tuple[str, tuple[Any, ...]], ...]  # (pandera.Check method, its arguments)
     unique: bool
     formats: tuple[str, ...]
     pii: bool
@@ -36,14 +36,25 @@ class ColumnPlan:
 
 
 @dataclass(frozen=True)
+class EncoderPlan:
+    """The scikit-learn transformer of one model input: an encoder, or impute -> bins -> scale."""
+    kind: str  # onehot | ordinal | numeric
+    categories: tuple[str, ...] = ()  # ordinal
+    impute: str = "median"  # numeric: SimpleImputer strategy
+    fill_value: float | None = None  # impute "constant"
+    bins: int | None = None  # numeric: KBinsDiscretizer quantile bins
+    scaler: str | None = None  # numeric: StandardScaler | MinMaxScaler | RobustScaler
+
+
+@dataclass(frozen=True)
 class FeaturePlan:
     name: str
     transform: str
     source: str
     other: str | None
     kind: str  # numeric | categorical
-    step_source: str  # FeatureStep(...) constructor, as Python source
-    encoder_source: str  # the scikit-learn transformer for this input, as Python source
+    step_args: tuple[tuple[str, Any], ...]  # the FeatureStep(...) keyword arguments the template prints
+    encoder: "EncoderPlan"  # the scikit-learn transformer of this input
     step: dict  # the runtime FeatureStep fields (features.json)
     summary: str  # one line for humans
 
@@ -85,12 +96,10 @@ class Plan:
     spec: dict  # the whole typed spec with defaults filled, JSON-able (for documents)
 
 
-def _src(v: Any) -> str:
-    return repr(v)
-
-
-def _checks(c: S.Column) -> tuple[str, ...]:
-    out = []
+def _checks(c: S.Column) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    """pandera checks of a column, as (pa.Check method, arguments); a date column's format check
+    is the template's (it needs the column's formats only)."""
+    out: list[tuple[str, tuple[Any, ...]]] = []
     ch = c.checks
     for op in ("ge", "le", "gt", "lt"):
         v = getattr(ch, op)
@@ -98,17 +107,14 @@ def _checks(c: S.Column) -> tuple[str, ...]:
             v = int(v) if c.dtype == "int" and float(v).is_integer() else v
             name = {"ge": "greater_than_or_equal_to", "le": "less_than_or_equal_to",
                     "gt": "greater_than", "lt": "less_than"}[op]
-            out.append(f"pa.Check.{name}({_src(v)})")
+            out.append((name, (v,)))
     if ch.isin is not None:
         vals = [str(v) for v in ch.isin] if c.dtype in ("str", "category") else list(ch.isin)
-        out.append(f"pa.Check.isin({_src(vals)})")
+        out.append(("isin", (vals,)))
     if ch.regex is not None:
-        out.append(f"pa.Check.str_matches({_src(ch.regex)})")
+        out.append(("str_matches", (ch.regex,)))
     if ch.str_length is not None and (ch.str_length.min is not None or ch.str_length.max is not None):
-        out.append(f"pa.Check.str_length({_src(ch.str_length.min)}, {_src(ch.str_length.max)})")
-    if c.dtype == "date":
-        out.append(f"pa.Check(lambda s: dates_parse(s, {_src(tuple(c.formats))}), element_wise=False, "
-                   f"error={_src('a date written as ' + ' or '.join(c.formats))})")
+        out.append(("str_length", (ch.str_length.min, ch.str_length.max)))
     return tuple(out)
 
 
@@ -126,31 +132,24 @@ def _contract_entry(name: str, c: S.Column, required: bool, masking: str | None)
     }
 
 
-def _encoder(f: S.Feature) -> tuple[str, set[tuple[str, str]]]:
+def _encoder(f: S.Feature) -> tuple[EncoderPlan, set[tuple[str, str]]]:
     """The scikit-learn transformer for one model input, and the (module, name) pairs it imports."""
     pre = "sklearn.preprocessing"
     if f.transform == "onehot":
-        return 'OneHotEncoder(handle_unknown="ignore", sparse_output=False)', {(pre, "OneHotEncoder")}
+        return EncoderPlan("onehot"), {(pre, "OneHotEncoder")}
     if f.transform == "ordinal":
-        cats = [str(c) for c in f.categories]
-        return (f'OrdinalEncoder(categories=[{_src(cats)}], handle_unknown="use_encoded_value", unknown_value=-1)',
-                {(pre, "OrdinalEncoder")})
-    steps = []
+        return EncoderPlan("ordinal", categories=tuple(str(c) for c in f.categories)), {(pre, "OrdinalEncoder")}
     names = {("sklearn.pipeline", "Pipeline"), ("sklearn.impute", "SimpleImputer")}
     strategy = f.impute or ("most_frequent" if f.transform in ("bucketize", "date_part") else "median")
-    if strategy == "constant":
-        steps.append(f'("impute", SimpleImputer(strategy="constant", fill_value={_src(float(f.fill_value))}))')
-    else:
-        steps.append(f'("impute", SimpleImputer(strategy={_src(strategy)}))')
-    if f.transform == "bucketize" and isinstance(f.bins, int):
-        steps.append(f'("bins", KBinsDiscretizer(n_bins={f.bins}, encode="ordinal", strategy="quantile", '
-                     'quantile_method="averaged_inverted_cdf"))')
+    bins = f.bins if f.transform == "bucketize" and isinstance(f.bins, int) else None
+    if bins is not None:
         names.add((pre, "KBinsDiscretizer"))
+    scaler = None
     if f.scale is not None:
-        cls = {"standard": "StandardScaler", "minmax": "MinMaxScaler", "robust": "RobustScaler"}[f.scale]
-        steps.append(f'("scale", {cls}())')
-        names.add((pre, cls))
-    return "Pipeline([" + ", ".join(steps) + "])", names
+        scaler = {"standard": "StandardScaler", "minmax": "MinMaxScaler", "robust": "RobustScaler"}[f.scale]
+        names.add((pre, scaler))
+    fill = float(f.fill_value) if strategy == "constant" else None
+    return EncoderPlan("numeric", impute=strategy, fill_value=fill, bins=bins, scaler=scaler), names
 
 
 def _step(f: S.Feature) -> dict:
@@ -164,10 +163,9 @@ def _step(f: S.Feature) -> dict:
             "edges": list(edges) if edges else None}
 
 
-def _step_source(step: dict) -> str:
-    args = [f"{k}={_src(tuple(v) if isinstance(v, list) else v)}" for k, v in step.items()
-            if v is not None or k in ("name", "transform", "source")]
-    return "FeatureStep(" + ", ".join(args) + ")"
+def _step_args(step: dict) -> tuple[tuple[str, Any], ...]:
+    return tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in step.items()
+                 if v is not None or k in ("name", "transform", "source"))
 
 
 def _summary(f: S.Feature) -> str:
@@ -231,7 +229,7 @@ def build_plan(loaded: Loaded, spec: S.Spec, data_source: str) -> Plan:
         feats.append(FeaturePlan(
             name=f.name, transform=f.transform, source=f.source, other=f.other,
             kind="categorical" if f.transform in ("onehot", "ordinal") else "numeric",
-            step_source=_step_source(step), encoder_source=enc, step=step, summary=_summary(f),
+            step_args=_step_args(step), encoder=enc, step=step, summary=_summary(f),
         ))
     info = E.ALLOWED[spec.model.estimator]
     params = tuple(sorted(spec.model.params.items()))
