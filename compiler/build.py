@@ -165,7 +165,7 @@ def write_manifest(stage: Path, plan: Plan, result: dict[str, Any]) -> None:
         "blessed": result["blessed"],
         "files": files,
     }
-    body["signature"] = sign_manifest(body, plan.spec["security"]["signing_key_env"])
+    body["signature"] = sign_manifest(body, plan.security.signing_key_env)
     (stage / "manifest.json").write_text(dumps(body))
 
 

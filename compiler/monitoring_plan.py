@@ -158,7 +158,7 @@ def build_monitoring_plan(plan: Plan) -> MonitoringPlan:
                                                   "bounded_group_loss"),
                                   str(f["positive_class"]) if f.get("positive_class") is not None
                                   else plan.positive_class)
-                     for f in plan.spec["thresholds"]["fairness"])
+                     for f in plan.verify_config["fairness"])
     sp = plan.train_config["split"]
     period = None
     if sp["method"] == "time":

@@ -93,6 +93,9 @@ class Plan:
     encoder_imports: tuple[tuple[str, tuple[str, ...]], ...]  # (module, names) that features.py imports
     train_config: dict  # the generated pipeline's CONFIG: task, target, rejection tolerance, split
     verify_config: dict  # the compiler's checks of the fitted model: thresholds, parity, explainability
+    security: S.Security  # masking (of the quarantine too), roles, audit log, encryption, signing key
+    serving: S.Serving
+    risk_tier: str  # governance.risk_tier: a high-risk model is never served without API keys
     spec: dict  # the whole typed spec with defaults filled, JSON-able (for documents)
 
 
@@ -187,13 +190,13 @@ def _summary(f: S.Feature) -> str:
     return base + (f" ({', '.join(extra)})" if extra else "")
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj):
-        return {k: _jsonable(v) for k, v in dataclasses.asdict(obj).items()}
+        return {k: jsonable(v) for k, v in dataclasses.asdict(obj).items()}
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     return obj
 
 
@@ -237,12 +240,12 @@ def build_plan(loaded: Loaded, spec: S.Spec, data_source: str) -> Plan:
     th = spec.thresholds
     train_config = {
         "task": spec.problem.task, "target": spec.problem.target,
-        "max_rejected_share": spec.data.max_rejected_share, "split": _jsonable(spec.data.split),
+        "max_rejected_share": spec.data.max_rejected_share, "split": jsonable(spec.data.split),
     }
     verify_config = {
-        "evaluation": {k: _jsonable(b) for k, b in sorted(th.evaluation.items())},
-        "slices": _jsonable(th.slices), "fairness": _jsonable(th.fairness), "parity": _jsonable(th.parity),
-        "explainability": _jsonable(spec.governance.explainability),
+        "evaluation": {k: jsonable(b) for k, b in sorted(th.evaluation.items())},
+        "slices": jsonable(th.slices), "fairness": jsonable(th.fairness), "parity": jsonable(th.parity),
+        "explainability": jsonable(spec.governance.explainability),
         "seed": spec.data.split.seed,
     }
     overrides = tuple(loaded.overrides)
@@ -258,5 +261,6 @@ def build_plan(loaded: Loaded, spec: S.Spec, data_source: str) -> Plan:
         estimator_module=info.module, params=params, has_proba=info.has_proba,
         encoder_imports=tuple((m, tuple(sorted(n for mm, n in imports if mm == m)))
                               for m in sorted({m for m, _ in imports})),
-        train_config=train_config, verify_config=verify_config, spec=_jsonable(spec),
+        train_config=train_config, verify_config=verify_config, security=spec.security, serving=spec.serving,
+        risk_tier=spec.governance.risk_tier, spec=jsonable(spec),
     )

@@ -23,7 +23,7 @@ from runtime.training import DataError, model_frame
 from . import schema as S
 from .export import edge_records, parity, to_onnx_bytes
 from .generated import import_pipeline
-from .plan import Plan
+from .plan import Plan, jsonable
 
 
 MIN_HOLDOUT_CLASS_ROWS = 5  # below this a class's metrics on the holdout mean nothing
@@ -47,7 +47,7 @@ def _check_holdout_classes(y: np.ndarray, tr: np.ndarray, te: np.ndarray) -> Non
             f"{MIN_HOLDOUT_CLASS_ROWS} holdout rows",
             *[f"class '{c}': {n_te} row{'s' if n_te != 1 else ''} in the holdout, {n_tr} in training"
               for c, n_te, n_tr in few],
-            f"metrics of such a class on the holdout (recall, one-vs-rest roc_auc, fairness) would be noise",
+            "metrics of such a class on the holdout (recall, one-vs-rest roc_auc, fairness) would be noise",
             help="use data.split.method: stratified, a larger test_size, or move test_start/end so the holdout "
                  "holds every class")
 
@@ -136,7 +136,7 @@ def fit_generated(plan: Plan, spec: S.Spec, stage: Path, progress, keep_quaranti
                      + (f", {len(held)} held back for monitoring" if len(held) else "") + ")")
 
     try:
-        fitted = gen["train"].fit(gen["train"].load(), contract, plan.spec["security"], observe)
+        fitted = gen["train"].fit(gen["train"].load(), contract, jsonable(plan.security), observe)
     except RejectedRows as exc:
         raise DataError(exc.summary, *exc.notes, f"rejected rows and their reasons: {qfile}", help=exc.help) from None
     progress.done("fitted")
@@ -377,11 +377,11 @@ def importance_metric(task: str, y: np.ndarray, out: dict[str, np.ndarray], clas
 
 
 def _serving(plan: Plan) -> dict[str, Any]:
-    sp = plan.spec
-    return {"name": plan.name, "version": plan.version, "task": plan.task, "serving": sp["serving"],
-            "security": {"masking": sp["security"]["masking"], "roles": sp["security"]["roles"],
-                         "audit_log": sp["security"]["audit_log"],
-                         "encryption_at_rest": sp["security"]["encryption_at_rest"],
-                         "key_source": sp["security"]["key_source"]},
-            "risk_tier": sp["governance"]["risk_tier"],  # a high-risk model is never served without API keys
+    sec = plan.security
+    return {"name": plan.name, "version": plan.version, "task": plan.task, "serving": jsonable(plan.serving),
+            "security": {"masking": jsonable(sec.masking), "roles": jsonable(sec.roles),
+                         "audit_log": jsonable(sec.audit_log),
+                         "encryption_at_rest": jsonable(sec.encryption_at_rest),
+                         "key_source": sec.key_source},
+            "risk_tier": plan.risk_tier,  # a high-risk model is never served without API keys
             "key": plan.key}
