@@ -6,13 +6,6 @@ Validated lazily: every failing row is collected with its reasons and quarantine
 """
 import pandera.pandas as pa
 
-from runtime.training import dates_parse
-
-TARGET = 'creditability'
-KEY = None
-PII = ['personal_status_and_sex']
-SENSITIVE = ['personal_status_and_sex', 'age_in_years', 'foreign_worker']
-
 SCHEMA = pa.DataFrameSchema(
     {
         'status_of_existing_checking_account': pa.Column(
@@ -62,6 +55,7 @@ SCHEMA = pa.DataFrameSchema(
                 pa.Check.less_than_or_equal_to(4),
             ],
         ),
+        # personal_status_and_sex: personal data (PII), sensitive
         'personal_status_and_sex': pa.Column(
             'str',
             nullable=False,
@@ -83,6 +77,7 @@ SCHEMA = pa.DataFrameSchema(
             'str',
             nullable=False,
         ),
+        # age_in_years: sensitive
         'age_in_years': pa.Column(
             'int64',
             nullable=False,
@@ -126,6 +121,7 @@ SCHEMA = pa.DataFrameSchema(
             'str',
             nullable=False,
         ),
+        # foreign_worker: sensitive
         'foreign_worker': pa.Column(
             'str',
             nullable=False,
