@@ -96,6 +96,13 @@ class Plan:
     security: S.Security  # masking (of the quarantine too), roles, audit log, encryption, signing key
     serving: S.Serving
     risk_tier: str  # governance.risk_tier: a high-risk model is never served without API keys
+    problem: S.Problem  # the typed spec sections the documents read
+    kpis: tuple[S.KPI, ...]
+    data: S.Data
+    feature_specs: tuple[S.Feature, ...]
+    thresholds: S.Thresholds
+    monitoring: S.Monitoring
+    governance: S.Governance
     spec: dict  # the whole typed spec with defaults filled, JSON-able (for documents)
 
 
@@ -262,5 +269,7 @@ def build_plan(loaded: Loaded, spec: S.Spec, data_source: str) -> Plan:
         encoder_imports=tuple((m, tuple(sorted(n for mm, n in imports if mm == m)))
                               for m in sorted({m for m, _ in imports})),
         train_config=train_config, verify_config=verify_config, security=spec.security, serving=spec.serving,
-        risk_tier=spec.governance.risk_tier, spec=jsonable(spec),
+        risk_tier=spec.governance.risk_tier, problem=spec.problem, kpis=tuple(spec.kpis), data=spec.data,
+        feature_specs=tuple(spec.features), thresholds=spec.thresholds, monitoring=spec.monitoring,
+        governance=spec.governance, spec=jsonable(spec),
     )

@@ -123,8 +123,10 @@ def _retrain_plan(loaded, spec, d: Path, data: Path, holdout_from: str | None):
     spec_doc = copy.deepcopy(plan.spec)
     spec_doc["data"].update(source=data_rel, format=FORMATS[data.suffix.lower()], split=sp)
     again = f"aiops retrain {_rel(d)} --data {data_rel}" + (f" --holdout-from {holdout_from}" if holdout_from else "")
+    typed = dataclasses.replace(plan.data, source=data_rel, format=FORMATS[data.suffix.lower()],
+                                split=dataclasses.replace(plan.data.split, test_start=sp["test_start"], end=sp["end"]))
     return dataclasses.replace(plan, data_format=FORMATS[data.suffix.lower()], regenerate=again,
-                               train_config={**plan.train_config, "split": sp}, spec=spec_doc)
+                               train_config={**plan.train_config, "split": sp}, data=typed, spec=spec_doc)
 
 
 def _readable(src: Path) -> None:
