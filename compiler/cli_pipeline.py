@@ -1,6 +1,6 @@
 """`aiops run-pipeline ARTEFACT_DIR`: run the generated pipeline on its own and export its model.
 
-The pipeline in ARTEFACT_DIR/pipeline/ is imported and its `fit(load(), contract)` called, as
+The pipeline in ARTEFACT_DIR/pipeline/ is imported and its `fit(contract)` called, as
 `aiops compile` does; the fitted model is exported with the compiler's export. The command
 says whether the bytes equal ARTEFACT_DIR/model.onnx, so a reviewer can see that the code
 they read is the code that trained the model. It runs the Python in ARTEFACT_DIR: give it
@@ -63,7 +63,7 @@ def run_pipeline(artefact_dir: str | Path, data: str | Path | None = None) -> tu
         raise UserError(f"no data file at '{src}': give --data, or run from the folder the pipeline's DATA "
                         "is relative to (the repository root)")
     try:
-        fitted = train.fit(train.load(src), contract, serving.get("security"))
+        fitted = train.fit(contract, data=str(src), security=serving.get("security"))
     except DataError as exc:
         notes = "".join(f"\n   = {n}" for n in exc.notes)
         raise UserError(f"{exc.summary}{notes}" + (f"\n   = help: {exc.help}" if exc.help else "")) from None

@@ -112,7 +112,7 @@ def train_and_verify(plan: Plan, spec: S.Spec, stage: Path, progress, keep_quara
 
 
 def fit_generated(plan: Plan, spec: S.Spec, stage: Path, progress, keep_quarantine: bool = True) -> Run:
-    """Stage 1-2, data and fit: the generated pipeline's load() and fit() validate the rows
+    """Stage 1-2, data and fit: the generated pipeline's fit() reads its DATA, validates the rows
     (the quarantine file is kept under env.quarantine_dir), derive the features, split and fit."""
     gen = import_pipeline(stage / "pipeline", plan.name)
     contract = Contract.from_dict({"columns": [c.contract for c in plan.columns], "target": plan.target,
@@ -136,7 +136,7 @@ def fit_generated(plan: Plan, spec: S.Spec, stage: Path, progress, keep_quaranti
                      + (f", {len(held)} held back for monitoring" if len(held) else "") + ")")
 
     try:
-        fitted = gen["train"].fit(gen["train"].load(), contract, jsonable(plan.security), observe)
+        fitted = gen["train"].fit(contract, security=jsonable(plan.security), observe=observe)
     except RejectedRows as exc:
         raise DataError(exc.summary, *exc.notes, f"rejected rows and their reasons: {qfile}", help=exc.help) from None
     progress.done("fitted")

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from .contract import Contract
 from .features import FeatureStep
-from .training import DataError, Validated, labels, model_frame, split, validate
+from .training import DataError, Validated, labels, model_frame, read_table, split, validate
 
 
 class RejectedRows(DataError):
@@ -31,18 +32,18 @@ class Fitted:
     pipe: Any  # the fitted scikit-learn pipeline
 
 
-def fit_pipeline(frame, contract: Contract, schema, steps: list[FeatureStep], model: Callable[[], Any],
-                 config: dict[str, Any], security: dict[str, Any] | None = None,
+def fit_pipeline(data: str | Path, data_format: str, contract: Contract, schema, steps: list[FeatureStep],
+                 model: Callable[[], Any], config: dict[str, Any], security: dict[str, Any] | None = None,
                  observe: Callable[..., None] | None = None) -> Fitted:
-    """Validate `frame` against `schema` and `contract`, derive `steps`, split as `config` says
-    and fit `model()` on the training rows. `security` is the masking policy of the quarantined
+    """Read the file `data`, validate its rows against `schema` and `contract`, derive `steps`,
+    split as `config` says and fit `model()` on the training rows. `security` is the masking policy of the quarantined
     rows (serving.json's `security`). `observe(stage, **info)` hears "validated" (v) and
     "split" (y, parts) before the next stage runs."""
     def tell(stage: str, **info: Any) -> None:
         if observe is not None:
             observe(stage, **info)
 
-    v = validate(frame, schema, contract, security)
+    v = validate(read_table(Path(data), data_format), schema, contract, security)
     tell("validated", v=v)
     share = v.quarantined / v.rows_in if v.rows_in else 0.0
     if share > config["max_rejected_share"]:
