@@ -2,7 +2,7 @@
 # Regenerate with: aiops compile specs/flight_delays
 """Training pipeline of flight_delays: contract -> features -> HistGradientBoostingClassifier.
 
-`aiops compile` trains by calling `fit(load(), contract)`: the rows are validated against
+`aiops compile` trains by calling `fit(contract)`: the rows of DATA are validated against
 schema.SCHEMA, features.STEPS derive the model inputs, CONFIG splits them and model() is
 fitted; the compiler then exports, verifies and evaluates the result. Run it on its own with
 `aiops run-pipeline generated/flight_delays`, which gives the same model.onnx.
@@ -11,7 +11,6 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.pipeline import Pipeline
 
 from runtime.fitting import fit_pipeline
-from runtime.training import read_table
 
 from . import features, schema
 
@@ -37,9 +36,5 @@ def model() -> Pipeline:
     )
 
 
-def load(path=DATA):
-    return read_table(path, DATA_FORMAT)
-
-
-def fit(frame, contract, security=None, observe=None):
-    return fit_pipeline(frame, contract, schema.SCHEMA, features.STEPS, model, CONFIG, security, observe)
+def fit(contract, data=DATA, security=None, observe=None):
+    return fit_pipeline(data, DATA_FORMAT, contract, schema.SCHEMA, features.STEPS, model, CONFIG, security, observe)
