@@ -20,9 +20,10 @@ from tests._build import BUILD_ROOT, ROOT, build
 AIOPS = [sys.executable, "-m", "compiler.cli"]
 
 
-def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*AIOPS, *args], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=600)
+def run(*args: str, env: dict | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([*AIOPS, *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+                               **(env or {})}, timeout=600)
 
 
 def copy_spec(name: str, tmp: Path) -> Path:
@@ -123,8 +124,10 @@ def test_registry_records_the_run():
 @pytest.mark.slow
 def test_compiling_twice_is_byte_identical_whatever_the_hash_seed(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
+    build("credit_risk")  # its folder (BUILD_ROOT) keeps the registry these compiles write out of the repository
     for out, seed in ((a, "1"), (b, "2")):
-        r = run("compile", "specs/credit_risk", "--out", str(out), "--quiet", env={"PYTHONHASHSEED": seed})
+        r = run("compile", "specs/credit_risk", "--out", str(out), "--quiet", env={"PYTHONHASHSEED": seed},
+                cwd=BUILD_ROOT)
         assert r.returncode == 0, r.stderr
     fa = {p.relative_to(a): p.read_bytes() for p in a.rglob("*") if p.is_file()}
     fb = {p.relative_to(b): p.read_bytes() for p in b.rglob("*") if p.is_file()}
