@@ -146,15 +146,16 @@ def test_committed_generated_output_is_up_to_date(name):
 
 
 @pytest.mark.slow
-def test_check_mode_catches_a_one_line_spec_change(tmp_path):
+def test_check_mode_catches_a_one_line_spec_change(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the registry this compile writes stays out of the repository
     spec = copy_spec("credit_risk", tmp_path)
     out = tmp_path / "out"
     assert compile_spec(str(spec), [], out=str(out), quiet=True) == 0
-    r = run("compile", str(spec), "--out", str(out), "--check", "--quiet")
+    r = run("compile", str(spec), "--out", str(out), "--check", "--quiet", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     text = (spec / "spec.yaml").read_text()
     (spec / "spec.yaml").write_text(text.replace("roc_auc: {min: 0.74}", "roc_auc: {min: 0.73}"))
-    r = run("compile", str(spec), "--out", str(out), "--check", "--quiet")
+    r = run("compile", str(spec), "--out", str(out), "--check", "--quiet", cwd=tmp_path)
     assert r.returncode == 1
     assert f"error[E903]: {out} is stale" in r.stderr
     assert f"= changed: {out}/evidence/evaluation.json" in r.stderr
@@ -163,7 +164,8 @@ def test_check_mode_catches_a_one_line_spec_change(tmp_path):
 
 
 # ---------------------------------------------------------------- the gate
-def test_a_failing_gate_fails_the_build_and_marks_the_model_not_blessed(tmp_path, capsys):
+def test_a_failing_gate_fails_the_build_and_marks_the_model_not_blessed(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the registry this compile writes stays out of the repository
     out = tmp_path / "cr"
     with pytest.raises(BuildFailed) as exc:
         compile_spec(str(ROOT / "specs/credit_risk"), ["thresholds.evaluation.roc_auc.min=0.99"], out=str(out),
@@ -178,7 +180,8 @@ def test_a_failing_gate_fails_the_build_and_marks_the_model_not_blessed(tmp_path
         verify(out)
 
 
-def test_with_no_thresholds_nothing_is_blessed(tmp_path):
+def test_with_no_thresholds_nothing_is_blessed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the registry this compile writes stays out of the repository
     with pytest.raises(BuildFailed) as exc:
         compile_spec(str(ROOT / "specs/flight_delays"),
                      ["~thresholds.evaluation", "~thresholds.slices", "data.split.test_start=2013-02-01",
@@ -210,7 +213,8 @@ def _dirty_credit(tmp_path: Path, bad_rows: dict[int, dict[str, str]]) -> Path:
     return spec
 
 
-def test_dirty_rows_are_quarantined_with_their_reasons_and_counts_reconcile(tmp_path):
+def test_dirty_rows_are_quarantined_with_their_reasons_and_counts_reconcile(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the registry this compile writes stays out of the repository
     bad = {
         2: {"duration_in_month": "twelve"},  # wrong type
         4: {"credit_amount": "-100"},  # out of range
@@ -253,7 +257,8 @@ def test_too_many_rejected_rows_stop_the_build_with_a_clear_error(tmp_path):
     assert not out.exists()
 
 
-def test_dates_in_any_accepted_format_are_parsed_and_bad_dates_quarantined(tmp_path):
+def test_dates_in_any_accepted_format_are_parsed_and_bad_dates_quarantined(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the registry this compile writes stays out of the repository
     spec = copy_spec("flight_delays", tmp_path)
     path = spec / "data/flights_2013.parquet"
     df = pd.read_parquet(path)
