@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".aiops" / "bench"
@@ -199,8 +198,3 @@ def _cell(c: Any) -> str:
             return "-"
         return f"{c:,.0f}" if abs(c) >= 100 else f"{c:.2f}"
     return str(c)
-
-
-def np_bits_equal(a, b) -> bool:
-    return np.array_equal(np.ascontiguousarray(np.asarray(a, dtype=np.float64)).view(np.uint64),
-                          np.ascontiguousarray(np.asarray(b, dtype=np.float64)).view(np.uint64))

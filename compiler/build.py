@@ -6,13 +6,14 @@ no clocks, sorted keys, byte-identical on a second run.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from runtime.stable import dumps
 
 from . import estimators as E
 from .check import check
@@ -52,28 +53,8 @@ class Progress:
             print(f"      {msg} ({time.perf_counter() - self.t0:.1f}s)", file=sys.stderr, flush=True)
 
 
-from runtime.stable import dumps  # noqa: E402,F401 - re-exported for the build steps
-
-
 def sha256_bytes(b: bytes) -> str:
     return hashlib.sha256(b).hexdigest()
-
-
-def _import_pipeline(folder: Path, plan: Plan):
-    """Import the generated pipeline package from `folder` under a private name."""
-    pkg = f"_aiops_generated_{plan.name}_{abs(hash(str(folder))) % 10**8}"
-    if not pkg.isidentifier():  # the name grammar makes it one; never import under anything else
-        raise BuildFailed(f"error: cannot import the generated package as '{pkg}'", 2)
-    spec = importlib.util.spec_from_file_location(pkg, folder / "__init__.py",
-                                                  submodule_search_locations=[str(folder)])
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[pkg] = mod
-    before, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # no __pycache__ in the artefacts
-    try:
-        spec.loader.exec_module(mod)
-        return {name: importlib.import_module(f"{pkg}.{name}") for name in ("schema", "features", "train")}
-    finally:
-        sys.dont_write_bytecode = before
 
 
 def render_all_files(plan: Plan) -> dict[str, str]:
@@ -158,7 +139,7 @@ def compile_spec(spec_dir: str, overrides: list[str], out: str | None = None, ch
         from .train import train_and_verify
 
         try:
-            result = train_and_verify(plan, spec, stage, Progress(7, quiet=quiet))
+            result = train_and_verify(plan, spec, stage, Progress(7, quiet=quiet), keep_quarantine=not check_only)
         except Exception as exc:
             from runtime.training import DataError
 

@@ -7,14 +7,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-
-
-class UserError(Exception):
-    """An error in the user's input: printed without a traceback, exit code `code`."""
-
-    def __init__(self, message: str, code: int = 2):
-        super().__init__(message)
-        self.code = code
+from .errors import UserError
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -43,7 +43,7 @@ def _package(args: argparse.Namespace) -> int:
 # Modules that add their own sub-commands: each has register(subparsers) and imports
 # nothing heavy at module level.
 EXTRA = ("runtime.cli_serve", "runtime.cli_audit", "runtime.cli_score", "runtime.cli_monitor", "compiler.cli_retrain",
-         "compiler.cli_governance", "runtime.cli_trust")
+         "compiler.cli_governance", "runtime.cli_trust", "compiler.cli_pipeline")
 
 
 def register(sub) -> None:

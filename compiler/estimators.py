@@ -133,7 +133,7 @@ def _probe_key(name: str) -> str:
 def probe_export(name: str) -> tuple[bool, str]:
     """Can the installed skl2onnx export a fitted `name` (with a one-hot + scaler front)?
 
-    Cached per (estimator, library versions) in ~/.cache/aiops/onnx_probe.json.
+    Cached per (estimator, library versions) in $AIOPS_CACHE_DIR/onnx_probe.json (default ~/.cache/aiops).
     """
     key = _probe_key(name)
     cache = _read_cache()

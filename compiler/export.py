@@ -117,8 +117,9 @@ def to_onnx_bytes(pipe, features, has_proba: bool, name: str) -> bytes:
 
 def edge_records(contract, base: dict[str, np.ndarray], n: int, seed: int) -> dict[str, np.ndarray]:
     """Rows drawn from the data contract's edges: each takes a real row and sets one or two
-    columns to a bound, a missing value (where nullable), an unseen category (where the
-    contract admits one) or another accepted date format."""
+    columns to a bound, a missing value (where nullable) or an unseen category (where the
+    contract admits one). Dates are drawn as days: the contract's date formats are parsed
+    before the features (runtime/dates.py), so the model never sees how a date was written."""
     rng = np.random.default_rng(seed)
     size = len(next(iter(base.values())))
     pick = rng.integers(0, size, n)

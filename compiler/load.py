@@ -474,14 +474,6 @@ def _key_problem(config: dict[str, Any], path: PathT, ov: str) -> Diagnostic | N
     return None
 
 
-def _top_keys(nodes: dict[Path, yaml.Node | None]) -> list[str]:
-    keys: list[str] = []
-    for n in nodes.values():
-        if isinstance(n, yaml.MappingNode):
-            keys.extend(k.value for k, _ in n.value)
-    return sorted(set(keys))
-
-
 def _missing_option(exc: Exception, d: Path, overrides: list[str], sm: SourceMap, primary: Path) -> Diagnostic:
     msg = str(exc)
     m = re.search(r"Could not find '([^']+)'", msg) or re.search(r"In '[^']+': Could not find '([^']+)'", msg)

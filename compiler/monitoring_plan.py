@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import estimators as E
-from .plan import Plan
+from . import schema as S
+from .plan import Plan, jsonable
 from .rules_policy import DRIFT_FITS, kind_of
 
 MONITORING_SCHEMA = 1
@@ -101,18 +102,17 @@ class MonitoringPlan:
     webhook: str | None
 
 
-def _rule(r: dict, source: str) -> TestPlan:
-    return TestPlan(r["test"], float(r["threshold"]), "below" if r["test"] in ("ks", "chi_square") else "above",
-                    source)
+def _rule(r: S.DriftRule, source: str) -> TestPlan:
+    return TestPlan(r.test, float(r.threshold), "below" if r.test in ("ks", "chi_square") else "above", source)
 
 
 def build_monitoring_plan(plan: Plan) -> MonitoringPlan:
-    m = plan.spec["monitoring"]
+    m = plan.monitoring
     key = plan.key
-    label_key = m.get("label_key") or key
-    window = m["window"]
-    per_column = m.get("drift_features") or {}
-    extra = set(m.get("drift_columns") or [])
+    label_key = m.label_key or key
+    window = m.window
+    per_column = m.drift_features or {}
+    extra = set(m.drift_columns or [])
     columns = []
     for c in plan.columns:
         if c.name == plan.target:
@@ -121,7 +121,7 @@ def build_monitoring_plan(plan: Plan) -> MonitoringPlan:
         why = None
         if c.name in (key, label_key):
             why = "row identifier"
-        elif window["by"] == "time" and c.name == window.get("column"):
+        elif window.by == "time" and c.name == window.column:
             why = "window column"
         elif c.pii:
             why = "PII: the reference profile keeps counts only"
@@ -135,33 +135,32 @@ def build_monitoring_plan(plan: Plan) -> MonitoringPlan:
             tests = tuple(_rule(r, f"monitoring.drift_features.{c.name}[{i}]")
                           for i, r in enumerate(per_column[c.name]))
         else:
-            tests = tuple(_rule(r, f"monitoring.drift[{i}]") for i, r in enumerate(m.get("drift") or [])
-                          if r["applies_to"] == kind)
+            tests = tuple(_rule(r, f"monitoring.drift[{i}]") for i, r in enumerate(m.drift or [])
+                          if r.applies_to == kind)
         if not why and not tests:
             why = "no drift rule applies to it"
         columns.append(ColumnMonitor(c.name, c.dtype, "numeric" if kind in ("numeric", "date") else "categorical",
                                      c.required, c.nullable, tests, why,
                                      kind == "categorical" and c.name not in (key, label_key) and not c.pii))
-    pd_rule = m.get("prediction_drift")
+    pd_rule = m.prediction_drift
     score = _rule(pd_rule, "monitoring.prediction_drift") if pd_rule else None
     if plan.task == "regression":
         labels: tuple[TestPlan, ...] = ()
-    elif pd_rule and "categorical" in DRIFT_FITS[pd_rule["test"]]:
+    elif pd_rule and "categorical" in DRIFT_FITS[pd_rule.test]:
         labels = (_rule(pd_rule, "monitoring.prediction_drift"),)
     else:
-        labels = tuple(_rule(r, f"monitoring.drift[{i}]") for i, r in enumerate(m.get("drift") or [])
-                       if r["applies_to"] == "categorical")
-    perf = tuple(MetricFloor(k, b.get("min"), b.get("max"), E.METRICS[k][3])
-                 for k, b in sorted((m.get("performance") or {}).items()))
+        labels = tuple(_rule(r, f"monitoring.drift[{i}]") for i, r in enumerate(m.drift or [])
+                       if r.applies_to == "categorical")
+    perf = tuple(MetricFloor(k, b.min, b.max, E.METRICS[k][3]) for k, b in sorted((m.performance or {}).items()))
     fair = ()
-    if m.get("fairness"):
+    if m.fairness:
         fair = tuple(FairnessRule(f["attribute"], f["metric"], f.get("min"), f.get("max"),
                                   tuple(f["bins"]) if f.get("bins") else None,
                                   f["metric"] in ("equal_opportunity_difference", "mean_absolute_error_difference",
                                                   "bounded_group_loss"),
                                   str(f["positive_class"]) if f.get("positive_class") is not None
                                   else plan.positive_class)
-                     for f in plan.spec["thresholds"]["fairness"])
+                     for f in plan.verify_config["fairness"])
     sp = plan.train_config["split"]
     period = None
     if sp["method"] == "time":
@@ -171,16 +170,15 @@ def build_monitoring_plan(plan: Plan) -> MonitoringPlan:
         tool_version=plan.tool_version, artefact_dir=f"generated/{plan.name}",
         report_dir=f".aiops/monitoring/{plan.name}", prediction_log=f".aiops/serving/{plan.name}/predictions.jsonl",
         current_env=f"AIOPS_MONITOR_CURRENT_{plan.name.upper()}",
-        schedule=m["schedule"], task=plan.task, target=plan.target, positive_class=plan.positive_class,
-        window_by=window["by"], window_column=window.get("column"), window_size=window["size"],
-        min_window_rows=int(m.get("min_rows", MIN_WINDOW_ROWS)),
-        min_labelled_rows=int(m.get("min_labelled_rows", MIN_WINDOW_ROWS)), reference_period=period,
-        label_delay_days=int(m.get("label_delay_days") or 0), label_key=label_key,
-        data_quality=dict(sorted(m["data_quality"].items())), columns=tuple(columns),
-        drift_correction=m.get("drift_correction") or "holm",
+        schedule=m.schedule, task=plan.task, target=plan.target, positive_class=plan.positive_class,
+        window_by=window.by, window_column=window.column, window_size=window.size,
+        min_window_rows=int(m.min_rows), min_labelled_rows=int(m.min_labelled_rows), reference_period=period,
+        label_delay_days=int(m.label_delay_days or 0), label_key=label_key,
+        data_quality=dict(sorted(jsonable(m.data_quality).items())), columns=tuple(columns),
+        drift_correction=m.drift_correction or "holm",
         prediction_score=score, prediction_label=labels, performance=perf, fairness=fair,
-        min_group_rows=MIN_GROUP_ROWS, actions=dict(sorted(m["actions"].items())),
-        retrain_margin=float(m.get("retrain_margin") or 0.0), webhook=m.get("webhook"),
+        min_group_rows=MIN_GROUP_ROWS, actions=dict(sorted(jsonable(m.actions).items())),
+        retrain_margin=float(m.retrain_margin or 0.0), webhook=m.webhook,
     )
 
 
@@ -191,7 +189,8 @@ def job_definition(mp: MonitoringPlan) -> dict[str, Any]:
 
 def render_monitoring(plan: Plan) -> dict[str, str]:
     """{relative path: content} of the monitoring job, its crontab line and CI workflow."""
-    from .build import dumps
+    from runtime.stable import dumps
+
     from .render import environment
 
     mp = build_monitoring_plan(plan)

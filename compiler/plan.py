@@ -25,8 +25,9 @@ class ColumnPlan:
     dtype: str
     pandera_dtype: str  # the dtype expression pandera coerces to
     nullable: bool
-    checks: tuple[str, ...]  # pandera check expressions, as Python source
+    checks: tuple[tuple[str, tuple[Any, ...]], ...]  # (pandera.Check method, its arguments)
     unique: bool
+    unique_nulls_aside: bool  # nullable and unique: as the contract core, a null is no value, so no repeat
     formats: tuple[str, ...]
     pii: bool
     sensitive: bool
@@ -37,14 +38,25 @@ class ColumnPlan:
 
 
 @dataclass(frozen=True)
+class EncoderPlan:
+    """The scikit-learn transformer of one model input: an encoder, or impute -> bins -> scale."""
+    kind: str  # onehot | ordinal | numeric
+    categories: tuple[str, ...] = ()  # ordinal
+    impute: str = "median"  # numeric: SimpleImputer strategy
+    fill_value: float | None = None  # impute "constant"
+    bins: int | None = None  # numeric: KBinsDiscretizer quantile bins
+    scaler: str | None = None  # numeric: StandardScaler | MinMaxScaler | RobustScaler
+
+
+@dataclass(frozen=True)
 class FeaturePlan:
     name: str
     transform: str
     source: str
     other: str | None
     kind: str  # numeric | categorical
-    step_source: str  # FeatureStep(...) constructor, as Python source
-    encoder_source: str  # the scikit-learn transformer for this input, as Python source
+    step_args: tuple[tuple[str, Any], ...]  # the FeatureStep(...) keyword arguments the template prints
+    encoder: "EncoderPlan"  # the scikit-learn transformer of this input
     step: dict  # the runtime FeatureStep fields (features.json)
     summary: str  # one line for humans
 
@@ -78,20 +90,28 @@ class Plan:
     dropped: tuple[DroppedPlan, ...]
     estimator: str
     estimator_module: str
-    estimator_source: str  # constructor call with params, as Python source
     params: tuple[tuple[str, Any], ...]
     has_proba: bool
-    sklearn_imports: tuple[str, ...]
-    train_config: dict  # split, rejection tolerance, thresholds, parity: JSON-able
+    encoder_imports: tuple[tuple[str, tuple[str, ...]], ...]  # (module, names) that features.py imports
+    train_config: dict  # the generated pipeline's CONFIG: task, target, rejection tolerance, split
+    verify_config: dict  # the compiler's checks of the fitted model: thresholds, parity, explainability
+    security: S.Security  # masking (of the quarantine too), roles, audit log, encryption, signing key
+    serving: S.Serving
+    risk_tier: str  # governance.risk_tier: a high-risk model is never served without API keys
+    problem: S.Problem  # the typed spec sections the documents read
+    kpis: tuple[S.KPI, ...]
+    data: S.Data
+    feature_specs: tuple[S.Feature, ...]
+    thresholds: S.Thresholds
+    monitoring: S.Monitoring
+    governance: S.Governance
     spec: dict  # the whole typed spec with defaults filled, JSON-able (for documents)
 
 
-def _src(v: Any) -> str:
-    return repr(v)
-
-
-def _checks(c: S.Column) -> tuple[str, ...]:
-    out = []
+def _checks(c: S.Column) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    """pandera checks of a column, as (pa.Check method, arguments); a date column's format check
+    is the template's (it needs the column's formats only)."""
+    out: list[tuple[str, tuple[Any, ...]]] = []
     ch = c.checks
     for op in ("ge", "le", "gt", "lt"):
         v = getattr(ch, op)
@@ -99,19 +119,14 @@ def _checks(c: S.Column) -> tuple[str, ...]:
             v = int(v) if c.dtype == "int" and float(v).is_integer() else v
             name = {"ge": "greater_than_or_equal_to", "le": "less_than_or_equal_to",
                     "gt": "greater_than", "lt": "less_than"}[op]
-            out.append(f"pa.Check.{name}({_src(v)})")
+            out.append((name, (v,)))
     if ch.isin is not None:
         vals = [str(v) for v in ch.isin] if c.dtype in ("str", "category") else list(ch.isin)
-        out.append(f"pa.Check.isin({_src(vals)})")
+        out.append(("isin", (vals,)))
     if ch.regex is not None:
-        out.append(f"pa.Check.str_matches({_src(ch.regex)})")
+        out.append(("str_matches", (ch.regex,)))
     if ch.str_length is not None and (ch.str_length.min is not None or ch.str_length.max is not None):
-        out.append(f"pa.Check.str_length({_src(ch.str_length.min)}, {_src(ch.str_length.max)})")
-    if ch.unique and c.nullable:  # as the contract core: a null is no value, so no repeat
-        out.append("pa.Check(lambda s: s.isna() | ~s.duplicated(keep=False), error='unique (nulls aside)')")
-    if c.dtype == "date":
-        out.append(f"pa.Check(lambda s: dates_parse(s, {_src(tuple(c.formats))}), element_wise=False, "
-                   f"error={_src('a date written as ' + ' or '.join(c.formats))})")
+        out.append(("str_length", (ch.str_length.min, ch.str_length.max)))
     return tuple(out)
 
 
@@ -129,30 +144,24 @@ def _contract_entry(name: str, c: S.Column, required: bool, masking: str | None)
     }
 
 
-def _encoder(f: S.Feature) -> tuple[str, set[str]]:
-    """The scikit-learn transformer for one model input, and the names it imports."""
+def _encoder(f: S.Feature) -> tuple[EncoderPlan, set[tuple[str, str]]]:
+    """The scikit-learn transformer for one model input, and the (module, name) pairs it imports."""
+    pre = "sklearn.preprocessing"
     if f.transform == "onehot":
-        return 'OneHotEncoder(handle_unknown="ignore", sparse_output=False)', {"OneHotEncoder"}
+        return EncoderPlan("onehot"), {(pre, "OneHotEncoder")}
     if f.transform == "ordinal":
-        cats = [str(c) for c in f.categories]
-        return (f'OrdinalEncoder(categories=[{_src(cats)}], handle_unknown="use_encoded_value", unknown_value=-1)',
-                {"OrdinalEncoder"})
-    steps = []
-    names = {"Pipeline", "SimpleImputer"}
+        return EncoderPlan("ordinal", categories=tuple(str(c) for c in f.categories)), {(pre, "OrdinalEncoder")}
+    names = {("sklearn.pipeline", "Pipeline"), ("sklearn.impute", "SimpleImputer")}
     strategy = f.impute or ("most_frequent" if f.transform in ("bucketize", "date_part") else "median")
-    if strategy == "constant":
-        steps.append(f'("impute", SimpleImputer(strategy="constant", fill_value={_src(float(f.fill_value))}))')
-    else:
-        steps.append(f'("impute", SimpleImputer(strategy={_src(strategy)}))')
-    if f.transform == "bucketize" and isinstance(f.bins, int):
-        steps.append(f'("bins", KBinsDiscretizer(n_bins={f.bins}, encode="ordinal", strategy="quantile", '
-                     'quantile_method="averaged_inverted_cdf"))')
-        names.add("KBinsDiscretizer")
+    bins = f.bins if f.transform == "bucketize" and isinstance(f.bins, int) else None
+    if bins is not None:
+        names.add((pre, "KBinsDiscretizer"))
+    scaler = None
     if f.scale is not None:
-        cls = {"standard": "StandardScaler", "minmax": "MinMaxScaler", "robust": "RobustScaler"}[f.scale]
-        steps.append(f'("scale", {cls}())')
-        names.add(cls)
-    return "Pipeline([" + ", ".join(steps) + "])", names
+        scaler = {"standard": "StandardScaler", "minmax": "MinMaxScaler", "robust": "RobustScaler"}[f.scale]
+        names.add((pre, scaler))
+    fill = float(f.fill_value) if strategy == "constant" else None
+    return EncoderPlan("numeric", impute=strategy, fill_value=fill, bins=bins, scaler=scaler), names
 
 
 def _step(f: S.Feature) -> dict:
@@ -166,10 +175,9 @@ def _step(f: S.Feature) -> dict:
             "edges": list(edges) if edges else None}
 
 
-def _step_source(step: dict) -> str:
-    args = [f"{k}={_src(tuple(v) if isinstance(v, list) else v)}" for k, v in step.items()
-            if v is not None or k in ("name", "transform", "source")]
-    return "FeatureStep(" + ", ".join(args) + ")"
+def _step_args(step: dict) -> tuple[tuple[str, Any], ...]:
+    return tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in step.items()
+                 if v is not None or k in ("name", "transform", "source"))
 
 
 def _summary(f: S.Feature) -> str:
@@ -191,13 +199,13 @@ def _summary(f: S.Feature) -> str:
     return base + (f" ({', '.join(extra)})" if extra else "")
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj):
-        return {k: _jsonable(v) for k, v in dataclasses.asdict(obj).items()}
+        return {k: jsonable(v) for k, v in dataclasses.asdict(obj).items()}
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     return obj
 
 
@@ -220,11 +228,12 @@ def build_plan(loaded: Loaded, spec: S.Spec, data_source: str) -> Plan:
     for name, c in spec.data.columns.items():
         columns.append(ColumnPlan(
             name=name, dtype=c.dtype, pandera_dtype=PANDERA_DTYPE[c.dtype], nullable=c.nullable,
-            checks=_checks(c), unique=c.checks.unique and not c.nullable, formats=tuple(c.formats), pii=c.pii, sensitive=c.sensitive,
+            checks=_checks(c), unique=c.checks.unique and not c.nullable,
+            unique_nulls_aside=c.checks.unique and c.nullable, formats=tuple(c.formats), pii=c.pii, sensitive=c.sensitive,
             masking=masking.get(name), description=c.description, required=name in needed,
             contract=_contract_entry(name, c, name in needed, masking.get(name)),
         ))
-    imports: set[str] = {"ColumnTransformer"}
+    imports: set[tuple[str, str]] = {("sklearn.compose", "ColumnTransformer")}
     feats = []
     for f in live:
         enc, names = _encoder(f)
@@ -233,20 +242,20 @@ def build_plan(loaded: Loaded, spec: S.Spec, data_source: str) -> Plan:
         feats.append(FeaturePlan(
             name=f.name, transform=f.transform, source=f.source, other=f.other,
             kind="categorical" if f.transform in ("onehot", "ordinal") else "numeric",
-            step_source=_step_source(step), encoder_source=enc, step=step, summary=_summary(f),
+            step_args=_step_args(step), encoder=enc, step=step, summary=_summary(f),
         ))
     info = E.ALLOWED[spec.model.estimator]
     params = tuple(sorted(spec.model.params.items()))
-    est_src = f"{spec.model.estimator}(" + ", ".join(f"{k}={_src(v)}" for k, v in params) + ")"
     pos = None if spec.problem.positive_class is None else str(spec.problem.positive_class)
     th = spec.thresholds
     train_config = {
-        "task": spec.problem.task, "target": spec.problem.target, "positive_class": pos,
-        "key": spec.data.key, "max_rejected_share": spec.data.max_rejected_share,
-        "split": _jsonable(spec.data.split),
-        "evaluation": {k: _jsonable(b) for k, b in sorted(th.evaluation.items())},
-        "slices": _jsonable(th.slices), "fairness": _jsonable(th.fairness), "parity": _jsonable(th.parity),
-        "explainability": _jsonable(spec.governance.explainability),
+        "task": spec.problem.task, "target": spec.problem.target,
+        "max_rejected_share": spec.data.max_rejected_share, "split": jsonable(spec.data.split),
+    }
+    verify_config = {
+        "evaluation": {k: jsonable(b) for k, b in sorted(th.evaluation.items())},
+        "slices": jsonable(th.slices), "fairness": jsonable(th.fairness), "parity": jsonable(th.parity),
+        "explainability": jsonable(spec.governance.explainability),
         "seed": spec.data.split.seed,
     }
     overrides = tuple(loaded.overrides)
@@ -259,6 +268,11 @@ def build_plan(loaded: Loaded, spec: S.Spec, data_source: str) -> Plan:
         tool_version=__version__, regenerate=regenerate, task=spec.problem.task, target=spec.problem.target,
         positive_class=pos, key=spec.data.key, data_source=data_source, data_format=fmt,
         columns=tuple(columns), features=tuple(feats), dropped=dropped, estimator=spec.model.estimator,
-        estimator_module=info.module, estimator_source=est_src, params=params, has_proba=info.has_proba,
-        sklearn_imports=tuple(sorted(imports)), train_config=train_config, spec=_jsonable(spec),
+        estimator_module=info.module, params=params, has_proba=info.has_proba,
+        encoder_imports=tuple((m, tuple(sorted(n for mm, n in imports if mm == m)))
+                              for m in sorted({m for m, _ in imports})),
+        train_config=train_config, verify_config=verify_config, security=spec.security, serving=spec.serving,
+        risk_tier=spec.governance.risk_tier, problem=spec.problem, kpis=tuple(spec.kpis), data=spec.data,
+        feature_specs=tuple(spec.features), thresholds=spec.thresholds, monitoring=spec.monitoring,
+        governance=spec.governance, spec=jsonable(spec),
     )

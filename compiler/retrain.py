@@ -126,8 +126,10 @@ def _retrain_plan(loaded, spec, d: Path, data: Path, holdout_from: str | None):
     spec_doc = copy.deepcopy(plan.spec)
     spec_doc["data"].update(source=data_rel, format=FORMATS[data.suffix.lower()], split=sp)
     again = f"aiops retrain {_rel(d)} --data {data_rel}" + (f" --holdout-from {holdout_from}" if holdout_from else "")
+    typed = dataclasses.replace(plan.data, source=data_rel, format=FORMATS[data.suffix.lower()],
+                                split=dataclasses.replace(plan.data.split, test_start=sp["test_start"], end=sp["end"]))
     return dataclasses.replace(plan, data_format=FORMATS[data.suffix.lower()], regenerate=again,
-                               train_config={**plan.train_config, "split": sp}, spec=spec_doc)
+                               train_config={**plan.train_config, "split": sp}, data=typed, spec=spec_doc)
 
 
 def _readable(src: Path) -> None:
@@ -148,12 +150,11 @@ def _holdout(stage: Path, plan) -> tuple[dict[str, Any], Any, Any]:
     from runtime.contract import Contract
     from runtime.training import labels, read_table, split, validate
 
-    from .build import _import_pipeline
+    from .generated import import_pipeline
     from .rowkeys import row_hashes
 
-    gen = _import_pipeline(stage / "pipeline", plan)
-    contract = Contract.from_dict({"columns": [c.contract for c in plan.columns], "target": plan.target,
-                                   "key": plan.key})
+    gen = import_pipeline(stage / "pipeline", plan.name)
+    contract = Contract.load(stage / "contract.json")
     v = validate(read_table(Path(plan.data_source), plan.data_format), gen["schema"].SCHEMA, contract)
     y = labels(v.frame, plan.train_config)
     te = split(None, v.columns, y, plan.train_config)["test"]
@@ -255,7 +256,9 @@ def retrain(artefact_dir: str | Path, data: str | Path, holdout_from: str | None
             quiet: bool = False) -> Outcome:
     from runtime.training import DataError
 
-    from .build import Progress, _replace, dumps, write_manifest
+    from runtime.stable import dumps
+
+    from .build import Progress, _replace, write_manifest
     from .compliance import write_compliance
     from .monitoring_plan import render_monitoring
     from .render import render_code

@@ -30,7 +30,7 @@ def signature_policy(spec: dict[str, Any]) -> dict[str, Any]:
 def signing_key(spec: dict[str, Any]) -> SigningKey | None:
     """The build's signing key, or None when unset and not required. UserError when required and
     unset, or unreadable."""
-    from .cli import UserError
+    from .errors import UserError
 
     env_name = spec["security"]["signing_key_env"]
     try:

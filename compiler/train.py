@@ -2,17 +2,29 @@
 model to ONNX, verify it, evaluate it against the gate and write the evidence."""
 from __future__ import annotations
 
+import dataclasses
 import json
-import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from runtime.training import DataError
+from runtime import evaluation as EV
+from runtime.blessing import RULE, rule
+from runtime.contract import Contract
+from runtime.features import FeatureStep
+from runtime.fitting import Fitted, RejectedRows
+from runtime.masking import small_groups_hidden
+from runtime.predictor import Predictor
+from runtime.profile import build_profile
+from runtime.stable import dumps, file_sha256
+from runtime.training import DataError, model_frame
 
 from . import schema as S
-from .plan import Plan
+from .export import edge_records, parity, to_onnx_bytes
+from .generated import import_pipeline
+from .plan import Plan, jsonable
 
 
 MIN_HOLDOUT_CLASS_ROWS = 5  # below this a class's metrics on the holdout mean nothing
@@ -36,7 +48,7 @@ def _check_holdout_classes(y: np.ndarray, tr: np.ndarray, te: np.ndarray) -> Non
             f"{MIN_HOLDOUT_CLASS_ROWS} holdout rows",
             *[f"class '{c}': {n_te} row{'s' if n_te != 1 else ''} in the holdout, {n_tr} in training"
               for c, n_te, n_tr in few],
-            f"metrics of such a class on the holdout (recall, one-vs-rest roc_auc, fairness) would be noise",
+            "metrics of such a class on the holdout (recall, one-vs-rest roc_auc, fairness) would be noise",
             help="use data.split.method: stratified, a larger test_size, or move test_start/end so the holdout "
                  "holds every class")
 
@@ -48,102 +60,134 @@ class ParityError(DataError):
 
 
 def _write(stage: Path, rel: str, obj: Any) -> None:
-    from .build import dumps
-
     p = stage / rel
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(dumps(obj))
 
 
 def _value_text(v: float | None, reason: str | None = None) -> str:
-    from runtime.evaluation import INSUFFICIENT
-
-    return f"{INSUFFICIENT}: {reason or 'no value'}" if v is None else f"{v:.4f}"
+    return f"{EV.INSUFFICIENT}: {reason or 'no value'}" if v is None else f"{v:.4f}"
 
 
-def train_and_verify(plan: Plan, spec: S.Spec, stage: Path, progress) -> dict[str, Any]:
-    from runtime import evaluation as EV
-    from runtime.contract import Contract
-    from runtime.features import FeatureStep
-    from runtime.predictor import Predictor
-    from runtime.stable import file_sha256
-    from runtime.datafile import field_mask
-    from runtime.training import labels, model_frame, quarantine_masker, read_table, split, validate
+@dataclass
+class Run:
+    """What the stages share: the plan, the staging folder and the fitted pipeline's output."""
+    plan: Plan
+    stage: Path
+    contract: Contract
+    steps: list[FeatureStep]
+    fitted: Fitted
+    qfile: Path
+    classes: tuple[str, ...] = ()
 
-    from .build import _import_pipeline
-    from .export import edge_records, parity, to_onnx_bytes
+    @property
+    def tr(self) -> np.ndarray:
+        return self.fitted.parts["train"]
 
-    cfg = plan.train_config
-    gen = _import_pipeline(stage / "pipeline", plan)
+    @property
+    def te(self) -> np.ndarray:
+        return self.fitted.parts["test"]
+
+
+def train_and_verify(plan: Plan, spec: S.Spec, stage: Path, progress, keep_quarantine: bool = True
+                     ) -> dict[str, Any]:
+    """Train by running the generated pipeline in `stage`, then verify and document the model:
+    each stage writes its evidence into `stage`. `keep_quarantine=False` (compile --check)
+    writes nothing outside `stage`."""
+    run = fit_generated(plan, spec, stage, progress, keep_quarantine)
+    write_model_files(run)
+    pred, onnx_bytes, parity_ev = export_and_check_parity(run, progress)
+    evaluation, metrics, te_feed = evaluate(run, pred, parity_ev, progress)
+    explain(run, pred, te_feed, progress)
+    profile(run, pred, progress)
+    data_ev = data_evidence(run)
+    blessing = bless(run, evaluation, onnx_bytes)
+    _write(stage, "serving.json", _serving(plan))
+    from .governance.policy import policy_doc
+
+    _write(stage, "governance.json", policy_doc(plan))
+    progress("writing the compliance document")
+    from .compliance import write_compliance
+
+    write_compliance(plan, stage)
+    progress.done("compliance.md and compliance.html")
+    return {"data": data_ev, "evaluation": evaluation, "parity": parity_ev, "blessed": blessing["blessed"],
+            "metrics": metrics, "model_sha256": blessing["model_sha256"]}
+
+
+def fit_generated(plan: Plan, spec: S.Spec, stage: Path, progress, keep_quarantine: bool = True) -> Run:
+    """Stage 1-2, data and fit: the generated pipeline's fit() reads its DATA, validates the rows
+    (the quarantine file is kept under env.quarantine_dir), derive the features, split and fit."""
+    gen = import_pipeline(stage / "pipeline", plan.name)
     contract = Contract.from_dict({"columns": [c.contract for c in plan.columns], "target": plan.target,
                                    "key": plan.key})
-    steps = [FeatureStep.from_dict(f.step) for f in plan.features]
-
-    # 1. data: read, validate lazily, quarantine
-    src = Path(plan.data_source)
+    qfile = Path(spec.env.quarantine_dir) / f"{plan.name}.csv"
     progress(f"validating {plan.data_source} against the data contract")
-    masker = quarantine_masker(contract, plan.spec["security"])
-    v = validate(read_table(src, plan.data_format, field_mask(masker, contract.by_name)), gen["schema"].SCHEMA, contract, masker)
-    share = v.quarantined / v.rows_in if v.rows_in else 0.0
-    qdir = Path(spec.env.quarantine_dir)
-    qfile = qdir / f"{plan.name}.csv"
+
+    def observe(stage_name: str, **info: Any) -> None:
+        if stage_name == "validated":
+            v = info["v"]
+            if keep_quarantine:
+                _keep_quarantine(v, qfile)
+            progress.done(v.counts() + (f" (reasons in {qfile})" if v.quarantined else ""))
+        elif stage_name == "split":
+            y, parts = info["y"], info["parts"]
+            tr, te, held = parts["train"], parts["test"], parts["held_back"]
+            if plan.task != "regression":
+                _check_holdout_classes(y, tr, te)
+            progress(f"fitting {plan.estimator} on {len(tr)} rows ({len(te)} held out"
+                     + (f", {len(held)} held back for monitoring" if len(held) else "") + ")")
+
+    try:
+        fitted = gen["train"].fit(contract, security=jsonable(plan.security), observe=observe)
+    except RejectedRows as exc:
+        raise DataError(exc.summary, *exc.notes, f"rejected rows and their reasons: {qfile}", help=exc.help) from None
+    progress.done("fitted")
+    steps = list(gen["features"].STEPS)
+    classes = tuple(str(c) for c in fitted.pipe.classes_) if plan.task != "regression" else ()
+    return Run(plan, stage, contract, steps, fitted, qfile, classes)
+
+
+def _keep_quarantine(v, qfile: Path) -> None:
     if v.quarantined:
-        qdir.mkdir(parents=True, exist_ok=True)
+        qfile.parent.mkdir(parents=True, exist_ok=True)
         v.quarantine.to_csv(qfile, index=False, lineterminator="\n")
     elif qfile.exists():
         qfile.unlink()
-    progress.done(v.counts() + (f" (reasons in {qfile})" if v.quarantined else ""))
-    from runtime.training import DataError
 
-    if share > cfg["max_rejected_share"]:
-        top = sorted(v.reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
-        raise DataError(
-            f"{v.quarantined} of {v.rows_in} rows ({share:.1%}) break the data contract; "
-            f"the spec tolerates {cfg['max_rejected_share']:.1%}",
-            *[f"{n} rows: {r}" for r, n in top], f"rejected rows and their reasons: {qfile}",
-            help="fix the data, or the contract if it is wrong; data.max_rejected_share sets the tolerance")
 
-    # 2. features, split, fit
-    y = labels(v.frame, cfg)
-    frame, feed = model_frame(steps, v.columns)
-    parts = split(frame, v.columns, y, cfg)
-    tr, te = parts["train"], parts["test"]
-    if plan.task != "regression":
-        _check_holdout_classes(y, tr, te)
-    progress(f"fitting {plan.estimator} on {len(tr)} rows ({len(te)} held out"
-             + (f", {len(parts['held_back'])} held back for monitoring" if len(parts["held_back"]) else "") + ")")
-    pipe = gen["train"].model()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        pipe.fit(frame.iloc[tr], y[tr])
-    progress.done("fitted")
-
-    classes = tuple(str(c) for c in pipe.classes_) if plan.task != "regression" else ()
+def write_model_files(run: Run) -> None:
+    """features.json (the steps the pipeline ran, the model inputs) and contract.json."""
+    plan = run.plan
     features_json = {
         "name": plan.name, "version": plan.version, "task": plan.task, "target": plan.target,
-        "positive_class": plan.positive_class, "classes": list(classes), "threshold": 0.5,
-        "steps": [f.step for f in plan.features],
+        "positive_class": plan.positive_class, "classes": list(run.classes), "threshold": 0.5,
+        "steps": [{k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(s).items()}
+                  for s in run.steps],
         "inputs": [{"name": f.name, "type": "string" if f.kind == "categorical" else "float"} for f in plan.features],
         "dropped": {d.source: d.reason for d in plan.dropped},
     }
-    _write(stage, "features.json", features_json)
-    _write(stage, "contract.json", contract.to_dict())
+    _write(run.stage, "features.json", features_json)
+    _write(run.stage, "contract.json", run.contract.to_dict())
 
-    # 3. ONNX export and parity
+
+def export_and_check_parity(run: Run, progress) -> tuple[Predictor, bytes, dict[str, Any]]:
+    """Stage 3: model.onnx, and evidence/parity.json (holdout and edge rows against scikit-learn)."""
+    plan, fitted, cfg = run.plan, run.fitted, run.plan.verify_config
     progress("exporting to ONNX and checking parity with scikit-learn")
-    onnx_bytes = to_onnx_bytes(pipe, plan.features, plan.has_proba, plan.name)
-    (stage / "model.onnx").write_bytes(onnx_bytes)
-    pred = Predictor(stage)
+    onnx_bytes = to_onnx_bytes(fitted.pipe, plan.features, plan.has_proba, plan.name)
+    (run.stage / "model.onnx").write_bytes(onnx_bytes)
+    pred = Predictor(run.stage)
     tol = cfg["parity"]
-    te_cols = {k: a[te] for k, a in v.columns.items()}
-    te_frame, te_feed = model_frame(steps, te_cols)
-    par_hold = parity(pipe, pred, te_frame, te_feed, tol, plan.task != "regression")
-    edges = edge_records(contract, v.columns, int(tol.get("edge_rows") or 200), cfg["seed"])
-    e_frame, e_feed = model_frame(steps, edges)  # edge values are valid by construction
-    par_edge = parity(pipe, pred, e_frame, e_feed, tol, plan.task != "regression")
+    cols = fitted.validated.columns
+    te_frame, te_feed = model_frame(run.steps, {k: a[run.te] for k, a in cols.items()})
+    par_hold = parity(fitted.pipe, pred, te_frame, te_feed, tol, plan.task != "regression")
+    edges = edge_records(run.contract, cols, int(tol.get("edge_rows") or 200), cfg["seed"])
+    e_frame, e_feed = model_frame(run.steps, edges)  # edge values are valid by construction
+    par_edge = parity(fitted.pipe, pred, e_frame, e_feed, tol, plan.task != "regression")
     parity_ev = {"holdout": par_hold, "edge_rows": par_edge, "tolerances": tol,
                  "passed": par_hold["passed"] and par_edge["passed"]}
-    _write(stage, "evidence/parity.json", parity_ev)
+    _write(run.stage, "evidence/parity.json", parity_ev)
     progress.done(f"parity {'passed' if parity_ev['passed'] else 'FAILED'} on {par_hold['rows']} holdout rows and "
                   f"{par_edge['rows']} edge rows")
     if not parity_ev["passed"]:
@@ -154,11 +198,18 @@ def train_and_verify(plan: Plan, spec: S.Spec, stage: Path, progress) -> dict[st
                           help="see docs/artefacts.md#parity for what the export guarantees per estimator; "
                                "loosen thresholds.parity only if you accept that difference, or choose another "
                                "estimator")
+    return pred, onnx_bytes, parity_ev
 
-    # 4. evaluation on the holdout, with the model that will be served (ONNX)
+
+def evaluate(run: Run, pred: Predictor, parity_ev: dict[str, Any], progress
+             ) -> tuple[dict[str, Any], dict[str, Any], dict[str, np.ndarray]]:
+    """Stage 4: evidence/evaluation.json, on the holdout, with the model that will be served (ONNX)."""
+    plan, cfg, classes, te = run.plan, run.plan.verify_config, run.classes, run.te
+    cols = run.fitted.validated.columns
     progress("evaluating on the holdout: metrics, slices, fairness")
+    te_feed = {k: a[te] for k, a in run.fitted.feed.items()}
     out = pred.run_feed(te_feed)
-    yt = y[te]
+    yt = run.fitted.y[te]
     thresholds: list[dict[str, Any]] = []
     metrics = {}
     for name, b in cfg["evaluation"].items():
@@ -170,12 +221,10 @@ def train_and_verify(plan: Plan, spec: S.Spec, stage: Path, progress) -> dict[st
                            "status": EV.status(val, b), "reason": why, "interval_95": ci})
     # a group of a PII column too small to be measured may be one person: its label is hidden
     # (evidence is committed and reproducible, so a keyed hash cannot be used here)
-    from runtime.masking import small_groups_hidden
-
-    pii = {c.name for c in contract.columns if c.pii}
+    pii = {c.name for c in run.contract.columns if c.pii}
     slices = []
     for s in cfg["slices"]:
-        g = EV.groups_of(v.columns[s["column"]][te], s.get("bins"))
+        g = EV.groups_of(cols[s["column"]][te], s.get("bins"))
         if s["column"] in pii and not s.get("bins"):
             g = small_groups_hidden(g, s["min_rows"])
         for grp in sorted(set(g.tolist())):
@@ -199,7 +248,7 @@ def train_and_verify(plan: Plan, spec: S.Spec, stage: Path, progress) -> dict[st
                                    "interval_95": ci})
     fairness = []
     for fb in cfg["fairness"]:
-        g = EV.groups_of(v.columns[fb["attribute"]][te], fb.get("bins"))
+        g = EV.groups_of(cols[fb["attribute"]][te], fb.get("bins"))
         if fb["attribute"] in pii and not fb.get("bins"):
             g = small_groups_hidden(g, EV.FAIRNESS_MIN_ROWS)
         cls = str(fb["positive_class"]) if fb.get("positive_class") is not None else plan.positive_class
@@ -218,63 +267,65 @@ def train_and_verify(plan: Plan, spec: S.Spec, stage: Path, progress) -> dict[st
                        "value_text": "passed" if parity_ev["passed"] else "failed",
                        "bound_text": "within thresholds.parity", "passed": parity_ev["passed"],
                        "status": "passed" if parity_ev["passed"] else "failed"})
-    from runtime.blessing import RULE, rule
-
     blessed = rule(bool(cfg["evaluation"] or cfg["slices"] or cfg["fairness"]), (t["passed"] for t in thresholds))
     evaluation = {"rows": int(len(te)), "metrics": metrics, "thresholds": thresholds, "slices": slices,
                   "fairness": fairness, "curves": EV.curves(yt, out, classes, plan.positive_class),
                   "passed": blessed}
-    _write(stage, "evidence/evaluation.json", evaluation)
+    _write(run.stage, "evidence/evaluation.json", evaluation)
     failed = [t for t in thresholds if not t["passed"]]
     progress.done(f"{len(thresholds) - len(failed)} of {len(thresholds)} thresholds passed")
+    return evaluation, metrics, te_feed
 
-    # 5. explanations
+
+def explain(run: Run, pred: Predictor, te_feed: dict[str, np.ndarray], progress) -> None:
+    """Stage 5: evidence/importance.json, permutation importance on the holdout."""
     progress("explaining: permutation importance on the holdout")
-    importance = _importance(pred, te_feed, yt, plan, cfg, classes, max_rows=5000)
-    _write(stage, "evidence/importance.json", importance)
+    importance = _importance(pred, te_feed, run.fitted.y[run.te], run.plan, run.plan.verify_config, run.classes,
+                             max_rows=5000)
+    _write(run.stage, "evidence/importance.json", importance)
     progress.done(f"top features: {', '.join(f['name'] for f in importance['features'][:3])}")
 
-    # 6. reference profile for monitoring (no raw rows)
+
+def profile(run: Run, pred: Predictor, progress) -> None:
+    """Stage 6: evidence/profile.json, the reference profile for monitoring (no raw rows)."""
     progress("profiling the training data for monitoring")
-    from runtime.profile import build_profile
+    tr, fitted = run.tr, run.fitted
+    tr_cols = {k: a[tr] for k, a in fitted.validated.columns.items()}
+    tr_out = pred.run_feed({k: a[tr] for k, a in fitted.feed.items()})
+    prof = build_profile(run.contract, tr_cols, tr_out, run.classes, run.plan.positive_class, fitted.y[tr])
+    _write(run.stage, "evidence/profile.json", prof)
+    progress.done(f"{len(prof['columns'])} columns profiled")
 
-    tr_cols = {k: a[tr] for k, a in v.columns.items()}
-    tr_out = pred.run_feed({k: a[tr] for k, a in feed.items()})
-    profile = build_profile(contract, tr_cols, tr_out, classes, plan.positive_class, y[tr])
-    _write(stage, "evidence/profile.json", profile)
-    progress.done(f"{len(profile['columns'])} columns profiled")
 
+def data_evidence(run: Run) -> dict[str, Any]:
+    """evidence/data.json: the source's hash, the row counts, the quarantine, the split."""
+    plan, v, parts, y = run.plan, run.fitted.validated, run.fitted.parts, run.fitted.y
+    cfg = plan.train_config
     data_ev = {
-        "source": plan.data_source, "format": plan.data_format, "sha256": file_sha256(src),
+        "source": plan.data_source, "format": plan.data_format, "sha256": file_sha256(Path(plan.data_source)),
         "rows_in": v.rows_in, "accepted": v.accepted, "quarantined": v.quarantined, "blank_lines_skipped": v.blank,
-        "rejected_share": share, "max_rejected_share": cfg["max_rejected_share"],
-        "reasons": v.reasons, "quarantine_file": str(qfile) if v.quarantined else None,
-        "split": {"method": cfg["split"]["method"], "train": int(len(tr)), "test": int(len(te)),
+        "rejected_share": v.quarantined / v.rows_in if v.rows_in else 0.0,
+        "max_rejected_share": cfg["max_rejected_share"],
+        "reasons": v.reasons, "quarantine_file": str(run.qfile) if v.quarantined else None,
+        "split": {"method": cfg["split"]["method"], "train": int(len(run.tr)), "test": int(len(run.te)),
                   "held_back": int(len(parts["held_back"]))},
-        "label_balance": _balance(y, tr, te, plan.task),
+        "label_balance": _balance(y, run.tr, run.te, plan.task),
     }
-    _write(stage, "evidence/data.json", data_ev)
+    _write(run.stage, "evidence/data.json", data_ev)
     from .rowkeys import evidence as rows_evidence, row_hashes
 
     hashes = row_hashes(v.frame, plan.key, [c.name for c in plan.columns], plan.name)
-    _write(stage, "evidence/rows.json", rows_evidence(hashes, tr, te, plan.key))
-    blessing = {"blessed": blessed, "spec_hash": plan.spec_hash, "model_sha256": _sha(onnx_bytes),
-                "failed": [t["name"] for t in failed],
+    _write(run.stage, "evidence/rows.json", rows_evidence(hashes, run.tr, run.te, plan.key))
+    return data_ev
+
+
+def bless(run: Run, evaluation: dict[str, Any], onnx_bytes: bytes) -> dict[str, Any]:
+    """evidence/blessing.json: blessed only when every threshold passes and at least one is set."""
+    blessing = {"blessed": evaluation["passed"], "spec_hash": run.plan.spec_hash, "model_sha256": _sha(onnx_bytes),
+                "failed": [t["name"] for t in evaluation["thresholds"] if not t["passed"]],
                 "rule": RULE}
-    _write(stage, "evidence/blessing.json", blessing)
-    _write(stage, "serving.json", _serving(plan))
-    from .governance.policy import policy_doc
-
-    _write(stage, "governance.json", policy_doc(plan))
-
-    # 7. the compliance document, written from the evidence
-    progress("writing the compliance document")
-    from .compliance import write_compliance
-
-    write_compliance(plan, stage)
-    progress.done("compliance.md and compliance.html")
-    return {"data": data_ev, "evaluation": evaluation, "parity": parity_ev, "blessed": blessed,
-            "metrics": metrics, "model_sha256": blessing["model_sha256"]}
+    _write(run.stage, "evidence/blessing.json", blessing)
+    return blessing
 
 
 def _sha(b: bytes) -> str:
@@ -297,8 +348,6 @@ def _importance(pred, feed: dict[str, np.ndarray], y: np.ndarray, plan: Plan, cf
                 max_rows: int, n_repeats: int = 5) -> dict[str, Any]:
     """Permutation importance on the holdout, computed on the model that is served (ONNX):
     the drop of the primary score when one model input is shuffled, n_repeats times."""
-    from runtime import evaluation as EV
-
     n = len(y)
     rng = np.random.default_rng(cfg["seed"])
     if n > max_rows:  # a fixed, seeded subsample keeps this step fast on large holdouts
@@ -330,8 +379,6 @@ def _importance(pred, feed: dict[str, np.ndarray], y: np.ndarray, plan: Plan, cf
 def importance_metric(task: str, y: np.ndarray, out: dict[str, np.ndarray], classes, positive) -> str:
     """The score permutation importance watches: the first of the task's list that the
     holdout can give (roc_auc needs two classes in it; r2 needs labels that vary)."""
-    from runtime import evaluation as EV
-
     order = ("r2", "mae") if task == "regression" else ("roc_auc", "log_loss", "accuracy")
     for name in order:
         if EV.measure(name, y, out, classes, positive)[0] is not None:
@@ -340,11 +387,11 @@ def importance_metric(task: str, y: np.ndarray, out: dict[str, np.ndarray], clas
 
 
 def _serving(plan: Plan) -> dict[str, Any]:
-    sp = plan.spec
-    return {"name": plan.name, "version": plan.version, "task": plan.task, "serving": sp["serving"],
-            "security": {"masking": sp["security"]["masking"], "roles": sp["security"]["roles"],
-                         "audit_log": sp["security"]["audit_log"],
-                         "encryption_at_rest": sp["security"]["encryption_at_rest"],
-                         "key_source": sp["security"]["key_source"]},
-            "risk_tier": sp["governance"]["risk_tier"],  # a high-risk model is never served without API keys
+    sec = plan.security
+    return {"name": plan.name, "version": plan.version, "task": plan.task, "serving": jsonable(plan.serving),
+            "security": {"masking": jsonable(sec.masking), "roles": jsonable(sec.roles),
+                         "audit_log": jsonable(sec.audit_log),
+                         "encryption_at_rest": jsonable(sec.encryption_at_rest),
+                         "key_source": sec.key_source},
+            "risk_tier": plan.risk_tier,  # a high-risk model is never served without API keys
             "key": plan.key}

@@ -271,6 +271,7 @@ class App:
             gc.freeze()  # the loaded model and tables never need scanning again
             # the log writer and job threads share the GIL with the event loop: hand it back
             # within 0.5 ms (default 5 ms) so that they cannot stall a response for long
+            self._switch_interval = sys.getswitchinterval()  # restored at shutdown (an in-process host)
             sys.setswitchinterval(0.0005)
 
     def _publish(self) -> None:
@@ -302,6 +303,10 @@ class App:
         if self.started:
             self.s.stop()
             self.started = False
+            import gc
+
+            gc.unfreeze()  # a process hosting the app in-process (tests) gets its state back
+            sys.setswitchinterval(self._switch_interval)
 
     # ------------------------------------------------------------------ dispatch
     async def _http(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:

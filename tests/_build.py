@@ -1,9 +1,13 @@
 """Compile a bundled example once per test session and share the artefacts.
 
-Tests must not write into generated/: they build here, under a temporary folder.
+Tests must not write into generated/ or the repository's .aiops/: each build runs in a
+temporary copy of the repository's layout (BUILD_ROOT, with specs/<name> copied into it), so
+the registry and the quarantine go to BUILD_ROOT/.aiops and the generated files name
+`specs/<name>` as they do in generated/.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -11,6 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 _CACHE: dict[tuple, Path] = {}
 _TMP = Path(tempfile.mkdtemp(prefix="aiops-test-build-"))
+BUILD_ROOT = _TMP / "repo"
 
 
 def build(spec: str, *overrides: str) -> Path:
@@ -20,8 +25,15 @@ def build(spec: str, *overrides: str) -> Path:
     if key not in _CACHE:
         from compiler.build import compile_spec
 
+        if not (BUILD_ROOT / "specs" / spec).is_dir():
+            shutil.copytree(ROOT / "specs" / spec, BUILD_ROOT / "specs" / spec)
         out = _TMP / f"{spec}-{len(_CACHE)}"
-        rc = compile_spec(str(ROOT / "specs" / spec), list(overrides), out=str(out), quiet=True)
+        cwd = Path.cwd()
+        os.chdir(BUILD_ROOT)
+        try:
+            rc = compile_spec(f"specs/{spec}", list(overrides), out=str(out), quiet=True)
+        finally:
+            os.chdir(cwd)
         assert rc == 0, f"compile of {spec} failed with {rc}"
         _CACHE[key] = out
     return _CACHE[key]

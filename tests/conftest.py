@@ -11,6 +11,8 @@ import pytest
 
 # the per-installation masking key (runtime/masking.py) of this test session, never the user's
 os.environ.setdefault("AIOPS_STATE_DIR", tempfile.mkdtemp(prefix="aiops-test-state-"))
+# the ONNX-probe cache (compiler/estimators.py) of this session, not the user's ~/.cache/aiops
+os.environ.setdefault("AIOPS_CACHE_DIR", tempfile.mkdtemp(prefix="aiops-test-cache-"))
 
 REPO = Path(__file__).resolve().parent.parent
 SPECS = REPO / "specs"

@@ -40,8 +40,6 @@ async def _call(app: App, method: str, path: str, body: bytes = b"") -> tuple[in
 
 
 def test_a_stalled_log_writer_gets_503_retry_after_not_a_blocked_event_loop(tmp_path):
-    import os
-
     env = {"AIOPS_DATA_KEY": DATA_KEY, "AIOPS_API_KEYS": ",".join(f"{k}:{r}" for k, r in KEYS.items()),
            **{k: os.environ[k] for k in ("AIOPS_LOG_KEY", "AIOPS_LOG_SIGNING_KEY", "AIOPS_MASK_SALT") if k in os.environ}}
     service = Service(build("credit_risk"), log_dir=tmp_path / "log", env=env, job_threads=0)

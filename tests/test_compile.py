@@ -15,14 +15,15 @@ import pytest
 
 from compiler.build import BuildFailed, compile_spec
 from runtime.artefacts import ArtefactError, verify
-from tests._build import ROOT, build
+from tests._build import BUILD_ROOT, ROOT, build
 
 AIOPS = [sys.executable, "-m", "compiler.cli"]
 
 
-def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*AIOPS, *args], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=600)
+def run(*args: str, env: dict | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([*AIOPS, *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+                               **(env or {})}, timeout=600)
 
 
 def copy_spec(name: str, tmp: Path) -> Path:
@@ -114,7 +115,7 @@ def test_registry_records_the_run():
     from runtime.governance.subject import subject
 
     # the run id binds spec, data and model: builds of one model under other thresholds are other runs
-    rows = [r for r in runs(ROOT / ".aiops/registry.db", "credit_risk") if r["run_id"] == subject(art)["run_id"]]
+    rows = [r for r in runs(BUILD_ROOT / ".aiops/registry.db", "credit_risk") if r["run_id"] == subject(art)["run_id"]]
     assert len(rows) == 1 and rows[0]["blessed"] == 1
     metrics = json.loads(rows[0]["metrics"])
     # evidence files round floats to 10 significant digits; the registry keeps them whole
@@ -126,8 +127,10 @@ def test_registry_records_the_run():
 @pytest.mark.slow
 def test_compiling_twice_is_byte_identical_whatever_the_hash_seed(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
+    build("credit_risk")  # its folder (BUILD_ROOT) keeps the registry these compiles write out of the repository
     for out, seed in ((a, "1"), (b, "2")):
-        r = run("compile", "specs/credit_risk", "--out", str(out), "--quiet", env={"PYTHONHASHSEED": seed})
+        r = run("compile", "specs/credit_risk", "--out", str(out), "--quiet", env={"PYTHONHASHSEED": seed},
+                cwd=BUILD_ROOT)
         assert r.returncode == 0, r.stderr
     fa = {p.relative_to(a): p.read_bytes() for p in a.rglob("*") if p.is_file()}
     fb = {p.relative_to(b): p.read_bytes() for p in b.rglob("*") if p.is_file()}
@@ -149,15 +152,16 @@ def test_committed_generated_output_is_up_to_date(name):
 
 
 @pytest.mark.slow
-def test_check_mode_catches_a_one_line_spec_change(tmp_path):
+def test_check_mode_catches_a_one_line_spec_change(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the registry this compile writes stays out of the repository
     spec = copy_spec("credit_risk", tmp_path)
     out = tmp_path / "out"
     assert compile_spec(str(spec), [], out=str(out), quiet=True) == 0
-    r = run("compile", str(spec), "--out", str(out), "--check", "--quiet")
+    r = run("compile", str(spec), "--out", str(out), "--check", "--quiet", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     text = (spec / "spec.yaml").read_text()
     (spec / "spec.yaml").write_text(text.replace("roc_auc: {min: 0.74}", "roc_auc: {min: 0.73}"))
-    r = run("compile", str(spec), "--out", str(out), "--check", "--quiet")
+    r = run("compile", str(spec), "--out", str(out), "--check", "--quiet", cwd=tmp_path)
     assert r.returncode == 1
     assert f"error[E903]: {out} is stale" in r.stderr
     assert f"= changed: {out}/evidence/evaluation.json" in r.stderr
@@ -166,7 +170,8 @@ def test_check_mode_catches_a_one_line_spec_change(tmp_path):
 
 
 # ---------------------------------------------------------------- the gate
-def test_a_failing_gate_fails_the_build_and_marks_the_model_not_blessed(tmp_path, capsys):
+def test_a_failing_gate_fails_the_build_and_marks_the_model_not_blessed(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the registry this compile writes stays out of the repository
     out = tmp_path / "cr"
     with pytest.raises(BuildFailed) as exc:
         compile_spec(str(ROOT / "specs/credit_risk"), ["thresholds.evaluation.roc_auc.min=0.99"], out=str(out),
@@ -181,7 +186,8 @@ def test_a_failing_gate_fails_the_build_and_marks_the_model_not_blessed(tmp_path
         verify(out)
 
 
-def test_with_no_thresholds_nothing_is_blessed(tmp_path):
+def test_with_no_thresholds_nothing_is_blessed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the registry this compile writes stays out of the repository
     with pytest.raises(BuildFailed) as exc:
         compile_spec(str(ROOT / "specs/flight_delays"),
                      ["~thresholds.evaluation", "~thresholds.slices", "data.split.test_start=2013-02-01",
@@ -213,7 +219,8 @@ def _dirty_credit(tmp_path: Path, bad_rows: dict[int, dict[str, str]]) -> Path:
     return spec
 
 
-def test_dirty_rows_are_quarantined_with_their_reasons_and_counts_reconcile(tmp_path):
+def test_dirty_rows_are_quarantined_with_their_reasons_and_counts_reconcile(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the registry this compile writes stays out of the repository
     bad = {
         2: {"duration_in_month": "twelve"},  # wrong type
         4: {"credit_amount": "-100"},  # out of range
@@ -278,7 +285,8 @@ def test_too_many_rejected_rows_beyond_the_checked_sample_stop_the_build(tmp_pat
     assert not out.exists()
 
 
-def test_dates_in_any_accepted_format_are_parsed_and_bad_dates_quarantined(tmp_path):
+def test_dates_in_any_accepted_format_are_parsed_and_bad_dates_quarantined(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the registry this compile writes stays out of the repository
     spec = copy_spec("flight_delays", tmp_path)
     path = spec / "data/flights_2013.parquet"
     df = pd.read_parquet(path)

@@ -15,7 +15,7 @@ import pytest
 
 from compiler import compliance as C
 from compiler.build import BuildFailed, compile_spec
-from tests._build import ROOT, build
+from tests._build import BUILD_ROOT, ROOT, build
 
 CHARTS = ("roc", "calibration", "confusion_matrix", "slices", "fairness", "importance")
 DOCUMENT = ("compliance.md", "compliance.html", *(f"evidence/charts/{c}.svg" for c in CHARTS))
@@ -164,10 +164,11 @@ def test_recompile_is_byte_identical_across_hash_seeds(art: Path, tmp_path: Path
     """Two more compiles, in subprocesses with different PYTHONHASHSEED, into other folders."""
     procs = []
     for seed in ("1", "4242"):
-        env = {**os.environ, "PYTHONHASHSEED": seed}
-        cmd = [sys.executable, "-m", "compiler.cli", "compile", str(ROOT / "specs" / "credit_risk"),
-               "--out", str(tmp_path / seed), "--quiet"]
-        procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        env = {**os.environ, "PYTHONHASHSEED": seed,
+               "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        cmd = [sys.executable, "-m", "compiler.cli", "compile", "specs/credit_risk", "--out", str(tmp_path / seed),
+               "--quiet"]  # in the build's folder: the registry stays out of the repository
+        procs.append(subprocess.Popen(cmd, cwd=BUILD_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err.decode()

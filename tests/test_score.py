@@ -134,6 +134,18 @@ def credit_records() -> list[dict]:
             for r in rows]
 
 
+def test_the_in_process_server_leaves_the_interpreter_as_it_found_it(tmp_path: Path):
+    """startup() freezes the garbage collector and shortens the switch interval for serving;
+    shutdown() gives both back, so a process hosting the app (this test run) keeps its own."""
+    import gc
+
+    before, frozen = sys.getswitchinterval(), gc.get_freeze_count()
+    res = http_predict(build("credit_risk"), tmp_path / "log", credit_records()[:3], (3,))
+    assert len(res["label"]) == 3
+    assert sys.getswitchinterval() == before
+    assert gc.get_freeze_count() == frozen == 0
+
+
 # ---------------------------------------------------------------------- real data, both paths
 def test_flights_parquet_scores_every_row_as_the_http_path_does(capsys, tmp_path: Path):
     art = build("flight_delays")

@@ -664,9 +664,10 @@ def test_missing_encryption_key_is_refused(art: Path, tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_an_unblessed_model_is_refused(tmp_path: Path):
+def test_an_unblessed_model_is_refused(tmp_path: Path, monkeypatch):
     from compiler.build import BuildFailed, compile_spec
 
+    monkeypatch.chdir(tmp_path)  # the registry this compile writes stays out of the repository
     out = tmp_path / "unblessed"
     try:
         rc = compile_spec(str(ROOT / "specs" / "credit_risk"), ["thresholds.evaluation.roc_auc.min=0.99"],

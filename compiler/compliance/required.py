@@ -11,42 +11,41 @@ from .model import TITLES, Missing
 
 def missing_sections(plan: Plan) -> list[Missing]:
     """Required sections that would be empty: the regulations need each of them."""
-    sp = plan.spec
-    g = sp["governance"]
+    g = plan.governance
     out = []
 
     def need(section: str, k: str, value: Any, expected: str, example: str) -> None:
         if not (value.strip() if isinstance(value, str) else value):
             out.append(Missing(TITLES[section], k, value, expected, example))
 
-    need("problem", "problem.statement", sp["problem"]["statement"], "a sentence stating the problem",
+    need("problem", "problem.statement", plan.problem.statement, "a sentence stating the problem",
          "statement: Estimate the probability that ...")
-    need("problem", "kpis", sp["kpis"], "at least one KPI",
+    need("problem", "kpis", list(plan.kpis), "at least one KPI",
          "kpis: [{name, definition, baseline, target, direction, owner}]")
-    need("use", "governance.intended_use", g["intended_use"], "at least one intended use",
+    need("use", "governance.intended_use", g.intended_use, "at least one intended use",
          "intended_use: [Rank applications by risk, for a human reviewer.]")
-    need("use", "governance.out_of_scope_use", g["out_of_scope_use"], "at least one out-of-scope use",
+    need("use", "governance.out_of_scope_use", g.out_of_scope_use, "at least one out-of-scope use",
          "out_of_scope_use: [Automatic decisions without human review.]")
-    need("data", "data.provenance.origin", sp["data"]["provenance"]["origin"], "where the data comes from",
+    need("data", "data.provenance.origin", plan.data.provenance.origin, "where the data comes from",
          "origin: <source, author, year>")
-    need("data", "data.provenance.license", sp["data"]["provenance"]["license"], "the data licence",
+    need("data", "data.provenance.license", plan.data.provenance.license, "the data licence",
          "license: CC BY 4.0")
-    th = sp["thresholds"]
-    if th["slices"] or th["fairness"]:  # with no threshold at all the gate refuses the model (E902) anyway
+    th = plan.thresholds
+    if th.slices or th.fairness:  # with no threshold at all the gate refuses the model (E902) anyway
         example = {"regression": "rmse: {max: 10.0}", "multiclass_classification": "accuracy: {min: 0.8}"}
-        need("evaluation", "thresholds.evaluation", th["evaluation"],
+        need("evaluation", "thresholds.evaluation", th.evaluation,
              "at least one holdout metric with a bound, since thresholds.slices or thresholds.fairness is set",
              example.get(plan.task, "roc_auc: {min: 0.7}"))
     sensitive = [c.name for c in plan.columns if c.sensitive]
     if sensitive:
-        need("fairness", "thresholds.fairness", sp["thresholds"]["fairness"],
+        need("fairness", "thresholds.fairness", th.fairness,
              f"a bound per sensitive column ({', '.join(sensitive)})",
              _fairness_example(plan, sensitive[0]))
-    need("limitations", "governance.limitations", g["limitations"], "at least one known limitation",
+    need("limitations", "governance.limitations", g.limitations, "at least one known limitation",
          "limitations: [Trained on data from ...; not representative of ...]")
-    need("limitations", "governance.ethical_considerations", g["ethical_considerations"],
+    need("limitations", "governance.ethical_considerations", g.ethical_considerations,
          "at least one ethical consideration", "ethical_considerations: [No personal data is used.]")
-    need("governance", "governance.owner", g["owner"], "the accountable owner", "owner: head-of-credit-risk")
+    need("governance", "governance.owner", g.owner, "the accountable owner", "owner: head-of-credit-risk")
     return out
 
 

@@ -14,8 +14,7 @@ def _section_link(k: str) -> Cell:
 
 
 def summary(plan: Plan, ev: Evidence) -> list[Block]:
-    sp = plan.spec
-    g = sp["governance"]
+    g = plan.governance
     status, tone = _status(ev)
     passed, total = _thresholds(ev)
     metrics = ", ".join(f"{k} {f4(v)}" for k, v in sorted(ev.evaluation["metrics"].items())) or "none bounded"
@@ -26,9 +25,9 @@ def summary(plan: Plan, ev: Evidence) -> list[Block]:
             ("Model", f"{plan.name} {plan.version}", (key("name"), key("version"))),
             ("Description", plan.description or "(none)", key("description")),
             ("Task", f"{plan.task}, target {target}", (key("problem.task"), key("problem.target"))),
-            ("Risk tier", g["risk_tier"], key("governance.risk_tier")),
-            ("Owner", g["owner"], key("governance.owner")),
-            ("Approvals", f"{g['approvals_required']} of {', '.join(g['approvers']) or '(no approvers)'}",
+            ("Risk tier", g.risk_tier, key("governance.risk_tier")),
+            ("Owner", g.owner, key("governance.owner")),
+            ("Approvals", f"{g.approvals_required} of {', '.join(g.approvers) or '(no approvers)'}",
              (key("governance.approvals_required"), key("governance.approvers"))),
             ("Gate", f"{passed} of {total} thresholds passed", file("evidence/evaluation.json")),
             ("Holdout metrics", f"{metrics} on {ev.evaluation['rows']} rows", file("evidence/evaluation.json")),
@@ -39,7 +38,7 @@ def summary(plan: Plan, ev: Evidence) -> list[Block]:
 
 
 def mapping(plan: Plan) -> list[Block]:
-    declared = plan.spec["governance"]["regulations"]
+    declared = plan.governance.regulations
     rows = [(fw, item, tuple(_section_link(s) for s in secs), yes(code in declared))
             for fw, code, item, secs in MAPPING]
     return [

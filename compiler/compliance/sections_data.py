@@ -10,33 +10,33 @@ from .model import Block, Cell, Evidence, bullets, days, facts, file, key, num, 
 
 
 def problem(plan: Plan, ev: Evidence) -> list[Block]:
-    p = plan.spec["problem"]
-    kpis = [(k["name"], k["definition"], f"{num(k['baseline'])} {k['unit']}".strip(),
-             f"{num(k['target'])} {k['unit']}".strip(), k["direction"], k["owner"], key(f"kpis[{i}]"))
-            for i, k in enumerate(plan.spec["kpis"])]
+    p = plan.problem
+    kpis = [(k.name, k.definition, f"{num(k.baseline)} {k.unit}".strip(),
+             f"{num(k.target)} {k.unit}".strip(), k.direction, k.owner, key(f"kpis[{i}]"))
+            for i, k in enumerate(plan.kpis)]
     return [
         facts([
-            ("Problem", p["statement"], key("problem.statement")),
-            ("Task", p["task"], key("problem.task")),
+            ("Problem", p.statement, key("problem.statement")),
+            ("Task", p.task, key("problem.task")),
             ("Target", plan.target, key("problem.target")),
             ("Positive class", num(plan.positive_class), key("problem.positive_class")),
-            ("Decision", p["decision"], key("problem.decision")),
-            ("Business outcome", p["business_outcome"], key("problem.business_outcome")),
+            ("Decision", p.decision, key("problem.decision")),
+            ("Business outcome", p.business_outcome, key("problem.business_outcome")),
         ]),
         table(("KPI", "Definition", "Baseline", "Target", "Direction", "Owner", "Source"), kpis, key("kpis"),
               title="KPIs"),
         text("The holdout metrics that stand in for these KPIs before deployment are the bounds of "
-             f"{', '.join(sorted(plan.spec['thresholds']['evaluation']))} in the evaluation section."
-             if plan.spec["thresholds"]["evaluation"] else
+             f"{', '.join(sorted(plan.thresholds.evaluation))} in the evaluation section."
+             if plan.thresholds.evaluation else
              "thresholds.evaluation is empty: no holdout metric stands in for these KPIs before deployment.",
              key("thresholds.evaluation")),
     ]
 
 
 def use(plan: Plan) -> list[Block]:
-    g = plan.spec["governance"]
-    return [bullets(g["intended_use"], key("governance.intended_use"), title="Intended use"),
-            bullets(g["out_of_scope_use"], key("governance.out_of_scope_use"), title="Out-of-scope use")]
+    g = plan.governance
+    return [bullets(g.intended_use, key("governance.intended_use"), title="Intended use"),
+            bullets(g.out_of_scope_use, key("governance.out_of_scope_use"), title="Out-of-scope use")]
 
 
 def _checks_text(c: dict) -> str:
@@ -55,23 +55,22 @@ def _checks_text(c: dict) -> str:
 
 
 def data(plan: Plan, ev: Evidence) -> list[Block]:
-    sp = plan.spec["data"]
     d = ev.data
-    prov = sp["provenance"]
+    prov = plan.data.provenance
     recon = d["rows_in"] == d["accepted"] + d["quarantined"]
-    split = sp["split"]
+    split = plan.data.split
     split_desc = {
-        "stratified": f"stratified by the target, {num(split['test_size'])} held out, seed {split['seed']}",
-        "random": f"random, {num(split['test_size'])} held out, seed {split['seed']}",
-        "time": f"by {split['time_column']}: holdout from {split['test_start']}"
-                + (f", rows from {split['end']} held back for monitoring" if split["end"] else ""),
-    }[split["method"]]
+        "stratified": f"stratified by the target, {num(split.test_size)} held out, seed {split.seed}",
+        "random": f"random, {num(split.test_size)} held out, seed {split.seed}",
+        "time": f"by {split.time_column}: holdout from {split.test_start}"
+                + (f", rows from {split.end} held back for monitoring" if split.end else ""),
+    }[split.method]
     blocks = [
         facts([
-            ("Origin", prov["origin"], key("data.provenance.origin")),
-            ("Licence", prov["license"], key("data.provenance.license")),
-            ("Derived by", prov["derived_by"] or "(not stated)", key("data.provenance.derived_by")),
-            ("Description", prov["description"] or "(none)", key("data.provenance.description")),
+            ("Origin", prov.origin, key("data.provenance.origin")),
+            ("Licence", prov.license, key("data.provenance.license")),
+            ("Derived by", prov.derived_by or "(not stated)", key("data.provenance.derived_by")),
+            ("Description", prov.description or "(none)", key("data.provenance.description")),
             ("File", Cell(d["source"], code=True), key("data.source")),
             ("Format", d["format"], file("evidence/data.json")),
             ("sha256", Cell(d["sha256"], code=True), file("evidence/data.json")),
@@ -115,7 +114,7 @@ def data(plan: Plan, ev: Evidence) -> list[Block]:
 
 def features(plan: Plan, ev: Evidence) -> list[Block]:
     inputs = {i["name"]: i["type"] for i in ev.features["inputs"]}
-    index = {f["name"]: i for i, f in enumerate(plan.spec["features"])}
+    index = {f.name: i for i, f in enumerate(plan.feature_specs)}
     rows = [(Cell(f.name, code=True), ", ".join(s for s in (f.source, f.other) if s), f.transform,
              inputs[f.name], f.summary, key(f"features[{index[f.name]}]")) for f in plan.features]
     blocks = [table(("Feature", "Columns", "Transform", "ONNX input", "Description", "Source"), rows,
@@ -128,7 +127,6 @@ def features(plan: Plan, ev: Evidence) -> list[Block]:
 
 
 def model(plan: Plan, ev: Evidence) -> list[Block]:
-    sp = plan.spec
     params = [(Cell(k, code=True), Cell(json.dumps(v), code=True), key(f"model.params.{k}")) for k, v in plan.params]
     classes = ", ".join(ev.features["classes"]) or "(regression: one value)"
     split = ev.data["split"]
@@ -139,13 +137,13 @@ def model(plan: Plan, ev: Evidence) -> list[Block]:
     else:
         rule = "the class with the highest probability"
     assumptions = [
-        ("Decision rule", sp["problem"]["decision"], key("problem.decision")),
+        ("Decision rule", plan.problem.decision, key("problem.decision")),
         ("Predicted label", rule, file("features.json")),
-        ("Holdout represents future data", f"{sp['data']['split']['method']} split, {split['test']} test rows",
+        ("Holdout represents future data", f"{plan.data.split.method} split, {split['test']} test rows",
          (key("data.split"), file("evidence/data.json"))),
         ("Inputs known at prediction time", f"{len(plan.features)} features; {len(plan.dropped)} columns kept out "
          "(see Features)", (key("features"), file("features.json"))),
-        ("Labels arrive after", days(sp["monitoring"]["label_delay_days"]), key("monitoring.label_delay_days")),
+        ("Labels arrive after", days(plan.monitoring.label_delay_days), key("monitoring.label_delay_days")),
     ]
     return [
         facts([

@@ -45,16 +45,16 @@ def _status(ev: Evidence) -> tuple[str, str]:
 
 
 def _spec_key_of(t: dict, plan: Plan) -> Cell:
-    th = plan.spec["thresholds"]
+    th = plan.thresholds
     if t["kind"] == "metric":
         return key(f"thresholds.evaluation.{t['name']}")
     if t["kind"] == "slice":
-        for i, s in enumerate(th["slices"]):
-            if t["name"].startswith(f"{s['metric']} where {s['column']} in "):
+        for i, s in enumerate(th.slices):
+            if t["name"].startswith(f"{s.metric} where {s.column} in "):
                 return key(f"thresholds.slices[{i}]")
     if t["kind"] == "fairness":
-        for i, fb in enumerate(th["fairness"]):
-            if t["name"].startswith(f"{fb['metric']} across {fb['attribute']}"):
+        for i, fb in enumerate(th.fairness):
+            if t["name"].startswith(f"{fb.metric} across {fb.attribute}"):
                 return key(f"thresholds.fairness[{i}]")
     return key("thresholds.parity")
 
@@ -73,7 +73,7 @@ def evaluation(plan: Plan, ev: Evidence) -> list[Block]:
              file("evidence/blessing.json"), tone="pass" if e["passed"] else "fail"),
         table(head, gate, file("evidence/evaluation.json"), title="Gate"),
     ]
-    if not plan.spec["thresholds"]["evaluation"]:
+    if not plan.thresholds.evaluation:
         blocks.append(text("thresholds.evaluation is empty: no overall holdout metric is bounded.",
                            key("thresholds.evaluation")))
     charts = []
@@ -202,14 +202,14 @@ def fairness(plan: Plan, ev: Evidence) -> list[Block]:
 
 def explanations(plan: Plan, ev: Evidence) -> list[Block]:
     imp = ev.importance
-    ex = plan.spec["governance"]["explainability"]
+    ex = plan.governance.explainability
     feats = imp["features"]
     top = [(n + 1, Cell(f["name"], code=True), f4(f["mean"]), f4(f["std"])) for n, f in enumerate(feats[:TOP_FEATURES])]
     idle = [f["name"] for f in feats if f["mean"] is not None and f["mean"] <= 0]
     blocks = [
         facts([
-            ("Explanations required", yes(ex["required"]), key("governance.explainability.required")),
-            ("Method asked for", ex["method"], key("governance.explainability.method")),
+            ("Explanations required", yes(ex.required), key("governance.explainability.required")),
+            ("Method asked for", ex.method, key("governance.explainability.method")),
             ("Method computed", f"{imp['method']}: {imp['n_repeats']} repeats on {imp['rows']} holdout rows, "
              f"drop in {imp['scoring']}", file("evidence/importance.json")),
         ]),

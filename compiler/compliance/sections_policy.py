@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..plan import Plan
+from .. import schema as S
+from ..plan import Plan, jsonable
 from .model import Block, Cell, Evidence, bound_text, bullets, days, f4, facts, file, key, num, table, text, yes
 
 
@@ -122,50 +123,51 @@ def approval_blocks(plan: Plan, ev: Evidence) -> list[Block]:
     ], title="Approvals and stages")]
 
 
-def _alerts_on(r: dict) -> str:
+def _alerts_on(r: S.DriftRule) -> str:
     """A drift rule's alert condition: ks and chi_square thresholds are p-value floors."""
-    return f"{'p-value below' if r['test'] in ('ks', 'chi_square') else 'statistic above'} {num(r['threshold'])}"
+    return f"{'p-value below' if r.test in ('ks', 'chi_square') else 'statistic above'} {num(r.threshold)}"
 
 
 def monitoring(plan: Plan, ev: Evidence) -> list[Block]:
-    m = plan.spec["monitoring"]
-    w = m["window"]
+    m = plan.monitoring
+    w = m.window
     per = {"day": "daily", "week": "weekly", "month": "monthly"}
-    window = f"{per.get(w['size'], w['size'])} windows on {w['column']}" if w["by"] == "time" else \
-        f"windows of {w['size']} rows"
+    window = f"{per.get(w.size, w.size)} windows on {w.column}" if w.by == "time" else \
+        f"windows of {w.size} rows"
 
-    dq = m["data_quality"]
-    pd = m["prediction_drift"]
+    dq = jsonable(m.data_quality)
+    pd = m.prediction_drift
     blocks = [facts([
-        ("Schedule (cron)", Cell(m["schedule"], code=True), key("monitoring.schedule")),
+        ("Schedule (cron)", Cell(m.schedule, code=True), key("monitoring.schedule")),
         ("Window", window, key("monitoring.window")),
-        ("Label delay", days(m["label_delay_days"]), key("monitoring.label_delay_days")),
-        ("Label join key", m["label_key"] or "(none)", key("monitoring.label_key")),
+        ("Label delay", days(m.label_delay_days), key("monitoring.label_delay_days")),
+        ("Label join key", m.label_key or "(none)", key("monitoring.label_key")),
         ("Reference profile", f"{len(ev.profile['columns'])} columns of the training rows (no raw rows)",
          file("evidence/profile.json")),
-        ("Multiple-test correction", m["drift_correction"], key("monitoring.drift_correction")),
-        ("Prediction drift", f"{pd['test']} on the score: alert on {_alerts_on(pd)}" if pd else "(not monitored)",
+        ("Multiple-test correction", m.drift_correction, key("monitoring.drift_correction")),
+        ("Prediction drift", f"{pd.test} on the score: alert on {_alerts_on(pd)}" if pd else "(not monitored)",
          key("monitoring.prediction_drift")),
-        ("Fairness monitored", yes(m["fairness"]), key("monitoring.fairness")),
-        ("Retrain margin", num(m["retrain_margin"]), key("monitoring.retrain_margin")),
-        ("Webhook", "configured" if m["webhook"] else "(none)", key("monitoring.webhook")),
+        ("Fairness monitored", yes(m.fairness), key("monitoring.fairness")),
+        ("Retrain margin", num(m.retrain_margin), key("monitoring.retrain_margin")),
+        ("Webhook", "configured" if m.webhook else "(none)", key("monitoring.webhook")),
     ])]
     blocks.append(table(("Check", "Limit", "Source"), [
         (k.removeprefix("max_").replace("_", " "), f"<= {num(v)}", key(f"monitoring.data_quality.{k}"))
         for k, v in sorted(dq.items())], title="Data quality"))
-    drift = [(r["test"], r["applies_to"], _alerts_on(r), "all", key(f"monitoring.drift[{i}]"))
-             for i, r in enumerate(m["drift"])]
-    drift += [(r["test"], r["applies_to"], _alerts_on(r), col, key(f"monitoring.drift_features.{col}[{i}]"))
-              for col, rules in sorted(m["drift_features"].items()) for i, r in enumerate(rules)]
+    drift = [(r.test, r.applies_to, _alerts_on(r), "all", key(f"monitoring.drift[{i}]"))
+             for i, r in enumerate(m.drift)]
+    drift += [(r.test, r.applies_to, _alerts_on(r), col, key(f"monitoring.drift_features.{col}[{i}]"))
+              for col, rules in sorted(m.drift_features.items()) for i, r in enumerate(rules)]
     blocks.append(table(("Test", "Applies to", "Alerts on", "Features", "Source"), drift, title="Drift rules")
                   if drift else text("No drift rule is set.", key("monitoring.drift"), title="Drift rules"))
-    perf = [(k, bound_text(b["min"], b["max"]), key(f"monitoring.performance.{k}"))
-            for k, b in sorted(m["performance"].items())]
+    perf = [(k, bound_text(b.min, b.max), key(f"monitoring.performance.{k}"))
+            for k, b in sorted(m.performance.items())]
     blocks.append(table(("Metric", "Bound", "Source"), perf, title="Performance once labels arrive") if perf else
                   text("No live performance bound is set.", key("monitoring.performance"),
                        title="Performance once labels arrive"))
     blocks.append(table(("Signal", "Action", "Source"), [(k.replace("_", " "), v, key(f"monitoring.actions.{k}"))
-                                                        for k, v in sorted(m["actions"].items())], title="Actions"))
+                                                        for k, v in sorted(jsonable(m.actions).items())],
+                        title="Actions"))
     return blocks
 
 

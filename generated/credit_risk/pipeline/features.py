@@ -8,12 +8,8 @@ STEPS run in `runtime.features` (the same code in training, batch and HTTP scori
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import (  # noqa: F401 - only some are used by a given spec
-    KBinsDiscretizer,
-    MinMaxScaler,
+from sklearn.preprocessing import (
     OneHotEncoder,
-    OrdinalEncoder,
-    RobustScaler,
     StandardScaler,
 )
 
@@ -59,11 +55,8 @@ STEPS = [
     # telephone: one-hot of telephone
     FeatureStep(name='telephone', transform='onehot', source='telephone'),
 ]
-
-DROPPED = {
-    'personal_status_and_sex': 'special-category personal data; used only to measure fairness',
-    'foreign_worker': 'protected attribute; used only to measure fairness',
-}
+# not a model input: personal_status_and_sex (special-category personal data; used only to measure fairness)
+# not a model input: foreign_worker (protected attribute; used only to measure fairness)
 
 
 def encoder() -> ColumnTransformer:

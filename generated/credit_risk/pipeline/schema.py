@@ -8,13 +8,6 @@ it accepted, as a cross-check (docs/contract.md).
 """
 import pandera.pandas as pa
 
-from runtime.training import dates_parse
-
-TARGET = 'creditability'
-KEY = None
-PII = ['personal_status_and_sex']
-SENSITIVE = ['personal_status_and_sex', 'age_in_years', 'foreign_worker']
-
 SCHEMA = pa.DataFrameSchema(
     {
         'status_of_existing_checking_account': pa.Column(
@@ -64,6 +57,7 @@ SCHEMA = pa.DataFrameSchema(
                 pa.Check.less_than_or_equal_to(4),
             ],
         ),
+        # personal_status_and_sex: personal data (PII), sensitive
         'personal_status_and_sex': pa.Column(
             'str',
             nullable=False,
@@ -85,6 +79,7 @@ SCHEMA = pa.DataFrameSchema(
             'str',
             nullable=False,
         ),
+        # age_in_years: sensitive
         'age_in_years': pa.Column(
             'Int64',
             nullable=False,
@@ -128,6 +123,7 @@ SCHEMA = pa.DataFrameSchema(
             'str',
             nullable=False,
         ),
+        # foreign_worker: sensitive
         'foreign_worker': pa.Column(
             'str',
             nullable=False,

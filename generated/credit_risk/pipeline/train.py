@@ -2,58 +2,21 @@
 # Regenerate with: aiops compile specs/credit_risk
 """Training pipeline of credit_risk: contract -> features -> LogisticRegression.
 
-Run by `aiops compile`, which validates the data, fits model(), exports and verifies it.
+`aiops compile` trains by calling `fit(contract)`: the rows of DATA are validated against
+schema.SCHEMA, features.STEPS derive the model inputs, CONFIG splits them and model() is
+fitted; the compiler then exports, verifies and evaluates the result. Run it on its own with
+`aiops run-pipeline generated/credit_risk`, which gives the same model.onnx.
 """
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from . import features
+from runtime.fitting import fit_pipeline
+
+from . import features, schema
 
 DATA = 'specs/credit_risk/data/german_credit.csv'
 DATA_FORMAT = 'csv'
-CONFIG = {'evaluation': {'accuracy': {'max': None, 'min': 0.7},
-                'average_precision': {'max': None, 'min': 0.5},
-                'brier': {'max': 0.2, 'min': None},
-                'roc_auc': {'max': None, 'min': 0.74}},
- 'explainability': {'method': 'permutation_importance', 'required': True},
- 'fairness': [{'attribute': 'personal_status_and_sex',
-               'bins': None,
-               'max': 0.25,
-               'metric': 'demographic_parity_difference',
-               'min': None,
-               'positive_class': None},
-              {'attribute': 'age_in_years',
-               'bins': [18.0, 25.0, 101.0],
-               'max': None,
-               'metric': 'disparate_impact_ratio',
-               'min': 0.5,
-               'positive_class': None},
-              {'attribute': 'foreign_worker',
-               'bins': None,
-               'max': 0.25,
-               'metric': 'demographic_parity_difference',
-               'min': None,
-               'positive_class': None}],
- 'key': None,
- 'max_rejected_share': 0.02,
- 'parity': {'edge_rows': 200,
-            'label_max_mismatch_rate': 0.0,
-            'probabilities_atol': 0.0001,
-            'value_atol': None},
- 'positive_class': 'bad',
- 'seed': 42,
- 'slices': [{'bins': None,
-             'column': 'housing',
-             'max': None,
-             'metric': 'roc_auc',
-             'min': 0.65,
-             'min_rows': 30},
-            {'bins': [18.0, 25.0, 35.0, 50.0, 101.0],
-             'column': 'age_in_years',
-             'max': None,
-             'metric': 'roc_auc',
-             'min': 0.6,
-             'min_rows': 30}],
+CONFIG = {'max_rejected_share': 0.02,
  'split': {'end': None,
            'method': 'stratified',
            'seed': 42,
@@ -71,3 +34,7 @@ def model() -> Pipeline:
             ("model", LogisticRegression(C=0.5, class_weight='balanced', max_iter=2000)),
         ]
     )
+
+
+def fit(contract, data=DATA, security=None, observe=None):
+    return fit_pipeline(data, DATA_FORMAT, contract, schema.SCHEMA, features.STEPS, model, CONFIG, security, observe)

@@ -8,14 +8,7 @@ STEPS run in `runtime.features` (the same code in training, batch and HTTP scori
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import (  # noqa: F401 - only some are used by a given spec
-    KBinsDiscretizer,
-    MinMaxScaler,
-    OneHotEncoder,
-    OrdinalEncoder,
-    RobustScaler,
-    StandardScaler,
-)
+from sklearn.preprocessing import OneHotEncoder
 
 from runtime.features import FeatureStep
 
@@ -45,11 +38,8 @@ STEPS = [
     # visib: visib (missing -> median)
     FeatureStep(name='visib', transform='impute', source='visib'),
 ]
-
-DROPPED = {
-    'flight_key': 'row identifier',
-    'arr_delay': 'known only after arrival (label leakage)',
-}
+# not a model input: flight_key (row identifier)
+# not a model input: arr_delay (known only after arrival (label leakage))
 
 
 def encoder() -> ColumnTransformer:

@@ -10,11 +10,6 @@ import pandera.pandas as pa
 
 from runtime.training import dates_parse
 
-TARGET = 'arr_delayed'
-KEY = 'flight_key'
-PII = []
-SENSITIVE = []
-
 SCHEMA = pa.DataFrameSchema(
     {
         'flight_key': pa.Column(
