@@ -222,7 +222,7 @@ def write_manifest(stage: Path, plan: Plan, result: dict[str, Any]) -> None:
                  "choices": dict(plan.choices)},
         "data": {"source": plan.data_source, "sha256": result["data"]["sha256"]},
         "blessed": result["blessed"],
-        "gate": {k: plan.train_config[k] for k in ("evaluation", "slices", "fairness")},
+        "gate": {k: plan.verify_config[k] for k in ("evaluation", "slices", "fairness")},
         "policy": signature_policy(plan.spec),
         "files": files,
     }

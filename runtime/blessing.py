@@ -65,11 +65,14 @@ def derive(gate: dict[str, Any], evaluation: dict[str, Any], parity: dict[str, A
         v = _num(e.get("value"))
         checks.append(Check("slice", f"{r['metric']} where {r['column']} in {e.get('group')}", v, bound_text(r),
                             check_bound(v, r)))
-    found = {(f.get("attribute"), f.get("metric")): f for f in evaluation.get("fairness") or []}
+    fairness = evaluation.get("fairness") or []
     for r in gate.get("fairness") or []:
-        v = _num((found.get((r["attribute"], r["metric"])) or {}).get("value"))
-        checks.append(Check("fairness", f"{r['metric']} across {r['attribute']}", v, bound_text(r),
-                            check_bound(v, r)))
+        cls = r.get("positive_class")  # multiclass: one-vs-rest for the class the bound names
+        hit = next((f for f in fairness if (f.get("attribute"), f.get("metric")) == (r["attribute"], r["metric"])
+                    and (cls is None or str(f.get("positive_class")) == str(cls))), {})
+        v = _num(hit.get("value"))
+        name = f"{r['metric']} across {r['attribute']}" + (f" for class '{cls}'" if cls is not None else "")
+        checks.append(Check("fairness", name, v, bound_text(r), check_bound(v, r)))
     checks.append(Check("parity", "ONNX parity with scikit-learn", None, "within thresholds.parity",
                         parity.get("passed") is True))
     gate_set = bool(gate.get("evaluation") or gate.get("slices") or gate.get("fairness"))

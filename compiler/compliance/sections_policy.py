@@ -43,6 +43,12 @@ def security(plan: Plan) -> list[Block]:
             ("Artefact signature", _signing(plan), key("security.signing_key_env")),
         ], file("serving.json"), title="Controls"),
     ]
+    from .enforcement import applicable
+
+    blocks.append(table(("Control", "Status", "Enforced by", "Test", "Source"), [
+        (c.name, c.status, f"{c.code}: {c.how}" if c.code else c.how, Cell(c.test, code=True) if c.test else "-",
+         key(c.key)) for c in applicable(plan.spec)],
+        key("compiler/compliance/enforcement.py"), title="Enforcement of the declared controls"))
     roles = sorted(sec["roles"].items())
     blocks.append(table(("Role", "Permissions", "Source"),
                         [(r, ", ".join(p), key(f"security.roles.{r}")) for r, p in roles], file("serving.json"),

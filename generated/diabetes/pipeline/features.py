@@ -8,14 +8,6 @@ STEPS run in `runtime.features` (the same code in training, batch and HTTP scori
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import (  # noqa: F401 - only some are used by a given spec
-    KBinsDiscretizer,
-    MinMaxScaler,
-    OneHotEncoder,
-    OrdinalEncoder,
-    RobustScaler,
-    StandardScaler,
-)
 
 from runtime.features import FeatureStep
 
@@ -41,9 +33,6 @@ STEPS = [
     # glu: glu as is (missing -> median)
     FeatureStep(name='glu', transform='passthrough', source='glu'),
 ]
-
-DROPPED = {
-}
 
 
 def encoder() -> ColumnTransformer:

@@ -8,13 +8,6 @@ it accepted, as a cross-check (docs/contract.md).
 """
 import pandera.pandas as pa
 
-from runtime.training import dates_parse
-
-TARGET = 'progression'
-KEY = 'patient_id'
-PII = []
-SENSITIVE = ['sex']
-
 SCHEMA = pa.DataFrameSchema(
     {
         'patient_id': pa.Column(
@@ -33,6 +26,7 @@ SCHEMA = pa.DataFrameSchema(
                 pa.Check.less_than_or_equal_to(100),
             ],
         ),
+        # sex: sensitive
         'sex': pa.Column(
             'Int64',
             nullable=False,

@@ -2,45 +2,21 @@
 # Regenerate with: aiops compile specs/diabetes
 """Training pipeline of diabetes: contract -> features -> GradientBoostingRegressor.
 
-Run by `aiops compile`, which validates the data, fits model(), exports and verifies it.
+`aiops compile` trains by calling `fit(contract)`: the rows of DATA are validated against
+schema.SCHEMA, features.STEPS derive the model inputs, CONFIG splits them and model() is
+fitted; the compiler then exports, verifies and evaluates the result. Run it on its own with
+`aiops run-pipeline generated/diabetes`, which gives the same model.onnx.
 """
 from sklearn.ensemble import GradientBoostingRegressor
 from sklearn.pipeline import Pipeline
 
-from . import features
+from runtime.fitting import fit_pipeline
+
+from . import features, schema
 
 DATA = 'specs/diabetes/data/diabetes.csv'
 DATA_FORMAT = 'csv'
-CONFIG = {'evaluation': {'mae': {'max': 50.0, 'min': None},
-                'r2': {'max': None, 'min': 0.3},
-                'rmse': {'max': 65.0, 'min': None}},
- 'explainability': {'method': 'permutation_importance', 'required': True},
- 'fairness': [{'attribute': 'sex',
-               'bins': None,
-               'max': 12.0,
-               'metric': 'mean_absolute_error_difference',
-               'min': None,
-               'positive_class': None},
-              {'attribute': 'sex',
-               'bins': None,
-               'max': 30.0,
-               'metric': 'mean_prediction_difference',
-               'min': None,
-               'positive_class': None}],
- 'key': 'patient_id',
- 'max_rejected_share': 0.02,
- 'parity': {'edge_rows': 200,
-            'label_max_mismatch_rate': None,
-            'probabilities_atol': None,
-            'value_atol': 0.001},
- 'positive_class': None,
- 'seed': 3,
- 'slices': [{'bins': [18.0, 40.0, 60.0, 101.0],
-             'column': 'age',
-             'max': 60.0,
-             'metric': 'mae',
-             'min': None,
-             'min_rows': 20}],
+CONFIG = {'max_rejected_share': 0.02,
  'split': {'end': None,
            'method': 'random',
            'seed': 3,
@@ -58,3 +34,7 @@ def model() -> Pipeline:
             ("model", GradientBoostingRegressor(learning_rate=0.05, max_depth=3, n_estimators=150, random_state=5, subsample=0.8)),
         ]
     )
+
+
+def fit(contract, data=DATA, security=None, observe=None):
+    return fit_pipeline(data, DATA_FORMAT, contract, schema.SCHEMA, features.STEPS, model, CONFIG, security, observe)

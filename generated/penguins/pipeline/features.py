@@ -8,12 +8,8 @@ STEPS run in `runtime.features` (the same code in training, batch and HTTP scori
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import (  # noqa: F401 - only some are used by a given spec
-    KBinsDiscretizer,
-    MinMaxScaler,
+from sklearn.preprocessing import (
     OneHotEncoder,
-    OrdinalEncoder,
-    RobustScaler,
     StandardScaler,
 )
 
@@ -31,11 +27,8 @@ STEPS = [
     # body_mass: body_mass_g (missing -> median, standard scaling)
     FeatureStep(name='body_mass', transform='impute', source='body_mass_g'),
 ]
-
-DROPPED = {
-    'sex': 'sensitive attribute; used only to measure fairness',
-    'year': 'the field season says nothing about the species',
-}
+# not a model input: sex (sensitive attribute; used only to measure fairness)
+# not a model input: year (the field season says nothing about the species)
 
 
 def encoder() -> ColumnTransformer:

@@ -8,13 +8,6 @@ it accepted, as a cross-check (docs/contract.md).
 """
 import pandera.pandas as pa
 
-from runtime.training import dates_parse
-
-TARGET = 'species'
-KEY = 'penguin_id'
-PII = []
-SENSITIVE = ['sex']
-
 SCHEMA = pa.DataFrameSchema(
     {
         'penguin_id': pa.Column(
@@ -71,6 +64,7 @@ SCHEMA = pa.DataFrameSchema(
                 pa.Check.less_than_or_equal_to(7000.0),
             ],
         ),
+        # sex: sensitive
         'sex': pa.Column(
             'str',
             nullable=True,

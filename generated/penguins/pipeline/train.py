@@ -2,46 +2,21 @@
 # Regenerate with: aiops compile specs/penguins
 """Training pipeline of penguins: contract -> features -> RandomForestClassifier.
 
-Run by `aiops compile`, which validates the data, fits model(), exports and verifies it.
+`aiops compile` trains by calling `fit(contract)`: the rows of DATA are validated against
+schema.SCHEMA, features.STEPS derive the model inputs, CONFIG splits them and model() is
+fitted; the compiler then exports, verifies and evaluates the result. Run it on its own with
+`aiops run-pipeline generated/penguins`, which gives the same model.onnx.
 """
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.pipeline import Pipeline
 
-from . import features
+from runtime.fitting import fit_pipeline
+
+from . import features, schema
 
 DATA = 'specs/penguins/data/penguins.csv'
 DATA_FORMAT = 'csv'
-CONFIG = {'evaluation': {'accuracy': {'max': None, 'min': 0.9},
-                'f1': {'max': None, 'min': 0.9},
-                'log_loss': {'max': 0.4, 'min': None},
-                'roc_auc': {'max': None, 'min': 0.95}},
- 'explainability': {'method': 'permutation_importance', 'required': True},
- 'fairness': [{'attribute': 'sex',
-               'bins': None,
-               'max': 0.2,
-               'metric': 'demographic_parity_difference',
-               'min': None,
-               'positive_class': 'Adelie'},
-              {'attribute': 'sex',
-               'bins': None,
-               'max': 0.25,
-               'metric': 'equal_opportunity_difference',
-               'min': None,
-               'positive_class': 'Chinstrap'}],
- 'key': 'penguin_id',
- 'max_rejected_share': 0.02,
- 'parity': {'edge_rows': 200,
-            'label_max_mismatch_rate': 0.0,
-            'probabilities_atol': 1e-06,
-            'value_atol': None},
- 'positive_class': None,
- 'seed': 7,
- 'slices': [{'bins': None,
-             'column': 'island',
-             'max': None,
-             'metric': 'accuracy',
-             'min': 0.85,
-             'min_rows': 20}],
+CONFIG = {'max_rejected_share': 0.02,
  'split': {'end': None,
            'method': 'stratified',
            'seed': 7,
@@ -59,3 +34,7 @@ def model() -> Pipeline:
             ("model", RandomForestClassifier(max_depth=6, min_samples_leaf=3, n_estimators=200, n_jobs=1, random_state=11)),
         ]
     )
+
+
+def fit(contract, data=DATA, security=None, observe=None):
+    return fit_pipeline(data, DATA_FORMAT, contract, schema.SCHEMA, features.STEPS, model, CONFIG, security, observe)
