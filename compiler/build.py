@@ -120,7 +120,7 @@ def compile_spec(spec_dir: str, overrides: list[str], out: str | None = None, ch
         drift = version_drift(out_dir, installed(E.versions()))
         if drift is not None:
             raise BuildFailed(render_all([drift], wrote_nothing=False), 1, [drift])
-    from .cli import UserError
+    from .errors import UserError
     from .sign import signing_key
 
     try:

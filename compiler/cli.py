@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .diag_formats import add_format_option
 from .errors import UserError
 
 
@@ -34,13 +35,6 @@ def missing_extra(module: str, command: str) -> str | None:
     if command in REPORT_COMMANDS and top in ("matplotlib", "sklearn"):
         return "report"
     return EXTRA_MODULES[top]
-
-
-def add_format_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=("text", "json", "sarif", "github"), default="text",
-                        help="how diagnostics are printed: text (default), json, sarif (SARIF 2.1.0 for "
-                             "code scanning) or github (workflow annotations on the spec's lines); "
-                             "machine formats go to stdout")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,7 +22,7 @@ def _compile(args: argparse.Namespace) -> int:
 
 
 def _package(args: argparse.Namespace) -> int:
-    from .cli import UserError
+    from .errors import UserError
     from .package import DEFAULT_BASE, PackageError, plan, write
 
     try:
@@ -54,7 +54,7 @@ def register(sub) -> None:
     c.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 and list stale files if the committed output is out of date")
     c.add_argument("--quiet", action="store_true", help="no progress lines")
-    from .cli import add_format_option
+    from .diag_formats import add_format_option
 
     add_format_option(c)
     c.add_argument("--override-reason", metavar="TEXT",

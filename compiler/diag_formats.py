@@ -7,6 +7,7 @@ workflow command).
 """
 from __future__ import annotations
 
+import argparse
 import json
 from typing import Any, Sequence
 
@@ -111,3 +112,10 @@ def render(diags: Sequence[Diagnostic], fmt: str, wrote_nothing: bool = True) ->
     if fmt == "github":
         return to_github(diags)
     return render_all(diags, wrote_nothing=wrote_nothing)
+
+
+def add_format_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=FORMATS, default="text",
+                        help="how diagnostics are printed: text (default), json, sarif (SARIF 2.1.0 for "
+                             "code scanning) or github (workflow annotations on the spec's lines); "
+                             "machine formats go to stdout")

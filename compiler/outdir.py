@@ -166,3 +166,19 @@ def inside(child: Path, parent: Path) -> Path:
     if not child.resolve().is_relative_to(parent.resolve()) or child.resolve() == parent.resolve():
         raise OutputError(f"error: '{child}' does not lie inside '{parent}'")
     return child
+
+
+def history_dir(artefact_dir: Path) -> Path:
+    return artefact_dir.parent / ".history" / artefact_dir.name
+
+
+def archive(d: Path) -> Path:
+    """Copy the artefact folder `d` into its history (`.history/<name>/NNNN`); the copy's path."""
+    h = history_dir(d)
+    h.mkdir(parents=True, exist_ok=True)
+    n = max([int(p.name) for p in h.iterdir() if p.is_dir() and p.name.isdigit()] or [0]) + 1
+    tmp = h / f".{n:04d}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    shutil.copytree(d, tmp, ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp.rename(h / f"{n:04d}")

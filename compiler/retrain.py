@@ -27,6 +27,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from .outdir import archive as _archive, history_dir
+
 LOWER_IS_BETTER = frozenset({"brier", "log_loss", "mae", "rmse", "mape"})
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -47,10 +49,6 @@ class Outcome:
     where: Path  # the artefact folder (promoted) or the kept challenger folder (not promoted)
     archived: Path | None  # where the replaced champion went
     registry: str = ""  # what the registry now says about the challenger
-
-
-def history_dir(artefact_dir: Path) -> Path:
-    return artefact_dir.parent / ".history" / artefact_dir.name
 
 
 def _rel(p: Path) -> str:
@@ -154,7 +152,8 @@ def _holdout(stage: Path, plan) -> tuple[dict[str, Any], Any, Any]:
     from .rowkeys import row_hashes
 
     gen = import_pipeline(stage / "pipeline", plan.name)
-    contract = Contract.load(stage / "contract.json")
+    contract = Contract.from_dict({"columns": [c.contract for c in plan.columns], "target": plan.target,
+                                   "key": plan.key})
     v = validate(read_table(Path(plan.data_source), plan.data_format), gen["schema"].SCHEMA, contract)
     y = labels(v.frame, plan.train_config)
     te = split(None, v.columns, y, plan.train_config)["test"]
@@ -212,17 +211,6 @@ def _decide(result: dict[str, Any], primary: str, champ: float | None, chal: flo
     if gain > 0 and gain >= margin:
         return True, gain, f"the challenger passed every gate and beats the champion by at least {margin:g}: {vs}"
     return False, gain, (f"the challenger does not beat the champion by monitoring.retrain_margin {margin:g}: {vs}")
-
-
-def _archive(d: Path) -> Path:
-    h = history_dir(d)
-    h.mkdir(parents=True, exist_ok=True)
-    n = max([int(p.name) for p in h.iterdir() if p.is_dir() and p.name.isdigit()] or [0]) + 1
-    tmp = h / f".{n:04d}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    shutil.copytree(d, tmp, ignore=shutil.ignore_patterns("__pycache__"))
-    return tmp.rename(h / f"{n:04d}")
 
 
 def _record(registry: str, plan, champ_dir: Path, d: Path, where: Path, event: dict[str, Any],

@@ -8,9 +8,14 @@ import sys
 
 
 def _positive_int(text: str) -> int:
-    from .cli_score import _positive
-
-    return _positive(text)
+    """A positive whole number on the command line (argparse type)."""
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number. Got {text!r} instead.")
+    return v
 
 
 def score_dask_command(args: argparse.Namespace) -> int:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
+
+from .cli_dask import _positive_int
 
 
 def _score(args: argparse.Namespace) -> int:
@@ -46,16 +47,6 @@ def _share(text: str) -> float:
     return v
 
 
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        v = 0
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number. Got {text!r} instead.")
-    return v
-
-
 def register(sub) -> None:
     s = sub.add_parser("score", help="batch-score a CSV or Parquet file in bounded memory, with a quarantine file",
                        description="Stream INPUT in chunks through the data contract and the model. Valid rows "
@@ -67,11 +58,11 @@ def register(sub) -> None:
     s.add_argument("--output", "-o", required=True, help="predictions: .csv or .parquet (--engine dask: a folder "
                    "of part-NNNNN.parquet)")
     s.add_argument("--quarantine", help="rejected rows and reasons (default: OUTPUT.quarantine.csv)")
-    s.add_argument("--chunk-rows", type=_positive,
+    s.add_argument("--chunk-rows", type=_positive_int,
                    help="rows per chunk (default: serving.batch_chunk_rows of serving.json)")
     s.add_argument("--max-rejected-share", type=_share, default=None,
                    help="fail (exit 1, no output) when more than this share of rows is quarantined, e.g. 0.01")
-    s.add_argument("--threads", type=_positive, default=1, help="onnxruntime threads (default 1)")
+    s.add_argument("--threads", type=_positive_int, default=1, help="onnxruntime threads (default 1)")
     s.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     from .cli_dask import add_engine_options
     from .governance.production import add_arguments

@@ -184,8 +184,12 @@ def _schema(*names: str):
     out = {}
     for name in names:
         col = COLUMNS[name]
-        checks = [eval(src, {"pa": pa_, "dates_parse": dates_parse})  # noqa: S307 - the compiler's own source
-                  for src in P._checks(col)]
+        # as templates/pipeline/schema.py.j2 prints them: the typed checks, then the two it adds
+        checks = [getattr(pa_.Check, method)(*args) for method, args in P._checks(col)]
+        if col.checks.unique and col.nullable:
+            checks.append(pa_.Check(lambda s: s.isna() | ~s.duplicated(keep=False), error="unique (nulls aside)"))
+        if col.dtype == "date":
+            checks.append(pa_.Check(lambda s, f=tuple(col.formats): dates_parse(s, f), element_wise=False))
         out[name] = pa_.Column(P.PANDERA_DTYPE[col.dtype], nullable=col.nullable,
                                unique=col.checks.unique and not col.nullable,
                                checks=checks or None)

@@ -249,7 +249,7 @@ def keep_production(registry: str, out_dir: Path, stage: Path) -> Path | None:
     the new build is another run, archive it (as retrain does) so `aiops rollback` can restore it.
     Returns the archive, or None."""
     from ..registry import move, where
-    from ..retrain import _archive
+    from ..outdir import archive as _archive
 
     if not (out_dir / "manifest.json").is_file():
         return None
