@@ -96,9 +96,9 @@ def fitted_pipeline(art: Path):
 def _fit(art: Path):
     import warnings
 
-    from runtime.contract import Contract
-    from runtime.features import FeatureStep
-    from runtime.training import labels, model_frame, read_table as read_frame, split
+    from aiops.runtime.contract import Contract
+    from aiops.runtime.features import FeatureStep
+    from aiops.compiler.training import labels, model_frame, read_table as read_frame, split
 
     pkg = f"_bench_pipeline_{art.name}"
     spec = importlib.util.spec_from_file_location(pkg, art / "pipeline" / "__init__.py",

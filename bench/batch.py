@@ -42,7 +42,7 @@ from _common import (WORK, artefacts, bench_env, fitted_pipeline, fmt_table, mac
 # VmHWM, not ru_maxrss: a child inherits its parent's ru_maxrss across fork and exec
 PEAK = r"""
 import sys
-from compiler.cli import main
+from aiops.compiler.cli import main
 rc = main(sys.argv[1:])
 hwm = [ln for ln in open("/proc/self/status") if ln.startswith("VmHWM")][0].split()[1]
 print("PEAK", rc, int(hwm) * 1024)
@@ -53,13 +53,13 @@ def featurize(art: Path, table):
     """Contract-clean columns, ONNX feed and model frame of `table` (outside any timing)."""
     import pandas as pd
 
-    from runtime.predictor import Predictor
+    from aiops.runtime.predictor import Predictor
 
     p = Predictor(art)
     data = {c: table.column(c).to_numpy(zero_copy_only=False) for c in table.column_names}
     cols, errors = p.contract.validate_columns(data, table.num_rows)
     assert not errors.items, errors.items[:3]
-    from runtime.features import derive
+    from aiops.runtime.features import derive
 
     feed = derive(p.steps, cols)
     frame = pd.DataFrame({k: v[:, 0] for k, v in feed.items()})
@@ -69,7 +69,7 @@ def featurize(art: Path, table):
 def throughput(name: str, art: Path, rows: int, repeats: int, log) -> dict:
     import onnxruntime as ort
 
-    from runtime.score import score_file
+    from aiops.runtime.score.scorer import score_file
 
     serving = json.loads((art / "serving.json").read_text())
     chunk = int(serving["serving"]["batch_chunk_rows"])
@@ -122,7 +122,7 @@ def throughput(name: str, art: Path, rows: int, repeats: int, log) -> dict:
 
 def _cli_end_to_end(art: Path, inp: Path, out: Path) -> dict:
     t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", "compiler.cli", "score", str(art), str(inp), "--output", str(out),
+    p = subprocess.run([sys.executable, "-m", "aiops.compiler.cli", "score", str(art), str(inp), "--output", str(out),
                         "--quiet"], env=bench_env(), capture_output=True, text=True)
     wall = time.perf_counter() - t0
     assert p.returncode == 0, p.stderr
@@ -131,9 +131,9 @@ def _cli_end_to_end(art: Path, inp: Path, out: Path) -> dict:
 
 def latency(name: str, art: Path, n: int, log) -> dict:
     """Single-record latency in process, microseconds."""
-    from runtime.features import derive
-    from runtime.http_rows import FeatureRows, RowAcceptor
-    from runtime.predictor import Predictor
+    from aiops.runtime.features import derive
+    from aiops.runtime.serve.rows import FeatureRows, RowAcceptor
+    from aiops.runtime.predictor import Predictor
 
     log(f"{name}: single-record latency ({n} calls each)")
     table = read_table(name)

@@ -71,9 +71,9 @@ def main() -> int:
 
     from distributed import Client, LocalCluster
 
-    from runtime.dask_engine import monitor_dask, score_dask
-    from runtime.monitor import Source, run
-    from runtime.score import score_file
+    from aiops.runtime.scale.engine import monitor_dask, score_dask
+    from aiops.runtime.monitor.job import Source, run
+    from aiops.runtime.score.scorer import score_file
 
     art = artefacts(args.example, args.artefacts)
     work = WORK / "dask_scale" / args.example

@@ -167,7 +167,7 @@ def compile_bench(reference: Path) -> Path:
         return out
     print(f"compiling the benchmark spec ({spec_dir})...", file=sys.stderr, flush=True)
     sys.path.insert(0, str(ROOT))
-    from compiler.build import compile_spec
+    from aiops.compiler.build import compile_spec
 
     rc = compile_spec(str(spec_dir), [], out=str(out), quiet=True)
     if rc != 0:
@@ -191,7 +191,7 @@ import json, sys, time
 from pathlib import Path
 t0 = time.perf_counter()
 import onnxruntime, pyarrow.parquet, scipy.stats  # libraries load before the clock starts, as Evidently's do
-from runtime.monitor import Source, run
+from aiops.runtime.monitor.job import Source, run
 t1 = time.perf_counter()
 o = run(sys.argv[1], Source(current=Path(sys.argv[2])), sys.argv[3], html=sys.argv[4] == "html")
 t2 = time.perf_counter()
@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         "evidently": {"package": EVIDENTLY[0], "what": "Report([DataDriftPreset()]).run + .dict(), data in memory",
                       "seconds": [r["seconds"] for r in ev], "median_seconds": ev_m,
                       "peak_rss_mb": max(r["peak_rss_mb"] for r in ev), "drifted_columns": ev[0]["drifted_columns"]},
-        "aiops": {"what": "runtime.monitor.run: read parquet in 100k chunks, contract, ONNX scoring, data quality, "
+        "aiops": {"what": "aiops.runtime.monitor.job.run: read parquet in 100k chunks, contract, ONNX scoring, data quality, "
                           "PSI+KS+Wasserstein / chi-square+JS with Holm, prediction drift, report.json",
                   "seconds": [r["seconds"] for r in ai], "median_seconds": ai_m,
                   "with_html_seconds": html["seconds"], "cli_wall_seconds": cli_s, "cli_exit_code": cli.returncode,

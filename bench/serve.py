@@ -127,8 +127,8 @@ class Server:
 # ---------------------------------------------------------------------- per example
 class Example:
     def __init__(self, name: str):
-        from runtime.features import derive
-        from runtime.predictor import Predictor
+        from aiops.runtime.features import derive
+        from aiops.runtime.predictor import Predictor
 
         self.name = name
         self.art = artefacts(name)
@@ -156,7 +156,7 @@ class Example:
         if kind == "aiops":
             log_dir = logs / f"{self.name}-{tag}"
             shutil.rmtree(log_dir, ignore_errors=True)
-            cmd = [sys.executable, "-m", "compiler.cli", "serve", str(self.art), "--host", "127.0.0.1", "--port",
+            cmd = [sys.executable, "-m", "aiops.compiler.cli", "serve", str(self.art), "--host", "127.0.0.1", "--port",
                    str(port), "--workers", str(workers), "--log-dir", str(log_dir),
                    "--insecure-dev"]  # open, as raw and mlflow are (the examples define roles: keys are required)
             return Server(kind, cmd, env, port, "/readyz", "/v1/predict", logs / f"{self.name}-{tag}.log")
@@ -198,7 +198,7 @@ class Example:
 def _frame(ex: Example):
     import pandas as pd
 
-    from runtime.features import derive
+    from aiops.runtime.features import derive
 
     cols, _ = ex.pred.contract.validate_records(ex.records)
     feed = derive(ex.pred.steps, cols)

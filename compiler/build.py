@@ -13,17 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runtime.stable import dumps
+from aiops.runtime.stable import dumps
 
-from . import estimators as E
-from .check import check
-from .diagnostics import Diagnostic, render_all
-from .escape import EscapeError
-from .load import parse_path
-from .monitoring_plan import render_monitoring
-from .outdir import OutputError, clean_interrupted, inside, output_dir, replace, staging
-from .plan import Plan, build_plan
-from .render import UnsafeOutput, render_code
+from aiops.compiler import estimators as E
+from aiops.compiler.check import check
+from aiops.compiler.diagnostics import Diagnostic, render_all
+from aiops.compiler.escape import EscapeError
+from aiops.compiler.load import parse_path
+from aiops.compiler.monitoring_plan import render_monitoring
+from aiops.compiler.outdir import OutputError, clean_interrupted, inside, output_dir, replace, staging
+from aiops.compiler.plan import Plan, build_plan
+from aiops.compiler.render import UnsafeOutput, render_code
 
 MANIFEST_SCHEMA = 2  # 2: signature in manifest.sig, policy and gate recorded
 
@@ -81,7 +81,7 @@ def compile_spec(spec_dir: str, overrides: list[str], out: str | None = None, ch
     except ValueError:
         data_rel = str(src)
     plan = build_plan(loaded, spec, data_rel)
-    from .compliance import missing_error, missing_sections
+    from aiops.compiler.compliance import missing_error, missing_sections
 
     missing = missing_sections(plan)  # fail before training, not after it
     if missing:
@@ -90,7 +90,7 @@ def compile_spec(spec_dir: str, overrides: list[str], out: str | None = None, ch
         loc = loaded.sources.locate(path)
         raise BuildFailed(render_all([Diagnostic("E905", exc.summary, missing[0].key, loc,
                                                  loaded.sources.line_of(loc), tuple(exc.notes), exc.help)]), 2)
-    from .governance import overrides as OV
+    from aiops.compiler.governance import overrides as OV
 
     loose = OV.find(loaded)
     for line in OV.warning_lines(loose):
@@ -115,13 +115,13 @@ def compile_spec(spec_dir: str, overrides: list[str], out: str | None = None, ch
     except OutputError as exc:
         raise BuildFailed(str(exc), 2) from None
     if check_only:
-        from .staleness import installed, version_drift
+        from aiops.compiler.staleness import installed, version_drift
 
         drift = version_drift(out_dir, installed(E.versions()))
         if drift is not None:
             raise BuildFailed(render_all([drift], wrote_nothing=False), 1, [drift])
-    from .errors import UserError
-    from .sign import signing_key
+    from aiops.compiler.errors import UserError
+    from aiops.compiler.sign import signing_key
 
     try:
         signing_key(plan.spec)  # a build the policy wants signed fails here, before training, without a key
@@ -136,17 +136,17 @@ def compile_spec(spec_dir: str, overrides: list[str], out: str | None = None, ch
             p = inside(stage / rel, stage)
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_text(text)
-        from .train import train_and_verify
+        from aiops.compiler.train import train_and_verify
 
         try:
             result = train_and_verify(plan, spec, stage, Progress(7, quiet=quiet), keep_quarantine=not check_only)
         except Exception as exc:
-            from runtime.training import DataError
+            from aiops.compiler.training import DataError
 
             if isinstance(exc, DataError):
-                from runtime.governance.store import RegistryError
+                from aiops.runtime.governance.store import RegistryError
 
-                from .registry import register_failed
+                from aiops.compiler.registry import register_failed
 
                 try:
                     register_failed(spec.env.registry, plan, exc.summary, tuple(exc.notes))
@@ -158,16 +158,16 @@ def compile_spec(spec_dir: str, overrides: list[str], out: str | None = None, ch
         if check_only:
             return compare(stage, out_dir, plan)
         _keep_approvals(out_dir, stage)
-        from .governance.workflow import keep_production
+        from aiops.compiler.governance.workflow import keep_production
 
         keep_production(spec.env.registry, out_dir, stage)
         try:
             _replace(stage, out_dir)
         except OutputError as exc:
             raise BuildFailed(str(exc), 2) from None
-    from runtime.governance.store import RegistryError
+    from aiops.runtime.governance.store import RegistryError
 
-    from .registry import register_build
+    from aiops.compiler.registry import register_build
 
     try:
         run = register_build(spec.env.registry, out_dir, "compile")
@@ -201,7 +201,7 @@ def _data_diag(exc, loaded) -> Diagnostic:
 def write_manifest(stage: Path, plan: Plan, result: dict[str, Any]) -> None:
     """manifest.json over every file of `stage`, then manifest.sig over all of them when a signing
     key is set (required by the policy: compiler/sign.py)."""
-    from .sign import sign_folder, signature_policy, signing_key
+    from aiops.compiler.sign import sign_folder, signature_policy, signing_key
 
     key = signing_key(plan.spec)
 

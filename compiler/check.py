@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import schema as S
-from .diagnostics import Diagnostic, render_all
-from .load import Loaded, load
-from .validate import validate
+from aiops.compiler import schema as S
+from aiops.compiler.diagnostics import Diagnostic, render_all
+from aiops.compiler.load import Loaded, load
+from aiops.compiler.validate import validate
 
 
 def check(spec_dir: str | Path, overrides: list[str] | None = None) -> tuple[Loaded | None, S.Spec | None,
@@ -58,7 +58,7 @@ def run_check(spec_dir: str, overrides: list[str], fmt: str = "text") -> tuple[s
     loaded, spec, diags = check(spec_dir, overrides)
     errors = [d for d in diags if d.is_error]
     if fmt != "text":
-        from .diag_formats import render
+        from aiops.compiler.diag_formats import render
 
         return render(diags, fmt), not (errors or spec is None or loaded is None)
     if errors or spec is None or loaded is None:

@@ -6,13 +6,13 @@ import os
 import sys
 from pathlib import Path
 
-from . import __version__
-from .diag_formats import add_format_option
-from .errors import UserError
+from aiops.compiler import __version__
+from aiops.compiler.diag_formats import add_format_option
+from aiops.compiler.errors import UserError
 
 
 def _check(args: argparse.Namespace) -> int:
-    from .check import run_check
+    from aiops.compiler.check import run_check
 
     text, ok = run_check(args.spec_dir, args.overrides, args.format)
     print(text, file=sys.stdout if ok or args.format != "text" else sys.stderr)
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    from .rules_sample import SAMPLE_HELP
+    from aiops.compiler.rules_sample import SAMPLE_HELP
 
     c = sub.add_parser("check", help="compose and validate a spec; write nothing",
                        description=f"Compose and validate a spec, then look at the data: {SAMPLE_HELP}. "
@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_format_option(c)
     c.set_defaults(func=_check)
 
-    from .cli_commands import register  # commands beyond check
+    from aiops.compiler.cli_commands import register  # commands beyond check
 
     register(sub)
     return p
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = list(args.overrides) + extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    from runtime.cli_trust import apply_arguments
+    from aiops.runtime.trust.cli import apply_arguments
 
     apply_arguments(args)  # --trusted-keys, --insecure-dev
     try:
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         crash = Path(os.environ.get("AIOPS_CRASH_LOG", ".aiops/crash.log"))
         try:
             crash.parent.mkdir(parents=True, exist_ok=True)
-            from runtime.masking import scrub  # a library's message may quote a value of the data
+            from aiops.runtime.masking import scrub  # a library's message may quote a value of the data
 
             crash.write_text(scrub(traceback.format_exc()))
             where = f"; details in {crash}"

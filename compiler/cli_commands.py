@@ -6,14 +6,14 @@ import sys
 
 
 def _compile(args: argparse.Namespace) -> int:
-    from .build import BuildFailed, compile_spec
+    from aiops.compiler.build import BuildFailed, compile_spec
 
     try:
         return compile_spec(args.spec_dir, args.overrides, out=args.out, check_only=args.check, quiet=args.quiet,
                             override_reason=args.override_reason)
     except BuildFailed as exc:
         if args.format != "text" and exc.diags:
-            from .diag_formats import render
+            from aiops.compiler.diag_formats import render
 
             print(render(exc.diags, args.format))
         else:
@@ -22,8 +22,8 @@ def _compile(args: argparse.Namespace) -> int:
 
 
 def _package(args: argparse.Namespace) -> int:
-    from .errors import UserError
-    from .package import DEFAULT_BASE, PackageError, plan, write
+    from aiops.compiler.errors import UserError
+    from aiops.compiler.package import DEFAULT_BASE, PackageError, plan, write
 
     try:
         p = plan(args.artefact_dir, args.out, args.base_image or DEFAULT_BASE, args.replicas, args.workers)
@@ -42,8 +42,8 @@ def _package(args: argparse.Namespace) -> int:
 
 # Modules that add their own sub-commands: each has register(subparsers) and imports
 # nothing heavy at module level.
-EXTRA = ("runtime.cli_serve", "runtime.cli_audit", "runtime.cli_score", "runtime.cli_monitor", "compiler.cli_retrain",
-         "compiler.cli_governance", "runtime.cli_trust", "compiler.cli_pipeline")
+EXTRA = ("aiops.runtime.serve.cli", "aiops.runtime.audit.cli", "aiops.runtime.score.cli", "aiops.runtime.monitor.cli", "aiops.compiler.cli_retrain",
+         "aiops.compiler.cli_governance", "aiops.runtime.trust.cli", "aiops.compiler.cli_pipeline")
 
 
 def register(sub) -> None:
@@ -54,7 +54,7 @@ def register(sub) -> None:
     c.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 and list stale files if the committed output is out of date")
     c.add_argument("--quiet", action="store_true", help="no progress lines")
-    from .diag_formats import add_format_option
+    from aiops.compiler.diag_formats import add_format_option
 
     add_format_option(c)
     c.add_argument("--override-reason", metavar="TEXT",
@@ -74,4 +74,4 @@ def register(sub) -> None:
 
     for name in EXTRA:
         importlib.import_module(name).register(sub)
-    importlib.import_module("runtime.cli_trust").register_options(sub)  # --trusted-keys, --insecure-dev
+    importlib.import_module("aiops.runtime.trust.cli").register_options(sub)  # --trusted-keys, --insecure-dev

@@ -7,7 +7,7 @@ import sys
 
 
 def _approve(args: argparse.Namespace) -> int:
-    from .governance.workflow import GovernanceFailed, approve
+    from aiops.compiler.governance.workflow import GovernanceFailed, approve
 
     try:
         out = approve(args.run, args.reason, registry=args.registry, insecure_dev=args.insecure_dev)
@@ -23,7 +23,7 @@ def _approve(args: argparse.Namespace) -> int:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from .governance.workflow import GovernanceFailed, promote
+    from aiops.compiler.governance.workflow import GovernanceFailed, promote
 
     try:
         out = promote(args.run, args.to, registry=args.registry, reason=args.reason or "",
@@ -37,7 +37,7 @@ def _promote(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from .governance.history import RunsFailed, show
+    from aiops.compiler.governance.history import RunsFailed, show
 
     try:
         print(show(args.name, registry=args.registry, compare=args.compare, html_out=args.html))
@@ -48,7 +48,7 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from .governance.diff import DiffFailed, diff_text
+    from aiops.compiler.governance.diff import DiffFailed, diff_text
 
     try:
         print(diff_text(args.a, args.b, registry=args.registry))
@@ -59,8 +59,8 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _registry(args: argparse.Namespace) -> int:
-    from runtime.governance.store import RegistryError, Store
-    from runtime.governance.subject import registry_location
+    from aiops.runtime.governance.store import RegistryError, Store
+    from aiops.runtime.governance.subject import registry_location
 
     try:
         store = Store(registry_location(args.registry))
@@ -80,8 +80,8 @@ def _registry(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from .governance.history import RunsFailed
-    from .governance.status import report
+    from aiops.compiler.governance.history import RunsFailed
+    from aiops.compiler.governance.status import report
 
     try:
         text = report(args.artefact_dir, registry=args.registry)
@@ -99,7 +99,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _whoami(args: argparse.Namespace) -> int:
-    from runtime.governance import identity as I
+    from aiops.runtime.governance import identity as I
 
     try:
         who = I.current()

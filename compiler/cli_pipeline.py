@@ -13,7 +13,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from .errors import UserError
+from aiops.compiler.errors import UserError
 
 
 def register(sub) -> None:
@@ -41,12 +41,12 @@ def _run(args: argparse.Namespace) -> int:
 def run_pipeline(artefact_dir: str | Path, data: str | Path | None = None) -> tuple[bytes, Path]:
     """The ONNX bytes of the model that ARTEFACT_DIR's generated pipeline fits on `data` (default:
     its DATA)."""
-    from runtime.contract import Contract
-    from runtime.training import DataError
+    from aiops.runtime.contract import Contract
+    from aiops.compiler.training import DataError
 
-    from . import estimators as E
-    from .export import to_onnx_bytes
-    from .generated import PipelineImportError, import_pipeline
+    from aiops.compiler import estimators as E
+    from aiops.compiler.export import to_onnx_bytes
+    from aiops.compiler.generated import PipelineImportError, import_pipeline
 
     d = Path(artefact_dir)
     try:

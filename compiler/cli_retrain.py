@@ -6,7 +6,7 @@ import sys
 
 
 def _retrain(args: argparse.Namespace) -> int:
-    from .retrain import RetrainFailed, retrain
+    from aiops.compiler.retrain import RetrainFailed, retrain
 
     try:
         out = retrain(args.artefact_dir, args.data, holdout_from=args.holdout_from, quiet=args.quiet)
@@ -38,7 +38,7 @@ def _metrics(m: dict) -> str:
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    from .retrain import RetrainFailed, rollback
+    from aiops.compiler.retrain import RetrainFailed, rollback
 
     try:
         ev = rollback(args.artefact_dir)

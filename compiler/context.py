@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import schema as S
-from .diagnostics import Diagnostic, did_you_mean
-from .load import PathT, SourceMap, path_str
+from aiops.compiler import schema as S
+from aiops.compiler.diagnostics import Diagnostic, did_you_mean
+from aiops.compiler.load import PathT, SourceMap, path_str
 
 NUMERIC = ("int", "float", "bool")
 CATEGORICAL = ("str", "category", "bool")

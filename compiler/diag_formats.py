@@ -11,8 +11,8 @@ import argparse
 import json
 from typing import Any, Sequence
 
-from . import __version__
-from .diagnostics import Diagnostic, render_all, sort_diagnostics
+from aiops.compiler import __version__
+from aiops.compiler.diagnostics import Diagnostic, render_all, sort_diagnostics
 
 FORMATS = ("text", "json", "sarif", "github")
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"

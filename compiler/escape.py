@@ -102,7 +102,7 @@ def crontab(word: Any) -> Escaped:
 
 def cron(schedule: str) -> Escaped:
     """A crontab schedule is printed as its fields (cron has no quoting): it must be valid."""
-    from .rules_policy import cron_problem
+    from aiops.compiler.rules_policy import cron_problem
 
     why = cron_problem(schedule) if isinstance(schedule, str) else "not a string"
     if why is not None:

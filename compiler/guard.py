@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from .diagnostics import Diagnostic, Location
+from aiops.compiler.diagnostics import Diagnostic, Location
 
 MAX_SPEC_BYTES = 1_048_576  # all YAML files of a spec folder together (1 MiB)
 MAX_VALUES = 10_000  # values of one YAML file once its aliases are expanded

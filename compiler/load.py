@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from . import guard
-from .diagnostics import Diagnostic, Location, did_you_mean
+from aiops.compiler import guard
+from aiops.compiler.diagnostics import Diagnostic, Location, did_you_mean
 
 PathT = tuple  # a key path: ("features", 3, "source")
 

@@ -12,10 +12,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from . import estimators as E
-from . import schema as S
-from .plan import Plan, jsonable
-from .rules_policy import DRIFT_FITS, kind_of
+from aiops.compiler import estimators as E
+from aiops.compiler import schema as S
+from aiops.compiler.plan import Plan, jsonable
+from aiops.compiler.rules_policy import DRIFT_FITS, kind_of
 
 MONITORING_SCHEMA = 1
 MIN_WINDOW_ROWS = 100  # below this a window is reported but not tested (statistics too noisy)
@@ -189,9 +189,9 @@ def job_definition(mp: MonitoringPlan) -> dict[str, Any]:
 
 def render_monitoring(plan: Plan) -> dict[str, str]:
     """{relative path: content} of the monitoring job, its crontab line and CI workflow."""
-    from runtime.stable import dumps
+    from aiops.runtime.stable import dumps
 
-    from .render import environment
+    from aiops.compiler.render import environment
 
     mp = build_monitoring_plan(plan)
     env = environment()

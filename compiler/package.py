@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__
+from aiops.compiler import __version__
 
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
@@ -62,7 +62,7 @@ class DeployPlan:
 
 def plan(artefact_dir: str, out_dir: str | None, base_image: str = DEFAULT_BASE, replicas: int = 2,
          workers: int = 2) -> DeployPlan:
-    from runtime.stable import file_sha256
+    from aiops.runtime.stable import file_sha256
 
     d = Path(artefact_dir)
     try:

@@ -9,10 +9,10 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from . import __version__
-from . import estimators as E
-from . import schema as S
-from .load import Loaded
+from aiops.compiler import __version__
+from aiops.compiler import estimators as E
+from aiops.compiler import schema as S
+from aiops.compiler.load import Loaded
 
 # pandas' nullable dtypes: the schema re-checks rows the contract core accepted (docs/contract.md)
 PANDERA_DTYPE = {"int": "Int64", "float": "float64", "str": "str", "category": "str", "bool": "boolean",
@@ -165,7 +165,7 @@ def _encoder(f: S.Feature) -> tuple[EncoderPlan, set[tuple[str, str]]]:
 
 
 def _step(f: S.Feature) -> dict:
-    from runtime.features import reference_days
+    from aiops.runtime.features import reference_days
 
     edges = tuple(float(b) for b in f.bins) if isinstance(f.bins, list) else None
     return {"name": f.name, "transform": f.transform, "source": f.source, "other": f.other,

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from runtime.governance.store import Store, record_event
-from runtime.governance.subject import REGISTRY_ENV, run_id, run_record, subject
+from aiops.runtime.governance.store import Store, record_event
+from aiops.runtime.governance.subject import REGISTRY_ENV, run_id, run_record, subject
 
 
 def where(spec_registry: str) -> str:
@@ -22,7 +22,7 @@ def where(spec_registry: str) -> str:
 
 def author(what: str = "the build is recorded as built") -> str:
     """Who builds: the trusted name of the key in use, key:<hex> for an untrusted key, else the OS user."""
-    from runtime.governance import identity as I
+    from aiops.runtime.governance import identity as I
 
     try:
         return I.current().name
@@ -49,7 +49,7 @@ def register_build(registry: str, folder: str | Path, kind: str = "compile", par
         prod = Store(loc).production(rec["name"])
         rec["parent"] = prod["run_id"] if prod and prod["run_id"] != rec["run_id"] else None
     record_event(loc, "run.registered", rec["name"], rec["run_id"], rec["built_by"], rec)
-    from .governance.mlflow_sync import mirror_build
+    from aiops.compiler.governance.mlflow_sync import mirror_build
 
     mirror_build(loc, rec, Path(folder))
     return rec
@@ -75,7 +75,7 @@ def register_failed(registry: str, plan, summary: str, notes: tuple[str, ...] = 
            "artefact_dir": None, "spec": {"dir": plan.spec_dir, "overrides": list(plan.overrides)},
            "data": {"source": plan.data_source, "sha256": data_sha}, "metrics": {}, "gates": []}
     record_event(loc, "run.registered", plan.name, rid, rec["built_by"], rec)
-    from .governance.mlflow_sync import mirror_build
+    from aiops.compiler.governance.mlflow_sync import mirror_build
 
     mirror_build(loc, rec, None)
     return rid

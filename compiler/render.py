@@ -8,14 +8,15 @@ escaped its quotes would be caught before anything imports the file.
 from __future__ import annotations
 
 import ast
+from importlib import resources
 from pathlib import Path
 
 import jinja2
 
-from . import escape
-from .plan import Plan
+from aiops.compiler import escape
+from aiops.compiler.plan import Plan
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = Path(str(resources.files("aiops.templates")))  # package data: in a wheel too
 
 CODE_FILES = {
     "pipeline/__init__.py": "pipeline/__init__.py.j2",
@@ -25,7 +26,12 @@ CODE_FILES = {
 }
 
 # what generated Python may import, and the only statements the templates write
-IMPORTS = ("sklearn", "pandera", "runtime")
+IMPORTS = ("sklearn", "pandera", "aiops.runtime", "aiops.compiler")
+
+
+def _allowed(module: str) -> bool:
+    """An import the generated code may make: scikit-learn, pandera, or aiops itself."""
+    return any(module == m or module.startswith(m + ".") for m in IMPORTS)
 TOP_STATEMENTS = (ast.Import, ast.ImportFrom, ast.Assign, ast.FunctionDef)
 FORBIDDEN = (ast.Global, ast.Nonlocal, ast.Delete, ast.With, ast.AsyncWith, ast.Try, ast.While, ast.For,
              ast.AsyncFor, ast.AsyncFunctionDef, ast.ClassDef, ast.Await, ast.Yield, ast.YieldFrom,
@@ -47,7 +53,7 @@ def environment() -> jinja2.Environment:
         finalize=escape.finalize,
     )
     env.filters.update(escape.FILTERS)
-    from .rules_policy import cron_fields
+    from aiops.compiler.rules_policy import cron_fields
 
     env.filters["cron_fields"] = cron_fields
     return env
@@ -69,12 +75,12 @@ def check_python(text: str, rel: str) -> None:
             raise UnsafeOutput(f"{rel}:{stmt.lineno}: a {type(stmt).__name__} statement")
         if isinstance(stmt, ast.Import):
             for a in stmt.names:
-                if a.name.split(".")[0] not in IMPORTS:
+                if not _allowed(a.name):
                     raise UnsafeOutput(f"{rel}:{stmt.lineno}: 'import {a.name}'")
                 defined.add(a.asname or a.name.split(".")[0])
         elif isinstance(stmt, ast.ImportFrom):
             mod = stmt.module or ""
-            if not (stmt.level == 1 and not mod) and (stmt.level or mod.split(".")[0] not in IMPORTS):
+            if not (stmt.level == 1 and not mod) and (stmt.level or not _allowed(mod)):
                 raise UnsafeOutput(f"{rel}:{stmt.lineno}: an import from '{'.' * stmt.level}{mod}'")
             defined |= {a.asname or a.name for a in stmt.names}
         elif isinstance(stmt, ast.Assign):

@@ -27,7 +27,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from .outdir import archive as _archive, history_dir
+from aiops.compiler.outdir import archive as _archive, history_dir
 
 LOWER_IS_BETTER = frozenset({"brier", "log_loss", "mae", "rmse", "mape"})
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -70,7 +70,7 @@ def _error(summary: str, where: str, *notes: str, help: str | None = None, code:
 
 
 def _verify(d: Path, action: str = "retrain from"):
-    from runtime.artefacts import ArtefactError, verify
+    from aiops.runtime.artefacts import ArtefactError, verify
 
     try:
         return verify(d, require_blessed=False, action=action)
@@ -80,8 +80,8 @@ def _verify(d: Path, action: str = "retrain from"):
 
 def _recompose(manifest: dict[str, Any], d: Path):
     """The champion's spec, composed again from manifest.json; it must hash the same."""
-    from .check import check
-    from .diagnostics import render_all
+    from aiops.compiler.check import check
+    from aiops.compiler.diagnostics import render_all
 
     spec_dir, overrides = manifest["spec"]["dir"], list(manifest["spec"]["overrides"])
     if not Path(spec_dir).is_dir():
@@ -101,7 +101,7 @@ def _recompose(manifest: dict[str, Any], d: Path):
 
 def _retrain_plan(loaded, spec, d: Path, data: Path, holdout_from: str | None):
     """The challenger's plan: the champion's spec on the new file, split at --holdout-from."""
-    from .plan import build_plan
+    from aiops.compiler.plan import build_plan
 
     data_rel = _rel(data)
     plan = build_plan(loaded, spec, data_rel)
@@ -133,7 +133,7 @@ def _retrain_plan(loaded, spec, d: Path, data: Path, holdout_from: str | None):
 def _readable(src: Path) -> None:
     """Fail early, with the reader's reason, on a file that is not the format its name says
     or whose header repeats a name (read as every command reads it: runtime.datafile)."""
-    from runtime.datafile import DataFileError, header_of
+    from aiops.runtime.datafile import DataFileError, header_of
 
     fmt = FORMATS[src.suffix.lower()]
     try:
@@ -145,11 +145,11 @@ def _readable(src: Path) -> None:
 def _holdout(stage: Path, plan) -> tuple[dict[str, Any], Any, Any]:
     """The challenger's holdout rows (validated contract columns), labels and hashed row keys,
     exactly as training will split them."""
-    from runtime.contract import Contract
-    from runtime.training import labels, read_table, split, validate
+    from aiops.runtime.contract import Contract
+    from aiops.compiler.training import labels, read_table, split, validate
 
-    from .generated import import_pipeline
-    from .rowkeys import row_hashes
+    from aiops.compiler.generated import import_pipeline
+    from aiops.compiler.rowkeys import row_hashes
 
     gen = import_pipeline(stage / "pipeline", plan.name)
     contract = Contract.from_dict({"columns": [c.contract for c in plan.columns], "target": plan.target,
@@ -166,7 +166,7 @@ def _unseen(d: Path, hashes, minimum: int, src: Path, holdout_from: str | None):
     when fewer than `minimum` are left, since a comparison on fewer means nothing."""
     import numpy as np
 
-    from .rowkeys import ROWS_SCHEMA
+    from aiops.compiler.rowkeys import ROWS_SCHEMA
 
     p = d / "evidence" / "rows.json"
     rows = json.loads(p.read_text()) if p.is_file() else {}
@@ -189,8 +189,8 @@ def _unseen(d: Path, hashes, minimum: int, src: Path, holdout_from: str | None):
 
 
 def _score(folder: Path, cols: dict[str, Any], y, names: list[str]) -> dict[str, float | None]:
-    from runtime import evaluation as EV
-    from runtime.predictor import Predictor
+    from aiops.runtime import evaluation as EV
+    from aiops.runtime.predictor import Predictor
 
     pred = Predictor(folder)
     out = pred.predict_columns(cols)
@@ -217,9 +217,9 @@ def _record(registry: str, plan, champ_dir: Path, d: Path, where: Path, event: d
             archived: bool) -> str:
     """Both runs and the decision: the champion (registered when it was not, followed to its archive
     when the challenger replaced it) and the challenger, a candidate whose parent is the champion."""
-    from runtime.governance.subject import subject
+    from aiops.runtime.governance.subject import subject
 
-    from . import registry as R
+    from aiops.compiler import registry as R
 
     champ = subject(champ_dir)
     known = {r["run_id"] for r in R.runs(registry, plan.name)}
@@ -231,7 +231,7 @@ def _record(registry: str, plan, champ_dir: Path, d: Path, where: Path, event: d
     R.record_retrain(registry, plan.name, str(d), event, champion_run=champ["run_id"], challenger_run=chal["run_id"])
     if chal["run_id"] == champ["run_id"]:
         return f"registry: the challenger is the champion's run {champ['run_id']} again (same spec, data and model)"
-    from runtime.governance.store import Store
+    from aiops.runtime.governance.store import Store
 
     store = Store(R.where(registry))
     prod, stage = store.production(plan.name), store.run(chal["run_id"])["stage"]
@@ -242,15 +242,15 @@ def _record(registry: str, plan, champ_dir: Path, d: Path, where: Path, event: d
 
 def retrain(artefact_dir: str | Path, data: str | Path, holdout_from: str | None = None,
             quiet: bool = False) -> Outcome:
-    from runtime.training import DataError
+    from aiops.compiler.training import DataError
 
-    from runtime.stable import dumps
+    from aiops.runtime.stable import dumps
 
-    from .build import Progress, _replace, write_manifest
-    from .compliance import write_compliance
-    from .monitoring_plan import render_monitoring
-    from .render import render_code
-    from .train import train_and_verify
+    from aiops.compiler.build import Progress, _replace, write_manifest
+    from aiops.compiler.compliance import write_compliance
+    from aiops.compiler.monitoring_plan import render_monitoring
+    from aiops.compiler.render import render_code
+    from aiops.compiler.train import train_and_verify
 
     d, src = Path(artefact_dir), Path(data)
     champion = _verify(d)
@@ -272,7 +272,7 @@ def retrain(artefact_dir: str | Path, data: str | Path, holdout_from: str | None
             p = stage / rel
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_text(text)
-        from .governance.overrides import FILE as OVERRIDES
+        from aiops.compiler.governance.overrides import FILE as OVERRIDES
 
         if (d / OVERRIDES).is_file():  # the champion's loosened thresholds and their reason apply to it too
             (stage / OVERRIDES).parent.mkdir(parents=True, exist_ok=True)
@@ -311,8 +311,8 @@ def retrain(artefact_dir: str | Path, data: str | Path, holdout_from: str | None
         history = json.loads(before.read_text()) if before.is_file() else []
         (stage / "evidence" / "history.json").write_text(dumps([*history, event]))
         write_manifest(stage, plan, result)  # read by the diff (run ids, versions); written again below
-        from .governance.diff import FILE as DIFF
-        from .governance.diff import diff
+        from aiops.compiler.governance.diff import FILE as DIFF
+        from aiops.compiler.governance.diff import diff
 
         change = diff(d, stage)
         change["a"]["dir"], change["b"]["dir"] = f"{_rel(d)} (the champion)", "this folder (the challenger)"
@@ -326,7 +326,7 @@ def retrain(artefact_dir: str | Path, data: str | Path, holdout_from: str | None
         else:
             archived, where = None, history_dir(d) / "challenger"
             _replace(stage, where)
-    from runtime.governance.store import RegistryError
+    from aiops.runtime.governance.store import RegistryError
 
     try:
         note = _record(spec.env.registry, plan, archived or d, d, where, event, archived is not None)
@@ -337,8 +337,8 @@ def retrain(artefact_dir: str | Path, data: str | Path, holdout_from: str | None
 
 def rollback(artefact_dir: str | Path) -> dict[str, Any]:
     """Restore the last archived champion of `artefact_dir`, byte for byte."""
-    from . import registry as R
-    from .build import _replace
+    from aiops.compiler import registry as R
+    from aiops.compiler.build import _replace
 
     d = Path(artefact_dir)
     if not (d / "manifest.json").is_file():
@@ -372,9 +372,9 @@ def rollback(artefact_dir: str | Path) -> dict[str, Any]:
                        f"the replaced model is kept in {_rel(aside)}",
              "metrics": {"restored": metrics}}
     registry = _registry_path(manifest)
-    from runtime.governance.store import RegistryError
+    from aiops.runtime.governance.store import RegistryError
 
-    from .governance.workflow import on_rollback
+    from aiops.compiler.governance.workflow import on_rollback
 
     try:
         R.record_retrain(registry, manifest["name"], str(d), event)
@@ -386,8 +386,8 @@ def rollback(artefact_dir: str | Path) -> dict[str, Any]:
 
 def _registry_path(manifest: dict[str, Any]) -> str:
     """The spec's registry, or the default one when the spec cannot be composed any more."""
-    from . import schema as S
-    from .check import check
+    from aiops.compiler import schema as S
+    from aiops.compiler.check import check
 
     loaded, spec, diags = check(manifest["spec"]["dir"], list(manifest["spec"]["overrides"])) \
         if Path(manifest["spec"]["dir"]).is_dir() else (None, None, [])

@@ -6,8 +6,8 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-from .context import CATEGORICAL, NUMERIC, Ctx
-from .diagnostics import did_you_mean
+from aiops.compiler.context import CATEGORICAL, NUMERIC, Ctx
+from aiops.compiler.diagnostics import did_you_mean
 
 ONNX_SAFE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DIRECTIVES = set("aAwdbBmyYHIpMSfzZjUWcxX%")
@@ -65,7 +65,7 @@ def check_source(ctx: Ctx) -> None:
                 help="check data.format and that the file is not damaged")
         return
     header = ctx.header
-    from runtime.datafile import repeated_name
+    from aiops.runtime.datafile import repeated_name
 
     dup = repeated_name(header)
     if dup:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .context import Ctx
+from aiops.compiler.context import Ctx
 
 
 def data_roots(ctx: Ctx) -> list[Path]:

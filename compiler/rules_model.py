@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from . import estimators as E
-from .context import Ctx
-from .diagnostics import did_you_mean, fmt_choices
-from .rules_data import ONNX_SAFE
+from aiops.compiler import estimators as E
+from aiops.compiler.context import Ctx
+from aiops.compiler.diagnostics import did_you_mean, fmt_choices
+from aiops.compiler.rules_data import ONNX_SAFE
 
 # transform -> (dtypes of the source it accepts, params it requires, params it may take)
 TRANSFORMS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {

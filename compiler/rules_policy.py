@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import re
 
-from .context import Ctx
-from .diagnostics import did_you_mean
-from .rules_model import check_metric_bound
+from aiops.compiler.context import Ctx
+from aiops.compiler.diagnostics import did_you_mean
+from aiops.compiler.rules_model import check_metric_bound
 
 DRIFT_FITS = {
     "psi": ("numeric", "categorical"),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .context import Ctx
+from aiops.compiler.context import Ctx
 
 SAMPLE_ROWS = 10_000
 SAMPLE_BYTES = 8 << 20
@@ -38,7 +38,7 @@ def _sample(path: Path, fmt: str, contract, target: str | None, time_col: str | 
     """(table of the sampled records, malformed count, whole file read?, full label columns or None)."""
     import pyarrow as pa
 
-    from runtime.datafile import CsvRecords, parquet_file, parquet_tables
+    from aiops.runtime.datafile import CsvRecords, parquet_file, parquet_tables
 
     if fmt == "csv":
         rec = CsvRecords(path, None, block_bytes=1 << 20)
@@ -68,10 +68,10 @@ def _sample(path: Path, fmt: str, contract, target: str | None, time_col: str | 
 
 def check_sample(ctx: Ctx) -> None:
     """Runs after check_source and check_columns, when the contract and the header are usable."""
-    from runtime.contract import ColumnRule, Contract
-    from runtime.datafile import DataFileError, arrow_values
+    from aiops.runtime.contract import ColumnRule, Contract
+    from aiops.runtime.datafile import DataFileError, arrow_values
 
-    from .rules_data import data_format, source_path
+    from aiops.compiler.rules_data import data_format, source_path
 
     d = ctx.spec.data
     if ctx.header is None or any(x.is_error for x in ctx.diags) or not ctx.columns:
@@ -166,7 +166,7 @@ def _parses(value: object, fmt: str) -> bool:
 
 def _check_labels(ctx: Ctx, contract, table, target: str | None, time_col: str | None, bad, where: str) -> None:
     """A classification target with one class, or a split leaving a class too few rows."""
-    from runtime.datafile import arrow_values
+    from aiops.runtime.datafile import arrow_values
 
     p = ctx.spec.problem
     d = ctx.spec.data

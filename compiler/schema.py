@@ -44,7 +44,7 @@ class Problem:
 
 @dataclass
 class KPIMeasure:
-    """How `aiops monitor` measures a KPI from predictions and labels (runtime/kpi.py)."""
+    """How `aiops monitor` measures a KPI from predictions and labels (runtime/monitor/kpi.py)."""
 
     statistic: Literal["share_flagged", "share_approved", "positive_rate_among_approved",
                        "positive_rate_among_flagged", "positive_rate", "mean_score"] = REQUIRED

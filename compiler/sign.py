@@ -2,7 +2,7 @@
 
 The key comes from the environment variable the spec names (security.signing_key_env, default
 AIOPS_SIGNING_KEY): a path to an Ed25519 key file ('aiops keys generate') or a hex seed. It is
-never written into the artefact folder. The signature (runtime/attest.py) covers every file of
+never written into the artefact folder. The signature (runtime/trust/attest.py) covers every file of
 the folder, manifest.json included, and is deterministic: a signed build is byte-identical.
 
 When the policy asks for a signature (security.require_signature, and always for
@@ -13,8 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from runtime import attest
-from runtime.keys import KeyFileError, SigningKey, load_private_key
+from aiops.runtime.trust import attest
+from aiops.runtime.trust.keys import KeyFileError, SigningKey, load_private_key
 
 
 def signature_policy(spec: dict[str, Any]) -> dict[str, Any]:
@@ -30,7 +30,7 @@ def signature_policy(spec: dict[str, Any]) -> dict[str, Any]:
 def signing_key(spec: dict[str, Any]) -> SigningKey | None:
     """The build's signing key, or None when unset and not required. UserError when required and
     unset, or unreadable."""
-    from .errors import UserError
+    from aiops.compiler.errors import UserError
 
     env_name = spec["security"]["signing_key_env"]
     try:

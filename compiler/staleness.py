@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from .diagnostics import Diagnostic, Location
+from aiops.compiler.diagnostics import Diagnostic, Location
 
 
 def built_with(out_dir: Path) -> dict[str, str] | None:

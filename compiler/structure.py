@@ -10,9 +10,9 @@ import re
 import typing
 from typing import Any, Literal, Union, get_args, get_origin
 
-from . import schema as S
-from .diagnostics import Diagnostic, did_you_mean, fmt_choices
-from .load import PathT, SourceMap, path_str
+from aiops.compiler import schema as S
+from aiops.compiler.diagnostics import Diagnostic, did_you_mean, fmt_choices
+from aiops.compiler.load import PathT, SourceMap, path_str
 
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "a boolean (true/false)"}
 

@@ -10,21 +10,21 @@ from typing import Any
 
 import numpy as np
 
-from runtime import evaluation as EV
-from runtime.blessing import RULE, rule
-from runtime.contract import Contract
-from runtime.features import FeatureStep
-from runtime.fitting import Fitted, RejectedRows
-from runtime.masking import small_groups_hidden
-from runtime.predictor import Predictor
-from runtime.profile import build_profile
-from runtime.stable import dumps, file_sha256
-from runtime.training import DataError, model_frame
+from aiops.runtime import evaluation as EV
+from aiops.runtime.blessing import RULE, rule
+from aiops.runtime.contract import Contract
+from aiops.runtime.features import FeatureStep
+from aiops.compiler.fitting import Fitted, RejectedRows
+from aiops.runtime.masking import small_groups_hidden
+from aiops.runtime.predictor import Predictor
+from aiops.runtime.profile import build_profile
+from aiops.runtime.stable import dumps, file_sha256
+from aiops.compiler.training import DataError, model_frame
 
-from . import schema as S
-from .export import edge_records, parity, to_onnx_bytes
-from .generated import import_pipeline
-from .plan import Plan, jsonable
+from aiops.compiler import schema as S
+from aiops.compiler.export import edge_records, parity, to_onnx_bytes
+from aiops.compiler.generated import import_pipeline
+from aiops.compiler.plan import Plan, jsonable
 
 
 MIN_HOLDOUT_CLASS_ROWS = 5  # below this a class's metrics on the holdout mean nothing
@@ -103,11 +103,11 @@ def train_and_verify(plan: Plan, spec: S.Spec, stage: Path, progress, keep_quara
     data_ev = data_evidence(run)
     blessing = bless(run, evaluation, onnx_bytes)
     _write(stage, "serving.json", _serving(plan))
-    from .governance.policy import policy_doc
+    from aiops.compiler.governance.policy import policy_doc
 
     _write(stage, "governance.json", policy_doc(plan))
     progress("writing the compliance document")
-    from .compliance import write_compliance
+    from aiops.compiler.compliance import write_compliance
 
     write_compliance(plan, stage)
     progress.done("compliance.md and compliance.html")
@@ -312,7 +312,7 @@ def data_evidence(run: Run) -> dict[str, Any]:
         "label_balance": _balance(y, run.tr, run.te, plan.task),
     }
     _write(run.stage, "evidence/data.json", data_ev)
-    from .rowkeys import evidence as rows_evidence, row_hashes
+    from aiops.compiler.rowkeys import evidence as rows_evidence, row_hashes
 
     hashes = row_hashes(v.frame, plan.key, [c.name for c in plan.columns], plan.name)
     _write(run.stage, "evidence/rows.json", rows_evidence(hashes, run.tr, run.te, plan.key))
@@ -360,7 +360,7 @@ def _importance(pred, feed: dict[str, np.ndarray], y: np.ndarray, plan: Plan, cf
         return float("nan") if v is None else v
 
     base = score(feed)
-    from .estimators import METRICS
+    from aiops.compiler.estimators import METRICS
 
     sign = 1.0 if METRICS[scoring][3] else -1.0  # a loss rises when a useful feature is shuffled
     feats = []

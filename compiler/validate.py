@@ -1,12 +1,12 @@
 """validate: structure, then every semantic rule; returns all diagnostics, never raises."""
 from __future__ import annotations
 
-from . import rules_data, rules_inputs, rules_model, rules_policy, rules_sample
-from . import schema as S
-from .context import Ctx
-from .diagnostics import Diagnostic
-from .load import Loaded
-from .structure import structure
+from aiops.compiler import rules_data, rules_inputs, rules_model, rules_policy, rules_sample
+from aiops.compiler import schema as S
+from aiops.compiler.context import Ctx
+from aiops.compiler.diagnostics import Diagnostic
+from aiops.compiler.load import Loaded
+from aiops.compiler.structure import structure
 
 
 def validate(loaded: Loaded) -> tuple[S.Spec | None, list[Diagnostic]]:

@@ -1,5 +1,5 @@
 """Loading generated artefacts: every file of the folder checked against manifest.json, the
-signature checked against the keys the deployment trusts (runtime/trust.py), and the blessing
+signature checked against the keys the deployment trusts (runtime/trust/signatures.py), and the blessing
 re-derived from the evidence (runtime/blessing.py). `verify` is the one gate every command
 (serve, score, monitor, retrain, rollback, verify) goes through."""
 from __future__ import annotations
@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import attest
-from .blessing import Verdict, derive, disagreements
-from .keys import KeyFileError
-from .trust import Trust, TrustRefused, check
+from aiops.runtime.trust import attest
+from aiops.runtime.blessing import Verdict, derive, disagreements
+from aiops.runtime.trust.keys import KeyFileError
+from aiops.runtime.trust.signatures import Trust, TrustRefused, check
 
 MANIFEST_SCHEMA = 2
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .evaluation import bound_text, check_bound
+from aiops.runtime.evaluation import bound_text, check_bound
 
 RULE = "blessed only when every threshold passes and at least one is set"
 

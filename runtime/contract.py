@@ -32,7 +32,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .dates import parse_many
+from aiops.runtime.dates import parse_many
 
 MISSING_CATEGORY = "__missing__"
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .contract import MISSING_CATEGORY
+from aiops.runtime.contract import MISSING_CATEGORY
 
 STRING_TRANSFORMS = ("onehot", "ordinal")
 _EPOCH = date(1970, 1, 1)

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .policy import PolicyError
+from aiops.runtime.policy import PolicyError
 
 MASK_METHODS = ("hash", "redact", "generalize", "none")
 REDACTED = "[redacted]"
@@ -171,7 +171,7 @@ def _num_text(x: float | int) -> str:
 
 
 def _date_days(value: Any, formats: Sequence[str]) -> int | None:
-    from .dates import parse_one
+    from aiops.runtime.dates import parse_one
 
     days, ok = parse_one(value, tuple(formats) or _ISO)
     if days is None and ok is False and isinstance(value, str) and tuple(formats) != _ISO:
@@ -197,7 +197,7 @@ def canonical(value: Any, dtype: str | None = None, formats: Sequence[str] = ())
     elif dtype == "date":
         days = _date_days(value, formats)
         if days is not None:
-            from .dates import iso
+            from aiops.runtime.dates import iso
 
             return iso(days)
     elif dtype == "bool":
@@ -240,7 +240,7 @@ def generalize(value: Any, dtype: str | None = None, formats: Sequence[str] = ()
         days = _date_days(value, formats)
         if days is None:
             return REDACTED
-        from .dates import iso
+        from aiops.runtime.dates import iso
 
         return iso(days)[:4]
     if dtype in ("str", "category") and isinstance(value, (str, int, float)) and not isinstance(value, bool):
@@ -260,7 +260,7 @@ class Masker:
     methods: column -> hash | redact | generalize (none is dropped); kinds: column ->
     (dtype, date formats) for every column of the data contract (the target included);
     `secret` is the masking subkey (needed by hash); `seal_key` the subkey that seals a job's
-    input when encryption at rest is off (runtime/jobs.py)."""
+    input when encryption at rest is off (runtime/serve/jobs.py)."""
 
     def __init__(self, methods: Mapping[str, str], secret: bytes | None = None,
                  kinds: Mapping[str, tuple[str, Sequence[str]]] | None = None, key_id: str = "",

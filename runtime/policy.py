@@ -190,7 +190,7 @@ class Cipher:
     log entry is sealed under its own HKDF subkey of it (runtime/sealed.py)."""
 
     def __init__(self, key: bytes):
-        from .sealed import key_id
+        from aiops.runtime.sealed import key_id
 
         self.key = key  # handed to the prediction log's writer process over a pipe
         self.key_id = key_id(key)

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from .contract import Contract, RowErrors
-from .features import FeatureStep, derive
+from aiops.runtime.contract import Contract, RowErrors
+from aiops.runtime.features import FeatureStep, derive
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .contract import Contract
+from aiops.runtime.contract import Contract
 
 TOP_CATEGORIES = 50
 MAX_KNOWN_CATEGORIES = 1000

@@ -23,7 +23,7 @@ def build(spec: str, *overrides: str) -> Path:
     them (copy_artefacts) before changing anything."""
     key = (spec, overrides)
     if key not in _CACHE:
-        from compiler.build import compile_spec
+        from aiops.compiler.build import compile_spec
 
         if not (BUILD_ROOT / "specs" / spec).is_dir():
             shutil.copytree(ROOT / "specs" / spec, BUILD_ROOT / "specs" / spec)
@@ -50,9 +50,9 @@ def reseal(root: Path, key_file: Path | None = ROOT / "tests" / "keys" / "TEST_O
     import hashlib
     import json
 
-    from compiler.sign import sign_folder
-    from runtime.attest import SIG_NAME
-    from runtime.keys import load_private_key
+    from aiops.compiler.sign import sign_folder
+    from aiops.runtime.trust.attest import SIG_NAME
+    from aiops.runtime.trust.keys import load_private_key
 
     (root / SIG_NAME).unlink(missing_ok=True)
     m = json.loads((root / "manifest.json").read_text())

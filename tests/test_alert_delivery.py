@@ -1,4 +1,4 @@
-"""Alert delivery (runtime/alert_delivery.py) against a real HTTP server on 127.0.0.1 that
+"""Alert delivery (runtime/monitor/delivery.py) against a real HTTP server on 127.0.0.1 that
 fails the first tries: retries with exponential backoff, one idempotency key on every try,
 and the delivery recorded in alerts.json."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from runtime.alert_delivery import deliver
+from aiops.runtime.monitor.delivery import deliver
 from tests._build import ROOT, build
 
 
@@ -89,7 +89,7 @@ def test_no_receiver_gives_up_after_every_attempt():
 
 @pytest.mark.parametrize("receiver", [[(502, {}), (503, {})]], indirect=True)
 def test_monitor_records_the_delivery_in_alerts_json(receiver, tmp_path, capsys):
-    from compiler.cli import main
+    from aiops.compiler.cli import main
 
     art = build("flight_delays")
     rc = main(["monitor", str(art), "--current", str(ROOT / "specs/flight_delays/data/flights_2013.parquet"),

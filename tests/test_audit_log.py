@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime import checkpoints as cps
-from runtime.audit_chain import GENESIS, LOG_NAME, ChainWriter, read_entries, segment_paths, split_line
-from runtime.audit_keys import AuditSettings, public_key_hex
-from runtime.audit_verify import NeedKey, verify_log
-from runtime.masking import Masker
-from runtime.policy import Cipher
-from runtime.predlog import EntryBuilder, PredictionLog
-from runtime.sealed import SealedError
+from aiops.runtime.audit import checkpoints as cps
+from aiops.runtime.audit.chain import GENESIS, LOG_NAME, ChainWriter, read_entries, segment_paths, split_line
+from aiops.runtime.audit.keys import AuditSettings, public_key_hex
+from aiops.runtime.audit.verify import NeedKey, verify_log
+from aiops.runtime.masking import Masker
+from aiops.runtime.policy import Cipher
+from aiops.runtime.audit.predlog import EntryBuilder, PredictionLog
+from aiops.runtime.sealed import SealedError
 
 LOG_KEY = bytes(range(32))
 SEED = bytes([7]) * 32
@@ -259,7 +259,7 @@ def test_editing_deleting_or_reordering_then_recomputing_the_chain_is_detected(t
 def test_emptying_both_files_or_deleting_the_log_is_broken_not_no_log(tmp_path: Path, encrypted: bool):
     write(tmp_path, 5, encrypted)
     kept = tmp_path / "kept-checkpoint.json"  # what a verifier keeps between runs (--save-checkpoint)
-    cli = [sys.executable, "-m", "compiler.cli", "audit", "verify", str(tmp_path), "--trusted-keys", PUB]
+    cli = [sys.executable, "-m", "aiops.compiler.cli", "audit", "verify", str(tmp_path), "--trusted-keys", PUB]
     env = {"AIOPS_LOG_KEY": LOG_KEY.hex(), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
     ok = subprocess.run(cli + ["--save-checkpoint", str(kept)], capture_output=True, text=True, env=env, cwd=ROOT)
     assert ok.returncode == 0, ok.stderr

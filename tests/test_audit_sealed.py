@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from runtime.audit_chain import ChainWriter, read_entries
-from runtime.masking import Masker
-from runtime.predlog import EntryBuilder
-from runtime.sealed import (MAGIC, SEGMENT, Opener, SealedError, SealedWriter, key_id, open_file, parse_header, seal,
+from aiops.runtime.audit.chain import ChainWriter, read_entries
+from aiops.runtime.masking import Masker
+from aiops.runtime.audit.predlog import EntryBuilder
+from aiops.runtime.sealed import (MAGIC, SEGMENT, Opener, SealedError, SealedWriter, key_id, open_file, parse_header, seal,
                             subkey)
 from tests._build import ROOT, build
 
@@ -101,12 +101,12 @@ def test_the_streaming_writer_and_reader_agree(tmp_path: Path):
 
 def _decrypt(*args: str, env_key: str = DATA_KEY_HEX) -> subprocess.CompletedProcess:
     env = {**os.environ, "AIOPS_DATA_KEY": env_key, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "compiler.cli", "decrypt", *args], capture_output=True, env=env,
+    return subprocess.run([sys.executable, "-m", "aiops.compiler.cli", "decrypt", *args], capture_output=True, env=env,
                           cwd=ROOT, timeout=60)
 
 
 def test_aiops_decrypt_reads_the_score_output_and_quarantine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from compiler.cli import main
+    from aiops.compiler.cli import main
 
     art = build("credit_risk")  # encrypts at rest
     monkeypatch.chdir(tmp_path)
@@ -159,7 +159,7 @@ def test_aiops_decrypt_reads_the_prediction_log_for_an_auditor(tmp_path: Path):
 def test_nonces_are_never_reused_across_draws():
     """A Sealer draws OS randomness 4096 nonces at a time; a log segment's entries (many
     per Sealer) never share one (a repeated AES-GCM nonce leaks the key stream)."""
-    from runtime.sealed import Sealer
+    from aiops.runtime.sealed import Sealer
 
     s = Sealer(KEY, "log-entry")
     blobs = [s.one(b"%d" % i, f"p{i}") for i in range(10000)]

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from runtime.audit_keys import public_key_hex
-from runtime.audit_verify import verify_log
-from runtime.predlog import read_entries
+from aiops.runtime.audit.keys import public_key_hex
+from aiops.runtime.audit.verify import verify_log
+from aiops.runtime.audit.predlog import read_entries
 from tests._build import ROOT, build
 from tests.test_serve import DATA_KEY, Server, records
 
@@ -39,7 +39,7 @@ def _env(**more: str) -> dict[str, str]:
 def test_the_server_refuses_to_start_without_the_audit_log_keys(art: Path, tmp_path: Path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIOPS_LOG_")}
     env.update(_env(), PYTHONPATH=str(ROOT))
-    r = subprocess.run([sys.executable, "-m", "compiler.cli", "serve", str(art), "--log-dir", str(tmp_path)],
+    r = subprocess.run([sys.executable, "-m", "aiops.compiler.cli", "serve", str(art), "--log-dir", str(tmp_path)],
                        capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip() == ("error: the audit log is enabled (serving.json security.audit_log) but "
@@ -106,7 +106,7 @@ def test_job_predictions_are_logged_before_the_job_succeeds_and_its_files_decryp
     jid = job["job_id"]
     jdir = log_dir / "jobs" / jid
     env = {**os.environ, "AIOPS_DATA_KEY": DATA_KEY, "PYTHONPATH": str(ROOT)}
-    cli = [sys.executable, "-m", "compiler.cli", "decrypt"]
+    cli = [sys.executable, "-m", "aiops.compiler.cli", "decrypt"]
     r = subprocess.run(cli + [str(jdir / "input.json.enc")], capture_output=True, env=env, timeout=60)
     assert r.returncode == 0 and json.loads(r.stdout)["records"] == recs
     assert b"job-input" in r.stderr

@@ -9,8 +9,8 @@ import json
 import os
 import signal
 
-from runtime.predlog import read_entries
-from runtime.server import App, Service
+from aiops.runtime.audit.predlog import read_entries
+from aiops.runtime.serve.server import App, Service
 from tests._build import build
 from tests.test_serve import ADMIN_KEY, DATA_KEY, KEYS, records
 

@@ -50,7 +50,7 @@ def _quarantined_pii(path: Path) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_no_clear_text_pii_anywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys):
-    from compiler.cli import main
+    from aiops.compiler.cli import main
 
     work, inputs = tmp_path / "work", tmp_path / "inputs"  # inputs hold the canaries on purpose: not searched
     shutil.copytree(ROOT / "specs" / "credit_risk", work / "specs" / "credit_risk")

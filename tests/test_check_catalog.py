@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from compiler import estimators
-from compiler.check import run_check
+from aiops.compiler import estimators
+from aiops.compiler.check import run_check
 
 COMPILER = Path(__file__).resolve().parent.parent / "compiler"
 

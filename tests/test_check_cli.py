@@ -15,8 +15,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compiler.check import run_check
-from compiler.cli import main
+from aiops.compiler.check import run_check
+from aiops.compiler.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 AIOPS = shutil.which("aiops", path=str(Path(sys.executable).parent)) or shutil.which("aiops")

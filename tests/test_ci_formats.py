@@ -12,11 +12,11 @@ from pathlib import Path
 
 import jsonschema
 
-from compiler.diag_formats import to_github
-from compiler.diagnostics import Diagnostic, Location
+from aiops.compiler.diag_formats import to_github
+from aiops.compiler.diagnostics import Diagnostic, Location
 from tests._build import ROOT
 
-AIOPS = [sys.executable, "-m", "compiler.cli"]
+AIOPS = [sys.executable, "-m", "aiops.compiler.cli"]
 
 # The constraints of the official SARIF 2.1.0 schema (sarif-schema-2.1.0.json, OASIS) on every
 # object aiops emits: required properties, the `level` and `version` enums, integer ranges and

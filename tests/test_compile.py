@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from compiler.build import BuildFailed, compile_spec
-from runtime.artefacts import ArtefactError, verify
+from aiops.compiler.build import BuildFailed, compile_spec
+from aiops.runtime.artefacts import ArtefactError, verify
 from tests._build import BUILD_ROOT, ROOT, build
 
-AIOPS = [sys.executable, "-m", "compiler.cli"]
+AIOPS = [sys.executable, "-m", "aiops.compiler.cli"]
 
 
 def run(*args: str, env: dict | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -74,8 +74,8 @@ def test_evaluation_is_computed_on_the_onnx_model_that_will_be_served():
     """Recompute roc_auc on the holdout from model.onnx and the validated rows."""
     from sklearn.metrics import roc_auc_score
 
-    from runtime.contract import Contract
-    from runtime.predictor import Predictor
+    from aiops.runtime.contract import Contract
+    from aiops.runtime.predictor import Predictor
 
     art = build("flight_delays")
     ev = json.loads((art / "evidence/evaluation.json").read_text())
@@ -109,10 +109,10 @@ def test_no_timestamps_in_generated_files():
 
 
 def test_registry_records_the_run():
-    from compiler.registry import runs
+    from aiops.compiler.registry import runs
 
     art = build("credit_risk")
-    from runtime.governance.subject import subject
+    from aiops.runtime.governance.subject import subject
 
     # the run id binds spec, data and model: builds of one model under other thresholds are other runs
     rows = [r for r in runs(BUILD_ROOT / ".aiops/registry.db", "credit_risk") if r["run_id"] == subject(art)["run_id"]]
@@ -310,7 +310,7 @@ def test_dates_in_any_accepted_format_are_parsed_and_bad_dates_quarantined(tmp_p
     assert q["row"].astype(int).tolist() == [3, 4, 5, 6]
     assert all("must be a date written as %Y-%m-%d or %m/%d/%Y or %d%m%Y" in r for r in q["reasons"][:2])
     # the two rows in other accepted formats were parsed to the same day
-    from runtime.dates import parse_many
+    from aiops.runtime.dates import parse_many
 
     days, bad = parse_many(np.array([df.loc[0, "flight_date"], df.loc[1, "flight_date"]], dtype=object),
                            ("%Y-%m-%d", "%m/%d/%Y", "%d%m%Y"))

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from compiler import compliance as C
-from compiler.build import BuildFailed, compile_spec
+from aiops.compiler import compliance as C
+from aiops.compiler.build import BuildFailed, compile_spec
 from tests._build import BUILD_ROOT, ROOT, build
 
 CHARTS = ("roc", "calibration", "confusion_matrix", "slices", "fairness", "importance")
@@ -23,8 +23,8 @@ DOCUMENT = ("compliance.md", "compliance.html", *(f"evidence/charts/{c}.svg" for
 
 def _plan(spec: str, *overrides: str):
     """The plan of a bundled spec, without training (for the document writer alone)."""
-    from compiler.check import check
-    from compiler.plan import build_plan
+    from aiops.compiler.check import check
+    from aiops.compiler.plan import build_plan
 
     loaded, typed, diags = check(str(ROOT / "specs" / spec), list(overrides))
     assert not [d.render() for d in diags if d.is_error]
@@ -111,7 +111,7 @@ def test_claims_name_their_spec_keys(md: str):
                  "| Review cadence | every 90 days | `governance.review_cadence_days` |",
                  "| Audit log | enabled, kept 2555 days; enforced by aiops serve: entries chained by HMAC-SHA256 "
                  "under the deployment's log key, Ed25519-signed checkpoints, older segments expired as a "
-                 "checkpointed event (runtime/audit_chain.py, tests/test_audit_log.py); the server refuses to start "
+                 "checkpointed event (runtime/audit/chain.py, tests/test_audit_log.py); the server refuses to start "
                  "without the keys and refuses predictions while the log cannot be written | `security.audit_log` |",
                  "| `personal_status_and_sex` | yes | yes | hash | no | no "
                  "| `security.masking.personal_status_and_sex` |",
@@ -166,7 +166,7 @@ def test_recompile_is_byte_identical_across_hash_seeds(art: Path, tmp_path: Path
     for seed in ("1", "4242"):
         env = {**os.environ, "PYTHONHASHSEED": seed,
                "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-        cmd = [sys.executable, "-m", "compiler.cli", "compile", "specs/credit_risk", "--out", str(tmp_path / seed),
+        cmd = [sys.executable, "-m", "aiops.compiler.cli", "compile", "specs/credit_risk", "--out", str(tmp_path / seed),
                "--quiet"]  # in the build's folder: the registry stays out of the repository
         procs.append(subprocess.Popen(cmd, cwd=BUILD_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     for p in procs:
@@ -227,7 +227,7 @@ def test_every_enforcement_claim_names_code_and_a_test_that_exist():
     module that exists and a test function that exists; the rest say 'declared, not enforced'."""
     import re
 
-    from compiler.compliance.enforcement import CONTROLS, DECLARED
+    from aiops.compiler.compliance.enforcement import CONTROLS, DECLARED
 
     for c in CONTROLS:
         if c.status == DECLARED:
@@ -241,9 +241,9 @@ def test_every_enforcement_claim_names_code_and_a_test_that_exist():
 
 
 def test_the_document_says_which_controls_are_enforced_and_which_are_declared(md: str):
-    from compiler.compliance.enforcement import DECLARED
+    from aiops.compiler.compliance.enforcement import DECLARED
 
     assert "| Control | Status | Enforced by | Test | Source |" in md
-    assert ("| Request timeout | enforced | runtime/server.py (App deadlines): 504 after serving.timeout_s | "
+    assert ("| Request timeout | enforced | runtime/serve/server.py (App deadlines): 504 after serving.timeout_s | "
             "`tests/test_serve_limits.py::test_serving_timeout_s_answers_504` | `serving.timeout_s` |") in md
     assert f"| Review cadence | {DECLARED} | no command reminds or refuses when a review is overdue | - |" in md

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from compiler.check import run_check
+from aiops.compiler.check import run_check
 
 
 def test_a_wrong_date_format_fails_check_in_under_2_seconds_with_a_masked_example(spec_copy):
@@ -26,7 +26,7 @@ def test_a_wrong_date_format_fails_check_in_under_2_seconds_with_a_masked_exampl
 def test_check_help_says_how_much_it_reads(capsys):
     import pytest
 
-    from compiler.cli import main
+    from aiops.compiler.cli import main
 
     with pytest.raises(SystemExit):
         main(["check", "--help"])

@@ -24,15 +24,15 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from compiler import plan as P
-from compiler import schema as S
-from runtime import contract as C
-from runtime.contract import ColumnRule, Contract
-from runtime.datafile import CsvRecords
-from runtime.http_rows import RowAcceptor
-from runtime.monitor_columns import ColumnChecker
-from runtime.score import _Validator
-from runtime.training import read_table, validate
+from aiops.compiler import plan as P
+from aiops.compiler import schema as S
+from aiops.runtime import contract as C
+from aiops.runtime.contract import ColumnRule, Contract
+from aiops.runtime.datafile import CsvRecords
+from aiops.runtime.serve.rows import RowAcceptor
+from aiops.runtime.monitor.columns import ColumnChecker
+from aiops.runtime.score.scorer import _Validator
+from aiops.compiler.training import read_table, validate
 
 OK = frozenset()
 
@@ -179,7 +179,7 @@ def _schema(*names: str):
     """The pandera schema compile generates for these columns (templates/pipeline/schema.py.j2)."""
     import pandera.pandas as pa_
 
-    from runtime.training import dates_parse
+    from aiops.compiler.training import dates_parse
 
     out = {}
     for name in names:

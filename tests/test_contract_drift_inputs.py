@@ -32,7 +32,7 @@ def test_only_model_inputs_and_listed_columns_are_drift_tested():
 
 
 def test_a_drifting_column_that_is_no_input_raises_no_alert(tmp_path: Path, monkeypatch, capsys):
-    from compiler.cli import main
+    from aiops.compiler.cli import main
 
     monkeypatch.setenv("AIOPS_DATA_KEY", KEY)
     with (ROOT / "specs/credit_risk/data/german_credit.csv").open(newline="", encoding="utf-8") as fh:

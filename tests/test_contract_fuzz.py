@@ -125,7 +125,7 @@ def parquet_files(draw, max_rows: int = 30):
 def _main(*argv) -> tuple[int, str, str]:
     import contextlib
 
-    from compiler.cli import main
+    from aiops.compiler.cli import main
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

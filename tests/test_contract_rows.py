@@ -25,7 +25,7 @@ KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="  # a 32-byte key: credit_ri
 
 
 def _main(capsys, *argv: str) -> tuple[int, str, str]:
-    from compiler.cli import main
+    from aiops.compiler.cli import main
 
     rc = main([str(a) for a in argv])
     out, err = capsys.readouterr()
@@ -201,7 +201,7 @@ def test_35_0_nan_and_unique_mean_the_same_to_score_serve_and_monitor(tmp_path: 
     """"35.0" in an int column: accepted everywhere; the text NaN in a float column: a wrong
     type everywhere (monitor counted it as null); unique: enforced by score, the Predictor
     (HTTP, jobs) and monitor, not at compile only."""
-    from runtime.predictor import Predictor
+    from aiops.runtime.predictor import Predictor
 
     art = build("flight_delays")
     data = tmp_path / "flights.csv"
@@ -230,7 +230,7 @@ def test_35_0_nan_and_unique_mean_the_same_to_score_serve_and_monitor(tmp_path: 
 
 def test_score_s_progress_and_summary_agree_on_the_rows(tmp_path: Path, monkeypatch):
     """The issue's score said 2,003 rows in its progress line and 2,004 in its summary."""
-    from runtime import score as S
+    from aiops.runtime.score import scorer as S
 
     monkeypatch.setenv("AIOPS_DATA_KEY", KEY)
     art = build("credit_risk")

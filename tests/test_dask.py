@@ -52,8 +52,8 @@ def _env(monkeypatch):
 
 def _read(path: Path, encrypted: bool) -> pa.Table:
     """A Parquet file or folder, decrypted when it was written encrypted at rest."""
-    from runtime.policy import load_cipher
-    from runtime.score import decrypt_file
+    from aiops.runtime.policy import load_cipher
+    from aiops.runtime.score.scorer import decrypt_file
 
     files = sorted(path.glob("part-*.parquet")) if path.is_dir() else [path]
     tables = []
@@ -93,8 +93,8 @@ def _dirty_flights() -> pa.Table:
 
 
 def _score_both(tmp_path: Path, art: Path, table: pa.Table, client, files: int, partition_rows: int):
-    from runtime.dask_engine import score_dask
-    from runtime.score import score_file
+    from aiops.runtime.scale.engine import score_dask
+    from aiops.runtime.score.scorer import score_file
 
     whole = tmp_path / "whole.parquet"
     pq.write_table(table, whole)
@@ -148,8 +148,8 @@ def _close(x, y, path: str = "") -> list[str]:
 
 
 def test_dask_monitor_is_the_single_process_monitor(tmp_path, cluster):
-    from runtime.dask_engine import monitor_dask
-    from runtime.monitor import Source, run
+    from aiops.runtime.scale.engine import monitor_dask
+    from aiops.runtime.monitor.job import Source, run
 
     _, client = cluster
     art = build("flight_delays")
@@ -169,7 +169,7 @@ def test_dask_monitor_is_the_single_process_monitor(tmp_path, cluster):
 
 
 def test_a_worker_killed_mid_job_loses_and_duplicates_nothing(tmp_path, cluster):
-    from runtime.dask_engine import score_dask
+    from aiops.runtime.scale.engine import score_dask
 
     c, client = cluster
     art = build("flight_delays")
@@ -208,7 +208,7 @@ def test_a_worker_killed_mid_job_loses_and_duplicates_nothing(tmp_path, cluster)
 
 
 def test_dask_engine_user_errors(tmp_path, capsys):
-    from compiler.cli import main
+    from aiops.compiler.cli import main
 
     art = build("flight_delays")
     rc = main(["score", str(art), str(tmp_path / "missing"), "--output", str(tmp_path / "o"), "--engine", "dask"])
@@ -227,8 +227,8 @@ def test_dask_engine_user_errors(tmp_path, capsys):
 
 
 def test_merged_sketches_equal_one_sketch_and_unknown_fields_are_refused():
-    from runtime.monitor_merge import merge
-    from runtime.monitor_stats import CategorySketch, NumericSketch
+    from aiops.runtime.monitor.merge import merge
+    from aiops.runtime.monitor.stats import CategorySketch, NumericSketch
 
     ref = {"edges": [1.0, 2.0, 3.0], "quantiles": [0.0, 1.0, 2.0, 3.0, 4.0], "rows": 10, "std": 1.0}
     x = np.random.default_rng(0).normal(2.0, 1.0, 1000)
@@ -245,6 +245,6 @@ def test_merged_sketches_equal_one_sketch_and_unknown_fields_are_refused():
     d.add(np.array(["y"], dtype=object))
     assert merge(c, d).counts == {"x": 1, "y": 2} and c.nulls == 1
     d.extra = 1  # an accumulator that gained a field without a merge rule
-    with pytest.raises(TypeError, match=r"CategorySketch has attributes \['extra'\] that runtime/monitor_merge.py "
+    with pytest.raises(TypeError, match=r"CategorySketch has attributes \['extra'\] that runtime/monitor/merge.py "
                                         r"does not know how to merge: add them to RULES"):
         merge(c, d)

@@ -10,9 +10,9 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from runtime import drift as D
-from runtime.monitor_stats import CategorySketch, NumericSketch, Performance, auc_from_hist
-from runtime.profile import categorical_profile, numeric_profile
+from aiops.runtime.monitor import drift as D
+from aiops.runtime.monitor.stats import CategorySketch, NumericSketch, Performance, auc_from_hist
+from aiops.runtime.profile import categorical_profile, numeric_profile
 
 from tests._build import ROOT
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from compiler.cli import main
+from aiops.compiler.cli import main
 from tests._build import ROOT, build, copy_artefacts
 
 CREDIT_DATA = str(ROOT / "specs/credit_risk/data/german_credit.csv")
@@ -45,7 +45,7 @@ def test_compile_trains_with_the_generated_constants_and_check_writes_nothing(sp
     """Compile the bundled spec with one generated constant edited (CONFIG's seed) in --check mode
     against the unedited artefacts: the model and its evidence change, so the edited code ran;
     and --check leaves the quarantine file that a real compile would replace or delete."""
-    import compiler.build as B
+    import aiops.compiler.build as B
 
     spec = spec_copy("credit_risk")
     art = copy_artefacts(build("credit_risk"), tmp_path / "out")

@@ -22,7 +22,7 @@ def gov(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """tmp_path as the working folder (specs/ copied, so a test may change them), keys for PEOPLE in
     a trusted-keys file outside the artefacts, a registry in tmp_path, and the credit_risk build in
     generated/credit_risk registered by ml-engineer."""
-    from runtime.governance.identity import new_seed
+    from aiops.runtime.governance.identity import new_seed
 
     shutil.copytree(ROOT / "specs" / "credit_risk", tmp_path / "specs" / "credit_risk")
     monkeypatch.chdir(tmp_path)
@@ -55,7 +55,7 @@ def gov(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
                 monkeypatch.setenv("AIOPS_KEY", keys[who])
 
         def register(self, folder: Path, who: str = "ml-engineer") -> str:
-            from compiler.registry import register_build
+            from aiops.compiler.registry import register_build
 
             self.act(who)
             return register_build("unused.db", Path("generated") / folder.name if folder.parent.name == "generated"
@@ -65,7 +65,7 @@ def gov(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def _approve(g, who: str | None, ref: str, reason: str = "reviewed the evidence") -> str:
-    from compiler.governance.workflow import GovernanceFailed, approve
+    from aiops.compiler.governance.workflow import GovernanceFailed, approve
 
     g.act(who)
     try:
@@ -76,7 +76,7 @@ def _approve(g, who: str | None, ref: str, reason: str = "reviewed the evidence"
 
 
 def _promote(g, ref: str, to: str = "production") -> str:
-    from compiler.governance.workflow import GovernanceFailed, promote
+    from aiops.compiler.governance.workflow import GovernanceFailed, promote
 
     g.act("ml-engineer")
     try:
@@ -90,7 +90,7 @@ def _promote(g, ref: str, to: str = "production") -> str:
 def _self(g, rid):
     import os
 
-    from runtime.governance.store import Store
+    from aiops.runtime.governance.store import Store
 
     # a run built by model-risk-management: the same artefacts registered in another registry
 
@@ -110,13 +110,13 @@ def _unlisted(g, rid):
 
 
 def _failed_gate(g, rid):
-    from compiler.build import BuildFailed, compile_spec
+    from aiops.compiler.build import BuildFailed, compile_spec
 
     g.act("ml-engineer")
     with pytest.raises(BuildFailed):
         compile_spec("specs/credit_risk", ["thresholds.evaluation.roc_auc.min=0.99"], out="generated/strict",
                      quiet=True)
-    from runtime.governance.subject import subject
+    from aiops.runtime.governance.subject import subject
 
     return "chief-credit-officer", subject(g.root / "generated" / "strict")["run_id"]
 
@@ -141,7 +141,7 @@ def _no_key(g, rid):
 
 
 def _untrusted_key(g, rid):
-    from runtime.governance.identity import new_seed
+    from aiops.runtime.governance.identity import new_seed
 
     g.key["stranger"] = new_seed()[0]
     return "stranger", rid
@@ -189,7 +189,7 @@ def test_approval_refused(gov, case: str) -> None:
 
 
 def test_approval_refused_on_the_command_line_exits_2(gov, capsys) -> None:
-    from compiler.cli import main
+    from aiops.compiler.cli import main
 
     rid = gov.register(gov.folder)
     gov.act("head-of-credit-risk")
@@ -199,9 +199,9 @@ def test_approval_refused_on_the_command_line_exits_2(gov, capsys) -> None:
 
 # ---------------------------------------------------------------- promotion and production mode
 def test_production_needs_enough_distinct_approvals_and_serving_checks_them(gov, capsys) -> None:
-    from compiler.cli import main
-    from runtime.governance.production import GovernanceError, check
-    from runtime.governance.store import Store
+    from aiops.compiler.cli import main
+    from aiops.runtime.governance.production import GovernanceError, check
+    from aiops.runtime.governance.store import Store
 
     rid = gov.register(gov.folder)
     assert _promote(gov, rid) == (
@@ -277,8 +277,8 @@ def _rewrite_manifest(folder: Path) -> None:
 
 
 def test_high_risk_production_needs_fairness_and_explanation_evidence(gov) -> None:
-    from runtime.governance.approvals import evidence_problems
-    from runtime.governance.subject import policy
+    from aiops.runtime.governance.approvals import evidence_problems
+    from aiops.runtime.governance.subject import policy
 
     pol = policy(gov.folder)
     assert pol["risk_tier"] == "high" and evidence_problems(gov.folder, pol) == []
@@ -294,8 +294,8 @@ def test_high_risk_production_needs_fairness_and_explanation_evidence(gov) -> No
 
 # ---------------------------------------------------------------- the registry's event log
 def test_registry_is_rebuilt_from_its_hash_chained_events(gov, capsys) -> None:
-    from compiler.cli import main
-    from runtime.governance.store import Store
+    from aiops.compiler.cli import main
+    from aiops.runtime.governance.store import Store
 
     rid = gov.register(gov.folder)
     for who in ("model-risk-management", "chief-credit-officer"):
@@ -323,7 +323,7 @@ def test_registry_is_rebuilt_from_its_hash_chained_events(gov, capsys) -> None:
 
 
 def test_runs_lists_builds_with_stage_and_compare_and_html(gov, capsys) -> None:
-    from compiler.cli import main
+    from aiops.compiler.cli import main
 
     rid = gov.register(gov.folder)
     assert main(["runs", "credit_risk", "--compare", "--html", "runs.html"]) == 0
@@ -337,9 +337,9 @@ def test_runs_lists_builds_with_stage_and_compare_and_html(gov, capsys) -> None:
 
 
 def test_a_build_that_breaks_its_data_contract_is_kept_in_the_history(gov, capsys) -> None:
-    from compiler.build import BuildFailed, compile_spec
-    from compiler.cli import main
-    from runtime.governance.store import Store
+    from aiops.compiler.build import BuildFailed, compile_spec
+    from aiops.compiler.cli import main
+    from aiops.runtime.governance.store import Store
 
     import pandas as pd
 
@@ -364,7 +364,7 @@ def test_a_build_that_breaks_its_data_contract_is_kept_in_the_history(gov, capsy
 
 
 def test_status_is_the_live_governance_report(gov, capsys) -> None:
-    from compiler.cli import main
+    from aiops.compiler.cli import main
 
     rid = gov.register(gov.folder)
     assert _approve(gov, "model-risk-management", rid, reason="checked the slices") == "approved"

@@ -32,7 +32,7 @@ DROP = object()
 
 @pytest.fixture(scope="module")
 def spec_config() -> dict:
-    from compiler.load import load
+    from aiops.compiler.load import load
 
     loaded, diags = load(ROOT / "specs" / "credit_risk", [])
     assert loaded is not None, diags
@@ -60,7 +60,7 @@ def spec_config() -> dict:
 def test_loosening_is_found(spec_config: dict, path: str, value, key, spec, effective) -> None:
     import copy
 
-    from compiler.governance.overrides import loosened
+    from aiops.compiler.governance.overrides import loosened
 
     eff = copy.deepcopy(spec_config)
     _set(path, value)(eff)
@@ -71,7 +71,7 @@ def test_loosening_is_found(spec_config: dict, path: str, value, key, spec, effe
 def test_a_slice_or_fairness_bound_removed_is_a_loosening(spec_config: dict) -> None:
     import copy
 
-    from compiler.governance.overrides import loosened
+    from aiops.compiler.governance.overrides import loosened
 
     eff = copy.deepcopy(spec_config)
     eff["thresholds"]["fairness"] = eff["thresholds"]["fairness"][:1]
@@ -83,8 +83,8 @@ def test_a_slice_or_fairness_bound_removed_is_a_loosening(spec_config: dict) -> 
 
 
 def test_overrides_are_compared_with_the_spec_composed_without_them() -> None:
-    from compiler.governance.overrides import find
-    from compiler.load import load
+    from aiops.compiler.governance.overrides import find
+    from aiops.compiler.load import load
 
     loaded, _ = load(ROOT / "specs" / "credit_risk", ["model=random_forest", "thresholds.fairness.0.max=0.4"])
     assert [(f["key"], f["spec"], f["effective"], f["overrides"]) for f in find(loaded)] == [
@@ -92,7 +92,7 @@ def test_overrides_are_compared_with_the_spec_composed_without_them() -> None:
 
 
 def test_a_high_risk_loosening_needs_a_reason(capsys) -> None:
-    from compiler.cli import main
+    from aiops.compiler.cli import main
 
     assert main(["compile", "specs/credit_risk", LOOSE, "--out", "/nonexistent/never-written"]) == 2
     err = capsys.readouterr().err
@@ -109,7 +109,7 @@ def test_a_high_risk_loosening_needs_a_reason(capsys) -> None:
 
 @pytest.fixture(scope="module")
 def loosened(tmp_path_factory) -> Path:
-    from compiler.build import compile_spec
+    from aiops.compiler.build import compile_spec
 
     out = tmp_path_factory.mktemp("loose") / "credit_risk"
     assert compile_spec(str(ROOT / "specs" / "credit_risk"), [LOOSE], out=str(out), quiet=True,
@@ -140,7 +140,7 @@ def test_the_compliance_document_shows_both_bounds_and_the_reason(loosened: Path
 
 # ---------------------------------------------------------------- diff
 def test_diff_reports_thresholds_gates_build_and_importance(loosened: Path, capsys) -> None:
-    from compiler.cli import main
+    from aiops.compiler.cli import main
 
     base = build("credit_risk")
     assert main(["diff", str(base), str(loosened)]) == 0
@@ -161,7 +161,7 @@ def test_diff_of_a_changed_model(tmp_path: Path) -> None:
     """Features, contract and metrics that differ, with confidence intervals when the evidence has them."""
     import shutil
 
-    from compiler.governance.diff import diff, lines
+    from aiops.compiler.governance.diff import diff, lines
 
     a = build("credit_risk")
     b = tmp_path / "b"
@@ -188,8 +188,8 @@ def test_kpis_are_measured_per_window_against_an_independent_count(tmp_path: Pat
     others, per window of 250 rows, checked against batch scoring of the same rows."""
     import pandas as pd
 
-    from runtime.monitor import Source, run
-    from runtime.predictor import Predictor
+    from aiops.runtime.monitor.job import Source, run
+    from aiops.runtime.predictor import Predictor
 
     art = build("credit_risk")
     data = ROOT / "specs/credit_risk/data/german_credit.csv"
@@ -216,7 +216,7 @@ def test_kpis_are_measured_per_window_against_an_independent_count(tmp_path: Pat
 
 
 def test_a_kpi_without_a_measure_or_for_regression_says_it_cannot_be_measured() -> None:
-    from runtime.kpi import KPITracker, summary_lines
+    from aiops.runtime.monitor.kpi import KPITracker, summary_lines
 
     k = {"name": "missed_connections_per_1000", "baseline": 18, "target": 14, "direction": "decrease", "unit": ""}
     t = KPITracker([k], "binary_classification", "1", 0.5)

@@ -57,8 +57,8 @@ def server(tmp_path: Path):
 
 
 def test_compile_and_promote_are_mirrored_to_mlflow(server: str, tmp_path: Path, monkeypatch) -> None:
-    from compiler.registry import register_build
-    from runtime.governance.store import Store
+    from aiops.compiler.registry import register_build
+    from aiops.runtime.governance.store import Store
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
@@ -84,7 +84,7 @@ def test_compile_and_promote_are_mirrored_to_mlflow(server: str, tmp_path: Path,
     assert alias["model_version"]["version"] == "1"
 
     # a stage move moves the alias named after the stage
-    from compiler.governance.workflow import promote
+    from aiops.compiler.governance.workflow import promote
 
     assert promote(rec["run_id"], "staging")["to"] == "staging"
     alias = _get(f"{server}/api/2.0/mlflow/registered-models/alias?name=credit_risk&alias=staging")

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime.contract import ColumnRule, Contract
-from runtime.masking import (REDACTED, Masker, canonical, generalize, load_key, masker_for, scrub,
+from aiops.runtime.contract import ColumnRule, Contract
+from aiops.runtime.masking import (REDACTED, Masker, canonical, generalize, load_key, masker_for, scrub,
                              small_groups_hidden, state_dir)
-from runtime.policy import PolicyError
+from aiops.runtime.policy import PolicyError
 from tests._build import ROOT
 
 PII = "personal_status_and_sex"
@@ -59,7 +59,7 @@ def test_workers_starting_together_create_one_installation_key(tmp_path: Path):
     import subprocess
     import sys
 
-    code = f"from runtime.masking import load_key; print(load_key({{'AIOPS_STATE_DIR': {str(tmp_path)!r}}}).key_id)"
+    code = f"from aiops.runtime.masking import load_key; print(load_key({{'AIOPS_STATE_DIR': {str(tmp_path)!r}}}).key_id)"
     procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
              for _ in range(4)]
     outs = [p.communicate(timeout=60) for p in procs]
@@ -152,8 +152,8 @@ def test_compile_quarantine_generalizes_and_hashes_as_score_and_the_log_do(monke
                                                                            tmp_path: Path):
     """The compile quarantine used to write *** for generalize (score gave the year) and an
     unsalted hash; now one Masker, from the same policy and contract, gives one text."""
-    from runtime.datafile import field_mask
-    from runtime.training import quarantine_masker, read_table, validate
+    from aiops.runtime.datafile import field_mask
+    from aiops.compiler.training import quarantine_masker, read_table, validate
 
     monkeypatch.setenv("AIOPS_MASK_SALT", KEY["AIOPS_MASK_SALT"])
     policy = {"masking": {**STRICT["masking"], "age_in_years": {"method": "generalize"}}}
@@ -177,7 +177,7 @@ def test_compile_quarantine_generalizes_and_hashes_as_score_and_the_log_do(monke
 
 
 def test_the_prediction_log_writer_masks_as_its_server(tmp_path: Path):
-    from runtime.predlog import EntryBuilder
+    from aiops.runtime.audit.predlog import EntryBuilder
 
     m = masker_for(STRICT, CREDIT, KEY)
     again = Masker.from_config(m.config())  # what the writer process rebuilds from the pipe
@@ -219,7 +219,7 @@ def test_library_errors_lose_the_data_they_echo():
 def test_monitor_prints_no_line_of_a_malformed_csv(tmp_path: Path, capsys):
     """A ragged line is a quarantined record (docs/contract.md); its text reaches neither
     stderr nor the report."""
-    from compiler.cli import main
+    from aiops.compiler.cli import main
     from tests._build import build
 
     rows = list(csv.reader((ROOT / "specs" / "credit_risk" / "data" / "german_credit.csv").open(newline="")))

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import yaml
 
-from compiler.cli import main
-from runtime.monitor import MonitorError, Source, run
+from aiops.compiler.cli import main
+from aiops.runtime.monitor.job import MonitorError, Source, run
 from tests._build import ROOT, build
 
 DATA = ROOT / "specs" / "flight_delays" / "data" / "flights_2013.parquet"
@@ -173,7 +173,7 @@ def test_performance_per_month_with_the_label_delay(year, art, files, tmp_path, 
     # December's AUC, derived: the served model on December's rows, scored by scikit-learn
     from sklearn.metrics import roc_auc_score
 
-    from runtime.predictor import Predictor
+    from aiops.runtime.predictor import Predictor
 
     pred = Predictor(art)
     dec = flights[flights.month == "2013-12"]
@@ -289,11 +289,11 @@ def test_labels_arrive_later_joined_by_the_label_key(art, flights, tmp_path):
 
 def test_from_the_prediction_log(art, flights, tmp_path):
     """The server's log (format of docs/serving.md): inputs and outputs as served, labels by prediction_id."""
-    from runtime.artefacts import verify
-    from runtime.predictor import Predictor
-    from runtime.audit_chain import ChainWriter
-    from runtime.masking import Masker
-    from runtime.predlog import EntryBuilder, verify_chain
+    from aiops.runtime.artefacts import verify
+    from aiops.runtime.predictor import Predictor
+    from aiops.runtime.audit.chain import ChainWriter
+    from aiops.runtime.masking import Masker
+    from aiops.runtime.audit.predlog import EntryBuilder, verify_chain
 
     a = verify(art)
     p = Predictor(art)
@@ -403,8 +403,8 @@ def test_webhook_option_and_an_unreachable_receiver(art, files, tmp_path, capsys
 
 # ------------------------------------------------------------------ row windows and fairness
 def test_fairness_per_group_per_window_on_credit_risk(tmp_path):
-    from runtime.evaluation import fairness, groups_of
-    from runtime.predictor import Predictor
+    from aiops.runtime.evaluation import fairness, groups_of
+    from aiops.runtime.predictor import Predictor
 
     art = build("credit_risk")
     data = ROOT / "specs" / "credit_risk" / "data" / "german_credit.csv"
@@ -425,7 +425,7 @@ def test_fairness_per_group_per_window_on_credit_risk(tmp_path):
     label = p.predict_columns(cols)["label"]
     w = rep["windows"][1]
     # the PII attribute's groups are shown by their masked label (hash, as in the prediction log)
-    from runtime.masking import masker_for
+    from aiops.runtime.masking import masker_for
 
     masker = masker_for(json.loads((art / "serving.json").read_text())["security"], p.contract)
     pii = np.array([masker.mask(rules[0][0], v) for v in cols[rules[0][0]]], dtype=object)

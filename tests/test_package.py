@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from compiler.package import PackageError, plan, render
+from aiops.compiler.package import PackageError, plan, render
 from tests._build import ROOT
 
 EXAMPLES = ("credit_risk", "flight_delays")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.policy import KEY_HELP, Access, PolicyError, load_access, load_cipher, parse_key
+from aiops.runtime.policy import KEY_HELP, Access, PolicyError, load_access, load_cipher, parse_key
 
 ROLES = {"scorer": ["predict", "explain", "metadata"], "auditor": ["audit", "metadata", "metrics"],
          "admin": ["admin"]}
@@ -109,7 +109,7 @@ def test_keys_parse_from_hex_and_base64():
 
 
 def test_log_timestamps_are_iso_ts_to_the_microsecond():
-    from runtime.predlog import Clock, iso_ts
+    from aiops.runtime.audit.predlog import Clock, iso_ts
 
     clock = Clock()
     t = 1764088888.0

@@ -41,7 +41,7 @@ def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _run(capsys, *argv: str) -> tuple[int, str]:
-    from compiler.cli import main
+    from aiops.compiler.cli import main
 
     rc = main(list(argv))
     err = capsys.readouterr().err
@@ -61,7 +61,7 @@ def _july_auc(folder: Path) -> float:
     """roc_auc of the model in `folder` on July's rows, by scikit-learn."""
     from sklearn.metrics import roc_auc_score
 
-    from runtime.predictor import Predictor
+    from aiops.runtime.predictor import Predictor
 
     july = _july_rows()
     pred = Predictor(folder)
@@ -74,8 +74,8 @@ def _july_auc(folder: Path) -> float:
 
 @pytest.mark.slow
 def test_retrain_recovers_july_promotes_and_rollback_restores(work: Path, capsys) -> None:
-    from compiler import registry as R
-    from runtime.artefacts import verify
+    from aiops.compiler import registry as R
+    from aiops.runtime.artefacts import verify
 
     d = copy_artefacts(build("flight_delays"), work / "generated" / "flight_delays")
     champion = _files(d)
@@ -172,9 +172,9 @@ def test_a_champion_is_scored_only_on_rows_it_was_not_trained_on(tmp_path: Path,
     import pandas as pd
     from sklearn.model_selection import train_test_split
 
-    from compiler.rowkeys import row_hashes
-    from runtime import evaluation as EV
-    from runtime.predictor import Predictor
+    from aiops.compiler.rowkeys import row_hashes
+    from aiops.runtime import evaluation as EV
+    from aiops.runtime.predictor import Predictor
     from tests.test_serve import DATA_KEY
 
     monkeypatch.setenv("AIOPS_DATA_KEY", DATA_KEY)
@@ -248,7 +248,7 @@ def _result(blessed: bool, failed: tuple[str, ...] = ()) -> dict:
 
 
 def test_promotion_rule_gate_then_margin_in_the_metric_s_direction() -> None:
-    from compiler.retrain import _decide
+    from aiops.compiler.retrain import _decide
 
     # the real July 2013 numbers: +0.0300 promotes at the spec's margin 0.01, not at 0.05
     assert _decide(_result(True), "roc_auc", 0.6865, 0.7165, 0.01)[0] is True

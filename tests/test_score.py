@@ -24,10 +24,10 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
 
-from compiler.cli import main
-from runtime.policy import load_cipher
-from runtime.predictor import Predictor
-from runtime.score import _Validator, decrypt_file
+from aiops.compiler.cli import main
+from aiops.runtime.policy import load_cipher
+from aiops.runtime.predictor import Predictor
+from aiops.runtime.score.scorer import _Validator, decrypt_file
 from tests._build import ROOT, build, copy_artefacts
 
 FLIGHTS = ROOT / "specs" / "flight_delays" / "data" / "flights_2013.parquet"
@@ -84,7 +84,7 @@ def bits(a) -> np.ndarray:
 # ---------------------------------------------------------------------- the HTTP path, in process
 def http_predict(art: Path, log_dir: Path, records: list[dict], sizes: tuple[int, ...]) -> dict[str, list]:
     """POST /v1/predict through the server's ASGI app, in requests of the given sizes (cycled)."""
-    from runtime.server import App, Service
+    from aiops.runtime.serve.server import App, Service
 
     app = App(Service(art, log_dir, insecure_dev=True))  # no keys: this compares predictions, not access
     app.startup()
@@ -331,8 +331,8 @@ def test_pii_is_masked_in_the_quarantine_and_categories_outside_the_contract_are
     assert PII_VALUE.encode() not in plain(tmp_path / "rejected.csv", art)
     assert PII_VALUE.encode() not in plain(out, art)
     # the same value hashes the same way as in the server's log (one key, one Masker)
-    from runtime.contract import Contract
-    from runtime.masking import masker_for
+    from aiops.runtime.contract import Contract
+    from aiops.runtime.masking import masker_for
 
     m = masker_for({"masking": {PII: {"method": "hash"}}}, Contract.load(art / "contract.json"))
     assert masked["4"] == m.mask(PII, PII_VALUE)
@@ -463,7 +463,7 @@ def test_tampered_or_unblessed_artefacts_are_refused(capsys, tmp_path: Path):
 # VmHWM, not ru_maxrss: a child inherits the ru_maxrss of its parent (pytest, large by now)
 PEAK = """
 import sys
-from runtime.score import score_file
+from aiops.runtime.score.scorer import score_file
 r = score_file(sys.argv[1], sys.argv[2], sys.argv[3], chunk_rows=int(sys.argv[4]), progress=False)
 hwm = [ln for ln in open("/proc/self/status") if ln.startswith("VmHWM")][0].split()[1]
 print(r.rows_in, int(hwm) * 1024)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime.http_metrics import PUBLISH_EVERY
+from aiops.runtime.serve.metrics import PUBLISH_EVERY
 from tests._build import ROOT, build
 
 DATA_KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
@@ -62,7 +62,7 @@ class Server:
         self.stderr_path = workdir / f"stderr-{self.port}.txt"
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "compiler.cli", "serve", str(self.artefacts), "--port", str(self.port),
+        return [sys.executable, "-m", "aiops.compiler.cli", "serve", str(self.artefacts), "--port", str(self.port),
                 "--log-dir", str(self.log_dir), "--workers", str(self.workers), *self.args]
 
     def start(self, timeout: float = 40.0) -> "Server":
@@ -161,7 +161,7 @@ def test_predictions_equal_the_compiled_model_and_the_holdout_evidence(server: S
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import train_test_split
 
-    from runtime.predictor import Predictor
+    from aiops.runtime.predictor import Predictor
 
     recs, labels = records()
     y = np.array(labels, dtype=object)
@@ -191,11 +191,11 @@ def test_predictions_equal_the_compiled_model_and_the_holdout_evidence(server: S
 
 
 def test_concurrent_requests_scored_together_get_their_own_bits(server: Server, art: Path):
-    """Requests arriving together are scored in one onnxruntime call (runtime/http_batch.py);
+    """Requests arriving together are scored in one onnxruntime call (runtime/serve/batching.py);
     each still gets exactly what the model gives that record alone."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from runtime.predictor import Predictor
+    from aiops.runtime.predictor import Predictor
 
     recs = records(64)[0]
     p = Predictor(art)
@@ -249,9 +249,9 @@ def test_explain_gives_exact_contributions_for_the_linear_model(server: Server):
 def test_linear_occlusion_is_additive(art: Path):
     """The premise of exact=True: for the logistic model, occluding features one at a time
     adds up to occluding them all at once (on the log-odds scale)."""
-    from runtime.features import derive
-    from runtime.http_explain import is_linear
-    from runtime.predictor import Predictor
+    from aiops.runtime.features import derive
+    from aiops.runtime.serve.explain import is_linear
+    from aiops.runtime.predictor import Predictor
 
     assert is_linear(art / "model.onnx")
     p = Predictor(art)
@@ -416,8 +416,8 @@ def test_422_never_echoes_a_pii_value(server: Server):
 
 
 def test_pii_is_masked_in_the_encrypted_prediction_log(server: Server):
-    from runtime.policy import Cipher, parse_key
-    from runtime.predlog import read_entries
+    from aiops.runtime.policy import Cipher, parse_key
+    from aiops.runtime.audit.predlog import read_entries
 
     status, body = predict(server, [{**_good(), PII: PII_VALUE}])
     assert status == 200
@@ -529,7 +529,7 @@ def _metric_values(text: bytes) -> dict[str, float]:
 
 def test_serving_path_imports_neither_sklearn_nor_pandas(art: Path, tmp_path: Path):
     code = ("import sys, asyncio\n"
-            "from runtime.server import App, Service\n"
+            "from aiops.runtime.serve.server import App, Service\n"
             f"app = App(Service({str(art)!r}, {str(tmp_path)!r}, env={{'AIOPS_DATA_KEY': {DATA_KEY!r}, "
             f"'AIOPS_LOG_KEY': {os.environ['AIOPS_LOG_KEY']!r}, "
             f"'AIOPS_LOG_SIGNING_KEY': {os.environ['AIOPS_LOG_SIGNING_KEY']!r}}}, "
@@ -621,7 +621,7 @@ def test_a_queued_job_survives_a_restart(art: Path, tmp_path: Path):
 
 
 def test_a_job_left_running_by_a_dead_process_is_claimed_again(tmp_path: Path):
-    from runtime.jobs import JobStore
+    from aiops.runtime.serve.jobs import JobStore
 
     store = JobStore(tmp_path)
     store.create("a" * 32, tmp_path / "in.json", "csv", 1, False)
@@ -665,7 +665,7 @@ def test_missing_encryption_key_is_refused(art: Path, tmp_path: Path):
 
 @pytest.mark.slow
 def test_an_unblessed_model_is_refused(tmp_path: Path, monkeypatch):
-    from compiler.build import BuildFailed, compile_spec
+    from aiops.compiler.build import BuildFailed, compile_spec
 
     monkeypatch.chdir(tmp_path)  # the registry this compile writes stays out of the repository
     out = tmp_path / "unblessed"
@@ -702,7 +702,7 @@ def test_audit_chain_verifies_and_an_edit_breaks_it_at_that_line(art: Path, tmp_
     copy.mkdir()
     for name in ("predictions.jsonl", "checkpoints.jsonl"):
         shutil.copy(server.log_dir / name, copy / name)
-    cli = [sys.executable, "-m", "compiler.cli", "audit", "verify"]
+    cli = [sys.executable, "-m", "aiops.compiler.cli", "audit", "verify"]
     ok = subprocess.run(cli + [str(copy)], capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0 and ok.stdout.startswith(f"ok: {copy / 'predictions.jsonl'}: ")
     lines = (copy / "predictions.jsonl").read_bytes().splitlines(keepends=True)
@@ -746,22 +746,22 @@ def test_open_mode_with_two_workers(art: Path, tmp_path: Path):
         assert m['aiops_records_scored_total{source="http"}'] == sum(1 + i % 3 for i in range(40))
     finally:
         s.stop()
-    from runtime.predlog import verify_chain
+    from aiops.runtime.audit.predlog import verify_chain
 
     rep = verify_chain(s.log_dir)
     assert rep.ok and rep.predictions == sum(1 + i % 3 for i in range(40)) + 1
 
 
 def test_a_tree_model_is_not_called_exact():
-    from runtime.http_explain import is_linear
+    from aiops.runtime.serve.explain import is_linear
 
     assert not is_linear(ROOT / "generated" / "flight_delays" / "model.onnx")  # read only
 
 
 def test_answers_are_what_json_writes():
-    """The response is written with one format string per model (runtime/http_answers.py):
+    """The response is written with one format string per model (runtime/serve/answers.py):
     the same bytes as json.dumps, and null where JSON has no number."""
-    from runtime.http_answers import Answers
+    from aiops.runtime.serve.answers import Answers
 
     model = {"name": "m", "version": "1.0.0", "manifest_sha256": "ab" * 32}
     classes = ('no "quotes" %s', "sí")
@@ -790,9 +790,9 @@ def test_the_batcher_scores_alone_at_once_and_together_in_one_call(art: Path):
     one onnxruntime call. Every mode gives each record the bits the model gives it alone."""
     import asyncio
 
-    from runtime.http_batch import ALONE_AFTER, PROBE_EVERY, Batcher
-    from runtime.http_rows import FeatureRows, RowAcceptor
-    from runtime.predictor import Predictor
+    from aiops.runtime.serve.batching import ALONE_AFTER, PROBE_EVERY, Batcher
+    from aiops.runtime.serve.rows import FeatureRows, RowAcceptor
+    from aiops.runtime.predictor import Predictor
 
     p = Predictor(art)
     rows = FeatureRows(RowAcceptor(p.contract), p.steps, p.input_names)

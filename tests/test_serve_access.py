@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from runtime.jobs import JobStore
-from runtime.policy import MIN_KEY_CHARS, PolicyError, keys_required, load_access
+from aiops.runtime.serve.jobs import JobStore
+from aiops.runtime.policy import MIN_KEY_CHARS, PolicyError, keys_required, load_access
 from tests._build import ROOT, build
 from tests.test_serve import ADMIN_KEY, BATCH, BATCH2, DATA_KEY, JOBS_ADMIN, PII, Server, records
 
@@ -196,7 +196,7 @@ def test_job_pii_is_never_stored_in_clear_and_the_input_is_deleted(server: Serve
 
 def test_a_job_input_is_stored_without_pii_before_it_runs(tmp_path: Path):
     """The file written before the 202 (read here before any worker runs the job)."""
-    from runtime.server import Service
+    from aiops.runtime.serve.server import Service
 
     svc = Service(clear_build(), tmp_path / "log", env={}, job_threads=0, insecure_dev=True)
     recs = [{**r, PII: CANARY} for r in records(4)[0]]
@@ -214,7 +214,7 @@ def test_a_job_input_is_stored_without_pii_before_it_runs(tmp_path: Path):
 # ---------------------------------------------------------------------- attempts
 def _dies_holding_a_job(root: Path) -> None:
     """A real worker process that claims the job and dies while scoring it."""
-    code = (f"import os, sys; sys.path.insert(0, {str(ROOT)!r}); from runtime.jobs import JobStore; "
+    code = (f"import os, sys; sys.path.insert(0, {str(ROOT)!r}); from aiops.runtime.serve.jobs import JobStore; "
             f"job = JobStore({str(root)!r}, 2).claim(); assert job is not None; os._exit(9)")
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 9
 

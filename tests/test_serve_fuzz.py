@@ -1,5 +1,5 @@
 """Generated input: the live server never answers 5xx and never echoes a PII value; the
-serving fast path (runtime/http_rows.py) agrees with the data contract and features.derive."""
+serving fast path (runtime/serve/rows.py) agrees with the data contract and features.derive."""
 from __future__ import annotations
 
 import json
@@ -46,7 +46,7 @@ def credit_records(draw) -> dict:
 
 def _credit_contract():
     """credit_risk's committed contract (read only: the strategies are built at import)."""
-    from runtime.contract import Contract
+    from aiops.runtime.contract import Contract
 
     return Contract.load(ROOT / "generated" / "credit_risk" / "contract.json")
 
@@ -128,7 +128,7 @@ def test_raw_bytes_never_get_a_5xx(server: Server, raw: bytes, ctype: str, metho
 # ---------------------------------------------------------------------- fast path == contract
 @pytest.fixture(scope="module")
 def predictor():
-    from runtime.predictor import Predictor
+    from aiops.runtime.predictor import Predictor
 
     return Predictor(build("credit_risk"))
 
@@ -163,7 +163,7 @@ def _batch_outputs(predictor, recs: list) -> dict[str, np.ndarray]:
     feed and the model."""
     import pyarrow as pa
 
-    from runtime.score import _feed, _Validator
+    from aiops.runtime.score.scorer import _feed, _Validator
 
     # a CSV file has a column for every record or for none (an absent key is not an empty cell)
     names = [c.name for c in predictor.contract.request_columns if all(c.name in r for r in recs)]
@@ -177,8 +177,8 @@ def test_the_fast_paths_agree_with_the_contract_derive_batch_and_the_predictor(p
     """Mostly valid requests (as the contract's rules generate them), so that most examples
     reach the comparison: the fast path's feed is derive's, bit for bit, and HTTP (fast path),
     the Predictor (contract path) and batch scoring give the same outputs, bit for bit."""
-    from runtime.features import derive
-    from runtime.http_rows import FeatureRows, RowAcceptor
+    from aiops.runtime.features import derive
+    from aiops.runtime.serve.rows import FeatureRows, RowAcceptor
 
     acc = RowAcceptor(predictor.contract)
     feature_rows = FeatureRows(acc, predictor.steps, predictor.input_names)
@@ -214,7 +214,7 @@ def test_the_fast_paths_agree_with_the_contract_derive_batch_and_the_predictor(p
 
 
 def test_the_fast_paths_take_plain_valid_records(predictor):
-    from runtime.http_rows import FeatureRows, RowAcceptor
+    from aiops.runtime.serve.rows import FeatureRows, RowAcceptor
 
     recs = records(200)[0]
     acc = RowAcceptor(predictor.contract)
@@ -238,8 +238,8 @@ def _flight_steps():
     """flight_delays' steps (dates, buckets, logs, clips, nullable floats), plus a ratio, a
     difference and the two kinds of days_between, on its committed contract (read only:
     compiling it takes 20 s)."""
-    from runtime.contract import Contract
-    from runtime.features import FeatureStep
+    from aiops.runtime.contract import Contract
+    from aiops.runtime.features import FeatureStep
 
     art = ROOT / "generated" / "flight_delays"
     contract = Contract.load(art / "contract.json")
@@ -261,8 +261,8 @@ def _flight_steps():
 
 
 def _check_rows_against_derive(contract, steps, recs) -> None:
-    from runtime.features import derive
-    from runtime.http_rows import FeatureRows, RowAcceptor
+    from aiops.runtime.features import derive
+    from aiops.runtime.serve.rows import FeatureRows, RowAcceptor
 
     ref_cols, errors = contract.validate_records(recs)
     assert not errors.items

@@ -1,5 +1,5 @@
-"""Connection limits and request deadlines of `aiops serve` (runtime/http_limits.py and the
-serving.timeout_s sweep of runtime/server.py), attacked on a live server.
+"""Connection limits and request deadlines of `aiops serve` (runtime/serve/limits.py and the
+serving.timeout_s sweep of runtime/serve/server.py), attacked on a live server.
 
 The server is credit_risk with 1 s header, body and idle deadlines (spec overrides), so
 that every test takes seconds.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.http_limits import SWEEP_S, Limits
+from aiops.runtime.serve.limits import SWEEP_S, Limits
 from tests.test_serve import ADMIN_KEY, Server, records
 from tests.test_serve_access import KEYS, clear_build
 
@@ -166,7 +166,7 @@ def test_half_headers_and_idle_connections_are_closed(server: Server):
 
 
 def test_the_spec_sets_the_limits(tmp_path: Path):
-    from runtime.server import Service
+    from aiops.runtime.serve.server import Service
 
     svc = Service(clear_build(), tmp_path, env={}, job_threads=0, insecure_dev=True)
     assert svc.limits == Limits(max_header_bytes=32768, header_timeout_s=1.0, body_timeout_s=1.0,
@@ -179,7 +179,7 @@ def test_the_spec_sets_the_limits(tmp_path: Path):
 def test_serving_timeout_s_answers_504(tmp_path: Path):
     """A request still unanswered after serving.timeout_s is abandoned with a JSON 504 (here
     its body never comes; the deadline is shortened from the spec's 5 s to keep this quick)."""
-    from runtime.server import App, Service
+    from aiops.runtime.serve.server import App, Service
 
     app = App(Service(clear_build(), tmp_path, env={}, job_threads=0, insecure_dev=True))
     app.timeout = 0.3

@@ -12,8 +12,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from runtime import evaluation as EV
-from runtime.monitor_stats import Fairness, Performance
+from aiops.runtime import evaluation as EV
+from aiops.runtime.monitor.stats import Fairness, Performance
 from tests._build import ROOT, build, copy_artefacts
 
 CLASSES = ("Adelie", "Chinstrap", "Gentoo", "Rare")
@@ -61,7 +61,7 @@ def test_binary_metrics_without_a_class_are_insufficient_not_zero():
 
 
 def test_importance_uses_a_metric_the_holdout_has():
-    from compiler.train import importance_metric
+    from aiops.compiler.train import importance_metric
 
     y, out = _multiclass(50, 2, absent=("Chinstrap", "Gentoo", "Rare"))
     assert importance_metric("multiclass_classification", y, out, CLASSES, None) == "log_loss"
@@ -70,7 +70,7 @@ def test_importance_uses_a_metric_the_holdout_has():
 
 
 def test_holdout_without_enough_rows_of_a_class_fails_before_training():
-    from compiler.train import HoldoutError, _check_holdout_classes
+    from aiops.compiler.train import HoldoutError, _check_holdout_classes
 
     y = np.array(["a"] * 50 + ["b"] * 50 + ["c"] * 8, dtype=object)  # a time split that keeps b and c rare
     train = np.r_[0:40, 50:90, 100:104]
@@ -156,7 +156,7 @@ def test_tree_ensembles_decide_values_at_split_points_as_scikit_learn():
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from compiler.export import to_onnx_bytes
+    from aiops.compiler.export import to_onnx_bytes
 
     df = pd.read_csv(ROOT / "specs/penguins/data/penguins.csv").dropna()
     cols = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
@@ -189,7 +189,7 @@ TASKS = {"penguins": "multiclass_classification", "diabetes": "regression"}
 
 
 def _cli(capsys, *argv: str) -> tuple[int, str, str]:
-    from compiler.cli import main
+    from aiops.compiler.cli import main
 
     rc = main(list(argv))
     cap = capsys.readouterr()
@@ -237,7 +237,7 @@ def test_task_matrix(spec: str, tmp_path, capsys, monkeypatch):
     assert all(f["value"] is not None or f["reason"] for f in first["fairness"])
     # the report's charts leave out the window with insufficient data, and say so; fairness
     # charts plot the figure each bound compares (the class's share, or the group error)
-    from runtime.monitor_report import figures
+    from aiops.runtime.monitor.report import figures
 
     titles = [ax.get_title() for ax in figures(rep)["fairness"].axes]
     assert titles[0] == ("sex: share predicted positive (class 'Adelie' against the rest), by group (groups with "
@@ -442,7 +442,7 @@ def test_regression_monthly_windows_on_small_daily_data_and_delayed_labels(spec_
     """Finding 7 end to end: 48 monthly windows of 28-31 rows are insufficient data (not 'ok'),
     left out of alerts and charts; the same model on a year of 120-row months gets performance
     for the months whose labels are old enough (label_delay_days 365, --as-of)."""
-    from runtime.monitor_report import figures
+    from aiops.runtime.monitor.report import figures
 
     sp, df = _daily_diabetes(spec_copy, monkeypatch)
     rc, _, err = _cli(capsys, "compile", sp.rel, "--out", "art", "--quiet")
@@ -490,8 +490,8 @@ def test_regression_challenger_on_more_rows_is_promoted_and_rollback_restores(sp
     import pandas as pd
     from sklearn.model_selection import train_test_split
 
-    from compiler.rowkeys import row_hashes
-    from runtime.artefacts import verify
+    from aiops.compiler.rowkeys import row_hashes
+    from aiops.runtime.artefacts import verify
     from tests.test_serve import DATA_KEY
 
     monkeypatch.setenv("AIOPS_DATA_KEY", DATA_KEY)

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from compiler.build import BuildFailed, compile_spec
-from compiler.cli import main
-from runtime import trust
-from runtime.artefacts import ArtefactError, verify
+from aiops.compiler.build import BuildFailed, compile_spec
+from aiops.compiler.cli import main
+from aiops.runtime.trust import signatures as trust
+from aiops.runtime.artefacts import ArtefactError, verify
 from tests._build import ROOT, build, reseal
 
 KEYS = ROOT / "tests" / "keys"
@@ -77,7 +77,7 @@ def cli(capsys, *args) -> tuple[int, str]:
 def attempt(command: str, art: Path, tmp: Path, capsys, *more: str) -> tuple[int, str]:
     """Run `command` on `art` the cheapest way; (exit code, what it printed or raised)."""
     if command == "serve":
-        from runtime.server import Service
+        from aiops.runtime.serve.server import Service
 
         try:
             Service(art, tmp / "log", env=_serve_env(), job_threads=0)
@@ -101,7 +101,7 @@ def strip_signature(root: Path, tmp: Path) -> str:
 
 
 def resign_untrusted(root: Path, tmp: Path) -> str:
-    from runtime.keys import write_new_key
+    from aiops.runtime.trust.keys import write_new_key
 
     attacker = write_new_key(tmp / "attacker.key")
     reseal(root, tmp / "attacker.key")
@@ -205,7 +205,7 @@ def test_a_limited_tier_build_runs_unsigned_only_where_no_keys_are_trusted(tmp_p
 
 
 def test_insecure_dev_is_the_only_way_round_and_it_is_loud_and_recorded(tmp_path, capsys):
-    from runtime.server import Service
+    from aiops.runtime.serve.server import Service
 
     art = copy(build("credit_risk"), tmp_path)
     why = strip_signature(art, tmp_path)

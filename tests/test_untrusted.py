@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from compiler import escape
-from compiler.cli import main
-from compiler.outdir import MARK, OutputError, clean_interrupted, clean_stale_staging, output_dir, replace, staging
-from compiler.render import UnsafeOutput, check_python, environment
+from aiops.compiler import escape
+from aiops.compiler.cli import main
+from aiops.compiler.outdir import MARK, OutputError, clean_interrupted, clean_stale_staging, output_dir, replace, staging
+from aiops.compiler.render import UnsafeOutput, check_python, environment
 
 REPO = Path(__file__).resolve().parent.parent
 SPEC = "spec.yaml"
@@ -151,7 +151,7 @@ def test_output_folder_is_proven_inside_its_root(tmp_path, monkeypatch):
     with pytest.raises(OutputError, match=r"does not lie inside 'generated'"):
         output_dir("linked", None)
     # the staging copy: every path is proven inside the staging folder
-    from compiler.outdir import inside
+    from aiops.compiler.outdir import inside
 
     assert inside(tmp_path / "stage" / "credit_risk", tmp_path / "stage") == tmp_path / "stage" / "credit_risk"
     with pytest.raises(OutputError, match="does not lie inside"):
@@ -202,7 +202,7 @@ def test_no_resolver_is_registered_while_a_spec_resolves(monkeypatch):
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from compiler.load import _resolve_without_resolvers
+    from aiops.compiler.load import _resolve_without_resolvers
 
     monkeypatch.setenv("AIOPS_DATA_KEY", "canary-91c2")
     for value in ("${oc.env:AIOPS_DATA_KEY}", "${oc.decode:'${oc.env:AIOPS_DATA_KEY}'}", "${now:%Y}"):
@@ -248,7 +248,7 @@ def test_deep_nesting_is_refused_quickly(spec_copy, capsys):
 
 
 def test_source_map_is_linear_in_the_document():
-    from compiler.load import SourceMap, _walk_yaml
+    from aiops.compiler.load import SourceMap, _walk_yaml
 
     n = 5_000  # a list of n lists: the old walk rescanned every position for each of them
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -360,7 +360,7 @@ def test_bad_cron_schedules_are_refused(spec_copy, capsys, schedule, note):
 
 
 def test_valid_cron_schedules_are_accepted_and_quoted():
-    from compiler.rules_policy import cron_problem
+    from aiops.compiler.rules_policy import cron_problem
 
     for ok in ("0 6 * * MON", "0 6 * JAN *", "@daily", "*/15 8-18 * * 1-5"):
         assert cron_problem(ok) is None, ok
@@ -382,7 +382,7 @@ def test_a_template_that_forgets_to_escape_fails():
 @pytest.mark.parametrize("text, why", [
     ('"""doc"""\nimport os\n', "'import os'"),
     ('X = __import__("os").system("touch PWNED")\n', "the name '__import__' is neither imported nor defined"),
-    ('from runtime.features import FeatureStep\nX = FeatureStep.__init__\n', "the private attribute '__init__'"),
+    ('from aiops.runtime.features import FeatureStep\nX = FeatureStep.__init__\n', "the private attribute '__init__'"),
     ('from subprocess import run\n', "an import from 'subprocess'"),
     ('X = 1\nprint(X)\n', "a Expr statement"),
 ])
@@ -434,8 +434,8 @@ HOSTILE = ['"""', "'''", "\\", "\n", "\r", "\u2028", "#", "$(touch PWNED)", "`to
 
 @pytest.fixture(scope="module")
 def benign_plan():
-    from compiler.check import check
-    from compiler.plan import build_plan
+    from aiops.compiler.check import check
+    from aiops.compiler.plan import build_plan
 
     loaded, spec, diags = check(REPO / "specs" / "credit_risk", [])
     assert spec is not None, diags
@@ -443,8 +443,8 @@ def benign_plan():
 
 
 def _render(plan) -> dict[str, str]:
-    from compiler.monitoring_plan import render_monitoring
-    from compiler.render import render_code
+    from aiops.compiler.monitoring_plan import render_monitoring
+    from aiops.compiler.render import render_code
 
     files = render_code(plan)
     files.update(render_monitoring(plan))
@@ -468,12 +468,12 @@ def test_hostile_text_in_every_string_field_stays_text(benign_plan):
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import strategies as st
 
-    from compiler.plan import build_plan
-    from compiler.validate import validate
+    from aiops.compiler.plan import build_plan
+    from aiops.compiler.validate import validate
 
     loaded, plan = benign_plan
     benign = _render(plan)
-    import compiler.rules_sample as RS
+    import aiops.compiler.rules_sample as RS
 
     sample_check, RS.check_sample = RS.check_sample, lambda ctx: None  # hostile isin values no longer fit the data
     payloads = st.lists(st.sampled_from(HOSTILE), min_size=1, max_size=6).map("".join) | st.text(

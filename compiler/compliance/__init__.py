@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..plan import Plan
-from .charts import draw, inline_svg
-from .model import CHART_DIR, MAPPING, TITLES, Document, Evidence, Missing, anchor, read_evidence
-from .render import render
-from .required import missing_error, missing_sections
-from .sections import document_plan
+from aiops.compiler.plan import Plan
+from aiops.compiler.compliance.charts import draw, inline_svg
+from aiops.compiler.compliance.model import CHART_DIR, MAPPING, TITLES, Document, Evidence, Missing, anchor, read_evidence
+from aiops.compiler.compliance.render import render
+from aiops.compiler.compliance.required import missing_error, missing_sections
+from aiops.compiler.compliance.sections import document_plan
 
 __all__ = ["CHART_DIR", "MAPPING", "TITLES", "Document", "Evidence", "Missing", "anchor", "document_plan", "draw",
            "inline_svg", "missing_error", "missing_sections", "read_evidence", "render", "write_compliance"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import re
 
-from .model import Chart
+from aiops.compiler.compliance.model import Chart
 
 COLORS = {"pass": "#2a7f62", "fail": "#c0392b", "muted": "#b0b0b0", "": "#4c72b0"}
 

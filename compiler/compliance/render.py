@@ -3,12 +3,13 @@ the document plan."""
 from __future__ import annotations
 
 import re
+from importlib import resources
 from pathlib import Path
 
-from .charts import inline_svg
-from .model import Document
+from aiops.compiler.compliance.charts import inline_svg
+from aiops.compiler.compliance.model import Document
 
-TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates" / "compliance"
+TEMPLATES = Path(str(resources.files("aiops.templates"))) / "compliance"  # package data: in a wheel too
 
 
 # ---------------------------------------------------------------- render and write

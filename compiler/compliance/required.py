@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..plan import Plan
-from .model import TITLES, Missing
+from aiops.compiler.plan import Plan
+from aiops.compiler.compliance.model import TITLES, Missing
 
 
 def missing_sections(plan: Plan) -> list[Missing]:
@@ -72,7 +72,7 @@ def _where(plan: Plan, k: str) -> str:
 
 
 def missing_error(plan: Plan, missing: list[Missing]):
-    from runtime.training import DataError
+    from aiops.compiler.training import DataError
 
     n = len(missing)
     notes = [f"'{m.key}' fills the section '{m.section}' and must give {m.expected}. "

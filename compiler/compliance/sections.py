@@ -1,12 +1,12 @@
 """The document plan: every section built from the plan and the evidence, in TITLES order."""
 from __future__ import annotations
 
-from ..plan import Plan
-from .model import (MAPPING, TITLES, Block, Cell, Document, Evidence, Section, anchor, f4, facts, file,
+from aiops.compiler.plan import Plan
+from aiops.compiler.compliance.model import (MAPPING, TITLES, Block, Cell, Document, Evidence, Section, anchor, f4, facts, file,
                     key, table, text, yes)
-from .sections_data import data, features, model, problem, use
-from .sections_evaluation import _status, _thresholds, evaluation, explanations, fairness, parity
-from .sections_policy import governance, history, limitations, monitoring, security, standards
+from aiops.compiler.compliance.sections_data import data, features, model, problem, use
+from aiops.compiler.compliance.sections_evaluation import _status, _thresholds, evaluation, explanations, fairness, parity
+from aiops.compiler.compliance.sections_policy import governance, history, limitations, monitoring, security, standards
 
 
 def _section_link(k: str) -> Cell:

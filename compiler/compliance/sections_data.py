@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from ..plan import Plan
-from ..rowkeys import identity
-from .model import Block, Cell, Evidence, bullets, days, facts, file, key, num, table, text, yes
+from aiops.compiler.plan import Plan
+from aiops.compiler.rowkeys import identity
+from aiops.compiler.compliance.model import Block, Cell, Evidence, bullets, days, facts, file, key, num, table, text, yes
 
 
 def problem(plan: Plan, ev: Evidence) -> list[Block]:

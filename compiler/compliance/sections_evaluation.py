@@ -2,8 +2,8 @@
 fairness, explanations and ONNX parity."""
 from __future__ import annotations
 
-from ..plan import Plan
-from .model import (Bar, Bars, Block, Cell, Chart, Curve, Evidence, Histogram, Matrix, Panel, bound_text, chart,
+from aiops.compiler.plan import Plan
+from aiops.compiler.compliance.model import (Bar, Bars, Block, Cell, Chart, Curve, Evidence, Histogram, Matrix, Panel, bound_text, chart,
                     f4, facts, file, key, num, result, table, text, yes)
 
 TOP_FEATURES = 10  # rows of the importance table; the chart shows up to 15
@@ -32,7 +32,7 @@ def _thresholds(ev: Evidence) -> tuple[int, int]:
 
 def _status(ev: Evidence) -> tuple[str, str]:
     passed, total = _thresholds(ev)
-    from ..governance.overrides import status_note
+    from aiops.compiler.governance.overrides import status_note
 
     if ev.blessing["blessed"]:
         note = status_note(ev.overrides)
@@ -63,7 +63,7 @@ def evaluation(plan: Plan, ev: Evidence) -> list[Block]:
     e = ev.evaluation
     gate = [(t["kind"], t["name"], _value(t), t["bound_text"], _result(t), _spec_key_of(t, plan))
             for t in e["thresholds"]]
-    from ..governance.overrides import gate_columns
+    from aiops.compiler.governance.overrides import gate_columns
 
     head, gate = gate_columns(ev.overrides, gate)
     passed, total = _thresholds(ev)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import schema as S
-from ..plan import Plan, jsonable
-from .model import Block, Cell, Evidence, bound_text, bullets, days, f4, facts, file, key, num, table, text, yes
+from aiops.compiler import schema as S
+from aiops.compiler.plan import Plan, jsonable
+from aiops.compiler.compliance.model import Block, Cell, Evidence, bound_text, bullets, days, f4, facts, file, key, num, table, text, yes
 
 
 def limitations(plan: Plan) -> list[Block]:
@@ -36,14 +36,14 @@ def security(plan: Plan) -> list[Block]:
             ("Key source", sec["key_source"], key("security.key_source")),
             ("Audit log", f"enabled, kept {days(audit['retention_days'])}; enforced by aiops serve: entries chained "
              "by HMAC-SHA256 under the deployment's log key, Ed25519-signed checkpoints, older segments expired as "
-             "a checkpointed event (runtime/audit_chain.py, tests/test_audit_log.py); the server refuses to start "
+             "a checkpointed event (runtime/audit/chain.py, tests/test_audit_log.py); the server refuses to start "
              "without the keys and refuses predictions while the log cannot be written" if audit["enabled"]
              else "disabled (predictions are still logged, MAC-chained when AIOPS_LOG_KEY is set)",
              key("security.audit_log")),
             ("Artefact signature", _signing(plan), key("security.signing_key_env")),
         ], file("serving.json"), title="Controls"),
     ]
-    from .enforcement import applicable
+    from aiops.compiler.compliance.enforcement import applicable
 
     blocks.append(table(("Control", "Status", "Enforced by", "Test", "Source"), [
         (c.name, c.status, f"{c.code}: {c.how}" if c.code else c.how, Cell(c.test, code=True) if c.test else "-",
@@ -67,8 +67,8 @@ def security(plan: Plan) -> list[Block]:
 
 
 def _signing(plan: Plan) -> str:
-    """The signing control as enforced (compiler/sign.py, runtime/trust.py, tests/test_trust.py)."""
-    from ..sign import signature_policy
+    """The signing control as enforced (compiler/sign.py, runtime/trust/signatures.py, tests/test_trust.py)."""
+    from aiops.compiler.sign import signature_policy
 
     p = signature_policy(plan.spec)
     env = plan.spec["security"]["signing_key_env"]
@@ -104,8 +104,8 @@ def governance(plan: Plan, ev: Evidence) -> list[Block]:
 def approval_blocks(plan: Plan, ev: Evidence) -> list[Block]:
     """What production needs, and where the live state is: stages and approvals change after compile,
     so this document names the run and the rule; approvals/ and `aiops runs` hold the rest."""
-    from runtime.governance.approvals import check_evidence
-    from runtime.governance.subject import run_id
+    from aiops.runtime.governance.approvals import check_evidence
+    from aiops.runtime.governance.subject import run_id
 
     g = plan.spec["governance"]
     rid = run_id(plan.spec_hash, ev.data["sha256"], ev.blessing["model_sha256"])
@@ -178,7 +178,7 @@ def monitoring(plan: Plan, ev: Evidence) -> list[Block]:
 
 
 def standards(plan: Plan) -> list[Block]:
-    from .. import estimators as E
+    from aiops.compiler import estimators as E
 
     g = plan.spec["governance"]
     libs = ", ".join(f"{k} {v}" for k, v in sorted(E.versions().items()))
@@ -223,7 +223,7 @@ def history(plan: Plan, ev: Evidence) -> list[Block]:
         blocks.append(table(("#", "Event", "From model", "To model", "Reason", "Metrics", "Data"), rows,
                             file("evidence/history.json"), title="Earlier changes"))
     if ev.diff is not None:
-        from ..governance.diff import lines
+        from aiops.compiler.governance.diff import lines
 
         blocks.append(bullets([ln for ln in lines(ev.diff) if ln], file("evidence/diff.json"),
                               title="Changes from the model this one replaced (aiops diff)"))

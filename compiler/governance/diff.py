@@ -28,8 +28,8 @@ def _load(d: Path, rel: str) -> Any:
 def folder_of(ref: str, registry: str | None) -> Path:
     if (Path(ref) / "manifest.json").is_file():
         return Path(ref)
-    from runtime.governance.store import RegistryError, Store
-    from runtime.governance.subject import registry_location
+    from aiops.runtime.governance.store import RegistryError, Store
+    from aiops.runtime.governance.subject import registry_location
 
     try:
         run = Store(registry_location(registry)).run(ref)
@@ -67,7 +67,7 @@ def _flat(x: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def diff(a: Path, b: Path) -> dict[str, Any]:
-    from runtime.governance.subject import subject
+    from aiops.runtime.governance.subject import subject
 
     sa, sb = subject(a), subject(b)
     ma, mb = _load(a, "manifest.json"), _load(b, "manifest.json")

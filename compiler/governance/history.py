@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from runtime.governance.store import RegistryError, Store
-from runtime.governance.subject import registry_location
+from aiops.runtime.governance.store import RegistryError, Store
+from aiops.runtime.governance.subject import registry_location
 
 
 class RunsFailed(Exception):

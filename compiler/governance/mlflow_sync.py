@@ -114,7 +114,7 @@ def mirror_build(store_path: str, rec: dict[str, Any], folder: Path | None) -> N
     """After a run is registered: log it, and note the MLflow ids in the registry's event log."""
     if not enabled():
         return
-    from runtime.governance.store import record_event
+    from aiops.runtime.governance.store import record_event
 
     try:
         ids = log_run(rec, folder)

@@ -92,7 +92,7 @@ def find(loaded) -> list[dict[str, Any]]:
     ovs = [o for o in loaded.overrides if _touches(o)]
     if not ovs:
         return []
-    from ..load import load
+    from aiops.compiler.load import load
 
     base, _ = load(loaded.spec_dir, [o for o in loaded.overrides if o not in ovs])
     if base is None:  # the overrides are what makes it compose: compare with nothing

@@ -8,12 +8,12 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-from runtime.governance import approvals as A
-from runtime.governance import identity as I
-from runtime.governance.store import RegistryError, Store
-from runtime.governance.subject import policy, registry_location, subject
+from aiops.runtime.governance import approvals as A
+from aiops.runtime.governance import identity as I
+from aiops.runtime.governance.store import RegistryError, Store
+from aiops.runtime.governance.subject import policy, registry_location, subject
 
-from .history import RunsFailed
+from aiops.compiler.governance.history import RunsFailed
 
 
 def report(folder: str, registry: str | None = None) -> str:
@@ -51,7 +51,7 @@ def report(folder: str, registry: str | None = None) -> str:
             + (f": {e.body.get('from')} -> {e.body.get('to')} ({e.body.get('reason')})" if e.kind == "stage.changed"
                else f": {e.body.get('reason')}" if e.body.get("reason") else "") for e in events] or ["- none"]
     if prod and prod["run_id"] != s["run_id"] and (Path(prod["artefact_dir"] or "") / "manifest.json").is_file():
-        from .diff import diff, lines
+        from aiops.compiler.governance.diff import diff, lines
 
         out += ["", f"## Diff from the production model (run {prod['run_id']})", "", "```",
                 *lines(diff(Path(prod["artefact_dir"]), d)), "```"]

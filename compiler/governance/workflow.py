@@ -12,10 +12,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from runtime.governance import approvals as A
-from runtime.governance import identity as I
-from runtime.governance.store import STAGES, RegistryError, Store, record_event
-from runtime.governance.subject import policy, registry_location, subject
+from aiops.runtime.governance import approvals as A
+from aiops.runtime.governance import identity as I
+from aiops.runtime.governance.store import STAGES, RegistryError, Store, record_event
+from aiops.runtime.governance.subject import policy, registry_location, subject
 
 # the stage moves `aiops promote` makes; archived -> production is `aiops rollback`'s
 MOVES = {"candidate": ("staging", "production", "archived"), "staging": ("production", "archived", "candidate"),
@@ -51,7 +51,7 @@ def resolve(ref: str, registry: str | None = None) -> tuple[Store, dict[str, Any
 
 def _folder(run: dict[str, Any]) -> Path:
     """The run's artefact folder, checked against its manifest and against the run's hashes."""
-    from runtime.artefacts import ArtefactError, verify
+    from aiops.runtime.artefacts import ArtefactError, verify
 
     d = Path(run["artefact_dir"] or "")
     if not run["artefact_dir"] or not (d / "manifest.json").is_file():
@@ -74,7 +74,7 @@ def _stale(run: dict[str, Any], d: Path) -> list[str]:
     """How the spec or the data changed since the run was built (empty when neither did)."""
     import hashlib
 
-    from ..check import check
+    from aiops.compiler.check import check
 
     m = json.loads((d / "manifest.json").read_text())
     out = []
@@ -201,14 +201,14 @@ def promote(ref: str, to: str, registry: str | None = None, reason: str = "", in
     ev = record_event(store.path, "stage.changed", run["name"], rid, _actor(),
                       {"from": now, "to": to, "reason": reason or ("aiops rollback" if rollback else "aiops promote"),
                        "approvers": approvers, "rollback": rollback, "insecure_dev": insecure_dev})
-    from .mlflow_sync import mirror_stage
+    from aiops.compiler.governance.mlflow_sync import mirror_stage
 
     mirror_stage(store, run["name"], rid, to)
     return {"run": rid, "from": now, "to": to, "approvers": approvers, "seq": ev.seq}
 
 
 def _actor() -> str:
-    from ..registry import author
+    from aiops.compiler.registry import author
 
     return author("the move is recorded as made")
 
@@ -217,7 +217,7 @@ def on_rollback(registry: str, folder: Path, from_model: str | None, aside: Path
     """After `aiops rollback` restored `folder`: the rolled-back run moves aside (archived when it was
     in production) and the restored run returns to production when its approvals still verify.
     Returns a line for the user."""
-    from ..registry import move, register_build, where
+    from aiops.compiler.registry import move, register_build, where
 
     store = Store(where(registry))
     s = subject(folder)
@@ -248,8 +248,8 @@ def keep_production(registry: str, out_dir: Path, stage: Path) -> Path | None:
     """Before a compile replaces `out_dir`: when the folder holds the registry's production model and
     the new build is another run, archive it (as retrain does) so `aiops rollback` can restore it.
     Returns the archive, or None."""
-    from ..registry import move, where
-    from ..outdir import archive as _archive
+    from aiops.compiler.registry import move, where
+    from aiops.compiler.outdir import archive as _archive
 
     if not (out_dir / "manifest.json").is_file():
         return None

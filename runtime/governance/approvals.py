@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import identity as I
+from aiops.runtime.governance import identity as I
 
 DIR = "approvals"
 SCHEMA = 1

@@ -4,7 +4,7 @@ One small module so it can be unified with the deployment's key management at me
   - the actor's private key: an Ed25519 seed (32 bytes, hex) in $AIOPS_KEY, or in the file
     named by $AIOPS_KEY_FILE;
   - the public keys the deployment trusts, with the name each one stands for: the file named
-    by $AIOPS_TRUSTED_KEYS, one `ed25519 HEX_PUBLIC_KEY NAME` per line (runtime/keys.py). Never read from
+    by $AIOPS_TRUSTED_KEYS, one `ed25519 HEX_PUBLIC_KEY NAME` per line (runtime/trust/keys.py). Never read from
     an artefact folder: a folder cannot vouch for its own approvals.
 The identity of an actor is the name the trusted-keys file gives to the public key of the key
 used; a name is never typed by the actor. With no key configured at all, the identity is the
@@ -93,9 +93,9 @@ def new_seed() -> tuple[str, str]:
 
 def trusted_keys() -> dict[str, str] | None:
     """{public key hex: name} from $AIOPS_TRUSTED_KEYS, or None when it is not set: the one
-    trusted-keys file of the deployment (runtime/keys.py, 'ed25519 HEX NAME ...' per line), the
+    trusted-keys file of the deployment (runtime/trust/keys.py, 'ed25519 HEX NAME ...' per line), the
     first word of a key's comment being the name its approvals are recorded under."""
-    from ..keys import KeyFileError, load_trusted_keys
+    from aiops.runtime.trust.keys import KeyFileError, load_trusted_keys
 
     path = os.environ.get(TRUSTED_ENV)
     if not path:

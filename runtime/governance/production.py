@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import approvals as A
-from . import identity as I
-from .store import RegistryError, Store
-from .subject import policy, registry_location, subject
+from aiops.runtime.governance import approvals as A
+from aiops.runtime.governance import identity as I
+from aiops.runtime.governance.store import RegistryError, Store
+from aiops.runtime.governance.subject import policy, registry_location, subject
 
 
 class GovernanceError(Exception):

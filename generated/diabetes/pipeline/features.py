@@ -9,7 +9,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 
-from runtime.features import FeatureStep
+from aiops.runtime.features import FeatureStep
 
 STEPS = [
     # age: age as is (missing -> median)

@@ -10,7 +10,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
-from runtime.features import FeatureStep
+from aiops.runtime.features import FeatureStep
 
 STEPS = [
     # day_of_week: day_of_week of flight_date (missing -> most frequent)

@@ -8,7 +8,7 @@ it accepted, as a cross-check (docs/contract.md).
 """
 import pandera.pandas as pa
 
-from runtime.training import dates_parse
+from aiops.compiler.training import dates_parse
 
 SCHEMA = pa.DataFrameSchema(
     {

@@ -13,7 +13,7 @@ from sklearn.preprocessing import (
     StandardScaler,
 )
 
-from runtime.features import FeatureStep
+from aiops.runtime.features import FeatureStep
 
 STEPS = [
     # island: one-hot of island

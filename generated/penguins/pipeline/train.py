@@ -10,7 +10,7 @@ fitted; the compiler then exports, verifies and evaluates the result. Run it on 
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.pipeline import Pipeline
 
-from runtime.fitting import fit_pipeline
+from aiops.compiler.fitting import fit_pipeline
 
 from . import features, schema
 

@@ -1,0 +1,1 @@
+"""trust: see ARCHITECTURE.md."""
