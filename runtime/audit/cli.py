@@ -70,7 +70,14 @@ def _verify(args: argparse.Namespace) -> int:
     target = folder / LOG_NAME
     print(rep.text(target), file=sys.stdout if rep.ok else sys.stderr)
     if rep.ok and args.save_checkpoint and rep.checkpoint:
-        Path(args.save_checkpoint).write_text(cps.line(rep.checkpoint).decode())
+        out = Path(args.save_checkpoint)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(cps.line(rep.checkpoint).decode())
+        except OSError as exc:
+            return _fail(f"cannot save the checkpoint to '{out}': {exc.strerror}; give a writable file outside the "
+                         "log folder")
+        print(f"checkpoint saved to {out}: keep it outside the log folder and pass it as --checkpoint next time")
     return 0 if rep.ok else 1
 
 
