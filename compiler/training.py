@@ -12,7 +12,7 @@ import numpy as np
 
 from aiops.runtime.contract import Contract
 from aiops.runtime.datafile import RECORD, CsvRecords, DataFileError, Malformed, arrow_values, counts_line, parquet_file, \
-    parquet_tables
+    parquet_tables, quarantine_texts
 from aiops.runtime.dates import parse_many
 from aiops.runtime.features import FeatureStep, derive
 
@@ -128,7 +128,7 @@ def validate(raw: RawData, schema, contract: Contract, masker=None) -> Validated
     # columns outside the contract are never copied (they may hold anything, PII included)
     columns = [c for c in raw.header if c in contract.by_name and c not in ("row", "reasons", "raw")]
     sub = table.take(pa.array(idx, pa.int64()))
-    texts = {c: _texts(sub.column(c)) for c in columns}
+    texts = {c: quarantine_texts(sub.column(c)) for c in columns}
     for c in columns:
         if c in masker.methods:
             texts[c] = [masker.mask(c, v) for v in texts[c]]
@@ -146,18 +146,6 @@ def validate(raw: RawData, schema, contract: Contract, masker=None) -> Validated
     rows_in = n + len(raw.malformed)
     return Validated(frame, {c.name: cols[c.name] for c in contract.request_columns}, rows_in, int(keep.sum()), int(bad.sum()) + len(raw.malformed), quarantine,
                      dict(sorted(reasons.items())), raw.blank)
-
-
-def _texts(col: Any) -> list[str | None]:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-        return col.to_pylist()
-    try:
-        return pc.cast(col, pa.string()).to_pylist()
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return [None if v is None else str(v) for v in col.to_pylist()]
 
 
 def _frame(contract: Contract, cols: dict[str, np.ndarray]):

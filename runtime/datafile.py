@@ -310,3 +310,16 @@ def field_mask(masker, columns: Any = None) -> Callable[[str | None, Any], Any]:
         return masker.mask(column, value)
 
     return mask
+
+
+def quarantine_texts(col: Any) -> list[str | None]:
+    """A column's values as text, as every quarantine file writes them (score, compile, retrain)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        return col.to_pylist()
+    try:
+        return pc.cast(col, pa.string()).to_pylist()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return [None if v is None else str(v) for v in col.to_pylist()]

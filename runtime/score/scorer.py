@@ -40,7 +40,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from aiops.runtime.datafile import RECORD, CsvRecords, DataFileError, Malformed, arrow_values, counts_line, csv_header, \
-    field_mask, parquet_file, parquet_tables
+    field_mask, parquet_file, parquet_tables, quarantine_texts
 from aiops.runtime.masking import scrub
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -329,16 +329,6 @@ def _quarantine_schema(columns: list[str]):
                      + [pa.field(RAW, pa.string())])
 
 
-def _texts(col: Any) -> list[str | None]:
-    """Values as text, as they are written in the quarantine file."""
-    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-        return col.to_pylist()
-    try:
-        return pc.cast(col, pa.string()).to_pylist()
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return [None if v is None else str(v) for v in col.to_pylist()]
-
-
 # ---------------------------------------------------------------------------- progress
 class Progress:
     """A bar on a terminal, a line per tenth otherwise; nothing when disabled."""
@@ -453,7 +443,7 @@ class _Sink:
         res = pred.run_feed(_feed(pred.steps, item.clean, item.distinct, keep)) if m else pred.predict_columns({})
         cols: dict[str, Any] = {"row": pa.array(item.rownum[keep])}
         if self.key:
-            keys = _texts(item.table.column(self.key).filter(pa.array(keep)))
+            keys = quarantine_texts(item.table.column(self.key).filter(pa.array(keep)))
             if self.key in self.masker.methods:
                 keys = [self.masker.mask(self.key, v) for v in keys]
             cols[self.key] = pa.array(keys, pa.string())
@@ -581,7 +571,7 @@ def _rejected(item: _Chunk, bad: np.ndarray, columns: list[str], masker, reasons
         return []
     by_row = item.errors.by_row()
     sub = item.table.take(pa.array(idx))
-    texts = {c: _texts(sub.column(c)) for c in columns}
+    texts = {c: quarantine_texts(sub.column(c)) for c in columns}
     for c in columns:
         if c in masker.methods:
             texts[c] = [masker.mask(c, v) for v in texts[c]]
