@@ -63,8 +63,8 @@ def _exact_scaler(scope, operator, container) -> None:
         steps = [("Sub", op.center_ if op.with_centering else None),
                  ("Div", op.scale_ if op.with_scaling else None)]
     elif isinstance(op, MinMaxScaler):
-        if op.clip:
-            raise NotImplementedError("MinMaxScaler(clip=True)")
+        if op.clip:  # the plan builds MinMaxScaler() only; clipping would need a Clip node
+            raise TypeError("MinMaxScaler(clip=True) is not exported: compiler/plan.py never builds it")
         steps = [("Mul", op.scale_), ("Add", op.min_)]
     else:  # pragma: no cover - registered for the three classes above only
         raise TypeError(type(op).__name__)

@@ -21,7 +21,7 @@ def _positive_int(text: str) -> int:
 def score_dask_command(args: argparse.Namespace) -> int:
     """`aiops score --engine dask`."""
     from aiops.runtime.scale.engine import score_dask
-    from aiops.runtime.score.scorer import ScoreError
+    from aiops.runtime.score.scorer import ScoreError, print_result
 
     try:
         r = score_dask(args.artefact_dir, args.input, args.output, quarantine_url=args.quarantine,
@@ -30,12 +30,7 @@ def score_dask_command(args: argparse.Namespace) -> int:
     except ScoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.code
-    enc = " (encrypted at rest)" if r.encrypted else ""
-    print(r.summary())
-    print(f"predictions: {r.output}/part-*.parquet{enc}")
-    print(f"quarantine: {r.quarantine}/part-*.parquet{enc}" + ("" if r.quarantined else " (no rows)"))
-    for reason, count in sorted(r.reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:10]:
-        print(f"  {count:>8} rows  {reason}")
+    print_result(r, f"{r.output}/part-*.parquet", f"{r.quarantine}/part-*.parquet")
     return 0
 
 

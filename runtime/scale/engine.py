@@ -33,6 +33,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from aiops.runtime.datafile import counts_line
 from aiops.runtime.scale.partition import MonitorState, PartitionMonitor, PartitionScorer, ScoreCounts
 
 PARTITION_ROWS = 500_000
@@ -221,8 +222,8 @@ class DaskScoreResult:
 
     def summary(self) -> str:
         rate = self.rows_in / self.seconds if self.seconds > 0 else float("inf")
-        return (f"rows in {self.rows_in} = scored {self.scored} + quarantined {self.quarantined} "
-                f"({rate:,.0f} rows/s, {self.seconds:.2f} s, {self.partitions} partition"
+        return (counts_line(self.rows_in, self.scored, self.quarantined, 0, "scored")
+                + f" ({rate:,.0f} rows/s, {self.seconds:.2f} s, {self.partitions} partition"
                 f"{'s' if self.partitions != 1 else ''} on Dask)")
 
 

@@ -12,7 +12,7 @@ from aiops.runtime.scale.cli import _positive_int
 
 def _score(args: argparse.Namespace) -> int:
     from aiops.runtime.governance.production import gate
-    from aiops.runtime.score.scorer import ScoreError, score_file
+    from aiops.runtime.score.scorer import ScoreError, print_result, score_file
 
     if (refused := gate(args)) is not None:
         print(f"error: {refused}", file=sys.stderr)
@@ -28,12 +28,7 @@ def _score(args: argparse.Namespace) -> int:
     except ScoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.code
-    enc = " (encrypted at rest)" if r.encrypted else ""
-    print(r.summary())
-    print(f"predictions: {r.output}{enc}")
-    print(f"quarantine: {r.quarantine}{enc}" + ("" if r.quarantined else " (no rows)"))
-    for reason, count in sorted(r.reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:10]:
-        print(f"  {count:>8} rows  {reason}")
+    print_result(r, r.output, r.quarantine)
     return 0
 
 

@@ -41,7 +41,6 @@ import pyarrow.parquet as pq
 
 from aiops.runtime.datafile import RECORD, CsvRecords, DataFileError, Malformed, arrow_values, counts_line, csv_header, \
     field_mask, parquet_file, parquet_tables, quarantine_texts
-from aiops.runtime.masking import scrub
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 _MAX_EXACT_INT = 2 ** 53
@@ -79,6 +78,17 @@ class ScoreResult:
     def summary(self) -> str:
         return (counts_line(self.rows_in, self.scored, self.quarantined, self.blank, "scored")
                 + f" ({self.rows_per_s:,.0f} rows/s, {self.seconds:.2f} s, {self.chunks} chunks)")
+
+
+def print_result(r: Any, output: str, quarantine: str) -> None:
+    """What `aiops score` prints after a run, single-process or on Dask (`r` has summary(),
+    encrypted, quarantined and reasons)."""
+    enc = " (encrypted at rest)" if r.encrypted else ""
+    print(r.summary())
+    print(f"predictions: {output}{enc}")
+    print(f"quarantine: {quarantine}{enc}" + ("" if r.quarantined else " (no rows)"))
+    for reason, count in sorted(r.reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:10]:
+        print(f"  {count:>8} rows  {reason}")
 
 
 def file_format(path: Path, what: str) -> str:
