@@ -33,6 +33,7 @@ def _imports() -> dict[str, set[str]]:
                 names = [base, *(f"{base}.{a.name}" for a in node.names)]
             else:
                 continue
+            names = [n.removeprefix("aiops.") for n in names]  # installed as aiops.compiler, aiops.runtime
             deps |= {n for n in names if n in files and n != mod}
         graph[mod] = deps
     return graph
