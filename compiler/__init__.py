@@ -1,3 +1,5 @@
 """aiops compiler: spec -> checked plan -> generated artefacts."""
 
-__version__ = "0.1.0"
+from aiops.runtime import __version__
+
+__all__ = ["__version__"]

@@ -1,4 +1,4 @@
-"""Commands beyond `check`: compile, and the runtime commands."""
+"""The compiler's commands beyond `check`: compile, package, and those of COMMANDS."""
 from __future__ import annotations
 
 import argparse
@@ -40,10 +40,9 @@ def _package(args: argparse.Namespace) -> int:
     return 0
 
 
-# Modules that add their own sub-commands: each has register(subparsers) and imports
-# nothing heavy at module level.
-EXTRA = ("aiops.runtime.serve.cli", "aiops.runtime.audit.cli", "aiops.runtime.score.cli", "aiops.runtime.monitor.cli", "aiops.compiler.cli_retrain",
-         "aiops.compiler.cli_governance", "aiops.runtime.trust.cli", "aiops.compiler.cli_pipeline")
+# Compiler modules that add their own sub-commands: each has register(subparsers) and imports
+# nothing heavy at module level. (The runtime's commands are runtime/cli.py's.)
+COMMANDS = ("aiops.compiler.cli_retrain", "aiops.compiler.cli_governance", "aiops.compiler.cli_pipeline")
 
 
 def register(sub) -> None:
@@ -72,6 +71,5 @@ def register(sub) -> None:
 
     import importlib
 
-    for name in EXTRA:
+    for name in COMMANDS:
         importlib.import_module(name).register(sub)
-    importlib.import_module("aiops.runtime.trust.cli").register_options(sub)  # --trusted-keys, --insecure-dev
