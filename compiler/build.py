@@ -124,7 +124,7 @@ def compile_spec(spec_dir: str, overrides: list[str], out: str | None = None, ch
     from aiops.compiler.sign import signing_key
 
     try:
-        signing_key(plan.spec)  # a build the policy wants signed fails here, before training, without a key
+        signing_key(plan.security, plan.risk_tier)  # a build the policy wants signed fails here, before training, without a key
     except UserError as exc:
         raise BuildFailed(f"error[E911]: {exc}", 2) from None
     files = render_all_files(plan)
@@ -203,7 +203,7 @@ def write_manifest(stage: Path, plan: Plan, result: dict[str, Any]) -> None:
     key is set (required by the policy: compiler/sign.py)."""
     from aiops.compiler.sign import sign_folder, signature_policy, signing_key
 
-    key = signing_key(plan.spec)
+    key = signing_key(plan.security, plan.risk_tier)
 
     files = {}
     for p in sorted(stage.rglob("*")):
@@ -223,7 +223,7 @@ def write_manifest(stage: Path, plan: Plan, result: dict[str, Any]) -> None:
         "data": {"source": plan.data_source, "sha256": result["data"]["sha256"]},
         "blessed": result["blessed"],
         "gate": {k: plan.verify_config[k] for k in ("evaluation", "slices", "fairness")},
-        "policy": signature_policy(plan.spec),
+        "policy": signature_policy(plan.security, plan.risk_tier),
         "files": files,
     }
     (stage / "manifest.json").write_text(dumps(body))

@@ -105,7 +105,7 @@ class Plan:
     thresholds: S.Thresholds
     monitoring: S.Monitoring
     governance: S.Governance
-    spec: dict  # the whole typed spec with defaults filled, JSON-able (for documents)
+    env: S.Env  # where the registry is (governance.json, the compliance document)
 
 
 def _checks(c: S.Column) -> tuple[tuple[str, tuple[Any, ...]], ...]:
@@ -274,5 +274,5 @@ def build_plan(loaded: Loaded, spec: S.Spec, data_source: str) -> Plan:
         train_config=train_config, verify_config=verify_config, security=spec.security, serving=spec.serving,
         risk_tier=spec.governance.risk_tier, problem=spec.problem, kpis=tuple(spec.kpis), data=spec.data,
         feature_specs=tuple(spec.features), thresholds=spec.thresholds, monitoring=spec.monitoring,
-        governance=spec.governance, spec=jsonable(spec),
+        governance=spec.governance, env=spec.env,
     )

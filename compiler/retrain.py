@@ -15,7 +15,6 @@ Events go to evidence/history.json of the promoted artefacts and to the registry
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import json
@@ -121,13 +120,11 @@ def _retrain_plan(loaded, spec, d: Path, data: Path, holdout_from: str | None):
         raise _error("--holdout-from needs a time split", f"{loaded.spec_dir} (data.split.method)",
                      f"the spec splits {sp['method']} (test_size {sp['test_size']}, seed {sp['seed']})",
                      help="leave out --holdout-from: the spec's own split is applied to the new file")
-    spec_doc = copy.deepcopy(plan.spec)
-    spec_doc["data"].update(source=data_rel, format=FORMATS[data.suffix.lower()], split=sp)
     again = f"aiops retrain {_rel(d)} --data {data_rel}" + (f" --holdout-from {holdout_from}" if holdout_from else "")
     typed = dataclasses.replace(plan.data, source=data_rel, format=FORMATS[data.suffix.lower()],
                                 split=dataclasses.replace(plan.data.split, test_start=sp["test_start"], end=sp["end"]))
     return dataclasses.replace(plan, data_format=FORMATS[data.suffix.lower()], regenerate=again,
-                               train_config={**plan.train_config, "split": sp}, data=typed, spec=spec_doc)
+                               train_config={**plan.train_config, "split": sp}, data=typed)
 
 
 def _readable(src: Path) -> None:

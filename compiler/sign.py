@@ -13,31 +13,32 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from aiops.compiler import schema as S
 from aiops.runtime.trust import attest
 from aiops.runtime.trust.keys import KeyFileError, SigningKey, load_private_key
 
 
-def signature_policy(spec: dict[str, Any]) -> dict[str, Any]:
+def signature_policy(security: S.Security, risk_tier: str) -> dict[str, Any]:
     """What the manifest records as `policy`: whether a signature is required, and why."""
     why = []
-    if spec["governance"]["risk_tier"] == "high":
+    if risk_tier == "high":
         why.append("governance.risk_tier is high")
-    if spec["security"].get("require_signature"):
+    if security.require_signature:
         why.append("security.require_signature is true")
-    return {"signature_required": bool(why), "why": "; ".join(why), "risk_tier": spec["governance"]["risk_tier"]}
+    return {"signature_required": bool(why), "why": "; ".join(why), "risk_tier": risk_tier}
 
 
-def signing_key(spec: dict[str, Any]) -> SigningKey | None:
+def signing_key(security: S.Security, risk_tier: str) -> SigningKey | None:
     """The build's signing key, or None when unset and not required. UserError when required and
     unset, or unreadable."""
     from aiops.compiler.errors import UserError
 
-    env_name = spec["security"]["signing_key_env"]
+    env_name = security.signing_key_env
     try:
         key = load_private_key(env=None, env_name=env_name)
     except KeyFileError as exc:
         raise UserError(str(exc)) from None
-    policy = signature_policy(spec)
+    policy = signature_policy(security, risk_tier)
     if key is None and policy["signature_required"]:
         raise UserError(
             f"this build must be signed ({policy['why']}), but ${env_name} is not set\n"

@@ -8,7 +8,8 @@ fails when a named module or test does not exist.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+
+from aiops.compiler import schema as S
 
 DECLARED = "declared, not enforced"
 
@@ -71,20 +72,19 @@ CONTROLS: tuple[Control, ...] = (
 )
 
 
-def applicable(spec: dict[str, Any]) -> list[Control]:
+def applicable(sec: S.Security, serving: S.Serving) -> list[Control]:
     """The controls this spec declares (a disabled one is left out)."""
-    sec, serving = spec["security"], spec["serving"]
     out = []
     for c in CONTROLS:
-        if c.key == "security.masking" and not sec.get("masking"):
+        if c.key == "security.masking" and not sec.masking:
             continue
-        if c.key == "security.encryption_at_rest" and not sec["encryption_at_rest"]["enabled"]:
+        if c.key == "security.encryption_at_rest" and not sec.encryption_at_rest.enabled:
             continue
-        if c.key == "security.audit_log" and not sec["audit_log"]["enabled"]:
+        if c.key == "security.audit_log" and not sec.audit_log.enabled:
             continue
-        if c.key == "security.roles" and not sec.get("roles"):
+        if c.key == "security.roles" and not sec.roles:
             continue
-        if c.name == "Owned jobs" and "async" not in serving["modes"]:
+        if c.name == "Owned jobs" and "async" not in serving.modes:
             continue
         out.append(c)
     return out

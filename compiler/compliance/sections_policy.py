@@ -10,34 +10,34 @@ from aiops.compiler.compliance.model import Block, Cell, Evidence, bound_text, b
 
 
 def limitations(plan: Plan) -> list[Block]:
-    g = plan.spec["governance"]
-    return [bullets(g["limitations"], key("governance.limitations"), title="Limitations"),
-            bullets(g["ethical_considerations"], key("governance.ethical_considerations"),
+    g = plan.governance
+    return [bullets(g.limitations, key("governance.limitations"), title="Limitations"),
+            bullets(g.ethical_considerations, key("governance.ethical_considerations"),
                     title="Ethical considerations")]
 
 
 def security(plan: Plan) -> list[Block]:
-    sec = plan.spec["security"]
-    masking = sec["masking"]
-    cols = [(Cell(c.name, code=True), yes(c.pii), yes(c.sensitive), masking[c.name]["method"] if c.name in masking
-             else "-", yes(masking[c.name]["allow_as_feature"]) if c.name in masking else "-", yes(c.required),
+    sec = plan.security
+    masking = sec.masking
+    cols = [(Cell(c.name, code=True), yes(c.pii), yes(c.sensitive), masking[c.name].method if c.name in masking
+             else "-", yes(masking[c.name].allow_as_feature) if c.name in masking else "-", yes(c.required),
              key(f"security.masking.{c.name}") if c.name in masking else key(f"data.columns.{c.name}"))
             for c in sorted(plan.columns, key=lambda c: c.name) if c.pii or c.sensitive or c.name in masking]
-    enc = sec["encryption_at_rest"]
-    audit = sec["audit_log"]
+    enc = sec.encryption_at_rest
+    audit = sec.audit_log
     blocks = [
         table(("Column", "PII", "Sensitive", "Masking", "Allowed as feature", "Model input", "Source"), cols,
               file("contract.json"), title="Personal and sensitive columns") if cols else
         text("No column is marked pii or sensitive and no masking is set.", key("data.columns"),
              key("security.masking"), title="Personal and sensitive columns"),
         facts([
-            ("Encryption at rest", f"enabled, key from the environment variable {enc['key_env']}" if enc["enabled"]
+            ("Encryption at rest", f"enabled, key from the environment variable {enc.key_env}" if enc.enabled
              else "disabled", key("security.encryption_at_rest")),
-            ("Key source", sec["key_source"], key("security.key_source")),
-            ("Audit log", f"enabled, kept {days(audit['retention_days'])}; enforced by aiops serve: entries chained "
+            ("Key source", sec.key_source, key("security.key_source")),
+            ("Audit log", f"enabled, kept {days(audit.retention_days)}; enforced by aiops serve: entries chained "
              "by HMAC-SHA256 under the deployment's log key, Ed25519-signed checkpoints, older segments expired as "
              "a checkpointed event (runtime/audit/chain.py, tests/test_audit_log.py); the server refuses to start "
-             "without the keys and refuses predictions while the log cannot be written" if audit["enabled"]
+             "without the keys and refuses predictions while the log cannot be written" if audit.enabled
              else "disabled (predictions are still logged, MAC-chained when AIOPS_LOG_KEY is set)",
              key("security.audit_log")),
             ("Artefact signature", _signing(plan), key("security.signing_key_env")),
@@ -47,21 +47,21 @@ def security(plan: Plan) -> list[Block]:
 
     blocks.append(table(("Control", "Status", "Enforced by", "Test", "Source"), [
         (c.name, c.status, f"{c.code}: {c.how}" if c.code else c.how, Cell(c.test, code=True) if c.test else "-",
-         key(c.key)) for c in applicable(plan.spec)],
+         key(c.key)) for c in applicable(sec, plan.serving)],
         key("compiler/compliance/enforcement.py"), title="Enforcement of the declared controls"))
-    roles = sorted(sec["roles"].items())
+    roles = sorted(sec.roles.items())
     blocks.append(table(("Role", "Permissions", "Source"),
                         [(r, ", ".join(p), key(f"security.roles.{r}")) for r, p in roles], file("serving.json"),
                         title="Roles") if roles else
                   text("security.roles is empty: no role is defined.", key("security.roles"), title="Roles"))
-    s = plan.spec["serving"]
+    s = plan.serving
     blocks.append(facts([
-        ("Modes", ", ".join(s["modes"]), key("serving.modes")),
-        ("Records per request", f"at most {s['max_records_per_request']}", key("serving.max_records_per_request")),
-        ("Request body", f"at most {s['max_body_bytes']} bytes", key("serving.max_body_bytes")),
-        ("Latency objective", f"{num(s['latency_objective_ms'])} ms", key("serving.latency_objective_ms")),
-        ("Timeout", f"{num(s['timeout_s'])} s", key("serving.timeout_s")),
-        ("Batch chunk", f"{s['batch_chunk_rows']} rows", key("serving.batch_chunk_rows")),
+        ("Modes", ", ".join(s.modes), key("serving.modes")),
+        ("Records per request", f"at most {s.max_records_per_request}", key("serving.max_records_per_request")),
+        ("Request body", f"at most {s.max_body_bytes} bytes", key("serving.max_body_bytes")),
+        ("Latency objective", f"{num(s.latency_objective_ms)} ms", key("serving.latency_objective_ms")),
+        ("Timeout", f"{num(s.timeout_s)} s", key("serving.timeout_s")),
+        ("Batch chunk", f"{s.batch_chunk_rows} rows", key("serving.batch_chunk_rows")),
     ], file("serving.json"), title="Serving limits"))
     return blocks
 
@@ -70,8 +70,8 @@ def _signing(plan: Plan) -> str:
     """The signing control as enforced (compiler/sign.py, runtime/trust/signatures.py, tests/test_trust.py)."""
     from aiops.compiler.sign import signature_policy
 
-    p = signature_policy(plan.spec)
-    env = plan.spec["security"]["signing_key_env"]
+    p = signature_policy(plan.security, plan.risk_tier)
+    env = plan.security.signing_key_env
     head = (f"required ({p['why']}): the build is refused without the key in {env}; serve, score, monitor, "
             "retrain and verify refuse an unsigned artefact or one whose signer is not in the deployment's "
             "trusted keys (AIOPS_TRUSTED_KEYS)" if p["signature_required"] else
@@ -84,19 +84,19 @@ def _signing(plan: Plan) -> str:
 
 
 def governance(plan: Plan, ev: Evidence) -> list[Block]:
-    g = plan.spec["governance"]
-    kpi_owners = sorted({k["owner"] for k in plan.spec["kpis"]})
+    g = plan.governance
+    kpi_owners = sorted({k.owner for k in plan.kpis})
     return [facts([
-        ("Owner", g["owner"], key("governance.owner")),
-        ("Approvers", ", ".join(g["approvers"]) or "(none)", key("governance.approvers")),
-        ("Approvals required", str(g["approvals_required"]), key("governance.approvals_required")),
-        ("Risk tier", g["risk_tier"], key("governance.risk_tier")),
-        ("Review cadence", f"every {days(g['review_cadence_days'])}", key("governance.review_cadence_days")),
-        ("Regulations declared", ", ".join(g["regulations"]) or "(none)", key("governance.regulations")),
+        ("Owner", g.owner, key("governance.owner")),
+        ("Approvers", ", ".join(g.approvers) or "(none)", key("governance.approvers")),
+        ("Approvals required", str(g.approvals_required), key("governance.approvals_required")),
+        ("Risk tier", g.risk_tier, key("governance.risk_tier")),
+        ("Review cadence", f"every {days(g.review_cadence_days)}", key("governance.review_cadence_days")),
+        ("Regulations declared", ", ".join(g.regulations) or "(none)", key("governance.regulations")),
         ("KPI owners", ", ".join(kpi_owners), key("kpis")),
         ("Release gate", ev.blessing["rule"], file("evidence/blessing.json")),
         ("Blessed", yes(ev.blessing["blessed"]), file("evidence/blessing.json")),
-        ("Build record", f"every compile is recorded in the registry {plan.spec['env']['registry']}",
+        ("Build record", f"every compile is recorded in the registry {plan.env.registry}",
          key("env.registry")),
     ]), *approval_blocks(plan, ev)]
 
@@ -107,22 +107,22 @@ def approval_blocks(plan: Plan, ev: Evidence) -> list[Block]:
     from aiops.runtime.governance.approvals import check_evidence
     from aiops.runtime.governance.subject import run_id
 
-    g = plan.spec["governance"]
+    g = plan.governance
     rid = run_id(plan.spec_hash, ev.data["sha256"], ev.blessing["model_sha256"])
-    high = g["risk_tier"] == "high"
+    high = g.risk_tier == "high"
     fair = [t for t in ev.evaluation["thresholds"] if t["kind"] == "fairness"]
     expl = "present" if ev.importance.get("features") else "missing"
-    problems = check_evidence(ev.evaluation, ev.importance, {"risk_tier": g["risk_tier"],
-                                                             "explainability": g["explainability"]})
+    problems = check_evidence(ev.evaluation, ev.importance, {"risk_tier": g.risk_tier,
+                                                             "explainability": jsonable(g.explainability)})
     return [facts([
         ("Registry run", Cell(rid, code=True), file("manifest.json")),
         ("Stage at compile", "candidate: every build enters the registry as a candidate", key("env.registry")),
-        ("Production rule", f"{g['approvals_required']} signed approval(s) from distinct listed approvers "
-         f"({', '.join(g['approvers']) or 'none'}), none of them the run's author", key("governance.approvals_required")),
+        ("Production rule", f"{g.approvals_required} signed approval(s) from distinct listed approvers "
+         f"({', '.join(g.approvers) or 'none'}), none of them the run's author", key("governance.approvals_required")),
         ("High risk evidence", ("required: fairness bounds measured and passing, explanations present; this build: "
                                 + ("; ".join(problems) if problems else
                                    f"{len(fair)} fairness bounds passed, explanations {expl}")) if high else
-         "not required (risk tier " + g["risk_tier"] + ")", key("governance.risk_tier")),
+         "not required (risk tier " + g.risk_tier + ")", key("governance.risk_tier")),
         ("Approvals", "signed records in approvals/ next to this document (not in manifest.json; verified "
          "against $AIOPS_TRUSTED_KEYS by 'aiops promote' and by serve/score --production)", file("governance.json")),
         ("Live state", Cell(f"aiops runs {plan.name}", code=True), key("env.registry")),
@@ -180,14 +180,14 @@ def monitoring(plan: Plan, ev: Evidence) -> list[Block]:
 def standards(plan: Plan) -> list[Block]:
     from aiops.compiler import estimators as E
 
-    g = plan.spec["governance"]
+    g = plan.governance
     libs = ", ".join(f"{k} {v}" for k, v in sorted(E.versions().items()))
     return [
         text("No harmonised standard under the EU AI Act is claimed. The document follows the structure of "
              "EU AI Act Annex IV, the NIST AI Risk Management Framework 1.0 and the SR 11-7 supervisory "
              "guidance on model risk management (see Regulation mapping).", key("governance.regulations")),
         facts([
-            ("Frameworks declared", ", ".join(g["regulations"]) or "(none)", key("governance.regulations")),
+            ("Frameworks declared", ", ".join(g.regulations) or "(none)", key("governance.regulations")),
             ("Compiler", f"aiops {plan.tool_version}", file("manifest.json")),
             ("Libraries", libs, file("manifest.json")),
             ("Model format", "ONNX, checked against scikit-learn (see ONNX parity)", file("evidence/parity.json")),
