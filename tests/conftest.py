@@ -82,3 +82,64 @@ def spec_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         return copies[name]
 
     return make
+
+
+# ---------------------------------------------------------------- guards
+HANG_LIMIT_S = 180  # default of hang_guard: a test's own work, plus the session's first compile of an example
+
+
+@pytest.fixture
+def hang_guard(request: pytest.FixtureRequest):
+    """Fail a test that runs longer than its module's HANG_LIMIT_S (default above) instead of
+    letting a hang eat CI's time: SIGALRM raises in the test (its finally blocks run); should that
+    not come through, faulthandler dumps every thread's stack and ends the process 30 s later.
+    Use with `pytestmark = pytest.mark.usefixtures("hang_guard")`."""
+    import faulthandler
+    import signal
+
+    limit = int(getattr(request.module, "HANG_LIMIT_S", HANG_LIMIT_S))
+
+    def expired(signum, frame):
+        pytest.fail(f"{request.node.nodeid} ran longer than {limit} s (hang_guard): a hang, or raise "
+                    "HANG_LIMIT_S in its module", pytrace=True)
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(limit)
+    faulthandler.dump_traceback_later(limit + 30, exit=True)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        faulthandler.cancel_dump_traceback_later()
+        signal.signal(signal.SIGALRM, previous)
+
+
+_AIOPS_DIR = REPO / ".aiops"
+
+
+def _aiops_dir_state() -> dict[str, int]:
+    return {p.relative_to(REPO).as_posix(): p.stat().st_mtime_ns for p in _AIOPS_DIR.rglob("*")} \
+        if _AIOPS_DIR.is_dir() else {}
+
+
+_AIOPS_BASELINE = [_aiops_dir_state()]
+
+
+@pytest.fixture(autouse=True)
+def _nothing_written_into_the_repository(request: pytest.FixtureRequest):
+    """Tests keep their registry, quarantine and logs in temporary folders: one that writes into
+    the repository's .aiops/ (in a test or in a fixture it set up) fails, naming what changed."""
+    def changed(before: dict[str, int], after: dict[str, int]) -> list[str]:
+        return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+
+    before = _aiops_dir_state()
+    if before != _AIOPS_BASELINE[0]:
+        diff, _AIOPS_BASELINE[0] = changed(_AIOPS_BASELINE[0], before), before
+        pytest.fail(f"written into the repository during the set-up of {request.node.nodeid}'s fixtures (or by a "
+                    f"test before): {', '.join(diff)}; use tmp_path, or AIOPS_REGISTRY for a build's registry")
+    yield
+    after = _aiops_dir_state()
+    if after != before:
+        _AIOPS_BASELINE[0] = after
+        pytest.fail(f"{request.node.nodeid} wrote into the repository: {', '.join(changed(before, after))}; use "
+                    "tmp_path, or AIOPS_REGISTRY for a build's registry")

@@ -9,10 +9,14 @@ import json
 import os
 import signal
 
+import pytest
+
 from aiops.runtime.audit.predlog import read_entries
 from aiops.runtime.serve.server import App, Service
 from tests._build import build
 from tests.test_serve import ADMIN_KEY, DATA_KEY, KEYS, records
+
+pytestmark = pytest.mark.usefixtures("hang_guard")  # a hang fails the test (tests/conftest.py)
 
 
 async def _call(app: App, method: str, path: str, body: bytes = b"") -> tuple[int, dict, bytes]:

@@ -21,6 +21,8 @@ from tests.test_serve import ADMIN_KEY, Server, records
 from tests.test_serve_access import KEYS, clear_build
 
 ADMIN = {"X-API-Key": ADMIN_KEY}
+
+pytestmark = pytest.mark.usefixtures("hang_guard")  # a hang fails the test (tests/conftest.py)
 SLOW = 1100  # more than serving.max_connections (1000): the oldest waiting ones make room
 DEADLINE = 1.0 + SWEEP_S  # the 1 s deadlines hold to within one sweep
 SLACK = 2.0  # what a busy test machine may add to any of the times below

@@ -49,7 +49,8 @@ def _env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 def unblessed(tmp_path_factory) -> Path:
     """A genuine, signed build whose gate failed (roc_auc >= 0.99)."""
     out = tmp_path_factory.mktemp("unblessed") / "credit_risk"
-    with pytest.raises(BuildFailed):
+    with pytest.MonkeyPatch.context() as mp, pytest.raises(BuildFailed):
+        mp.setenv("AIOPS_REGISTRY", str(out.parent / "registry.db"))  # not the repository's .aiops/
         compile_spec(str(ROOT / "specs/credit_risk"), ["thresholds.evaluation.roc_auc.min=0.99"], out=str(out),
                      quiet=True)
     return out
