@@ -24,6 +24,7 @@ from aiops.compiler.monitoring_plan import render_monitoring
 from aiops.compiler.outdir import OutputError, clean_interrupted, inside, output_dir, replace, staging
 from aiops.compiler.plan import Plan, build_plan
 from aiops.compiler.render import UnsafeOutput, render_code
+from aiops.compiler.review_workflow import render_review
 
 MANIFEST_SCHEMA = 2  # 2: signature in manifest.sig, policy and gate recorded
 
@@ -62,6 +63,7 @@ def render_all_files(plan: Plan) -> dict[str, str]:
     try:
         files = render_code(plan)
         files.update(render_monitoring(plan))
+        files.update(render_review(plan))
     except (UnsafeOutput, EscapeError) as exc:
         raise BuildFailed(f"error[E909]: a spec value would not stay text in the generated code\n"
                           f"   = {exc}\n"

@@ -192,10 +192,12 @@ def render_monitoring(plan: Plan) -> dict[str, str]:
     from aiops.runtime.stable import dumps
 
     from aiops.compiler.render import environment
+    from aiops.compiler.review_workflow import trust_of
 
     mp = build_monitoring_plan(plan)
     env = environment()
     out = {"monitoring/monitoring.json": dumps(job_definition(mp))}
+    trust = trust_of(plan)  # the workflow's trusted-keys step
     for rel, tpl in FILES.items():
-        out[rel] = env.get_template(tpl).render(m=mp)
+        out[rel] = env.get_template(tpl).render(m=mp, trust=trust)
     return out

@@ -247,6 +247,7 @@ def retrain(artefact_dir: str | Path, data: str | Path, holdout_from: str | None
     from aiops.compiler.compliance import write_compliance
     from aiops.compiler.monitoring_plan import render_monitoring
     from aiops.compiler.render import render_code
+    from aiops.compiler.review_workflow import render_review
     from aiops.compiler.train import train_and_verify
 
     d, src = Path(artefact_dir), Path(data)
@@ -264,7 +265,7 @@ def retrain(artefact_dir: str | Path, data: str | Path, holdout_from: str | None
     progress = Progress(8, quiet=quiet)
     with tempfile.TemporaryDirectory(prefix="aiops-retrain-") as tmp:
         stage = Path(tmp) / plan.name
-        files = {**render_code(plan), **render_monitoring(plan)}  # the file set compile_spec renders
+        files = {**render_code(plan), **render_monitoring(plan), **render_review(plan)}  # as compile_spec renders
         for rel, text in files.items():
             p = stage / rel
             p.parent.mkdir(parents=True, exist_ok=True)
