@@ -94,42 +94,65 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_container_steps_in_a_fresh_venv_from_the_wheel_as_non_root():
-    """The Dockerfile's steps, without Docker: wheel, lock, no extra, read-only artefacts, uid nobody."""
+CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+MINUTE = 60
+
+
+@pytest.fixture(scope="module")
+def outside() -> Path:
+    """A folder outside the checkout that uid 65534 may enter (pytest's tmp_path is 0700)."""
     import tempfile
 
-    tmp_path = Path(tempfile.mkdtemp(prefix="aiops-container-"))  # pytest's tmp_path is 0700: nobody can't enter
-    tmp_path.chmod(0o755)
-    try:
-        _container_steps(tmp_path)
-    finally:
-        shutil.rmtree(tmp_path, ignore_errors=True)
+    d = Path(tempfile.mkdtemp(prefix="aiops-wheel-"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
 
 
-def _container_steps(tmp_path: Path) -> None:
-    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-    dist = tmp_path / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist),
-                    str(ROOT)], check=True, capture_output=True, timeout=300, env=clean)
+def _timed(what: str, cmd: list, **kw) -> subprocess.CompletedProcess:
+    t = time.perf_counter()
+    res = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    assert res.returncode == 0, f"{what}: {res.stdout[-3000:]}{res.stderr[-3000:]}"
+    print(f"{what}: {time.perf_counter() - t:.1f} s")
+    return res
+
+
+@pytest.fixture(scope="module")
+def serving_venv(outside: Path) -> Path:
+    """The Dockerfile's install, without Docker: the wheel (`pip wheel --no-deps .`) alone, no extra,
+    under the lock, in a fresh virtual environment. Checked as it is made (a later test adds the
+    compile extra to it): no compiler library in it, and a compiler command says which extra to install."""
+    dist = outside / "dist"
+    _timed("pip wheel", [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(ROOT)],
+           timeout=5 * MINUTE, env=CLEAN_ENV)
     (wheel,) = dist.glob("aiops-*.whl")
-    venv = tmp_path / "venv"
-    subprocess.run([_base_python_for_nobody(), "-m", "venv", str(venv)], check=True, timeout=120, env=clean)
+    venv = outside / "venv"
+    subprocess.run([_base_python_for_nobody(), "-m", "venv", str(venv)], check=True, timeout=2 * MINUTE, env=CLEAN_ENV)
     py = venv / "bin" / "python"
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "-c", str(ROOT / "constraints.txt"), str(wheel)],
-                   check=True, capture_output=True, timeout=600, cwd=tmp_path, env=clean)
+    # --no-compile: no .pyc written at install (what takes longest on a small machine); the container's too
+    _timed("pip install the wheel (serving, no extra)", [str(py), "-m", "pip", "install", "-q", "--no-compile", "-c",
+                                                         str(ROOT / "constraints.txt"), str(wheel)],
+           timeout=10 * MINUTE, cwd=outside, env=CLEAN_ENV)
     have = subprocess.run([str(py), "-m", "pip", "list", "--format=json"], capture_output=True, text=True,
-                          check=True, cwd=tmp_path, env=clean).stdout
+                          check=True, cwd=outside, env=CLEAN_ENV).stdout
     names = {p["name"].lower() for p in json.loads(have)}
     assert not names & {"scikit-learn", "skl2onnx", "pandera", "hydra-core", "matplotlib", "pandas"}, names
     size = sum(f.stat().st_size for f in venv.rglob("*") if f.is_file())
     print(f"serving venv: {size / 2**20:.0f} MiB")
     # a compiler command without its extra says which extra to install
-    aiops = venv / "bin" / "aiops"
-    res = subprocess.run([str(aiops), "check", str(ROOT / "specs" / "flight_delays")], capture_output=True,
-                         text=True, cwd=tmp_path, timeout=120)
+    res = subprocess.run([str(venv / "bin" / "aiops"), "check", str(ROOT / "specs" / "flight_delays")],
+                         capture_output=True, text=True, cwd=outside, timeout=2 * MINUTE)
     assert res.returncode == 2 and "needs the 'compile' extra" in res.stderr, res.stderr
     assert "pip install 'aiops[compile]'" in res.stderr and "Traceback" not in res.stderr
+    return venv
+
+
+@pytest.mark.slow
+def test_container_steps_in_a_fresh_venv_from_the_wheel_as_non_root(serving_venv, outside):
+    """The Dockerfile's steps, without Docker: wheel, lock, no extra, read-only artefacts, uid nobody."""
+    tmp_path = outside / "container"
+    tmp_path.mkdir(mode=0o755)
+    tmp_path.chmod(0o755)
     # read-only artefacts owned by root, served by uid 65534 from a state folder it owns
     art = tmp_path / "srv" / "artefacts"
     shutil.copytree(ROOT / "generated" / "flight_delays", art)
@@ -140,34 +163,76 @@ def _container_steps(tmp_path: Path) -> None:
     state.mkdir()
     (tmp_path / "srv").chmod(0o755)
     os.chown(state, 65534, 65534)
+    env = {"PATH": f"{serving_venv / 'bin'}:/usr/bin:/bin", "HOME": str(state),
+           **{k: os.environ[k] for k in ("AIOPS_LOG_KEY", "AIOPS_LOG_SIGNING_KEY") if k in os.environ}}
+    ready = serve_one_request(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                               str(serving_venv / "bin" / "aiops")], art, state, env)
+    print(f"aiops serve start-up to /readyz: {ready:.2f} s")
+    assert json.loads((art / "evidence" / "profile.json").read_text())  # readable from the read-only copy
+    assert not any(state.rglob("*.pyc")) and not any(art.rglob("__pycache__"))
+
+
+@pytest.mark.slow
+def test_the_readme_job_from_the_wheel_with_the_compile_extra(serving_venv, outside):
+    """The README's main job with the wheel's `aiops`, outside the checkout, on a copy of a bundled
+    spec: compile (signed with the test key, verified against the trusted test key) -> score ->
+    serve (one request) -> monitor. The compile extra is added, under the lock, to the serving venv
+    made above (a fresh venv from the wheel alone: adding to it rather than installing everything
+    again keeps this test's install to the compiler's libraries)."""
+    py, aiops = serving_venv / "bin" / "python", str(serving_venv / "bin" / "aiops")
+    (wheel,) = (outside / "dist").glob("aiops-*.whl")
+    _timed("pip install the compile extra", [str(py), "-m", "pip", "install", "-q", "--no-compile", "-c",
+                                             str(ROOT / "constraints.txt"), f"{wheel}[compile]"],
+           timeout=10 * MINUTE, cwd=outside, env=CLEAN_ENV)
+    work = outside / "work"
+    shutil.copytree(ROOT / "specs" / "flight_delays", work / "specs" / "flight_delays")
+    env = {**CLEAN_ENV, "PATH": f"{serving_venv / 'bin'}:/usr/bin:/bin", "AIOPS_CACHE_DIR": str(work / "cache")}
+    data = "specs/flight_delays/data/flights_2013.parquet"
+    _timed("aiops compile", [aiops, "compile", "specs/flight_delays", "--quiet"], cwd=work, env=env,
+           timeout=10 * MINUTE)
+    art = work / "generated" / "flight_delays"
+    assert (art / "manifest.sig").is_file() and (art / "ci" / "pull-request.yml").is_file()
+    assert (art / "model.onnx").read_bytes() == (ROOT / "generated" / "flight_delays" / "model.onnx").read_bytes()
+    res = _timed("aiops score", [aiops, "score", "generated/flight_delays", data, "--output", "scored.parquet"],
+                 cwd=work, env=env, timeout=5 * MINUTE)
+    assert "rows in" in res.stderr + res.stdout and (work / "scored.parquet").is_file()
+    ready = serve_one_request([aiops], art, work / "serving", env)
+    print(f"aiops serve start-up to /readyz (compile venv): {ready:.2f} s")
+    t = time.perf_counter()
+    res = subprocess.run([aiops, "monitor", "generated/flight_delays", "--current", data, "--report", "report"],
+                         cwd=work, env=env, capture_output=True, text=True, timeout=5 * MINUTE)
+    print(f"aiops monitor: {time.perf_counter() - t:.1f} s")
+    assert res.returncode == 1, res.stderr  # the README's example: 2013 drifts from its January-March profile
+    assert (work / "report" / "report.html").is_file() and "Traceback" not in res.stderr
+
+
+def serve_one_request(aiops: list[str], art: Path, state: Path, env: dict) -> float:
+    """Start `aiops serve ART` (the words of `aiops` given), wait for /readyz, POST one record with an
+    API key, stop it; the start-up time to /readyz in seconds."""
+    state.mkdir(exist_ok=True)
     port = _free_port()
     key = "k" * 40
-    env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(state), "AIOPS_API_KEYS": f"{key}:ops",
-           **{k: os.environ[k] for k in ("AIOPS_LOG_KEY", "AIOPS_LOG_SIGNING_KEY") if k in os.environ}}
-    cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(aiops), "serve", str(art),
-           "--port", str(port), "--log-dir", str(state / "serving")]
+    cmd = [*aiops, "serve", str(art), "--port", str(port), "--log-dir", str(state / "serving")]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=state, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, cwd=state, env={**env, "AIOPS_API_KEYS": f"{key}:ops"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     try:
         ready = None
-        while time.perf_counter() - t0 < 60 and proc.poll() is None:
+        while time.perf_counter() - t0 < 2 * MINUTE and proc.poll() is None:
             try:
                 if urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1).status == 200:
                     ready = time.perf_counter() - t0
                     break
             except OSError:
                 time.sleep(0.1)
-        assert ready is not None, proc.stderr.read() if proc.poll() is not None else "not ready in 60 s"
-        print(f"aiops serve start-up to /readyz: {ready:.2f} s")
-        record = json.loads((ROOT / "generated" / "flight_delays" / "evidence" / "profile.json").read_text())
+        assert ready is not None, proc.stderr.read() if proc.poll() is not None else "not ready in 120 s"
         body = json.dumps({"records": [_example_record()]}).encode()
         req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/predict", data=body, method="POST",
                                      headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
-        with urllib.request.urlopen(req, timeout=10) as resp:
+        with urllib.request.urlopen(req, timeout=30) as resp:
             answer = json.loads(resp.read())
         assert resp.status == 200 and answer["predictions"][0]["label"] in ("0", "1"), answer
-        assert record  # the profile is readable from the read-only copy
-        assert not any(state.rglob("*.pyc")) and not any(art.rglob("__pycache__"))
+        return ready
     finally:
         proc.terminate()
         proc.wait(timeout=30)
