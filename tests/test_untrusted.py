@@ -10,6 +10,7 @@ import ast
 import io
 import json
 import os
+import shlex
 import shutil
 import tempfile
 import time
@@ -415,8 +416,10 @@ def assert_text_stayed_text(files: dict[str, str], benign: dict[str, str]) -> No
         elif rel.endswith(".yml"):
             doc, ref = yaml.safe_load(text), yaml.safe_load(benign[rel])
             assert doc.keys() == ref.keys() and doc["jobs"].keys() == ref["jobs"].keys()
-            assert [s["name"] for s in doc["jobs"]["monitor"]["steps"] if "name" in s] == \
-                [s["name"] for s in ref["jobs"]["monitor"]["steps"] if "name" in s]
+            for job in ref["jobs"]:
+                assert [s["name"] for s in doc["jobs"][job]["steps"] if "name" in s] == \
+                    [s["name"] for s in ref["jobs"][job]["steps"] if "name" in s]
+                assert [sorted(s) for s in doc["jobs"][job]["steps"]] == [sorted(s) for s in ref["jobs"][job]["steps"]]
         elif rel.endswith("crontab"):
             lines = [ln for ln in text.splitlines() if not ln.startswith("#")]
             ref = [ln for ln in benign[rel].splitlines() if not ln.startswith("#")]
@@ -446,8 +449,11 @@ def _render(plan) -> dict[str, str]:
     from aiops.compiler.monitoring_plan import render_monitoring
     from aiops.compiler.render import render_code
 
+    from aiops.compiler.review_workflow import render_review
+
     files = render_code(plan)
     files.update(render_monitoring(plan))
+    files.update(render_review(plan))
     return files
 
 
@@ -552,10 +558,15 @@ def test_a_hostile_spec_compiles_to_text_not_code(hostile_build):
     golden = REPO / "generated" / "credit_risk"
     files = {rel: (out / rel).read_text() for rel in
              ("pipeline/__init__.py", "pipeline/schema.py", "pipeline/features.py", "pipeline/train.py",
-              "monitoring/crontab", "monitoring/workflow.yml")}
+              "monitoring/crontab", "monitoring/workflow.yml", "ci/pull-request.yml")}
     assert_text_stayed_text(files, {rel: (golden / rel).read_text() for rel in files})
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["spec"]["dir"] == "specs/cr $(touch PWNED) ';\"x"
+    # the pull-request workflow runs the same words: the hostile folder and override stay one word each
+    runs = [st.get("run", "") for st in yaml.safe_load(files["ci/pull-request.yml"])["jobs"]["review"]["steps"]]
+    assert shlex.split(next(r for r in runs if r.startswith("aiops check "))) == [
+        "aiops", "check", manifest["spec"]["dir"], "problem.business_outcome='$(touch PWNED) \"\\''", "--format",
+        "github"]
     assert "touch PWNED" in (out / "compliance.md").read_text()  # documented, as text
 
 
