@@ -123,8 +123,13 @@ def serving_venv(outside: Path) -> Path:
     """The Dockerfile's install, without Docker: the wheel (`pip wheel --no-deps .`) alone, no extra,
     under the lock, in a fresh virtual environment. Checked as it is made (a later test adds the
     compile extra to it): no compiler library in it, and a compiler command says which extra to install."""
-    dist = outside / "dist"
-    _timed("pip wheel", [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(ROOT)],
+    dist, src = outside / "dist", outside / "src"  # built from a copy: setuptools writes build/ and *.egg-info/
+    src.mkdir()
+    for rel in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / rel, src / rel)
+    for rel in ("compiler", "runtime", "templates"):
+        shutil.copytree(ROOT / rel, src / rel, ignore=shutil.ignore_patterns("__pycache__"))
+    _timed("pip wheel", [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(src)],
            timeout=5 * MINUTE, env=CLEAN_ENV)
     (wheel,) = dist.glob("aiops-*.whl")
     venv = outside / "venv"
