@@ -200,7 +200,8 @@ def test_with_no_thresholds_nothing_is_blessed(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "fd/manifest.json").read_text())["blessed"] is False
 
 
-def test_a_parity_failure_fails_the_build(tmp_path):
+def test_a_parity_failure_fails_the_build(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the registry and quarantine this compile writes stay out of the repository
     with pytest.raises(BuildFailed) as exc:
         compile_spec(str(ROOT / "specs/credit_risk"), ["thresholds.parity.probabilities_atol=0.0"],
                      out=str(tmp_path / "cr"), quiet=True)
@@ -269,8 +270,9 @@ def test_too_many_rejected_rows_stop_the_build_with_a_clear_error(tmp_path):
     assert not out.exists()
 
 
-def test_too_many_rejected_rows_beyond_the_checked_sample_stop_the_build(tmp_path):
+def test_too_many_rejected_rows_beyond_the_checked_sample_stop_the_build(tmp_path, monkeypatch):
     # beyond the first 10,000 records that aiops check reads: compile's own tolerance check
+    monkeypatch.setenv("AIOPS_REGISTRY", str(tmp_path / "registry.db"))  # not the repository's .aiops/
     spec = copy_spec("credit_risk", tmp_path)
     path = spec / "data/german_credit.csv"
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
