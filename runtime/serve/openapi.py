@@ -6,7 +6,7 @@ from typing import Any
 from aiops.runtime.contract import ColumnRule, Contract
 
 _TYPES = {"int": "integer", "float": "number", "bool": "boolean", "str": "string", "category": "string",
-          "date": "string"}
+          "date": "string", "datetime": "string"}
 
 
 def column_schema(c: ColumnRule) -> dict[str, Any]:
@@ -25,8 +25,8 @@ def column_schema(c: ColumnRule) -> dict[str, Any]:
         s["minLength"] = c.min_length
     if c.max_length is not None:
         s["maxLength"] = c.max_length
-    if c.dtype == "date":
-        s["description"] = f"a date written as {' or '.join(c.formats)}"
+    if c.dtype in ("date", "datetime"):
+        s["description"] = f"a {'date-time' if c.dtype == 'datetime' else 'date'} written as {' or '.join(c.formats)}"
     if c.nullable:
         s["type"] = (s["type"] if isinstance(s["type"], list) else [s["type"]]) + ["null"]
     if c.pii:
