@@ -112,7 +112,7 @@ def check_columns(ctx: Ctx) -> None:
             safe = re.sub(r"\W+", "_", name).strip("_")
             ctx.err("E204", "column name is not a safe identifier", base,
                     f"'{name}' must match [A-Za-z_][A-Za-z0-9_]* (it becomes an ONNX input name)",
-                    help=f"name the column '{safe}' and read it from the file's header with source_name: \"{name}\"",
+                    help=f"name the column '{safe}' and read it from the file's header with source_name: '{name}'",
                     key=True)
         if col.dtype in ("date", "datetime"):
             if not col.formats:

@@ -88,7 +88,7 @@ def check_features(ctx: Ctx) -> None:
         if f.transform == "date_part" and f.part in ("hour", "minute") and col is not None and col.dtype == "date":
             ctx.err("E313", f"a date has no {f.part}", base + ("part",),
                     f"'{f.source}' has dtype date (a day, without a time of day)",
-                    help="use a datetime column, or a part of the day: year, quarter, month, day, day_of_week, "
+                    help="use a datetime column, or a part of a date: year, quarter, month, day, day_of_week, "
                          "day_of_year")
         if f.transform == "clip" and f.min is None and f.max is None:
             ctx.err("E314", "clip needs 'min' or 'max'", base, key=True, help="add min: and/or max:")

@@ -28,7 +28,7 @@ _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _GRAMMAR = re.compile(rf"^\s*({_IDENT})\s*(>=|<=|==|!=|>|<)\s*(?:({_IDENT})|({_NUMBER})|'([^'\n]*)'|\"([^\"\n]*)\")\s*$")
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 GRAMMAR_HELP = ("write '<column> <op> <column>' or '<column> <op> <literal>', op one of >= > <= < == !=, "
-                "a literal a number or quoted text, e.g. \"released_at >= booked_at\" or \"age >= 18\"")
+                "a literal a number or quoted text (e.g. released_at >= booked_at, or age >= 18)")
 
 
 class RowCheckError(ValueError):
