@@ -192,3 +192,70 @@ def test_a_column_known_after_the_outcome_is_no_model_input_for_monitoring():
     assert (col.model_input, col.tests) == (False, ())
     assert col.not_tested == "known only after the outcome: never a model input (monitoring.drift_columns can list it)"
     assert "arr_delay" not in {f.source for f in plan.features}
+
+
+# ---------------------------------------------------------------------------- end to end
+@pytest.mark.slow
+def test_a_spec_using_all_four_compiles_scores_and_serves_the_same_verdicts(spec_copy, capsys):
+    """flight_delays with a date-time column read from the header 'sched-dep' (not an
+    identifier), its hour and minute as model inputs (exported to ONNX: compile checks the
+    parity of scikit-learn and onnxruntime), a row check against the flight's date, and
+    arr_delay known only after the outcome. Three planted rows break the row check: compile's
+    quarantine, `aiops score` and the HTTP predictor give them the same reason."""
+    from aiops.compiler.cli import main
+    from aiops.runtime.predictor import Predictor
+
+    spec = spec_copy("flight_delays")
+    rows = pq.read_table(ROOT / "specs/flight_delays/data/flights_2013.parquet").to_pylist()[::25]
+    bad = {3, 400, 1200}  # departing the day before the flight's date: the row check is false
+    out_rows = []
+    for i, r in enumerate(rows):
+        hh, mm = divmod(r["sched_dep_time"], 100)
+        day = r["flight_date"] if i not in bad else "2012-12-31"
+        out_rows.append({**r, "sched-dep": f"{day} {hh:02d}:{mm:02d}:00"})
+    names = list(out_rows[0])
+    with (spec.dir / "data" / "flights.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, names, lineterminator="\n")
+        w.writeheader()
+        w.writerows(out_rows)
+    spec.replace("spec.yaml", "source: data/flights_2013.parquet\n  format: parquet",
+                 "source: data/flights.csv\n  format: csv\n  row_checks:\n"
+                 "    - {name: departs_on_its_day, check: \"sched_dep >= flight_date\"}")
+    spec.replace("spec.yaml", "    sched_dep_time: {dtype: int",
+                 "    sched_dep: {dtype: datetime, source_name: sched-dep, formats: [\"%Y-%m-%d %H:%M:%S\"]}\n"
+                 "    sched_dep_time: {dtype: int")
+    spec.replace("spec.yaml", "  - {name: dep_slot, transform: bucketize, source: sched_dep_time, "
+                              "bins: [0, 600, 900, 1200, 1500, 1800, 2100, 2400]}",
+                 "  - {name: dep_hour, transform: date_part, source: sched_dep, part: hour}\n"
+                 "  - {name: dep_minute, transform: date_part, source: sched_dep, part: minute}\n"
+                 "  - {name: dep_time, transform: drop, source: sched_dep_time, reason: read as sched_dep}")
+    assert main(["compile", spec.rel, "model=logistic", "--out", "out"]) == 0, capsys.readouterr()
+    capsys.readouterr()
+    art = Path("out")
+    import json
+
+    evidence = json.loads((art / "evidence" / "data.json").read_text())
+    n = len(rows)
+    assert (evidence["rows_in"], evidence["quarantined"]) == (n, 3)
+    assert evidence["reasons"] == {"sched_dep: row_check:departs_on_its_day": 3}
+    contract = json.loads((art / "contract.json").read_text())
+    assert contract["row_checks"] == [{"name": "departs_on_its_day", "check": "sched_dep >= flight_date",
+                                       "left": "sched_dep", "op": ">=", "right": "flight_date", "value": None}]
+    inputs = [i["name"] for i in json.loads((art / "features.json").read_text())["inputs"]]
+    assert {"dep_hour", "dep_minute"} <= set(inputs) and "arr_delay" not in inputs
+    # aiops score on the same file: the same rows, the same reason
+    assert main(["score", str(art), str(spec.dir / "data" / "flights.csv"), "--output", "pred.csv",
+                 "--quarantine", "q.csv"]) in (0, 1)
+    with open("q.csv", newline="") as fh:
+        q = list(csv.DictReader(fh))
+    assert [(int(r["row"]), r["reasons"]) for r in q] == [
+        (i + 1, "sched_dep: row_check:departs_on_its_day (must be >= flight_date)") for i in sorted(bad)]
+    # HTTP records use the contract's names
+    pred = Predictor(art)
+    ok = {k: v for k, v in rows[0].items() if k not in ("arr_delayed", "arr_delay")}
+    ok["sched_dep"] = out_rows[0]["sched-dep"]
+    out, errors = pred.predict_records([ok])
+    assert errors.items == [] and out["probabilities"].shape == (1, 2)
+    _, errors = pred.predict_records([{**ok, "sched_dep": "2012-12-31 05:29:00"}])
+    assert [(c, code, m) for _, c, code, m in errors.items] == [
+        ("sched_dep", "row_check:departs_on_its_day", "must be >= flight_date")]
