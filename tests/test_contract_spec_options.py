@@ -178,6 +178,22 @@ def test_check_reads_a_header_that_is_no_identifier_through_source_name(spec_cop
     assert ok, text
 
 
+# ---------------------------------------------------------------------------- row checks in aiops check
+def test_check_counts_the_rows_a_row_check_would_quarantine(spec_copy):
+    from aiops.compiler.check import run_check
+
+    spec = spec_copy("credit_risk")
+    with (spec.dir / "data" / "german_credit.csv").open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    long = sum(int(r["duration_in_month"]) > 36 for r in rows)
+    spec.replace("spec.yaml", "  max_rejected_share: 0.02", "  max_rejected_share: 0.02\n  row_checks:\n"
+                 "    - {name: short_loan, check: \"duration_in_month <= 36\"}")
+    text, ok = run_check(spec.rel, [])
+    assert not ok and "error[E224]" in text
+    assert f"= {long} of the 1,000 records of data/german_credit.csv ({long / 1000:.1%}) would be quarantined" in text
+    assert f"= {long} rows: duration_in_month: row_check:short_loan" in text
+
+
 # ---------------------------------------------------------------------------- known after the outcome
 def test_a_column_known_after_the_outcome_is_no_model_input_for_monitoring():
     from aiops.compiler.build import build_plan
