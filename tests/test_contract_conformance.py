@@ -495,6 +495,10 @@ def test_row_checks_get_one_verdict_on_every_path(tmp_path: Path):
     assert _codes_of(errs, n) == expected
     assert [m for i, c, code, m in errs.items if code == "row_check:a_small"] == ["must be < 100.0"] * 3
 
+    from aiops.runtime.serve.openapi import record_schema
+
+    assert record_schema(contract)["description"].startswith(
+        "Row checks: released_after_booked: released >= booked; a_small: a < 100; ")  # the server's /openapi.json
     # the serving fast path: a record where a check is false is left to the core
     acc = RowAcceptor(contract)
     fast = [acc.values(_typed(r)) for r in rows]

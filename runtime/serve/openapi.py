@@ -40,8 +40,11 @@ def record_schema(contract: Contract) -> dict[str, Any]:
     props = {c.name: column_schema(c) for c in contract.request_columns}
     if contract.target:
         props[contract.target] = {"description": "the target; accepted and ignored"}
-    return {"type": "object", "properties": props, "additionalProperties": False,
-            "required": [c.name for c in contract.request_columns if c.required]}
+    out = {"type": "object", "properties": props, "additionalProperties": False,
+           "required": [c.name for c in contract.request_columns if c.required]}
+    if contract.row_checks:  # data.row_checks: 422 with row_check:<name> when one is false (a null passes)
+        out["description"] = "Row checks: " + "; ".join(f"{r['name']}: {r['check']}" for r in contract.row_checks)
+    return out
 
 
 def _err(desc: str) -> dict[str, Any]:
