@@ -151,7 +151,7 @@ def edge_records(contract, base: dict[str, np.ndarray], n: int, seed: int) -> di
                 vals = ["__unseen_category__"]
             if c.nullable:
                 vals.append(None)
-        elif c.dtype == "date":
+        elif c.dtype in ("date", "datetime"):
             vals = [np.nan] if c.nullable else []
         if vals:
             cands.append((c.name, vals))

@@ -45,7 +45,7 @@ def fit_pipeline(data: str | Path, data_format: str, contract: Contract, schema,
             observe(stage, **info)
 
     masker = quarantine_masker(contract, security)  # the one keyed masker, as score and the log use it
-    v = validate(read_table(Path(data), data_format, field_mask(masker, contract.by_name)), schema, contract, masker)
+    v = validate(read_table(Path(data), data_format, field_mask(masker, contract.by_name), contract.renames), schema, contract, masker)
     tell("validated", v=v)
     share = v.quarantined / v.rows_in if v.rows_in else 0.0
     if share > config["max_rejected_share"]:

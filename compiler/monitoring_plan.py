@@ -127,6 +127,8 @@ def build_monitoring_plan(plan: Plan) -> MonitoringPlan:
             why = "PII: the reference profile keeps counts only"
         elif kind == "date":
             why = "date: its values move with time; no drift test fits it"
+        elif c.known_after_outcome and c.name not in extra:
+            why = "known only after the outcome: never a model input (monitoring.drift_columns can list it)"
         elif not c.required and c.name not in extra:
             why = "not a model input (monitoring.drift_columns lists the other columns to test)"
         if why:

@@ -16,7 +16,7 @@ from aiops.compiler.load import Loaded
 
 # pandas' nullable dtypes: the schema re-checks rows the contract core accepted (docs/contract.md)
 PANDERA_DTYPE = {"int": "Int64", "float": "float64", "str": "str", "category": "str", "bool": "boolean",
-                 "date": "str"}
+                 "date": "str", "datetime": "str"}
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class ColumnPlan:
     masking: str | None
     description: str
     required: bool  # needed by a scoring request (a model feature reads it)
+    known_after_outcome: bool  # leakage: never a model input (`aiops check` E328)
     contract: dict  # the runtime contract entry (contract.json)
 
 
@@ -115,7 +116,7 @@ def _checks(c: S.Column) -> tuple[tuple[str, tuple[Any, ...]], ...]:
     ch = c.checks
     for op in ("ge", "le", "gt", "lt"):
         v = getattr(ch, op)
-        if v is not None and c.dtype != "date":
+        if v is not None and c.dtype not in ("date", "datetime"):
             v = int(v) if c.dtype == "int" and float(v).is_integer() else v
             name = {"ge": "greater_than_or_equal_to", "le": "less_than_or_equal_to",
                     "gt": "greater_than", "lt": "less_than"}[op]
@@ -140,8 +141,23 @@ def _contract_entry(name: str, c: S.Column, required: bool, masking: str | None)
         "min_length": ch.str_length.min if ch.str_length else None,
         "max_length": ch.str_length.max if ch.str_length else None,
         "unique": ch.unique, "formats": list(c.formats), "pii": c.pii, "sensitive": c.sensitive,
-        "masking": masking,
+        "masking": masking, "source_name": c.source_name,
     }
+
+
+def row_check_entries(data: S.Data) -> list[dict]:
+    """The contract.json entries of data.row_checks (checked by `aiops check`: E230)."""
+    from aiops.runtime import rowchecks
+
+    dtypes = {n: c.dtype for n, c in data.columns.items()}
+    return [{"name": r.name, "check": r.check, **rowchecks.resolve(rowchecks.parse(r.check), dtypes)}
+            for r in data.row_checks]
+
+
+def contract_dict(plan: "Plan") -> dict:
+    """contract.json: the columns, the target, the key and the row checks."""
+    return {"columns": [c.contract for c in plan.columns], "target": plan.target, "key": plan.key,
+            "row_checks": row_check_entries(plan.data)}
 
 
 def _encoder(f: S.Feature) -> tuple[EncoderPlan, set[tuple[str, str]]]:
@@ -231,7 +247,7 @@ def build_plan(loaded: Loaded, spec: S.Spec, data_source: str) -> Plan:
             checks=_checks(c), unique=c.checks.unique and not c.nullable,
             unique_nulls_aside=c.checks.unique and c.nullable, formats=tuple(c.formats), pii=c.pii, sensitive=c.sensitive,
             masking=masking.get(name), description=c.description, required=name in needed,
-            contract=_contract_entry(name, c, name in needed, masking.get(name)),
+            known_after_outcome=c.known_after_outcome, contract=_contract_entry(name, c, name in needed, masking.get(name)),
         ))
     imports: set[tuple[str, str]] = {("sklearn.compose", "ColumnTransformer")}
     feats = []

@@ -146,12 +146,13 @@ def _holdout(stage: Path, plan) -> tuple[dict[str, Any], Any, Any]:
     from aiops.compiler.training import labels, read_table, split, validate
 
     from aiops.compiler.generated import import_pipeline
+    from aiops.compiler.plan import contract_dict
     from aiops.compiler.rowkeys import row_hashes
 
     gen = import_pipeline(stage / "pipeline", plan.name)
-    contract = Contract.from_dict({"columns": [c.contract for c in plan.columns], "target": plan.target,
-                                   "key": plan.key})
-    v = validate(read_table(Path(plan.data_source), plan.data_format), gen["schema"].SCHEMA, contract)
+    contract = Contract.from_dict(contract_dict(plan))
+    v = validate(read_table(Path(plan.data_source), plan.data_format, renames=contract.renames),
+                 gen["schema"].SCHEMA, contract)
     y = labels(v.frame, plan.train_config)
     te = split(None, v.columns, y, plan.train_config)["test"]
     hashes = row_hashes(v.frame, plan.key, [c.name for c in plan.columns], plan.name)

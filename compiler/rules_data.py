@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import csv
 import re
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from aiops.compiler.context import CATEGORICAL, NUMERIC, Ctx
@@ -74,12 +74,17 @@ def check_source(ctx: Ctx) -> None:
                 help="give each column its own name in the file (every command refuses the file as it is)")
         ctx.header = None  # nothing more can be read from this file
         return
-    for name in ctx.columns:
-        if name not in header:
+    for name, col in ctx.columns.items():
+        src = col.source_name if col is not None and isinstance(col.source_name, str) else None
+        if (src or name) not in header:
             ctx.err("E203", "a column of the data contract is not in the data source", ("data", "columns", name),
-                    f"'{name}' is not in the header of {d.source} ({len(header)} columns)",
-                    help=did_you_mean(name, header) or "remove the column from the contract, or fix the data",
+                    f"'{src or name}' is not in the header of {d.source} ({len(header)} columns)",
+                    help=did_you_mean(src or name, header) or "remove the column from the contract, or fix the data",
                     key=True)
+        elif src and src != name and name in header:
+            ctx.err("E227", "the data source has both the column and its source_name", ("data", "columns", name),
+                    f"'{src}' is read as '{name}', but {d.source} also has a column '{name}'",
+                    help="remove source_name, or one of the two columns from the file", key=True)
 
 
 def _valid_format(fmt: str) -> bool:
@@ -91,8 +96,8 @@ def _valid_format(fmt: str) -> bool:
             i += 2
         else:
             i += 1
-    try:
-        datetime.strptime(datetime(2013, 1, 31).strftime(fmt), fmt)
+    try:  # an aware time: %z and %Z print something that parses back
+        datetime.strptime(datetime(2013, 1, 31, tzinfo=timezone.utc).strftime(fmt), fmt)
     except ValueError:
         return False
     return "%" in fmt
@@ -104,27 +109,30 @@ def check_columns(ctx: Ctx) -> None:
             continue
         base = ("data", "columns", name)
         if not ONNX_SAFE.match(name):
+            safe = re.sub(r"\W+", "_", name).strip("_")
             ctx.err("E204", "column name is not a safe identifier", base,
                     f"'{name}' must match [A-Za-z_][A-Za-z0-9_]* (it becomes an ONNX input name)",
-                    help="rename the column in the data, e.g. '" + re.sub(r"\W+", "_", name).strip("_") + "'",
+                    help=f"name the column '{safe}' and read it from the file's header with source_name: '{name}'",
                     key=True)
-        if col.dtype == "date":
+        if col.dtype in ("date", "datetime"):
             if not col.formats:
-                ctx.err("E206", "a date column needs its accepted input formats", base + ("formats",),
-                        f"'{name}' has dtype date but no formats", help="add e.g. formats: ['%Y-%m-%d']", key=True)
+                ctx.err("E206", f"a {col.dtype} column needs its accepted input formats", base + ("formats",),
+                        f"'{name}' has dtype {col.dtype} but no formats",
+                        help="add e.g. formats: ['%Y-%m-%d']" if col.dtype == "date" else
+                        "add e.g. formats: ['%Y-%m-%d %H:%M:%S', '%Y-%m-%dT%H:%M:%S']", key=True)
             for i, f in enumerate(col.formats or []):
                 if not _valid_format(f):
                     ctx.err("E206", "invalid date format", base + ("formats", i),
                             f"'{f}' is not a strftime format that can be parsed back",
                             help="use directives such as %Y, %m, %d, e.g. '%Y-%m-%d' or '%d/%m/%Y'")
         elif col.formats:
-            ctx.err("E206", "formats are only for date columns", base + ("formats",),
-                    f"'{name}' has dtype {col.dtype}", help="remove formats, or set dtype: date", key=True)
+            ctx.err("E206", "formats are only for date and datetime columns", base + ("formats",),
+                    f"'{name}' has dtype {col.dtype}", help="remove formats, or set dtype: date or datetime", key=True)
         ch = col.checks
         if ch is None:
             continue
         numeric_checks = [k for k in ("ge", "le", "gt", "lt") if getattr(ch, k) is not None]
-        if numeric_checks and col.dtype is not None and col.dtype not in ("int", "float", "date"):
+        if numeric_checks and col.dtype is not None and col.dtype not in ("int", "float", "date", "datetime"):
             ctx.err("E207", "a range check does not fit the column's dtype", base + ("checks", numeric_checks[0]),
                     f"'{numeric_checks[0]}' compares numbers, but '{name}' has dtype {col.dtype}",
                     help="use isin for categories, or change the dtype")
@@ -170,7 +178,7 @@ def check_split(ctx: Ctx) -> None:
                     help="set time_column to a date column", key=True)
         else:
             col = ctx.column_ref(sp.time_column, base + ("time_column",), "data.split.time_column")
-            if col is not None and col.dtype != "date":
+            if col is not None and col.dtype not in ("date", "datetime"):
                 ctx.err("E209", "the time column of a split must be a date", base + ("time_column",),
                         f"'{sp.time_column}' has dtype {col.dtype}")
         for k in ("test_start", "end"):

@@ -18,11 +18,11 @@ TRANSFORMS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] 
     "log": (("int", "float"), (), ("impute", "fill_value", "scale")),
     "clip": (("int", "float"), (), ("min", "max", "impute", "fill_value", "scale")),
     "bucketize": (("int", "float"), ("bins",), ("impute", "fill_value")),
-    "days_between": (("date",), (), ("other", "reference", "impute", "fill_value", "scale")),
-    "date_part": (("date",), ("part",), ("impute", "fill_value", "scale")),
+    "days_between": (("date", "datetime"), (), ("other", "reference", "impute", "fill_value", "scale")),
+    "date_part": (("date", "datetime"), ("part",), ("impute", "fill_value", "scale")),
     "ratio": (("int", "float"), ("other",), ("impute", "fill_value", "scale")),
     "difference": (("int", "float"), ("other",), ("impute", "fill_value", "scale")),
-    "drop": (("int", "float", "bool", "str", "category", "date"), (), ("reason",)),
+    "drop": (("int", "float", "bool", "str", "category", "date", "datetime"), (), ("reason",)),
 }
 _OPTIONAL_PARAMS = ("other", "reference", "part", "impute", "fill_value", "scale", "categories", "min", "max",
                     "bins", "reason")
@@ -71,7 +71,8 @@ def check_features(ctx: Ctx) -> None:
             other = ctx.column_ref(f.other, base + ("other",), "feature", code="E311")
             if f.other:
                 used_sources.add(f.other)
-            if other is not None and col is not None and (other.dtype == "date") != (col.dtype == "date"):
+            if other is not None and col is not None and \
+                    (other.dtype in ("date", "datetime")) != (col.dtype in ("date", "datetime")):
                 ctx.err("E313", f"'other' of '{f.transform}' does not fit", base + ("other",),
                         f"'{f.other}' has dtype {other.dtype}, '{f.source}' has dtype {col.dtype}")
         if f.transform == "days_between":
@@ -84,6 +85,11 @@ def check_features(ctx: Ctx) -> None:
                 except ValueError:
                     ctx.err("E314", "reference is not a date", base + ("reference",),
                             f"'reference' must be a date written YYYY-MM-DD. Got '{f.reference}' instead.")
+        if f.transform == "date_part" and f.part in ("hour", "minute") and col is not None and col.dtype == "date":
+            ctx.err("E313", f"a date has no {f.part}", base + ("part",),
+                    f"'{f.source}' has dtype date (a day, without a time of day)",
+                    help="use a datetime column, or a part of a date: year, quarter, month, day, day_of_week, "
+                         "day_of_year")
         if f.transform == "clip" and f.min is None and f.max is None:
             ctx.err("E314", "clip needs 'min' or 'max'", base, key=True, help="add min: and/or max:")
         if f.transform == "clip" and f.min is not None and f.max is not None and f.min > f.max:
@@ -114,8 +120,8 @@ def check_features(ctx: Ctx) -> None:
 def _suggest(dtype: str) -> str:
     if dtype in ("str", "category"):
         return "use onehot or ordinal for a categorical column"
-    if dtype == "date":
-        return "use days_between or date_part for a date column"
+    if dtype in ("date", "datetime"):
+        return f"use days_between or date_part for a {dtype} column"
     return "use passthrough, impute, scale, log, clip or bucketize for a numeric column"
 
 

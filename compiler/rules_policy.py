@@ -56,7 +56,7 @@ def cron_fields(expr: str) -> str:
 
 
 def kind_of(dtype: str) -> str:
-    return "numeric" if dtype in ("int", "float") else ("date" if dtype == "date" else "categorical")
+    return "numeric" if dtype in ("int", "float") else ("date" if dtype in ("date", "datetime") else "categorical")
 
 
 def check_monitoring(ctx: Ctx) -> None:
@@ -99,7 +99,7 @@ def check_monitoring(ctx: Ctx) -> None:
                         help="set window.column to a date column")
             else:
                 col = ctx.column_ref(w.column, base + ("window", "column"), "monitoring.window", code="E704")
-                if col is not None and col.dtype != "date":
+                if col is not None and col.dtype not in ("date", "datetime"):
                     ctx.err("E704", "the window column must be a date", base + ("window", "column"),
                             f"'{w.column}' has dtype {col.dtype}")
             if w.size not in ("day", "week", "month"):
@@ -159,7 +159,7 @@ def _check_drift_columns(ctx: Ctx, m) -> None:
             continue
         why = not_testable.get(name) or ("it is a model input: model inputs are always tested" if name in inputs
                                          else "it is PII: the reference profile keeps counts only" if col.pii
-                                         else "it is a date: its values move with time" if col.dtype == "date"
+                                         else "it is a date: its values move with time" if col.dtype in ("date", "datetime")
                                          else None)
         if why:
             ctx.err("E711", "a drift column cannot be tested", base + (i,), f"'{name}': {why}",

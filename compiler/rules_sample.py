@@ -35,13 +35,15 @@ def shape(value: object) -> str:
 
 
 def _sample(path: Path, fmt: str, contract, target: str | None, time_col: str | None):
+    from aiops.runtime.datafile import renamed
+
     """(table of the sampled records, malformed count, whole file read?, full label columns or None)."""
     import pyarrow as pa
 
     from aiops.runtime.datafile import CsvRecords, parquet_file, parquet_tables
 
     if fmt == "csv":
-        rec = CsvRecords(path, None, block_bytes=1 << 20)
+        rec = CsvRecords(path, None, block_bytes=1 << 20, renames=contract.renames)
         parts, have, whole = [], 0, True
         gen = rec.tables()
         for t in gen:
@@ -58,11 +60,12 @@ def _sample(path: Path, fmt: str, contract, target: str | None, time_col: str | 
         labels = table if whole else None
         return table, len(rec.malformed), whole, labels
     pf = parquet_file(path)
-    names = list(pf.schema_arrow.names)
-    table = next(parquet_tables(pf, names, SAMPLE_ROWS), None)
+    names = renamed(path, list(pf.schema_arrow.names), contract.renames)
+    table = next(parquet_tables(pf, names, SAMPLE_ROWS, contract.renames), None)
     whole = pf.metadata.num_rows <= SAMPLE_ROWS
     keep = [c for c in (target, time_col) if c and c in names]
-    labels = table if whole else pa.concat_tables(list(parquet_tables(pf, keep, 1 << 16))) if keep else None
+    labels = table if whole else pa.concat_tables(list(parquet_tables(pf, keep, 1 << 16, contract.renames))) \
+        if keep else None
     return table, 0, whole, labels
 
 
@@ -90,8 +93,11 @@ def check_sample(ctx: Ctx) -> None:
             regex=getattr(ch, "regex", None),
             min_length=ch.str_length.min if ch is not None and ch.str_length else None,
             max_length=ch.str_length.max if ch is not None and ch.str_length else None,
-            unique=bool(getattr(ch, "unique", False)), formats=tuple(c.formats or ())))
-    contract = Contract(rules, target)
+            unique=bool(getattr(ch, "unique", False)), formats=tuple(c.formats or ()),
+            source_name=c.source_name))
+    from aiops.compiler.plan import row_check_entries
+
+    contract = Contract(rules, target, row_checks=row_check_entries(d))  # check_row_checks found no error
     try:
         table, malformed, whole, label_table = _sample(source_path(ctx), data_format(d.source, d.format),
                                                        contract, target, time_col)
@@ -114,10 +120,10 @@ def check_sample(ctx: Ctx) -> None:
         base = ("data", "columns", r.name)
         present = int((~nulls[r.name]).sum())
         bad_dates = by_code.get((r.name, "bad_date"), [])
-        if r.dtype == "date" and present and len(bad_dates) == present:
+        if r.dtype in ("date", "datetime") and present and len(bad_dates) == present:
             example = table.column(r.name)[bad_dates[0]].as_py()
             looks = [f for f in _GUESS if _parses(example, f)]
-            ctx.err("E221", "no value of the date column is written in its formats", base + ("formats",),
+            ctx.err("E221", f"no value of the {r.dtype} column is written in its formats", base + ("formats",),
                     f"none of the {present:,} values of '{r.name}' in {where} is written as "
                     f"{' or '.join(r.formats)}; e.g. '{shape(example)}' (masked: 9 is a digit, x a letter)",
                     help=(f"the values look like '{looks[0]}': add it to formats" if looks
@@ -153,7 +159,8 @@ def check_sample(ctx: Ctx) -> None:
 
 
 def _a(dtype: str) -> str:
-    return {"int": "an integer", "float": "a number", "bool": "true or false", "date": "a date"}.get(dtype, "text")
+    return {"int": "an integer", "float": "a number", "bool": "true or false", "date": "a date",
+            "datetime": "a date-time"}.get(dtype, "text")
 
 
 def _parses(value: object, fmt: str) -> bool:

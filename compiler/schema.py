@@ -19,14 +19,14 @@ class _Required:
 REQUIRED: Any = _Required()
 
 Task = Literal["binary_classification", "multiclass_classification", "regression"]
-Dtype = Literal["int", "float", "str", "category", "bool", "date"]
+Dtype = Literal["int", "float", "str", "category", "bool", "date", "datetime"]
 TransformName = Literal[
     "passthrough", "impute", "scale", "onehot", "ordinal", "log", "clip", "bucketize",
     "days_between", "date_part", "ratio", "difference", "drop",
 ]
 Scaling = Literal["standard", "minmax", "robust"]
 ImputeStrategy = Literal["mean", "median", "most_frequent", "constant"]
-DatePart = Literal["month", "day_of_week", "day_of_year", "day", "year", "quarter"]
+DatePart = Literal["month", "day_of_week", "day_of_year", "day", "year", "quarter", "hour", "minute"]
 DriftTest = Literal["psi", "ks", "chi_square", "jensen_shannon", "wasserstein"]
 Action = Literal["alert", "retrain", "block"]
 
@@ -91,6 +91,16 @@ class Column:
     pii: bool = False
     sensitive: bool = False
     description: str = ""
+    source_name: Optional[str] = None  # the column's name in the file's header, when it differs
+    known_after_outcome: bool = False  # known only after the outcome: never a model input (leakage)
+
+
+@dataclass
+class RowCheck:
+    """A comparison between two columns of one row, or a column and a literal (docs/contract.md)."""
+
+    name: str = REQUIRED
+    check: str = REQUIRED  # "<column> <op> <column or literal>", op one of >= > <= < == !=
 
 
 @dataclass
@@ -120,6 +130,7 @@ class Data:
     max_rejected_share: float = 0.0
     split: Split = field(default_factory=Split)
     columns: dict[str, Column] = REQUIRED
+    row_checks: list[RowCheck] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- features

@@ -24,7 +24,7 @@ from aiops.compiler.training import DataError, model_frame
 from aiops.compiler import schema as S
 from aiops.compiler.export import edge_records, parity, to_onnx_bytes
 from aiops.compiler.generated import import_pipeline
-from aiops.compiler.plan import Plan, jsonable
+from aiops.compiler.plan import Plan, contract_dict, jsonable
 
 
 MIN_HOLDOUT_CLASS_ROWS = 5  # below this a class's metrics on the holdout mean nothing
@@ -119,8 +119,7 @@ def fit_generated(plan: Plan, spec: S.Spec, stage: Path, progress, keep_quaranti
     """Stage 1-2, data and fit: the generated pipeline's fit() reads its DATA, validates the rows
     (the quarantine file is kept under env.quarantine_dir), derive the features, split and fit."""
     gen = import_pipeline(stage / "pipeline", plan.name)
-    contract = Contract.from_dict({"columns": [c.contract for c in plan.columns], "target": plan.target,
-                                   "key": plan.key})
+    contract = Contract.from_dict(contract_dict(plan))
     qfile = Path(spec.env.quarantine_dir) / f"{plan.name}.csv"
     progress(f"validating {plan.data_source} against the data contract")
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from aiops.runtime.contract import Contract
 from aiops.runtime.datafile import RECORD, CsvRecords, DataFileError, Malformed, arrow_values, counts_line, parquet_file, \
-    parquet_tables, quarantine_texts
+    parquet_tables, quarantine_texts, renamed
 from aiops.runtime.dates import parse_many
 from aiops.runtime.features import FeatureStep, derive
 
@@ -46,18 +46,19 @@ class RawData:
     header: list[str]
 
 
-def read_table(path: Path, fmt: str, mask=None) -> RawData:
+def read_table(path: Path, fmt: str, mask=None, renames: dict[str, str] | None = None) -> RawData:
+    """The file's records under the contract's names (`renames`: header name -> contract name)."""
     import pyarrow as pa
 
     try:
         if fmt == "csv":
-            rec = CsvRecords(path, None, block_bytes=1 << 22, mask=mask)
+            rec = CsvRecords(path, None, block_bytes=1 << 22, mask=mask, renames=renames)
             parts = list(rec.tables())
             header, malformed, blank = rec.header, rec.malformed, rec.blank
         else:
             pf = parquet_file(path)
-            header, malformed, blank = list(pf.schema_arrow.names), [], 0
-            parts = list(parquet_tables(pf, header, 1 << 16))
+            header, malformed, blank = renamed(path, list(pf.schema_arrow.names), renames), [], 0
+            parts = list(parquet_tables(pf, header, 1 << 16, renames))
     except DataFileError as exc:
         raise DataError(str(exc), help="fix the data file (docs/contract.md says how every command reads it)") \
             from None
@@ -170,7 +171,7 @@ def _cross_check(schema, contract: Contract, cols: dict[str, np.ndarray], accept
 
     frame = _frame(contract, cols)
     for c in contract.columns:
-        if c.dtype == "date":  # the schema checks the text against the formats
+        if c.dtype in ("date", "datetime"):  # the schema checks the text against the formats
             frame[c.name] = accepted.column(c.name).to_pandas().astype(object).where(lambda s: s.notna(), None) \
                 if accepted.num_rows else frame[c.name].astype(object)
     try:

@@ -1,7 +1,7 @@
 """validate: structure, then every semantic rule; returns all diagnostics, never raises."""
 from __future__ import annotations
 
-from aiops.compiler import rules_data, rules_inputs, rules_model, rules_policy, rules_sample
+from aiops.compiler import rules_contract, rules_data, rules_inputs, rules_model, rules_policy, rules_sample
 from aiops.compiler import schema as S
 from aiops.compiler.context import Ctx
 from aiops.compiler.diagnostics import Diagnostic
@@ -19,6 +19,7 @@ def validate(loaded: Loaded) -> tuple[S.Spec | None, list[Diagnostic]]:
         rules_model.check_features, rules_model.check_model, rules_model.check_thresholds,
         rules_policy.check_monitoring, rules_policy.check_serving, rules_policy.check_security,
         rules_policy.check_governance, rules_inputs.check_env_outputs,
+        rules_contract.check_source_names, rules_contract.check_row_checks, rules_contract.check_leakage,
     ]
     if spec.data is not None and spec.data.source and rules_inputs.source_inside(ctx):
         rules.insert(0, rules_data.check_source)

@@ -15,10 +15,13 @@ The rules (each failure gets one code, listed in REASON_CODES):
   "inf" is not finite; text numbers are ASCII, without "_");
 - bool: true/false, or the text true/false in any case;
 - date: text in one of the column's formats, or a date/datetime value;
+- datetime: the same, with the time of day (a fraction of the day; `runtime.dates`);
 - str/category: text as written (not stripped), or an integer written as its digits;
 - isin, ge/le/gt/lt, regex (search), str_length (characters);
 - unique: a value seen in an earlier row of the same input (file, request or job) is a
-  duplicate; the first one is kept.
+  duplicate; the first one is kept;
+- row checks (`data.row_checks`, `runtime.rowchecks`): a comparison between two columns of
+  a row, or a column and a literal, on the clean values; a null operand passes.
 Surrounding whitespace is ignored when reading a number, a boolean or a date.
 """
 from __future__ import annotations
@@ -32,6 +35,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from aiops.runtime import rowchecks
 from aiops.runtime.dates import parse_many
 
 MISSING_CATEGORY = "__missing__"
@@ -39,8 +43,9 @@ MISSING_CATEGORY = "__missing__"
 # every reason code a value or a record can get, in aiops's own words (docs/contract.md)
 REASON_CODES = ("missing_field", "unknown_field", "not_an_object", "null", "wrong_type", "not_finite",
                 "out_of_range", "not_in_set", "regex", "str_length", "invalid_text", "bad_date", "duplicate",
-                "malformed")
-DTYPES = ("int", "float", "str", "category", "bool", "date")
+                "malformed", "row_check")  # row_check: written row_check:<the check's name>
+DTYPES = ("int", "float", "str", "category", "bool", "date", "datetime")
+TEMPORAL = ("date", "datetime")
 CHECKS = ("nullable", "ge", "le", "gt", "lt", "isin", "regex", "min_length", "max_length", "unique", "formats")
 
 
@@ -52,7 +57,7 @@ def is_null(v: Any) -> bool:
 @dataclass(frozen=True)
 class ColumnRule:
     name: str
-    dtype: str  # int float str category bool date
+    dtype: str  # int float str category bool date datetime
     nullable: bool = False
     required: bool = True  # must be present in a scoring request
     ge: float | None = None
@@ -68,6 +73,7 @@ class ColumnRule:
     pii: bool = False
     sensitive: bool = False
     masking: str | None = None
+    source_name: str | None = None  # the column's name in a file's header, when it differs
 
     @property
     def numeric(self) -> bool:
@@ -100,8 +106,10 @@ class RowErrors:
 
 
 class Contract:
-    def __init__(self, columns: Iterable[ColumnRule], target: str | None = None, key: str | None = None):
+    def __init__(self, columns: Iterable[ColumnRule], target: str | None = None, key: str | None = None,
+                 row_checks: Iterable[dict[str, Any]] = ()):
         self.columns = list(columns)
+        self.row_checks = [dict(r) for r in row_checks]  # {name, check, left, op, right, value}
         self.by_name = {c.name: c for c in self.columns}
         self.target = target
         self.key = key
@@ -117,7 +125,7 @@ class Contract:
             c["isin"] = tuple(c["isin"]) if c.get("isin") is not None else None
             c["formats"] = tuple(c.get("formats") or ())
             cols.append(ColumnRule(**c))
-        return cls(cols, d.get("target"), d.get("key"))
+        return cls(cols, d.get("target"), d.get("key"), d.get("row_checks") or ())
 
     @classmethod
     def load(cls, path: str | Path) -> "Contract":
@@ -130,7 +138,15 @@ class Contract:
             d["isin"] = list(c.isin) if c.isin is not None else None
             d["formats"] = list(c.formats)
             out.append(d)
-        return {"columns": out, "target": self.target, "key": self.key}
+        out_d: dict[str, Any] = {"columns": out, "target": self.target, "key": self.key}
+        if self.row_checks:
+            out_d["row_checks"] = self.row_checks
+        return out_d
+
+    @property
+    def renames(self) -> dict[str, str]:
+        """A file's header name -> the contract's name, for columns read under another name."""
+        return {c.source_name: c.name for c in self.columns if c.source_name}
 
     @property
     def request_columns(self) -> list[ColumnRule]:
@@ -166,6 +182,7 @@ class Contract:
         seen = {} if seen is None else seen
         cols = {c.name: self._check_column(c, np.array(raw[c.name] + [None], dtype=object)[:-1], errors,
                                            skip=~present[c.name], seen=seen) for c in self.request_columns}
+        self.check_rows(cols, errors)
         return cols, errors
 
     def validate_columns(self, data: dict[str, Any], n: int, *, columns: list[ColumnRule] | None = None,
@@ -188,10 +205,30 @@ class Contract:
                 continue
             cols[c.name] = self._check_column(c, data[c.name], errors, skip=np.zeros(n, dtype=bool), nulls=nulls,
                                               seen=seen)
+        self.check_rows(cols, errors)
         return cols, errors
 
+    def check_rows(self, cols: dict[str, np.ndarray], errors: RowErrors) -> None:
+        """The row checks on clean columns (every path calls this once per row): a row where a
+        check is false gets `row_check:<name>` on the check's left column. A check passes when
+        an operand is null or failed its own column's check; a check whose columns are not all
+        in `cols` is not this call's to judge."""
+        if not self.row_checks:
+            return
+        failed: dict[str, np.ndarray] = {}
+        for i, col, *_ in errors.items:
+            failed.setdefault(col, np.zeros(errors.n, dtype=bool))[i] = True
+        none = np.zeros(errors.n, dtype=bool)
+        for r in self.row_checks:
+            left, right = r["left"], r["right"]
+            if left not in cols or (right is not None and right not in cols):
+                continue
+            skip = failed.get(left, none) | (failed.get(right, none) if right is not None else none)
+            bad = rowchecks.failing(r, cols[left], cols[right] if right is not None else None, skip)
+            errors.add_mask(bad, left, f"row_check:{r['name']}", rowchecks.describe(r))
+
     def _empty(self, c: ColumnRule, n: int) -> np.ndarray:
-        if c.dtype in ("int", "float", "bool", "date"):
+        if c.dtype in ("int", "float", "bool") + TEMPORAL:
             return np.full(n, np.nan)
         return np.full(n, None, dtype=object)
 
@@ -234,11 +271,12 @@ class Contract:
                 else:
                     bad[i] = True
             errors.add_mask(bad & ~skip, c.name, "wrong_type", "must be true or false")
-        elif c.dtype == "date":
-            out, bad = parse_many(arr, c.formats)
+        elif c.dtype in TEMPORAL:
+            out, bad = parse_many(arr, c.formats, time=c.dtype == "datetime")
             null = np.isnan(out) & ~bad
             errors.add_mask(bad & ~skip, c.name, "bad_date",
-                            f"must be a date written as {' or '.join(c.formats)}")
+                            f"must be a {'date-time' if c.dtype == 'datetime' else 'date'} written as "
+                            f"{' or '.join(c.formats)}")
         else:  # str / category
             out = np.empty(n, dtype=object)
             null = np.zeros(n, dtype=bool)

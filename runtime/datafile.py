@@ -9,6 +9,9 @@
   with its line number and its raw text, PII fields masked (`Malformed`).
 - Records are numbered from 1 in file order, blank lines not counted, malformed ones counted.
   A line number counts the header as line 1 (exact unless a quoted value spans lines).
+- A column read under another name (the contract's `source_name`): `renames` maps the
+  file's header name to the contract's name, and every reader gives the contract's name
+  (a file holding both names is a user error).
 - Every value is read as text (CSV) or as stored (Parquet) and judged by the contract core
   (`runtime.contract`); nothing is converted here.
 
@@ -69,8 +72,25 @@ def check_names(path: Path, names: list[str]) -> None:
                             "header); give each column its own name")
 
 
-def csv_header(path: Path) -> list[str]:
-    """The header of a CSV file; DataFileError when it cannot be read or repeats a name."""
+def renamed(path: Path, names: list[str], renames: dict[str, str] | None) -> list[str]:
+    """The header under the contract's names (`renames`: file name -> contract name)."""
+    if not renames:
+        return names
+    have = set(names)
+    for src, dst in sorted(renames.items()):
+        if src in have and dst in have and src != dst:
+            raise DataFileError(f"'{path}' has both the column '{src}' (read as '{dst}': its source_name) and a "
+                                f"column named '{dst}'; remove one of them, or the source_name")
+    return [renames.get(n, n) for n in names]
+
+
+def csv_header(path: Path, renames: dict[str, str] | None = None) -> list[str]:
+    """The header of a CSV file, under the contract's names; DataFileError when it cannot be
+    read or repeats a name."""
+    return renamed(path, _csv_header(path), renames)
+
+
+def _csv_header(path: Path) -> list[str]:
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
             header = next(csv.reader(fh), None)
@@ -100,8 +120,9 @@ def parquet_file(path: Path):
     return pf
 
 
-def header_of(path: Path, fmt: str) -> list[str]:
-    return csv_header(path) if fmt == "csv" else list(parquet_file(path).schema_arrow.names)
+def header_of(path: Path, fmt: str, renames: dict[str, str] | None = None) -> list[str]:
+    return csv_header(path, renames) if fmt == "csv" else \
+        renamed(path, list(parquet_file(path).schema_arrow.names), renames)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -143,13 +164,15 @@ class CsvRecords:
     """The records of a CSV file, streamed as pyarrow tables of text columns."""
 
     def __init__(self, path: Path, wanted: list[str] | None = None, *, block_bytes: int = 1 << 18,
-                 mask: Callable[[str | None, Any], Any] | None = None):
+                 mask: Callable[[str | None, Any], Any] | None = None, renames: dict[str, str] | None = None):
         import pyarrow as pa
         import pyarrow.csv as pcsv
 
         self.path = path
         self.size = max(path.stat().st_size, 1)
-        self.header = csv_header(path)
+        raw = _csv_header(path)
+        self.header = renamed(path, raw, renames)  # the contract's names
+        self._in_file = dict(zip(self.header, raw))
         self.wanted = [c for c in self.header if wanted is None or c in wanted]
         self.mask = mask
         self.blank = 0
@@ -165,7 +188,7 @@ class CsvRecords:
                 parse_options=pcsv.ParseOptions(invalid_row_handler=_invalid_rows(self._events),
                                                 ignore_empty_lines=False),
                 convert_options=pcsv.ConvertOptions(
-                    column_types={c: pa.string() for c in self.header}, strings_can_be_null=True,
+                    column_types={c: pa.string() for c in raw}, strings_can_be_null=True,
                     null_values=[""], quoted_strings_can_be_null=True))
         except (pa.ArrowException, OSError) as exc:
             self._stream.close()
@@ -214,7 +237,7 @@ class CsvRecords:
             blank &= col.is_null().to_numpy(zero_copy_only=False)
         rec = self._resolve(pos, blank, last=int(pos[-1]))
         keep = ~blank
-        cols = [batch.column(c) for c in self.wanted]
+        cols = [batch.column(self._in_file[c]) for c in self.wanted]
         t = pa.Table.from_arrays(cols + [pa.array(rec)], names=self.wanted + [RECORD])
         return t if keep.all() else t.filter(pa.array(keep))
 
@@ -239,17 +262,19 @@ class CsvRecords:
         return rec
 
 
-def parquet_tables(pf, wanted: list[str], rows: int) -> Iterator[Any]:
-    """The wanted columns of a Parquet file, `rows` at a time, with RECORD."""
+def parquet_tables(pf, wanted: list[str], rows: int, renames: dict[str, str] | None = None) -> Iterator[Any]:
+    """The wanted columns of a Parquet file (contract names), `rows` at a time, with RECORD."""
     import pyarrow as pa
 
-    have = [c for c in pf.schema_arrow.names if c in wanted]
+    raw = list(pf.schema_arrow.names)  # the callers read the header with `renamed` first
+    in_file = {(renames or {}).get(n, n): n for n in raw}
+    have = [c for c in in_file if c in wanted]
     done = 0
     try:
-        for b in pf.iter_batches(batch_size=rows, columns=have, use_threads=False):
+        for b in pf.iter_batches(batch_size=rows, columns=[in_file[c] for c in have], use_threads=False):
             n = b.num_rows
-            yield pa.Table.from_arrays([b.column(c) for c in have] + [pa.array(np.arange(done + 1, done + n + 1))],
-                                       names=have + [RECORD])
+            yield pa.Table.from_arrays([b.column(in_file[c]) for c in have] +
+                                       [pa.array(np.arange(done + 1, done + n + 1))], names=have + [RECORD])
             done += n
     except (pa.ArrowException, OSError) as exc:
         raise DataFileError(f"cannot read '{pf.metadata}' as Parquet: {_first_line(exc)}") from None

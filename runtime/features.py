@@ -43,12 +43,19 @@ class FeatureStep:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
+_MS_PER_DAY = 86_400_000.0
+
+
 def _date_part(days: np.ndarray, part: str) -> np.ndarray:
+    """A part of dates or date-times given as days since 1970-01-01 (a date-time's time of day
+    is a fraction of the day, read to the millisecond: `rows._date_part` does the same)."""
     out = np.full(len(days), np.nan)
     ok = ~np.isnan(days)
-    d = days[ok].astype("int64").astype("datetime64[D]")
+    ms = np.round(days[ok] * _MS_PER_DAY)
+    whole = np.floor_divide(ms, _MS_PER_DAY)
+    d = whole.astype("int64").astype("datetime64[D]")
     if part == "day_of_week":  # Monday = 0, as in Python
-        vals = (days[ok].astype(np.int64) + 3) % 7
+        vals = (whole.astype(np.int64) + 3) % 7
     elif part == "year":
         vals = d.astype("datetime64[Y]").astype(np.int64) + 1970
     elif part == "month":
@@ -59,6 +66,10 @@ def _date_part(days: np.ndarray, part: str) -> np.ndarray:
         vals = (d - d.astype("datetime64[M]")).astype(np.int64) + 1
     elif part == "day_of_year":
         vals = (d - d.astype("datetime64[Y]")).astype(np.int64) + 1
+    elif part == "hour":
+        vals = np.floor_divide(ms - whole * _MS_PER_DAY, 3_600_000.0)
+    elif part == "minute":
+        vals = np.floor_divide(np.mod(ms - whole * _MS_PER_DAY, 3_600_000.0), 60_000.0)
     else:
         raise ValueError(f"unknown date part {part!r}")
     out[ok] = vals

@@ -200,6 +200,12 @@ def canonical(value: Any, dtype: str | None = None, formats: Sequence[str] = ())
             from aiops.runtime.dates import iso
 
             return iso(days)
+    elif dtype == "datetime":
+        from aiops.runtime.dates import parse_one
+
+        days, _ok = parse_one(value, tuple(formats), time=True)
+        if days is not None:
+            return repr(float(days))  # days since 1970-01-01, the time of day a fraction
     elif dtype == "bool":
         b = _bool(value)
         if b is not None:
@@ -236,7 +242,7 @@ def generalize(value: Any, dtype: str | None = None, formats: Sequence[str] = ()
         step = 10.0 ** math.floor(math.log10(abs(x)))
         lo = math.floor(x / step) * step
         return f"{_g(lo)}-{_g(lo + step)}"
-    if dtype == "date":
+    if dtype in ("date", "datetime"):
         days = _date_days(value, formats)
         if days is None:
             return REDACTED

@@ -91,7 +91,7 @@ def build_profile(contract: Contract, cols: dict[str, np.ndarray], out: dict[str
     for c in contract.request_columns:
         if c.name not in cols:
             continue
-        if c.dtype in ("int", "float", "bool", "date"):
+        if c.dtype in ("int", "float", "bool", "date", "datetime"):
             p = numeric_profile(np.asarray(cols[c.name], dtype=np.float64))
             p["dtype"] = c.dtype
         else:

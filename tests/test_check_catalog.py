@@ -309,7 +309,70 @@ error[E204]: column name is not a safe identifier
   --> @AT@ (data.columns.job title)
    |     job title: {dtype: category}
    = 'job title' must match [A-Za-z_][A-Za-z0-9_]* (it becomes an ONNX input name)
-   = help: rename the column in the data, e.g. 'job_title'""",
+   = help: name the column 'job_title' and read it from the file's header with source_name: 'job title'""",
+    ),
+    "E206-datetime-without-formats": Bad(
+        spec="flight_delays",
+        edits=((SPEC, 'dtype: date\n      formats: ["%Y-%m-%d", "%m/%d/%Y", "%d%m%Y"]', "dtype: datetime"),),
+        at=(SPEC, "    flight_date:", "flight_date"),
+        expected="""\
+error[E206]: a datetime column needs its accepted input formats
+  --> @AT@ (data.columns.flight_date.formats)
+   |     flight_date:
+   = 'flight_date' has dtype datetime but no formats
+   = help: add e.g. formats: ['%Y-%m-%d %H:%M:%S', '%Y-%m-%dT%H:%M:%S']""",
+    ),
+    "E227-source-name-of-another-column": Bad(
+        edits=((SPEC, "purpose: {dtype: category}", "purpose: {dtype: category, source_name: job}"),),
+        at=(SPEC, "purpose: {dtype: category, source_name: job}", "job}"),
+        expected="""\
+error[E227]: source_name is the name of another column of the contract
+  --> @AT@ (data.columns.purpose.source_name)
+   |     purpose: {dtype: category, source_name: job}
+   = 'job' is also a column of data.columns
+   = help: rename one of them""",
+    ),
+    "E227-file-has-both-names": Bad(
+        edits=((SPEC, "purpose: {dtype: category}", "purpose: {dtype: category, source_name: job}"),),
+        at=(SPEC, "purpose: {dtype: category, source_name: job}", "purpose"),
+        expected="""\
+error[E227]: the data source has both the column and its source_name
+  --> @AT@ (data.columns.purpose)
+   |     purpose: {dtype: category, source_name: job}
+   = 'job' is read as 'purpose', but data/german_credit.csv also has a column 'purpose'
+   = help: remove source_name, or one of the two columns from the file""",
+    ),
+    "E228-row-check-name": Bad(
+        edits=((SPEC, "  max_rejected_share: 0.02",
+                '  max_rejected_share: 0.02\n  row_checks:\n    - {name: "long loan", check: "duration_in_month >= 6"}'),),
+        at=(SPEC, '{name: "long loan"', '"long loan"'),
+        expected="""\
+error[E228]: a row check's name is not an identifier
+  --> @AT@ (data.row_checks[0].name)
+   |     - {name: "long loan", check: "duration_in_month >= 6"}
+   = 'name' must match [A-Za-z_][A-Za-z0-9_]{0,63} (it becomes a reason code). Got 'long loan' instead.
+   = help: e.g. name: released_after_booked""",
+    ),
+    "E229-row-check-is-not-a-comparison": Bad(
+        edits=((SPEC, "  max_rejected_share: 0.02",
+                '  max_rejected_share: 0.02\n  row_checks:\n    - {name: big, check: "credit_amount > 1; import os"}'),),
+        at=(SPEC, "{name: big,", '"credit_amount'),
+        expected="""\
+error[E229]: a row check is not a comparison aiops can read
+  --> @AT@ (data.row_checks[0].check)
+   |     - {name: big, check: "credit_amount > 1; import os"}
+   = 'credit_amount > 1; import os' is not a comparison aiops can read
+   = help: write '<column> <op> <column>' or '<column> <op> <literal>', op one of >= > <= < == !=, a literal a number or quoted text (e.g. released_at >= booked_at, or age >= 18)""",
+    ),
+    "E229-row-check-operands-do-not-fit": Bad(
+        edits=((SPEC, "  max_rejected_share: 0.02",
+                '  max_rejected_share: 0.02\n  row_checks:\n    - {name: aged, check: "age_in_years >= purpose"}'),),
+        at=(SPEC, "{name: aged,", '"age_in_years'),
+        expected="""\
+error[E229]: a row check compares values that do not fit
+  --> @AT@ (data.row_checks[0].check)
+   |     - {name: aged, check: "age_in_years >= purpose"}
+   = 'age_in_years' (int) and 'purpose' (category) cannot be compared""",
     ),
     "E205-unreadable-source": Bad(
         edits=((SPEC, "format: csv", "format: parquet"),),
@@ -555,6 +618,29 @@ error[E312]: duplicate feature name
    |     - {name: housing, transform: onehot, source: job}
    = 'housing' is also the name of features[14]
    = help: give each feature its own name""",
+    ),
+    "E313-hour-of-a-date": Bad(
+        spec="flight_delays",
+        edits=((SPEC, "part: day_of_week}", "part: hour}"),),
+        at=(SPEC, "part: hour}", "hour"),
+        expected="""\
+error[E313]: a date has no hour
+  --> @AT@ (features[2].part)
+   |     - {name: day_of_week, transform: date_part, source: flight_date, part: hour}
+   = 'flight_date' has dtype date (a day, without a time of day)
+   = help: use a datetime column, or a part of a date: year, quarter, month, day, day_of_week, day_of_year""",
+    ),
+    "E328-feature-known-after-outcome": Bad(
+        spec="flight_delays",
+        edits=((SPEC, "{name: arr_delay, transform: drop, source: arr_delay, reason: known only after arrival (label leakage)}",
+                "{name: arr_delay, transform: passthrough, source: arr_delay}"),),
+        at=(SPEC, "{name: arr_delay, transform: passthrough", "arr_delay}"),
+        expected="""\
+error[E328]: a feature reads a column known only after the outcome
+  --> @AT@ (features[1].source)
+   |     - {name: arr_delay, transform: passthrough, source: arr_delay}
+   = 'arr_delay' is marked known_after_outcome (@KAO@): the model would learn from the answer (leakage), and it is not known when a prediction is made
+   = help: use transform: drop for 'arr_delay', or remove known_after_outcome if it is known before the outcome""",
     ),
     "E313-transform-does-not-fit-dtype": Bad(
         edits=((SPEC, "{name: purpose, transform: onehot", "{name: purpose, transform: log"),),
@@ -1112,6 +1198,8 @@ def _expected(case: Bad, spec) -> str:
         text = text.replace("@AT@", spec.where(*case.at))
     if "@COLUMNS@" in text:
         text = text.replace("@COLUMNS@", spec.where(SPEC, "  columns:", "columns"))
+    if "@KAO@" in text:
+        text = text.replace("@KAO@", spec.where(SPEC, "known_after_outcome: true", "true"))
     if "@TIER@" in text:
         text = text.replace("@TIER@", spec.where(HIGH_RISK, "risk_tier:", "high"))
     if "@VERSIONS@" in text:
@@ -1141,7 +1229,7 @@ def test_bad_spec(case: Bad, spec_copy, tmp_path, monkeypatch):
 
 # the modules of `aiops check` (compile-time codes such as E9xx live elsewhere)
 CHECK_MODULES = ("load.py", "guard.py", "rules_inputs.py", "structure.py", "rules_data.py", "rules_sample.py",
-                 "rules_model.py", "rules_policy.py", "context.py", "diagnostics.py", "check.py")
+                 "rules_contract.py", "rules_model.py", "rules_policy.py", "context.py", "diagnostics.py", "check.py")
 
 
 def _codes_in_compiler() -> set[str]:

@@ -58,7 +58,15 @@ COLUMNS: dict[str, S.Column] = {
     "c_num": S.Column("category", checks=S.Checks(isin=[1, 2])),
     "u": S.Column("str", checks=S.Checks(unique=True)),
     "u_int": S.Column("int", nullable=True, checks=S.Checks(unique=True)),
+    "dt": S.Column("datetime", formats=["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f",
+                                        "%Y-%m-%dT%H:%M:%S"]),
+    "dt_day": S.Column("datetime", nullable=True, formats=["%Y-%m-%d"]),
 }
+
+
+def _at(days: int, seconds: float) -> float:
+    """A date-time's clean value: days since 1970-01-01, the time of day a fraction."""
+    return days + seconds / 86400
 
 # (column, the value as written in a CSV file, expected codes, the clean value when accepted)
 TEXT: list[tuple[str, str, frozenset, object]] = [
@@ -143,6 +151,21 @@ TEXT += [("d", t, codes("bad_date"), None) for t in
           "2013-08-13x", "2013-08", "15930", "0000-01-01"]]
 TEXT += [("c_isin", t, codes("not_in_set"), None) for t in ["c  d", "C D", "c\td", "ａ", "b ", "a\n", "ab"]]
 TEXT += [("b", t, codes("wrong_type"), None) for t in ["on", "off", "y", "n", "1.0", "T", "F", "tru", "vrai"]]
+# datetime: the time of day kept (a fraction of the day); an offset is taken to UTC
+TEXT += [
+    ("dt", "2013-08-13 06:03:42", OK, _at(15930, 21822)), ("dt", "2013-08-13T06:03:42", OK, _at(15930, 21822)),
+    ("dt", " 2013-08-13 06:03:42 ", OK, _at(15930, 21822)), ("dt", "2013-08-13 00:00:00", OK, 15930.0),
+    ("dt", "2013-08-13T06:03:42+02:00", OK, _at(15930, 14622)), ("dt", "2013-08-13T06:03:42Z", OK, _at(15930, 21822)),
+    ("dt", "2013-08-13T23:30:00-01:00", OK, _at(15931, 1800)), ("dt", "2013-08-13T00:30:00+01:00", OK, _at(15929, 84600)),
+    ("dt", "2013-08-13T06:03:42.5", OK, _at(15930, 21822.5)), ("dt", "1969-12-31 23:00:00", OK, _at(-1, 82800)),
+    ("dt", "2013-08-13 23:59:59", OK, _at(15930, 86399)), ("dt", "2020-02-29 12:00:00", OK, 18321.5),
+    ("dt", "2013-08-13", codes("bad_date"), None), ("dt", "2013-08-13 24:00:00", codes("bad_date"), None),
+    ("dt", "2013-08-13 06:03", codes("bad_date"), None), ("dt", "13/08/2013 06:03:42", codes("bad_date"), None),
+    ("dt", "2013-02-30 00:00:00", codes("bad_date"), None), ("dt", "2013-08-13T06:03:42+25:00", codes("bad_date"), None),
+    ("dt", "", codes("null"), None), ("dt", "NaT", codes("bad_date"), None), ("dt", "1376373822", codes("bad_date"), None),
+    ("dt", "2013-08-13 06:03:42 PM", codes("bad_date"), None),
+    ("dt_day", "2013-08-13", OK, 15930.0), ("dt_day", "", OK, None), ("dt_day", "2013-08-13 06:00:00", codes("bad_date"), None),
+]
 
 # (column, a JSON value (HTTP request, job, Predictor), expected codes, the clean value)
 JSON: list[tuple[str, object, frozenset, object]] = [
@@ -167,6 +190,9 @@ JSON: list[tuple[str, object, frozenset, object]] = [
     ("s_len", "\ud800", codes("invalid_text"), None), ("s_len", 12345, codes("str_length"), None),
     ("s_len", 123, OK, "123"), ("c_isin", "a", OK, "a"), ("c_isin", 1, codes("not_in_set"), None),
     ("c_num", 1, OK, "1"), ("c_num", 1.0, codes("wrong_type"), None), ("c_num", "2", OK, "2"),
+    ("dt", "2013-08-13T06:03:42", OK, _at(15930, 21822)), ("dt", 1376373822, codes("bad_date"), None),
+    ("dt", None, codes("null"), None), ("dt", "2013-08-13T06:03:42+02:00", OK, _at(15930, 14622)),
+    ("dt", True, codes("bad_date"), None), ("dt_day", None, OK, None), ("dt_day", "2013-08-13", OK, 15930.0),
 ]
 
 
@@ -175,7 +201,7 @@ def _rule(name: str) -> ColumnRule:
     return Contract.from_dict({"columns": [entry]}).columns[0]
 
 
-def _schema(*names: str):
+def _schema(*names: str, columns: dict[str, S.Column] = COLUMNS):
     """The pandera schema compile generates for these columns (templates/pipeline/schema.py.j2)."""
     import pandera.pandas as pa_
 
@@ -183,12 +209,12 @@ def _schema(*names: str):
 
     out = {}
     for name in names:
-        col = COLUMNS[name]
+        col = columns[name]
         # as templates/pipeline/schema.py.j2 prints them: the typed checks, then the two it adds
         checks = [getattr(pa_.Check, method)(*args) for method, args in P._checks(col)]
         if col.checks.unique and col.nullable:
             checks.append(pa_.Check(lambda s: s.isna() | ~s.duplicated(keep=False), error="unique (nulls aside)"))
-        if col.dtype == "date":
+        if col.dtype in ("date", "datetime"):
             checks.append(pa_.Check(lambda s, f=tuple(col.formats): dates_parse(s, f), element_wise=False))
         out[name] = pa_.Column(P.PANDERA_DTYPE[col.dtype], nullable=col.nullable,
                                unique=col.checks.unique and not col.nullable,
@@ -360,7 +386,7 @@ def test_parquet_values_of_the_wrong_type_get_the_core_verdict(tmp_path: Path):
 def test_every_dtype_check_and_reason_code_has_rows_in_the_table():
     """The guard: a new dtype, check or reason code of the core cannot land without rows here."""
     fields = {f.name for f in dataclasses.fields(ColumnRule)}
-    assert fields - {"name", "dtype", "required", "pii", "sensitive", "masking"} == set(C.CHECKS)
+    assert fields - {"name", "dtype", "required", "pii", "sensitive", "masking", "source_name"} == set(C.CHECKS)
     assert set(C.DTYPES) == set(P.PANDERA_DTYPE)
     rules = [_rule(n) for n in COLUMNS]
     assert {r.dtype for r in rules} == set(C.DTYPES)
@@ -371,7 +397,8 @@ def test_every_dtype_check_and_reason_code_has_rows_in_the_table():
                    for r in rules), f"no column of the table uses {check}"
     seen = {c for _, _, e, _ in TEXT + JSON for c in e}
     row_level = {"missing_field", "unknown_field", "not_an_object", "malformed"}  # tests/test_contract_rows.py
-    assert set(C.REASON_CODES) - row_level == seen
+    assert set(C.REASON_CODES) - row_level - {"row_check"} == seen
+    assert "row_check" in {c.split(":")[0] for _, e in ROW_CHECK_ROWS for c in e}  # the row checks' table
     assert len(TEXT) + len(JSON) >= 200
 
 
@@ -386,3 +413,131 @@ def test_unique_holds_across_the_parts_of_one_input_on_the_fast_path_and_in_the_
     _, errs = contract.validate_records([{"u": "k3"}, {"u": "k1"}], seen=seen)
     assert [(i, code) for i, _, code, _ in errs.items] == [(1, "duplicate")]
     assert set(seen["u"]) == {"k1", "k2", "k3"}
+
+
+# ---------------------------------------------------------------------------- row checks
+# data.row_checks: one comparison per check, on the clean values; a null operand, or one that
+# failed its own column's check, passes (the row is quarantined for that already)
+ROW_COLUMNS: dict[str, S.Column] = {
+    "booked": S.Column("datetime", formats=["%Y-%m-%d %H:%M:%S"]),
+    "released": S.Column("datetime", nullable=True, formats=["%Y-%m-%d %H:%M:%S"]),
+    "day": S.Column("date", nullable=True, formats=["%Y-%m-%d"]),
+    "a": S.Column("int", checks=S.Checks(ge=0)),
+    "b": S.Column("int", nullable=True),
+    "s": S.Column("category", nullable=True),
+    "t": S.Column("category", nullable=True),
+}
+ROW_CHECKS = [S.RowCheck("released_after_booked", "released >= booked"), S.RowCheck("a_small", "a < 100"),
+              S.RowCheck("b_le_a", "b <= a"), S.RowCheck("not_x", "s != 'x'"), S.RowCheck("same_as_s", "t == s"),
+              S.RowCheck("after_2013", "day >= '2013-01-01'"), S.RowCheck("booked_on_or_after_day", "booked >= day")]
+GOOD = {"booked": "2013-08-13 06:00:00", "released": "2013-08-13 07:00:00", "day": "2013-08-13", "a": "5", "b": "3",
+        "s": "y", "t": "y"}
+
+
+def rc(*names: str) -> frozenset:
+    return frozenset(f"row_check:{n}" for n in names)
+
+
+# (changes to GOOD, expected codes)
+ROW_CHECK_ROWS: list[tuple[dict[str, str], frozenset]] = [
+    ({}, OK),
+    ({"released": "2013-08-13 05:59:59"}, rc("released_after_booked")),
+    ({"released": "2013-08-13 06:00:00"}, OK),
+    ({"released": ""}, OK),
+    ({"released": "2013-08-13"}, codes("bad_date")),
+    ({"a": "150"}, rc("a_small")),
+    ({"a": "99.0"}, OK),
+    ({"a": "-1"}, codes("out_of_range")),
+    ({"a": "abc"}, codes("wrong_type")),
+    ({"b": "7"}, rc("b_le_a")),
+    ({"b": "5"}, OK),
+    ({"b": ""}, OK),
+    ({"s": "x", "t": "x"}, rc("not_x")),
+    ({"t": "z"}, rc("same_as_s")),
+    ({"s": "", "t": "z"}, OK),
+    ({"t": ""}, OK),
+    ({"day": "2012-12-31"}, rc("after_2013")),
+    ({"day": "2013-08-14"}, rc("booked_on_or_after_day")),
+    ({"booked": "2013-08-13 00:00:00", "released": "2013-08-13 00:00:01"}, OK),
+    ({"day": ""}, OK),
+    ({"a": "150", "b": "200", "released": "2013-08-12 23:00:00"}, rc("a_small", "b_le_a", "released_after_booked")),
+    ({"a": "150", "s": "x", "t": "x"}, rc("a_small", "not_x")),
+]
+
+
+def _row_contract() -> Contract:
+    data = S.Data(columns=ROW_COLUMNS, row_checks=ROW_CHECKS)
+    cols = [P._contract_entry(n, c, True, None) for n, c in ROW_COLUMNS.items()]
+    return Contract.from_dict({"columns": cols, "row_checks": P.row_check_entries(data)})
+
+
+def _typed(rec: dict[str, str]) -> dict[str, object]:
+    """A record as a JSON client sends it: numbers as numbers, empty text as null."""
+    out: dict[str, object] = {}
+    for k, v in rec.items():
+        out[k] = None if v == "" else int(v) if k in ("a", "b") and v.lstrip("-").isdigit() else v
+    return out
+
+
+def test_row_checks_get_one_verdict_on_every_path(tmp_path: Path):
+    contract = _row_contract()
+    rows = [{**GOOD, **change} for change, _ in ROW_CHECK_ROWS]
+    expected = [e for _, e in ROW_CHECK_ROWS]
+    n = len(rows)
+    names = list(ROW_COLUMNS)
+
+    # the core, on records (HTTP, jobs, Predictor), as text and as typed JSON, and on columns
+    _, errs = contract.validate_records(rows)
+    assert _codes_of(errs, n) == expected
+    _, errs = contract.validate_records([_typed(r) for r in rows])
+    assert _codes_of(errs, n) == expected
+    _, errs = contract.validate_columns({k: np.array([r[k] for r in rows], dtype=object) for k in names}, n)
+    assert _codes_of(errs, n) == expected
+    assert [m for i, c, code, m in errs.items if code == "row_check:a_small"] == ["must be < 100.0"] * 3
+
+    from aiops.runtime.serve.openapi import record_schema
+
+    assert record_schema(contract)["description"].startswith(
+        "Row checks: released_after_booked: released >= booked; a_small: a < 100; ")  # the server's /openapi.json
+    # the serving fast path: a record where a check is false is left to the core
+    acc = RowAcceptor(contract)
+    fast = [acc.values(_typed(r)) for r in rows]
+    assert [v is not None for v in fast] == [e == OK and "a" not in c for (c, e) in ROW_CHECK_ROWS]  # "99.0": text
+    assert acc.accept([_typed(GOOD)] * 3) is not None and acc.accept([_typed(r) for r in rows]) is None
+
+    # the file, read as every command reads it; 8 repeats take score's once-per-distinct-value path
+    path = tmp_path / "rows.csv"
+    for repeat in (1, 8):
+        with path.open("w", newline="") as fh:
+            w = csv.DictWriter(fh, names, lineterminator="\n")
+            w.writeheader()
+            w.writerows(rows * repeat)
+        table = next(CsvRecords(path, None).tables())
+        clean, errs, distinct = _Validator(contract, names).validate(table.select(names))
+        assert _codes_of(errs, n * repeat) == expected * repeat
+        assert (repeat == 1) == (not distinct)
+        # monitor: each column checked, then the row checks on the checked values
+        checker = ColumnChecker(contract)
+        checked = {k: checker.check(k, table.column(k), n * repeat) for k in names}
+        by_rows = checker.check_rows(checked, n * repeat)
+        bad = np.zeros(n * repeat, dtype=bool)
+        for c in [*checked.values(), by_rows]:
+            bad |= c.bad
+        assert bad.tolist() == [bool(e) for e in expected * repeat]
+        assert by_rows.codes == {c: repeat * sum(c in e for e in expected) for c in rc(*(r.name for r in ROW_CHECKS))
+                                 if any(c in e for e in expected)}
+
+    # compile and retrain: the reasons in the quarantine, in aiops's words
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, names, lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    v = validate(read_table(path, "csv"), _schema(*names, columns=ROW_COLUMNS), contract)
+    assert (v.rows_in, v.accepted, v.quarantined) == (n, sum(not e for e in expected), sum(bool(e) for e in expected))
+    reasons = dict(zip(v.quarantine["row"].tolist(), v.quarantine["reasons"].tolist()))
+    assert reasons[2] == "released: row_check:released_after_booked (must be >= booked)"
+    assert reasons[21] == ("released: row_check:released_after_booked (must be >= booked); "  # in the spec's order
+                           "a: row_check:a_small (must be < 100.0); b: row_check:b_le_a (must be <= a)")
+    for j, e in enumerate(expected, 1):
+        got = {r.split(" (")[0].split(": ")[1] for r in reasons[j].split("; ")} if e else set()
+        assert got == set(e), (j, reasons.get(j))

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from aiops.runtime.contract import ColumnRule, Contract
+from aiops.runtime.contract import ColumnRule, Contract, RowErrors
 
 RANGE_CODES = ("out_of_range",)
 
@@ -36,6 +36,7 @@ class Checked:
 
 class ColumnChecker:
     def __init__(self, contract: Contract):
+        self.contract = contract
         self.single = {c.name: Contract([c]) for c in contract.request_columns}
         self.rules = {c.name: c for c in contract.request_columns}
         self.seen: dict[str, dict] = {}  # `unique` columns: values of earlier chunks
@@ -75,6 +76,18 @@ class ColumnChecker:
             return self._rows(rule, arr)
         uniq, idx = _factorize(arr)
         return self._by_value(rule, uniq, idx)
+
+    def check_rows(self, checked: dict[str, Checked], n: int) -> Checked | None:
+        """The contract's row checks (`Contract.check_rows`) on a chunk's checked columns: the
+        rows where one is false, with their codes (`row_check:<name>`); None without checks."""
+        if not self.contract.row_checks:
+            return None
+        errors = RowErrors(n)
+        for name, c in checked.items():  # a value that failed its column's check is not compared
+            errors.add_mask(c.bad, name, "", "")
+        before = len(errors.items)
+        self.contract.check_rows({k: c.values for k, c in checked.items()}, errors)
+        return _from_errors(np.zeros(n), np.zeros(n, dtype=bool), errors.items[before:], n)
 
     def _numeric(self, rule: ColumnRule, x: np.ndarray) -> Checked:
         x = np.asarray(x, dtype=np.float64)
@@ -129,7 +142,7 @@ def _encodable(t: Any) -> bool:
 
 
 def _is_float_kind(rule: ColumnRule) -> bool:
-    return rule.dtype in ("int", "float", "bool", "date")
+    return rule.dtype in ("int", "float", "bool", "date", "datetime")
 
 
 def _factorize(arr: np.ndarray) -> tuple[list, np.ndarray]:

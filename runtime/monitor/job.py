@@ -156,7 +156,7 @@ class Monitor:
             chunks = read_log(src.log, self.art.name, self.art.manifest_sha256, names, list(self.classes), log_stats,
                               self._cipher, src.chunk_rows)
         else:
-            chunks = read_chunks(src.current, wanted, src.chunk_rows)
+            chunks = read_chunks(src.current, wanted, src.chunk_rows, self.contract.renames)
         windows: dict[int, Window] = {}
         totals = new_totals(names)
         row0 = 0
@@ -206,7 +206,8 @@ class Monitor:
             elif rule.required:
                 checked[rule.name] = self.checker.missing(rule.name, n)
         bad = np.zeros(n, dtype=bool)
-        for c in checked.values():
+        rows_checked = self.checker.check_rows(checked, n)
+        for c in list(checked.values()) + ([rows_checked] if rows_checked is not None else []):
             bad |= c.bad
             for code, k in c.codes.items():
                 totals["codes"][code] = totals["codes"].get(code, 0) + k

@@ -58,21 +58,25 @@ def format_of(path: Path) -> str:
     return fmt
 
 
-def read_chunks(path: Path, wanted: list[str], rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
-    """The columns in `wanted` that the file has, `rows` at a time."""
+def read_chunks(path: Path, wanted: list[str], rows: int = CHUNK_ROWS,
+                renames: dict[str, str] | None = None) -> Iterator[Chunk]:
+    """The columns in `wanted` that the file has (under the contract's names: `renames`),
+    `rows` at a time."""
     if not path.is_file():
         raise MonitorInputError(f"no current data at '{path}'")
     fmt = format_of(path)
     if fmt in ("parquet", "csv"):  # read as every command reads a data file (runtime.datafile)
-        from aiops.runtime.datafile import RECORD, CsvRecords, DataFileError, parquet_file, parquet_tables
+        from aiops.runtime.datafile import RECORD, CsvRecords, DataFileError, parquet_file, parquet_tables, renamed
 
         try:
             if fmt == "csv":
-                src = CsvRecords(path, wanted, block_bytes=1 << 22)
+                src = CsvRecords(path, wanted, block_bytes=1 << 22, renames=renames)
                 tables, malformed = src.tables(), src.malformed
             else:
                 src, malformed = None, []
-                tables = parquet_tables(parquet_file(path), wanted, rows)
+                pf = parquet_file(path)
+                renamed(path, list(pf.schema_arrow.names), renames)
+                tables = parquet_tables(pf, wanted, rows, renames)
             reported = blank = 0
             for t in tables:
                 for start in range(0, t.num_rows, rows):

@@ -131,7 +131,12 @@ def list_parts(url: str, partition_rows: int) -> tuple[Any, list[Part], list[str
     return fs, parts, files, columns or []
 
 
-def _read(fs, part: Part, columns: list[str]) -> pa.Table:
+def _read(fs, part: Part, columns: list[str], renames: dict[str, str] | None = None) -> pa.Table:
+    """The partition's `columns` (contract names; `renames`: header name -> contract name)."""
+    if renames:
+        in_file = {v: k for k, v in renames.items()}
+        t = _read(fs, part, [in_file.get(c, c) for c in columns])
+        return t.rename_columns([renames.get(c, c) for c in t.column_names])
     with fs.open(part.path, "rb") as fh:
         pf = pq.ParquetFile(fh)
         md = pf.metadata
@@ -194,7 +199,7 @@ def _score_task(art: str, manifest: str, url: str, columns: list[str], out_url: 
     output's filesystem). Idempotent: a retry writes the same two names again."""
     scorer = _cached("score", art, tuple(columns), manifest)
     fs_in, _ = _fs(url)
-    preds, quarantine, counts = scorer.score(_read(fs_in, part, columns), part.first_row)
+    preds, quarantine, counts = scorer.score(_read(fs_in, part, columns, scorer.pred.contract.renames), part.first_row)
     fs, _ = _fs(out_url)
     name = f"part-{part.index:05d}.parquet"
     _stage(fs, f"{stage}/predictions/{name}", scorer.output_schema, preds, scorer.cipher, "score-output")
@@ -251,6 +256,12 @@ def score_dask(artefact_dir: str | Path, input_url: str, output_url: str, *, qua
     try:
         _, parts, files, present = list_parts(str(input_url), partition_rows)
     except EngineError as exc:
+        raise ScoreError(str(exc)) from None
+    from aiops.runtime.datafile import DataFileError, renamed
+
+    try:
+        present = renamed(Path(files[0]), present, contract.renames)
+    except DataFileError as exc:
         raise ScoreError(str(exc)) from None
     columns = _columns_to_read(Path(files[0]), present, contract, serving.get("key") or contract.key)
     out_url = str(output_url).rstrip("/")
@@ -323,10 +334,12 @@ def _commit(fs, staged: str, final: str, result: DaskScoreResult, n: int) -> Non
 def _monitor_task(art: str, manifest: str, url: str, part: Part, labels, chunk_rows: int):
     pm = _cached("monitor", art, manifest)
     fs, _ = _fs(url)
+    renames = pm.mon.contract.renames
     with fs.open(part.path, "rb") as fh:
-        have = [c for c in pm.wanted if c in pq.ParquetFile(fh).schema_arrow.names]
+        names = [renames.get(c, c) for c in pq.ParquetFile(fh).schema_arrow.names]
+    have = [c for c in pm.wanted if c in names]
     label_key, table = labels if labels is not None else (None, None)
-    state = pm.add(pm.new_state(), _read(fs, part, have), part.first_row, table, label_key, chunk_rows)
+    state = pm.add(pm.new_state(), _read(fs, part, have, renames), part.first_row, table, label_key, chunk_rows)
     return part.index, state
 
 

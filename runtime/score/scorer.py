@@ -40,7 +40,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from aiops.runtime.datafile import RECORD, CsvRecords, DataFileError, Malformed, arrow_values, counts_line, csv_header, \
-    field_mask, parquet_file, parquet_tables, quarantine_texts
+    field_mask, parquet_file, parquet_tables, quarantine_texts, renamed
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 _MAX_EXACT_INT = 2 ** 53
@@ -123,9 +123,9 @@ class _CsvSource:
 
     def __init__(self, path: Path, contract, key: str | None, block_bytes: int = 1 << 18, mask=None):
         try:
-            header = csv_header(path)
+            header = csv_header(path, contract.renames)
             self.columns = _columns_to_read(path, header, contract, key)
-            self.records = CsvRecords(path, self.columns, block_bytes=block_bytes, mask=mask)
+            self.records = CsvRecords(path, self.columns, block_bytes=block_bytes, mask=mask, renames=contract.renames)
         except DataFileError as exc:
             raise ScoreError(str(exc)) from None
         self.malformed = self.records.malformed
@@ -154,14 +154,19 @@ class _ParquetSource:
             self._file = parquet_file(path)
         except DataFileError as exc:
             raise ScoreError(str(exc)) from None
-        self.columns = _columns_to_read(path, list(self._file.schema_arrow.names), contract, key)
+        self.renames = contract.renames
+        try:
+            names = renamed(path, list(self._file.schema_arrow.names), self.renames)
+        except DataFileError as exc:
+            raise ScoreError(str(exc)) from None
+        self.columns = _columns_to_read(path, names, contract, key)
         self.total = max(self._file.metadata.num_rows, 1)
         self.chunk_rows = chunk_rows
         self.done = 0
 
     def batches(self) -> Iterator[Any]:
         try:
-            for t in parquet_tables(self._file, self.columns, self.chunk_rows):
+            for t in parquet_tables(self._file, self.columns, self.chunk_rows, self.renames):
                 self.done += t.num_rows
                 yield t
         except DataFileError as exc:
@@ -228,6 +233,9 @@ class _Validator:
                 vals, errs = one.validate_columns({rule.name: arrow_values(col, rule)}, n, seen=self.seen)
                 errors.items.extend(errs.items)
                 clean[rule.name] = vals[rule.name]
+        if self.contract.row_checks:  # on the rows' clean values, as every path (Contract.check_rows)
+            rows = {**clean, **{k: v[i] for k, (v, i) in distinct.items()}}
+            self.contract.check_rows({k: v for k, v in rows.items() if k in self.present}, errors)
         return clean, errors, distinct
 
     @staticmethod

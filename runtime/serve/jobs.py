@@ -276,9 +276,13 @@ class JobRunner:
         # without encryption, an input is stored without its PII columns: they are checked at
         # submission (pii_contract) and the rest at scoring (clear_contract, clear_acceptor)
         self.pii = tuple(c.name for c in contract.request_columns if c.pii) if cipher is None else ()
-        self.pii_contract = Contract([c for c in contract.columns if c.name in self.pii])
+        # a row check that reads a PII column is judged at submission too (its columns are there)
+        pii_checks = [r for r in contract.row_checks if {r["left"], r["right"]} & set(self.pii)]
+        at_submission = set(self.pii) | {c for r in pii_checks for c in (r["left"], r["right"]) if c}
+        self.pii_checks = frozenset(f"row_check:{r['name']}" for r in pii_checks)
+        self.pii_contract = Contract([c for c in contract.columns if c.name in at_submission], row_checks=pii_checks)
         self.clear_contract = Contract([c for c in contract.columns if c.name not in self.pii], contract.target,
-                                       contract.key)
+                                       contract.key, [r for r in contract.row_checks if r not in pii_checks])
         self.clear_acceptor = RowAcceptor(self.clear_contract) if self.pii else acceptor
         self.predlog = predlog
         self.metrics = metrics
@@ -322,7 +326,7 @@ class JobRunner:
         _, errors = self.pii_contract.validate_records(records, allow_extra=True)
         pii_errors: dict[str, list[list[str]]] = {}
         for i, col, code, msg in errors.items:
-            if col in self.pii:  # a record that is not an object is reported again at scoring
+            if col in self.pii or code in self.pii_checks:  # a record that is not an object: again at scoring
                 pii_errors.setdefault(str(i), []).append([col, code, msg])
         pii = frozenset(self.pii)
         doc: dict[str, Any] = {"records": [{k: v for k, v in r.items() if k not in pii} if isinstance(r, dict) else r

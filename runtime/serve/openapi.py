@@ -6,7 +6,7 @@ from typing import Any
 from aiops.runtime.contract import ColumnRule, Contract
 
 _TYPES = {"int": "integer", "float": "number", "bool": "boolean", "str": "string", "category": "string",
-          "date": "string"}
+          "date": "string", "datetime": "string"}
 
 
 def column_schema(c: ColumnRule) -> dict[str, Any]:
@@ -25,8 +25,8 @@ def column_schema(c: ColumnRule) -> dict[str, Any]:
         s["minLength"] = c.min_length
     if c.max_length is not None:
         s["maxLength"] = c.max_length
-    if c.dtype == "date":
-        s["description"] = f"a date written as {' or '.join(c.formats)}"
+    if c.dtype in ("date", "datetime"):
+        s["description"] = f"a {'date-time' if c.dtype == 'datetime' else 'date'} written as {' or '.join(c.formats)}"
     if c.nullable:
         s["type"] = (s["type"] if isinstance(s["type"], list) else [s["type"]]) + ["null"]
     if c.pii:
@@ -40,8 +40,11 @@ def record_schema(contract: Contract) -> dict[str, Any]:
     props = {c.name: column_schema(c) for c in contract.request_columns}
     if contract.target:
         props[contract.target] = {"description": "the target; accepted and ignored"}
-    return {"type": "object", "properties": props, "additionalProperties": False,
-            "required": [c.name for c in contract.request_columns if c.required]}
+    out = {"type": "object", "properties": props, "additionalProperties": False,
+           "required": [c.name for c in contract.request_columns if c.required]}
+    if contract.row_checks:  # data.row_checks: 422 with row_check:<name> when one is false (a null passes)
+        out["description"] = "Row checks: " + "; ".join(f"{r['name']}: {r['check']}" for r in contract.row_checks)
+    return out
 
 
 def _err(desc: str) -> dict[str, Any]:

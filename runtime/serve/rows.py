@@ -25,6 +25,7 @@ import numpy as np
 
 from aiops.runtime.contract import MISSING_CATEGORY, ColumnRule, Contract, is_utf8
 from aiops.runtime.dates import parse_one
+from aiops.runtime.rowchecks import holds
 from aiops.runtime.features import STRING_TRANSFORMS, FeatureStep
 
 _DEFER = object()  # "ask the contract"
@@ -101,10 +102,11 @@ def _boolean(c: ColumnRule) -> Callable[[Any], Any]:
 
 def _date(c: ColumnRule) -> Callable[[Any], Any]:
     formats = tuple(c.formats)
+    time = c.dtype == "datetime"
 
     def check(v: Any) -> Any:
         if type(v) is str:
-            days, ok = parse_one(v, formats)
+            days, ok = parse_one(v, formats, time)
             if not ok:
                 return _DEFER
             return _NULL if days is None else float(days)
@@ -123,7 +125,7 @@ class RowAcceptor:
                 chk, numeric = _numeric(c), True
             elif c.dtype == "bool":
                 chk, numeric = _boolean(c), True
-            elif c.dtype == "date":
+            elif c.dtype in ("date", "datetime"):
                 chk, numeric = _date(c), True
             else:
                 chk, numeric = _text(c, contract), False
@@ -131,6 +133,11 @@ class RowAcceptor:
         self._known = frozenset(self.names) | ({self.target} if self.target else frozenset())
         # `unique` columns: a request whose records repeat a value is left to the contract
         self._unique = tuple(k for k, c in enumerate(contract.request_columns) if c.unique)
+        # row checks (runtime.rowchecks): a record where one is false is left to the contract
+        at = {name: k for k, name in enumerate(self.names)}
+        self._row_checks = tuple((r, at[r["left"]], at.get(r["right"], 0) if r["right"] is not None else 0)
+                                 for r in contract.row_checks
+                                 if r["left"] in at and (r["right"] is None or r["right"] in at))
 
     def values(self, r: Any) -> list[Any] | None:
         """A record's clean values in contract column order (floats holding finite values or
@@ -153,6 +160,9 @@ class RowAcceptor:
             else:
                 v = null
             append(v)
+        for r, i, j in self._row_checks:
+            if not holds(r, vals[i], vals[j]):
+                return None
         return vals
 
     def distinct(self, rows: list[list[Any]], seen: dict[str, dict] | None = None) -> bool:
@@ -263,13 +273,24 @@ def scalar_step(s: FeatureStep, at: dict[str, int]) -> Callable[[list[Any]], Any
 
 
 def _date_part(i: int, part: str) -> Callable[[list[Any]], float]:
+    """features._date_part for one value: days (a date-time's time of day a fraction) read to
+    the millisecond, with the same rounding (half to even) and floor divisions."""
+    def split(x: float) -> tuple[int, int]:
+        ms = round(x * 86_400_000.0)
+        whole = ms // 86_400_000
+        return whole, ms - whole * 86_400_000
+
     if part == "day_of_week":  # Monday = 0, as in Python
-        return lambda v: _NAN if v[i] != v[i] else float((int(v[i]) + 3) % 7)
+        return lambda v: _NAN if v[i] != v[i] else float((split(v[i])[0] + 3) % 7)
+    if part == "hour":
+        return lambda v: _NAN if v[i] != v[i] else float(split(v[i])[1] // 3_600_000)
+    if part == "minute":
+        return lambda v: _NAN if v[i] != v[i] else float(split(v[i])[1] % 3_600_000 // 60_000)
     get = {"year": lambda d: d.year, "month": lambda d: d.month, "quarter": lambda d: (d.month - 1) // 3 + 1,
            "day": lambda d: d.day, "day_of_year": lambda d: d.timetuple().tm_yday}.get(part)
     if get is None:
         raise ValueError(f"unknown date part {part!r}")
-    return lambda v: _NAN if v[i] != v[i] else float(get(date.fromordinal(_EPOCH_ORDINAL + int(v[i]))))
+    return lambda v: _NAN if v[i] != v[i] else float(get(date.fromordinal(_EPOCH_ORDINAL + split(v[i])[0])))
 
 
 class FeatureRows:
