@@ -46,6 +46,8 @@ class EncoderPlan:
     fill_value: float | None = None  # impute "constant"
     bins: int | None = None  # numeric: KBinsDiscretizer quantile bins
     scaler: str | None = None  # numeric: StandardScaler | MinMaxScaler | RobustScaler
+    min_frequency: int | float | None = None  # onehot: rarer categories share the "other" column
+    max_categories: int | None = None  # onehot: at most this many columns, "other" included
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,8 @@ def _encoder(f: S.Feature) -> tuple[EncoderPlan, set[tuple[str, str]]]:
     """The scikit-learn transformer for one model input, and the (module, name) pairs it imports."""
     pre = "sklearn.preprocessing"
     if f.transform == "onehot":
-        return EncoderPlan("onehot"), {(pre, "OneHotEncoder")}
+        return EncoderPlan("onehot", min_frequency=f.min_frequency, max_categories=f.max_categories), \
+            {(pre, "OneHotEncoder")}
     if f.transform == "ordinal":
         return EncoderPlan("ordinal", categories=tuple(str(c) for c in f.categories)), {(pre, "OrdinalEncoder")}
     names = {("sklearn.pipeline", "Pipeline"), ("sklearn.impute", "SimpleImputer")}
@@ -184,7 +187,7 @@ def _summary(f: S.Feature) -> str:
     t = f.transform
     base = {
         "passthrough": f"{f.source} as is", "impute": f"{f.source}", "scale": f"{f.source}",
-        "onehot": f"one-hot of {f.source}", "ordinal": f"ordinal code of {f.source} in {f.categories}",
+        "onehot": f"one-hot of {f.source}" + _rare(f), "ordinal": f"ordinal code of {f.source} in {f.categories}",
         "log": f"log(1 + {f.source})", "clip": f"{f.source} clipped to [{f.min}, {f.max}]",
         "bucketize": f"bucket of {f.source} ({f.bins if isinstance(f.bins, int) else 'edges ' + str(f.bins)})",
         "days_between": f"days from {f.other or f.reference} to {f.source}",
@@ -197,6 +200,13 @@ def _summary(f: S.Feature) -> str:
     if f.scale:
         extra.append(f"{f.scale} scaling")
     return base + (f" ({', '.join(extra)})" if extra else "")
+
+
+def _rare(f: S.Feature) -> str:
+    parts = ([f"categories seen fewer than {f.min_frequency} times" if isinstance(f.min_frequency, int)
+              else f"categories under {f.min_frequency:.2%} of the rows"] if f.min_frequency is not None else []) + \
+        ([f"all but the {f.max_categories - 1} most frequent"] if f.max_categories is not None else [])
+    return f" (other: {' and '.join(parts)}, and unseen ones)" if parts else ""
 
 
 def jsonable(obj: Any) -> Any:

@@ -13,7 +13,7 @@ TRANSFORMS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] 
     "passthrough": (("int", "float", "bool"), (), ("impute", "fill_value", "scale")),
     "impute": (("int", "float", "bool"), ("impute",), ("fill_value", "scale")),
     "scale": (("int", "float"), ("scale",), ("impute", "fill_value")),
-    "onehot": (("str", "category", "bool", "int"), (), ()),
+    "onehot": (("str", "category", "bool", "int"), (), ("min_frequency", "max_categories")),
     "ordinal": (("str", "category", "int"), ("categories",), ()),
     "log": (("int", "float"), (), ("impute", "fill_value", "scale")),
     "clip": (("int", "float"), (), ("min", "max", "impute", "fill_value", "scale")),
@@ -25,7 +25,7 @@ TRANSFORMS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] 
     "drop": (("int", "float", "bool", "str", "category", "date"), (), ("reason",)),
 }
 _OPTIONAL_PARAMS = ("other", "reference", "part", "impute", "fill_value", "scale", "categories", "min", "max",
-                    "bins", "reason")
+                    "bins", "reason", "min_frequency", "max_categories")
 
 
 def check_features(ctx: Ctx) -> None:
@@ -95,6 +95,8 @@ def check_features(ctx: Ctx) -> None:
             if isinstance(f.bins, list) and (len(f.bins) < 2 or any(a >= b for a, b in zip(f.bins, f.bins[1:]))):
                 ctx.err("E314", "bucketize edges must be strictly increasing", base + ("bins",),
                         f"got {f.bins}")
+        if f.transform == "onehot":
+            _check_rare(ctx, f, base)
         if f.transform == "impute" and f.impute == "constant" and f.fill_value is None:
             ctx.err("E314", "impute: constant needs fill_value", base, key=True, help="add fill_value: 0")
     live = [f for f in feats if f is not None and f.transform not in (None, "drop")]
@@ -109,6 +111,20 @@ def check_features(ctx: Ctx) -> None:
             ctx.warn("W318", "a column of the contract is neither used nor dropped", ("data", "columns", name),
                      f"no feature takes '{name}'", help=f"add {{name: {name}, transform: drop, source: {name}, "
                                                         "reason: ...} to say it is left out on purpose", key=True)
+
+
+def _check_rare(ctx: Ctx, f, base) -> None:
+    """onehot's rare-category grouping: min_frequency is a count (>= 1) or a share in (0, 1);
+    max_categories counts the "other" column too, so it is at least 2."""
+    mf = f.min_frequency
+    if mf is not None and not ((isinstance(mf, int) and mf >= 1) or (isinstance(mf, float) and 0.0 < mf < 1.0)):
+        ctx.err("E314", "onehot min_frequency out of range", base + ("min_frequency",),
+                f"'min_frequency' must be a count (an int >= 1) or a share of the training rows (a number "
+                f"in (0, 1)). Got {mf} instead.", help="e.g. min_frequency: 50, or min_frequency: 0.01")
+    if f.max_categories is not None and f.max_categories < 2:
+        ctx.err("E314", "onehot max_categories out of range", base + ("max_categories",),
+                f"'max_categories' counts the \"other\" column too, so it must be at least 2. "
+                f"Got {f.max_categories} instead.")
 
 
 def _suggest(dtype: str) -> str:

@@ -138,6 +138,8 @@ class Feature:
     min: Optional[float] = None  # clip
     max: Optional[float] = None  # clip
     bins: Optional[Union[int, list[float]]] = None  # bucketize: count (quantile) or edges
+    min_frequency: Optional[Union[int, float]] = None  # onehot: rarer categories (count, or share) go to "other"
+    max_categories: Optional[int] = None  # onehot: at most this many columns, "other" included
     reason: str = ""  # drop: why the column is not used
 
 

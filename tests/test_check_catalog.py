@@ -576,6 +576,17 @@ error[E314]: transform 'scale' needs 'scale'
    = features[1] ('duration') has no 'scale'
    = help: add 'scale: ...' to this feature""",
     ),
+    "E314-onehot-min-frequency-out-of-range": Bad(
+        edits=((SPEC, "{name: purpose, transform: onehot, source: purpose}",
+                "{name: purpose, transform: onehot, source: purpose, min_frequency: 1.5}"),),
+        at=(SPEC, "min_frequency: 1.5", "1.5"),
+        expected="""\
+error[E314]: onehot min_frequency out of range
+  --> @AT@ (features[3].min_frequency)
+   |     - {name: purpose, transform: onehot, source: purpose, min_frequency: 1.5}
+   = 'min_frequency' must be a count (an int >= 1) or a share of the training rows (a number in (0, 1)). Got 1.5 instead.
+   = help: e.g. min_frequency: 50, or min_frequency: 0.01""",
+    ),
     "E315-parameter-does-not-apply": Bad(
         edits=((SPEC, "source: status_of_existing_checking_account}",
                 "source: status_of_existing_checking_account, scale: standard}"),),
@@ -584,7 +595,7 @@ error[E314]: transform 'scale' needs 'scale'
 error[E315]: 'scale' does not apply to transform 'onehot'
   --> @AT@ (features[0].scale)
    |     - {name: checking_account, transform: onehot, source: status_of_existing_checking_account, scale: standard}
-   = 'onehot' takes: no parameters
+   = 'onehot' takes: min_frequency, max_categories
    = help: remove 'scale'""",
     ),
     "E316-unsafe-feature-name": Bad(
