@@ -202,6 +202,20 @@ def _summary(f: S.Feature) -> str:
     return base + (f" ({', '.join(extra)})" if extra else "")
 
 
+def _fairness_rules(spec: S.Spec) -> list[dict]:
+    """thresholds.fairness, each with how its groups are named: the attribute column's labels,
+    or the indicator columns of data.indicators (runtime/evaluation.attribute_groups)."""
+    out = []
+    for fb in spec.thresholds.fairness:
+        rule = jsonable(fb)
+        ind = spec.data.indicators.get(fb.attribute)
+        col = spec.data.columns.get(fb.attribute)
+        rule["labels"] = dict(col.labels) if col is not None and col.labels and not fb.bins else None
+        rule["indicators"] = dict(ind.columns) if ind is not None else None
+        out.append(rule)
+    return out
+
+
 def _rare(f: S.Feature) -> str:
     parts = ([f"categories seen fewer than {f.min_frequency} times" if isinstance(f.min_frequency, int)
               else f"categories under {f.min_frequency:.2%} of the rows"] if f.min_frequency is not None else []) + \
@@ -264,7 +278,7 @@ def build_plan(loaded: Loaded, spec: S.Spec, data_source: str) -> Plan:
     }
     verify_config = {
         "evaluation": {k: jsonable(b) for k, b in sorted(th.evaluation.items())},
-        "slices": jsonable(th.slices), "fairness": jsonable(th.fairness), "parity": jsonable(th.parity),
+        "slices": jsonable(th.slices), "fairness": _fairness_rules(spec), "parity": jsonable(th.parity),
         "explainability": jsonable(spec.governance.explainability),
         "seed": spec.data.split.seed,
     }

@@ -190,7 +190,15 @@ def check_thresholds(ctx: Ctx) -> None:
             continue
         base = ("thresholds", "fairness", i)
         _check_fairness_task(ctx, fb, base, task)
-        col = ctx.column_ref(fb.attribute, base + ("attribute",), "fairness bound", code="E606")
+        indicators = ctx.spec.data.indicators if ctx.spec.data is not None else None
+        if fb.attribute is not None and fb.attribute in (indicators or {}):  # groups: its 0/1 columns
+            if fb.bins:
+                ctx.err("E607", "bins do not apply to an indicator attribute", base + ("bins",),
+                        f"'{fb.attribute}' is given by indicator columns (data.indicators): "
+                        "its groups are the columns", help="remove bins")
+            col = None
+        else:
+            col = ctx.column_ref(fb.attribute, base + ("attribute",), "fairness bound", code="E606")
         if col is not None and not col.sensitive:
             ctx.err("E606", "fairness bound on a column that is not sensitive", base + ("attribute",),
                     f"'{fb.attribute}' is not flagged sensitive in data.columns",
@@ -198,7 +206,7 @@ def check_thresholds(ctx: Ctx) -> None:
                     help=f"set sensitive: true on data.columns.{fb.attribute}")
         if col is not None and col.dtype in ("int", "float") and not fb.bins and not _coded(col):
             ctx.err("E607", "a fairness bound on a numeric attribute needs bins", base + ("attribute",),
-                    f"'{fb.attribute}' has dtype {col.dtype}", help="add bins: [18, 25, 101] to define the groups")
+                    f"'{fb.attribute}' has dtype {col.dtype}", help=_groups_hint(fb.attribute, col))
         _check_bins(ctx, fb.bins, base + ("bins",))
         if fb.metric is not None:
             unbounded = fb.metric == "disparate_impact_ratio" or fb.metric in REGRESSION_FAIRNESS
@@ -267,6 +275,21 @@ def _target_labels(ctx: Ctx) -> list[str] | None:
     if col is None or col.checks is None or col.checks.isin is None:
         return None
     return [str(v) for v in col.checks.isin]
+
+
+def _groups_hint(name: str, col) -> str:
+    """How to give a numeric attribute groups: a column with a few integer values is a code
+    (sex 0/1) that wants isin and labels, a measure (age) wants bins."""
+    ch = col.checks
+    lo = None if ch is None else (ch.ge if ch.ge is not None else None if ch.gt is None else ch.gt + 1)
+    hi = None if ch is None else (ch.le if ch.le is not None else None if ch.lt is None else ch.lt - 1)
+    if col.dtype == "int" and lo is not None and hi is not None and 0 <= hi - lo <= 9:
+        codes = list(range(int(lo), int(hi) + 1))
+        return (f"'{name}' holds codes {codes[0]} to {codes[-1]}: list them, checks: {{isin: {codes}}}, and name "
+                f"them with labels: {{{', '.join(f'{c}: ...' for c in codes)}}} on data.columns.{name}")
+    example = f"[{lo:g}, ..., {hi + 1:g}]" if col.dtype == "int" and lo is not None and hi is not None \
+        else "[18, 25, 101]"
+    return f"add bins: {example} to define the groups: increasing edges, each group is [a, b)"
 
 
 def _coded(col) -> bool:

@@ -90,6 +90,15 @@ class Column:
     formats: list[str] = field(default_factory=list)  # accepted input formats of a date column
     pii: bool = False
     sensitive: bool = False
+    labels: dict[str, str] = field(default_factory=dict)  # a coded column's value -> its group's readable name
+    description: str = ""
+
+
+@dataclass
+class Indicators:
+    """A sensitive attribute spread over 0/1 columns: a row's group is the column set to 1."""
+
+    columns: dict[str, str] = REQUIRED  # indicator column -> the group's readable name
     description: str = ""
 
 
@@ -118,6 +127,8 @@ class Data:
     key: Optional[str] = None  # a row key, used to join delayed labels
     provenance: Provenance = field(default_factory=Provenance)
     max_rejected_share: float = 0.0
+    # sensitive attributes given as indicator columns (one-hot in the data), by attribute name
+    indicators: dict[str, Indicators] = field(default_factory=dict)
     split: Split = field(default_factory=Split)
     columns: dict[str, Column] = REQUIRED
 

@@ -1,7 +1,7 @@
 """validate: structure, then every semantic rule; returns all diagnostics, never raises."""
 from __future__ import annotations
 
-from aiops.compiler import rules_data, rules_inputs, rules_model, rules_policy, rules_sample
+from aiops.compiler import rules_data, rules_groups, rules_inputs, rules_model, rules_policy, rules_sample
 from aiops.compiler import schema as S
 from aiops.compiler.context import Ctx
 from aiops.compiler.diagnostics import Diagnostic
@@ -16,7 +16,7 @@ def validate(loaded: Loaded) -> tuple[S.Spec | None, list[Diagnostic]]:
     ctx = Ctx(spec, loaded.sources, loaded.spec_dir)
     rules = [
         rules_data.check_columns, rules_data.check_problem, rules_data.check_split,
-        rules_model.check_features, rules_model.check_model, rules_model.check_thresholds,
+        rules_model.check_features, rules_model.check_model, rules_model.check_thresholds, rules_groups.check_groups,
         rules_policy.check_monitoring, rules_policy.check_serving, rules_policy.check_security,
         rules_policy.check_governance, rules_inputs.check_env_outputs,
     ]

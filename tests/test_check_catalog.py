@@ -750,7 +750,40 @@ error[E607]: a fairness bound on a numeric attribute needs bins
   --> @AT@ (thresholds.fairness[1].attribute)
    |     - {attribute: age_in_years, metric: disparate_impact_ratio, min: 0.5}
    = 'age_in_years' has dtype int
-   = help: add bins: [18, 25, 101] to define the groups""",
+   = help: add bins: [18, ..., 101] to define the groups: increasing edges, each group is [a, b)""",
+    ),
+    "E607-coded-attribute-without-codes": Bad(
+        spec="diabetes",
+        edits=(("spec.yaml", "checks: {isin: [1, 2]}", "checks: {ge: 0, le: 1}"),),
+        at=("spec.yaml", "metric: mean_absolute_error_difference", "sex"),
+        expected="""\
+error[E607]: a fairness bound on a numeric attribute needs bins
+  --> @AT@ (thresholds.fairness[0].attribute)
+   |     - {attribute: sex, metric: mean_absolute_error_difference, max: 12}
+   = 'sex' has dtype int
+   = help: 'sex' holds codes 0 to 1: list them, checks: {isin: [0, 1]}, and name them with labels: {0: ..., 1: ...} on data.columns.sex""",
+    ),
+    "E620-label-of-a-value-the-column-cannot-take": Bad(
+        spec="diabetes",
+        edits=(("spec.yaml", "checks: {isin: [1, 2]}\n", "checks: {isin: [1, 2]}\n      labels: {1: group_a, 3: group_b}\n"),),
+        at=("spec.yaml", "labels: {1: group_a", "3"),
+        expected="""\
+error[E620]: a label names a value the column cannot take
+  --> @AT@ (data.columns.sex.labels.3)
+   |     labels: {1: group_a, 3: group_b}
+   = '3' is not one of the values of 'sex': 1, 2
+   = help: name the values the contract allows (checks.isin)""",
+    ),
+    "E621-indicator-column-not-binary": Bad(
+        edits=((SPEC, "  max_rejected_share: 0.02\n",
+                "  max_rejected_share: 0.02\n  indicators:\n    origin: {columns: {foreign_worker: foreign, age_in_years: aged}}\n"),),
+        at=(SPEC, "{foreign_worker: foreign", "foreign_worker"),
+        expected="""\
+error[E621]: an indicator column is not 0/1
+  --> @AT@ (data.indicators.origin.columns.foreign_worker)
+   |     origin: {columns: {foreign_worker: foreign, age_in_years: aged}}
+   = 'foreign_worker' has dtype category
+   = help: declare data.columns.foreign_worker as dtype bool, or int with checks: {isin: [0, 1]}""",
     ),
     "E609-parity-tolerance-unset": Bad(
         edits=((SPEC, "    probabilities_atol: 1.0e-4\n", ""),),
@@ -1152,7 +1185,7 @@ def test_bad_spec(case: Bad, spec_copy, tmp_path, monkeypatch):
 
 # the modules of `aiops check` (compile-time codes such as E9xx live elsewhere)
 CHECK_MODULES = ("load.py", "guard.py", "rules_inputs.py", "structure.py", "rules_data.py", "rules_sample.py",
-                 "rules_model.py", "rules_policy.py", "context.py", "diagnostics.py", "check.py")
+                 "rules_model.py", "rules_groups.py", "rules_policy.py", "context.py", "diagnostics.py", "check.py")
 
 
 def _codes_in_compiler() -> set[str]:
