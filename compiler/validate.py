@@ -9,7 +9,9 @@ from aiops.compiler.load import Loaded
 from aiops.compiler.structure import structure
 
 
-def validate(loaded: Loaded) -> tuple[S.Spec | None, list[Diagnostic]]:
+def validate(loaded: Loaded, data: bool = True) -> tuple[S.Spec | None, list[Diagnostic]]:
+    """`data`: also read the data file (its header and a sample); off for the options that
+    are not selected (compiler/alternatives.py), whose data is the same."""
     spec, diags = structure(loaded.config, loaded.sources)
     if spec is None:
         return None, diags
@@ -20,7 +22,7 @@ def validate(loaded: Loaded) -> tuple[S.Spec | None, list[Diagnostic]]:
         rules_policy.check_monitoring, rules_policy.check_serving, rules_policy.check_security,
         rules_policy.check_governance, rules_inputs.check_env_outputs,
     ]
-    if spec.data is not None and spec.data.source and rules_inputs.source_inside(ctx):
+    if data and spec.data is not None and spec.data.source and rules_inputs.source_inside(ctx):
         rules.insert(0, rules_data.check_source)
         rules.append(rules_sample.check_sample)  # last: only when everything else holds
     for rule in rules:

@@ -678,6 +678,17 @@ error[E505]: invalid estimator parameter value
    = The 'C' parameter of LogisticRegression must be a float in the range (0.0, inf]. Got -1 instead.""",
     ),
     # ------------------------------------------------------------------ thresholds
+    "E505-in-an-option-that-is-not-selected": Bad(
+        spec="flight_delays",
+        edits=(("model/logistic.yaml", "C: 1.0", "C: -1"),),
+        at=("model/logistic.yaml", "C: -1", "-1"),
+        expected="""\
+error[E505]: invalid estimator parameter value
+  --> @AT@ (model.params.C)
+   |     C: -1
+   = The 'C' parameter of LogisticRegression must be a float in the range (0.0, inf]. Got -1 instead.
+   = found with model: logistic, an option that is not selected (model: gradient_boosting is); aiops check composes every option""",
+    ),
     "E601-unknown-metric": Bad(
         edits=((SPEC, "roc_auc: {min: 0.74}", "roc_auk: {min: 0.74}"),),
         at=(SPEC, "roc_auk: {min: 0.74}", "roc_auk"),
@@ -1104,8 +1115,8 @@ error[E812]: a high-risk model needs at least two approvers
    = help: list two approvers and set approvals_required: 2""",
     ),
     "E813-high-risk-without-audit-log": Bad(
-        overrides=("security=basic",),
-        at=("security/basic.yaml", "audit_log:", "audit_log"),
+        edits=((STRICT, "audit_log: {enabled: true, retention_days: 2555}", "audit_log: {enabled: false}"),),
+        at=(STRICT, "audit_log:", "audit_log"),
         expected="""\
 error[E813]: a high-risk model needs an audit log
   --> @AT@ (security.audit_log)
