@@ -398,7 +398,7 @@ error[E220]: the data source repeats a column name
 error[E221]: no value of the date column is written in its formats
   --> @AT@ (data.columns.flight_date.formats)
    |     formats: ["%d.%m.%Y"]
-   = none of the 10,000 values of 'flight_date' in the first 10,000 records of data/flights_2013.parquet is written as %d.%m.%Y; e.g. '9999-99-99' (masked: 9 is a digit, x a letter)
+   = none of the 10,000 values of 'flight_date' in 10,000 records sampled through data/flights_2013.parquet is written as %d.%m.%Y; e.g. '9999-99-99' (masked: 9 is a digit, x a letter)
    = help: the values look like '%Y-%m-%d': add it to formats""",
     ),
     "E222-values-do-not-fit-the-dtype": Bad(
