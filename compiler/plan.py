@@ -202,6 +202,18 @@ def _summary(f: S.Feature) -> str:
     return base + (f" ({', '.join(extra)})" if extra else "")
 
 
+def _slice_rules(spec: S.Spec) -> list[dict]:
+    """thresholds.slices, each with the readable names of its column's codes (when it has labels)."""
+    out = []
+    for sb in spec.thresholds.slices:
+        rule = jsonable(sb)
+        col = spec.data.columns.get(sb.column)
+        if col is not None and col.labels and not sb.bins:
+            rule["labels"] = dict(col.labels)
+        out.append(rule)
+    return out
+
+
 def _fairness_rules(spec: S.Spec) -> list[dict]:
     """thresholds.fairness, each with how its groups are named: the attribute column's labels,
     or the indicator columns of data.indicators (runtime/evaluation.attribute_groups)."""
@@ -278,7 +290,7 @@ def build_plan(loaded: Loaded, spec: S.Spec, data_source: str) -> Plan:
     }
     verify_config = {
         "evaluation": {k: jsonable(b) for k, b in sorted(th.evaluation.items())},
-        "slices": jsonable(th.slices), "fairness": _fairness_rules(spec), "parity": jsonable(th.parity),
+        "slices": _slice_rules(spec), "fairness": _fairness_rules(spec), "parity": jsonable(th.parity),
         "explainability": jsonable(spec.governance.explainability),
         "seed": spec.data.split.seed,
     }

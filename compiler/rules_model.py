@@ -182,7 +182,7 @@ def check_thresholds(ctx: Ctx) -> None:
         check_metric_bound(ctx, s.metric, s, base, task, metric_path=base + ("metric",))
         if col is not None and col.dtype in ("int", "float") and not s.bins and not _coded(col):
             ctx.err("E607", "a slice on a numeric column needs bins", base + ("column",),
-                    f"'{s.column}' has dtype {col.dtype}", help="add bins: [edges...] to define the groups")
+                    f"'{s.column}' has dtype {col.dtype}", help=_groups_hint(s.column, col))
         _check_bins(ctx, s.bins, base + ("bins",))
     sens = [n for n, c in ctx.columns.items() if c is not None and c.sensitive]
     for i, fb in enumerate(th.fairness or []):

@@ -224,7 +224,7 @@ def evaluate(run: Run, pred: Predictor, parity_ev: dict[str, Any], progress
     pii = {c.name for c in run.contract.columns if c.pii}
     slices = []
     for s in cfg["slices"]:
-        g = EV.groups_of(cols[s["column"]][te], s.get("bins"))
+        g = EV.groups_of(cols[s["column"]][te], s.get("bins"), s.get("labels"))
         if s["column"] in pii and not s.get("bins"):
             g = small_groups_hidden(g, s["min_rows"])
         for grp in sorted(set(g.tolist())):

@@ -67,12 +67,16 @@ def test_coded_and_indicator_attributes_on_german_credit(spec_copy, tmp_path):
                  "    - {attribute: foreign_worker, metric: demographic_parity_difference, max: 0.25}\n"
                  "    - {attribute: sex, metric: demographic_parity_difference, max: 0.5}\n"
                  "    - {attribute: marital_status, metric: demographic_parity_difference, max: 0.9}")
+    spec.replace("spec.yaml", "    - {column: housing, metric: roc_auc, min: 0.65, min_rows: 30}\n",
+                 "    - {column: housing, metric: roc_auc, min: 0.65, min_rows: 30}\n"
+                 "    - {column: sex, metric: roc_auc, min: 0.3, min_rows: 30}\n")
     art = tmp_path / "art"
     assert compile_spec(spec.rel, [], out=str(art), quiet=True) == 0
 
     ev = json.loads((art / "evidence" / "evaluation.json").read_text())
     by_attr = {f["attribute"]: f for f in ev["fairness"]}
     assert set(by_attr["sex"]["groups"]) == {"female", "male"}
+    assert {s["group"] for s in ev["slices"] if s["column"] == "sex"} == {"female", "male"}
     assert set(by_attr["marital_status"]["groups"]) == {"single", "married", "divorced", "(multiple)"}
     for attr in ("sex", "marital_status"):
         assert sum(g["rows"] for g in by_attr[attr]["groups"].values()) == ev["rows"]
