@@ -202,6 +202,13 @@ def _summary(f: S.Feature) -> str:
     return base + (f" ({', '.join(extra)})" if extra else "")
 
 
+def _labels(col: S.Column) -> dict[str, str]:
+    """A column's labels keyed as runtime/evaluation.groups_of writes its values: a bool is 1 or 0."""
+    if col.dtype != "bool":
+        return dict(col.labels)
+    return {{"true": "1", "false": "0"}.get(k.lower(), k): v for k, v in col.labels.items()}
+
+
 def _slice_rules(spec: S.Spec) -> list[dict]:
     """thresholds.slices, each with the readable names of its column's codes (when it has labels)."""
     out = []
@@ -209,7 +216,7 @@ def _slice_rules(spec: S.Spec) -> list[dict]:
         rule = jsonable(sb)
         col = spec.data.columns.get(sb.column)
         if col is not None and col.labels and not sb.bins:
-            rule["labels"] = dict(col.labels)
+            rule["labels"] = _labels(col)
         out.append(rule)
     return out
 
@@ -222,7 +229,7 @@ def _fairness_rules(spec: S.Spec) -> list[dict]:
         rule = jsonable(fb)
         ind = spec.data.indicators.get(fb.attribute)
         col = spec.data.columns.get(fb.attribute)
-        rule["labels"] = dict(col.labels) if col is not None and col.labels and not fb.bins else None
+        rule["labels"] = _labels(col) if col is not None and col.labels and not fb.bins else None
         rule["indicators"] = dict(ind.columns) if ind is not None else None
         out.append(rule)
     return out

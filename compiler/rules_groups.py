@@ -23,8 +23,8 @@ def check_groups(ctx: Ctx) -> None:
 
 def _values(col) -> list[str] | None:
     """The values a column can take, written as a group key, when the contract lists them."""
-    if col.dtype == "bool":
-        return ["True", "False"]
+    if col.dtype == "bool":  # a YAML key true is read as 'True'
+        return ["True", "False", "true", "false", "1", "0"]
     if col.checks is not None and col.checks.isin is not None:
         return [str(v) for v in col.checks.isin]
     return None

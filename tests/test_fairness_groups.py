@@ -27,6 +27,18 @@ def test_labels_name_codes_and_leave_unnamed_codes_and_missing_values_as_they_ar
     assert attribute_groups({"attribute": "x", "indicators": {"a": "A", "b": "B"}}, {"a": values}.get) is None
 
 
+def test_labels_of_a_bool_column_name_its_values_as_the_contract_gives_them():
+    from aiops.compiler import schema as S
+    from aiops.compiler.plan import _labels
+    from aiops.runtime.contract import ColumnRule, Contract
+
+    col = S.Column(dtype="bool", sensitive=True, labels={"True": "smoker", "False": "non-smoker"})
+    cols, errors = Contract([ColumnRule(name="smoker", dtype="bool", nullable=True)], None).validate_columns(
+        {"smoker": np.array(["true", "false", None], dtype=object)}, 3)
+    assert not errors.items
+    assert groups_of(cols["smoker"], None, _labels(col)).tolist() == ["smoker", "non-smoker", "(missing)"]
+
+
 # German credit's personal_status_and_sex, as indicator columns: "female : divorced/separated/married"
 # sets both married and divorced, so those rows are in "(multiple)"
 STATUS = {"status_single": "single", "status_married": "married", "status_divorced": "divorced"}
