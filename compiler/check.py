@@ -15,7 +15,10 @@ def check(spec_dir: str | Path, overrides: list[str] | None = None) -> tuple[Loa
     if loaded is None:
         return None, None, diags
     spec, more = validate(loaded)
-    return loaded, spec, diags + more
+    from aiops.compiler.alternatives import check_alternatives
+
+    alternatives = check_alternatives(loaded)
+    return loaded, (spec if not any(d.is_error for d in alternatives) else None), diags + more + alternatives
 
 
 def summary(loaded: Loaded, spec: S.Spec) -> str:

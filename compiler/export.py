@@ -92,10 +92,67 @@ def _register_exact_scalers() -> None:
         update_registered_converter(cls, alias, calculate_sklearn_scaler_output_shapes, _exact_scaler)
 
 
+def _onehot(scope, operator, container) -> None:
+    """skl2onnx converter for OneHotEncoder on one string column, with scikit-learn's rare-category
+    grouping (min_frequency / max_categories): one column per frequent category, in
+    scikit-learn's order, then the "other" column, which is 1 exactly when no frequent column is.
+    A rare category and (with handle_unknown="infrequent_if_exist") an unseen one both land
+    there, as in scikit-learn; without an "other" column an unseen category is all zeros.
+    skl2onnx's own converter refuses infrequent categories on a single input."""
+    from onnx import TensorProto
+    from skl2onnx.operator_converters.one_hot_encoder import convert_sklearn_one_hot_encoder
+
+    op = operator.raw_operator
+    if op.handle_unknown == "ignore" and not getattr(op, "_infrequent_enabled", False):
+        convert_sklearn_one_hot_encoder(scope, operator, container)  # without grouping: skl2onnx's own
+        return
+    if len(op.categories_) != 1 or op.drop_idx_ is not None or \
+            op.handle_unknown not in ("ignore", "infrequent_if_exist"):  # pragma: no cover - plan builds one
+        raise TypeError("OneHotEncoder is exported for one column, without drop, ignoring unknowns")
+    shown = [str(c) for c in op._compute_transformed_categories(0)]
+    other = bool(getattr(op, "_infrequent_enabled", False)) and op.infrequent_categories_[0] is not None
+    frequent = shown[:-1] if other else shown
+    hot = scope.get_unique_variable_name("onehot")
+    container.add_node("OneHotEncoder", operator.inputs[0].full_name, hot, op_domain="ai.onnx.ml",
+                       cats_strings=[c.encode("utf-8") for c in frequent], zeros=1,
+                       name=scope.get_unique_operator_name("OneHotEncoder"))
+    shape = scope.get_unique_variable_name("shape")
+    container.add_initializer(shape, TensorProto.INT64, [2], [-1, len(frequent)])
+    flat = operator.outputs[0].full_name if not other else scope.get_unique_variable_name("frequent")
+    container.add_node("Reshape", [hot, shape], flat, name=scope.get_unique_operator_name("Reshape"))
+    if not other:
+        return
+    axis, one = scope.get_unique_variable_name("axis"), scope.get_unique_variable_name("one")
+    container.add_initializer(axis, TensorProto.INT64, [1], [-1])
+    container.add_initializer(one, TensorProto.FLOAT, [1, 1], [1.0])
+    total, rest = scope.get_unique_variable_name("any_frequent"), scope.get_unique_variable_name("other")
+    container.add_node("ReduceSum", [flat, axis], total, keepdims=1, name=scope.get_unique_operator_name("ReduceSum"))
+    container.add_node("Sub", [one, total], rest, name=scope.get_unique_operator_name("Sub"))
+    container.add_node("Concat", [flat, rest], operator.outputs[0].full_name, axis=-1,
+                       name=scope.get_unique_operator_name("Concat"))
+
+
+def _onehot_shape(operator) -> None:
+    """[n, the encoder's output columns]: with grouping, the frequent categories and "other"."""
+    from skl2onnx.common.data_types import FloatTensorType
+
+    op = operator.raw_operator
+    width = sum(len(op._compute_transformed_categories(i)) for i in range(len(op.categories_)))
+    operator.outputs[0].type = FloatTensorType([operator.inputs[0].get_first_dimension(), width])
+
+
+def _register_exact_encoders() -> None:
+    from skl2onnx import update_registered_converter
+    from sklearn.preprocessing import OneHotEncoder
+
+    update_registered_converter(OneHotEncoder, "SklearnOneHotEncoder", _onehot_shape, _onehot)
+
+
 def to_onnx_bytes(pipe, features, has_proba: bool, name: str) -> bytes:
     from skl2onnx import to_onnx
 
     _register_exact_scalers()
+    _register_exact_encoders()
     round_tree_thresholds(pipe)
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 

@@ -64,6 +64,8 @@ class FairnessRule:
     bins: tuple[float, ...] | None
     needs_labels: bool
     positive_class: str | None  # the class the rule is about (the problem's, or the bound's for multiclass)
+    labels: dict | None = None  # the attribute's value -> readable group name
+    indicators: dict | None = None  # an attribute given as 0/1 columns: column -> group name
 
 
 @dataclass(frozen=True)
@@ -161,7 +163,7 @@ def build_monitoring_plan(plan: Plan) -> MonitoringPlan:
                                   f["metric"] in ("equal_opportunity_difference", "mean_absolute_error_difference",
                                                   "bounded_group_loss"),
                                   str(f["positive_class"]) if f.get("positive_class") is not None
-                                  else plan.positive_class)
+                                  else plan.positive_class, f.get("labels"), f.get("indicators"))
                      for f in plan.verify_config["fairness"])
     sp = plan.train_config["split"]
     period = None

@@ -47,6 +47,8 @@ class EncoderPlan:
     fill_value: float | None = None  # impute "constant"
     bins: int | None = None  # numeric: KBinsDiscretizer quantile bins
     scaler: str | None = None  # numeric: StandardScaler | MinMaxScaler | RobustScaler
+    min_frequency: int | float | None = None  # onehot: rarer categories share the "other" column
+    max_categories: int | None = None  # onehot: at most this many columns, "other" included
 
 
 @dataclass(frozen=True)
@@ -164,7 +166,8 @@ def _encoder(f: S.Feature) -> tuple[EncoderPlan, set[tuple[str, str]]]:
     """The scikit-learn transformer for one model input, and the (module, name) pairs it imports."""
     pre = "sklearn.preprocessing"
     if f.transform == "onehot":
-        return EncoderPlan("onehot"), {(pre, "OneHotEncoder")}
+        return EncoderPlan("onehot", min_frequency=f.min_frequency, max_categories=f.max_categories), \
+            {(pre, "OneHotEncoder")}
     if f.transform == "ordinal":
         return EncoderPlan("ordinal", categories=tuple(str(c) for c in f.categories)), {(pre, "OrdinalEncoder")}
     names = {("sklearn.pipeline", "Pipeline"), ("sklearn.impute", "SimpleImputer")}
@@ -200,7 +203,7 @@ def _summary(f: S.Feature) -> str:
     t = f.transform
     base = {
         "passthrough": f"{f.source} as is", "impute": f"{f.source}", "scale": f"{f.source}",
-        "onehot": f"one-hot of {f.source}", "ordinal": f"ordinal code of {f.source} in {f.categories}",
+        "onehot": f"one-hot of {f.source}" + _rare(f), "ordinal": f"ordinal code of {f.source} in {f.categories}",
         "log": f"log(1 + {f.source})", "clip": f"{f.source} clipped to [{f.min}, {f.max}]",
         "bucketize": f"bucket of {f.source} ({f.bins if isinstance(f.bins, int) else 'edges ' + str(f.bins)})",
         "days_between": f"days from {f.other or f.reference} to {f.source}",
@@ -213,6 +216,46 @@ def _summary(f: S.Feature) -> str:
     if f.scale:
         extra.append(f"{f.scale} scaling")
     return base + (f" ({', '.join(extra)})" if extra else "")
+
+
+def _labels(col: S.Column) -> dict[str, str]:
+    """A column's labels keyed as runtime/evaluation.groups_of writes its values: a bool is 1 or 0."""
+    if col.dtype != "bool":
+        return dict(col.labels)
+    return {{"true": "1", "false": "0"}.get(k.lower(), k): v for k, v in col.labels.items()}
+
+
+def _slice_rules(spec: S.Spec) -> list[dict]:
+    """thresholds.slices, each with the readable names of its column's codes (when it has labels)."""
+    out = []
+    for sb in spec.thresholds.slices:
+        rule = jsonable(sb)
+        col = spec.data.columns.get(sb.column)
+        if col is not None and col.labels and not sb.bins:
+            rule["labels"] = _labels(col)
+        out.append(rule)
+    return out
+
+
+def _fairness_rules(spec: S.Spec) -> list[dict]:
+    """thresholds.fairness, each with how its groups are named: the attribute column's labels,
+    or the indicator columns of data.indicators (runtime/evaluation.attribute_groups)."""
+    out = []
+    for fb in spec.thresholds.fairness:
+        rule = jsonable(fb)
+        ind = spec.data.indicators.get(fb.attribute)
+        col = spec.data.columns.get(fb.attribute)
+        rule["labels"] = _labels(col) if col is not None and col.labels and not fb.bins else None
+        rule["indicators"] = dict(ind.columns) if ind is not None else None
+        out.append(rule)
+    return out
+
+
+def _rare(f: S.Feature) -> str:
+    parts = ([f"categories seen fewer than {f.min_frequency} times" if isinstance(f.min_frequency, int)
+              else f"categories under {f.min_frequency:.2%} of the rows"] if f.min_frequency is not None else []) + \
+        ([f"all but the {f.max_categories - 1} most frequent"] if f.max_categories is not None else [])
+    return f" (other: {' and '.join(parts)}, and unseen ones)" if parts else ""
 
 
 def jsonable(obj: Any) -> Any:
@@ -270,7 +313,7 @@ def build_plan(loaded: Loaded, spec: S.Spec, data_source: str) -> Plan:
     }
     verify_config = {
         "evaluation": {k: jsonable(b) for k, b in sorted(th.evaluation.items())},
-        "slices": jsonable(th.slices), "fairness": jsonable(th.fairness), "parity": jsonable(th.parity),
+        "slices": _slice_rules(spec), "fairness": _fairness_rules(spec), "parity": jsonable(th.parity),
         "explainability": jsonable(spec.governance.explainability),
         "seed": spec.data.split.seed,
     }

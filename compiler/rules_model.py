@@ -13,7 +13,7 @@ TRANSFORMS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] 
     "passthrough": (("int", "float", "bool"), (), ("impute", "fill_value", "scale")),
     "impute": (("int", "float", "bool"), ("impute",), ("fill_value", "scale")),
     "scale": (("int", "float"), ("scale",), ("impute", "fill_value")),
-    "onehot": (("str", "category", "bool", "int"), (), ()),
+    "onehot": (("str", "category", "bool", "int"), (), ("min_frequency", "max_categories")),
     "ordinal": (("str", "category", "int"), ("categories",), ()),
     "log": (("int", "float"), (), ("impute", "fill_value", "scale")),
     "clip": (("int", "float"), (), ("min", "max", "impute", "fill_value", "scale")),
@@ -25,7 +25,7 @@ TRANSFORMS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] 
     "drop": (("int", "float", "bool", "str", "category", "date", "datetime"), (), ("reason",)),
 }
 _OPTIONAL_PARAMS = ("other", "reference", "part", "impute", "fill_value", "scale", "categories", "min", "max",
-                    "bins", "reason")
+                    "bins", "reason", "min_frequency", "max_categories")
 
 
 def check_features(ctx: Ctx) -> None:
@@ -101,6 +101,8 @@ def check_features(ctx: Ctx) -> None:
             if isinstance(f.bins, list) and (len(f.bins) < 2 or any(a >= b for a, b in zip(f.bins, f.bins[1:]))):
                 ctx.err("E314", "bucketize edges must be strictly increasing", base + ("bins",),
                         f"got {f.bins}")
+        if f.transform == "onehot":
+            _check_rare(ctx, f, base)
         if f.transform == "impute" and f.impute == "constant" and f.fill_value is None:
             ctx.err("E314", "impute: constant needs fill_value", base, key=True, help="add fill_value: 0")
     live = [f for f in feats if f is not None and f.transform not in (None, "drop")]
@@ -115,6 +117,20 @@ def check_features(ctx: Ctx) -> None:
             ctx.warn("W318", "a column of the contract is neither used nor dropped", ("data", "columns", name),
                      f"no feature takes '{name}'", help=f"add {{name: {name}, transform: drop, source: {name}, "
                                                         "reason: ...} to say it is left out on purpose", key=True)
+
+
+def _check_rare(ctx: Ctx, f, base) -> None:
+    """onehot's rare-category grouping: min_frequency is a count (>= 1) or a share in (0, 1);
+    max_categories counts the "other" column too, so it is at least 2."""
+    mf = f.min_frequency
+    if mf is not None and not ((isinstance(mf, int) and mf >= 1) or (isinstance(mf, float) and 0.0 < mf < 1.0)):
+        ctx.err("E314", "onehot min_frequency out of range", base + ("min_frequency",),
+                f"'min_frequency' must be a count (an int >= 1) or a share of the training rows (a number "
+                f"in (0, 1)). Got {mf} instead.", help="e.g. min_frequency: 50, or min_frequency: 0.01")
+    if f.max_categories is not None and f.max_categories < 2:
+        ctx.err("E314", "onehot max_categories out of range", base + ("max_categories",),
+                f"'max_categories' counts the \"other\" column too, so it must be at least 2. "
+                f"Got {f.max_categories} instead.")
 
 
 def _suggest(dtype: str) -> str:
@@ -172,7 +188,7 @@ def check_thresholds(ctx: Ctx) -> None:
         check_metric_bound(ctx, s.metric, s, base, task, metric_path=base + ("metric",))
         if col is not None and col.dtype in ("int", "float") and not s.bins and not _coded(col):
             ctx.err("E607", "a slice on a numeric column needs bins", base + ("column",),
-                    f"'{s.column}' has dtype {col.dtype}", help="add bins: [edges...] to define the groups")
+                    f"'{s.column}' has dtype {col.dtype}", help=_groups_hint(s.column, col))
         _check_bins(ctx, s.bins, base + ("bins",))
     sens = [n for n, c in ctx.columns.items() if c is not None and c.sensitive]
     for i, fb in enumerate(th.fairness or []):
@@ -180,7 +196,15 @@ def check_thresholds(ctx: Ctx) -> None:
             continue
         base = ("thresholds", "fairness", i)
         _check_fairness_task(ctx, fb, base, task)
-        col = ctx.column_ref(fb.attribute, base + ("attribute",), "fairness bound", code="E606")
+        indicators = ctx.spec.data.indicators if ctx.spec.data is not None else None
+        if fb.attribute is not None and fb.attribute in (indicators or {}):  # groups: its 0/1 columns
+            if fb.bins:
+                ctx.err("E607", "bins do not apply to an indicator attribute", base + ("bins",),
+                        f"'{fb.attribute}' is given by indicator columns (data.indicators): "
+                        "its groups are the columns", help="remove bins")
+            col = None
+        else:
+            col = ctx.column_ref(fb.attribute, base + ("attribute",), "fairness bound", code="E606")
         if col is not None and not col.sensitive:
             ctx.err("E606", "fairness bound on a column that is not sensitive", base + ("attribute",),
                     f"'{fb.attribute}' is not flagged sensitive in data.columns",
@@ -188,7 +212,7 @@ def check_thresholds(ctx: Ctx) -> None:
                     help=f"set sensitive: true on data.columns.{fb.attribute}")
         if col is not None and col.dtype in ("int", "float") and not fb.bins and not _coded(col):
             ctx.err("E607", "a fairness bound on a numeric attribute needs bins", base + ("attribute",),
-                    f"'{fb.attribute}' has dtype {col.dtype}", help="add bins: [18, 25, 101] to define the groups")
+                    f"'{fb.attribute}' has dtype {col.dtype}", help=_groups_hint(fb.attribute, col))
         _check_bins(ctx, fb.bins, base + ("bins",))
         if fb.metric is not None:
             unbounded = fb.metric == "disparate_impact_ratio" or fb.metric in REGRESSION_FAIRNESS
@@ -257,6 +281,21 @@ def _target_labels(ctx: Ctx) -> list[str] | None:
     if col is None or col.checks is None or col.checks.isin is None:
         return None
     return [str(v) for v in col.checks.isin]
+
+
+def _groups_hint(name: str, col) -> str:
+    """How to give a numeric attribute groups: a column with a few integer values is a code
+    (sex 0/1) that wants isin and labels, a measure (age) wants bins."""
+    ch = col.checks
+    lo = None if ch is None else (ch.ge if ch.ge is not None else None if ch.gt is None else ch.gt + 1)
+    hi = None if ch is None else (ch.le if ch.le is not None else None if ch.lt is None else ch.lt - 1)
+    if col.dtype == "int" and lo is not None and hi is not None and 0 <= hi - lo <= 9:
+        codes = list(range(int(lo), int(hi) + 1))
+        return (f"'{name}' holds codes {codes[0]} to {codes[-1]}: list them, checks: {{isin: {codes}}}, and name "
+                f"them with labels: {{{', '.join(f'{c}: ...' for c in codes)}}} on data.columns.{name}")
+    example = f"[{lo:g}, ..., {hi + 1:g}]" if col.dtype == "int" and lo is not None and hi is not None \
+        else "[18, 25, 101]"
+    return f"add bins: {example} to define the groups: increasing edges, each group is [a, b)"
 
 
 def _coded(col) -> bool:

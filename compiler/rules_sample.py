@@ -2,10 +2,11 @@
 core (`runtime.contract`) exactly as compile will judge them, reported at the contract line
 of the offending column.
 
-How much is read (also in `aiops check --help`): at most SAMPLE_ROWS records and SAMPLE_BYTES
-of the file (a CSV file of at most SAMPLE_BYTES is read whole); for a Parquet file, the
-target and the time column are read whole to count the classes. The class counts of a CSV
-file larger than SAMPLE_BYTES are not checked (compile checks them).
+How much is read (also in `aiops check --help`, SAMPLE_HELP): at most SAMPLE_ROWS records and
+SAMPLE_BYTES of the file, spread through a large file so that a problem that starts late in
+it is seen (deterministic: no random draw); a small file is read whole. For a Parquet file,
+the target and the time column are read whole to count the classes. The class counts of a
+CSV file larger than SAMPLE_BYTES are not checked (compile checks them).
 """
 from __future__ import annotations
 
@@ -19,10 +20,15 @@ from aiops.compiler.context import Ctx
 
 SAMPLE_ROWS = 10_000
 SAMPLE_BYTES = 8 << 20
+STRETCHES = 8  # places through a large file the sample is read from, besides its start
 MIN_CLASS_ROWS = 5  # fewest rows of a class that the holdout (and the training rows) must keep
-SAMPLE_HELP = (f"reads the header, then at most the first {SAMPLE_ROWS:,} records and {SAMPLE_BYTES >> 20} MiB of "
-               "data.source (a CSV file that small is read whole; a Parquet file's target and time column are "
-               "read whole)")
+SAMPLE_HELP = (f"reads the header, then a sample of at most {SAMPLE_ROWS:,} records and {SAMPLE_BYTES >> 20} MiB of "
+               "data.source: a file that small is read whole; of a larger CSV file, the first "
+               f"{SAMPLE_ROWS // 2:,} records and runs of records from {STRETCHES} even byte offsets through the rest "
+               "(a run where a quoted field may span lines, or with a ragged line, is left out); of a larger Parquet file, evenly "
+               f"spaced records (a row group of up to {SAMPLE_BYTES >> 20} MiB) or the first records of "
+               f"{STRETCHES + 1} row groups spread through it, and its target and time column whole. The same file "
+               "always gives the same sample")
 _GUESS = ("%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y/%m/%d", "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y",
           "%d-%m-%Y", "%Y%m%d", "%d%m%Y", "%d %b %Y", "%b %d %Y", "%Y-%m-%d %H:%M")
 _CODE_AT = {"wrong_type": ("E222", "dtype"), "not_in_set": ("E223", "isin")}
@@ -35,38 +41,141 @@ def shape(value: object) -> str:
 
 
 def _sample(path: Path, fmt: str, contract, target: str | None, time_col: str | None):
-    from aiops.runtime.datafile import renamed
-
-    """(table of the sampled records, malformed count, whole file read?, full label columns or None)."""
+    """(table of the sampled records, malformed count, whole file read?, full label columns or
+    None, "spread" when the records are spread through the file, "" when they are the first ones)."""
     import pyarrow as pa
 
-    from aiops.runtime.datafile import CsvRecords, parquet_file, parquet_tables
+    from aiops.runtime.datafile import CsvRecords, parquet_file, parquet_tables, renamed
 
     if fmt == "csv":
         rec = CsvRecords(path, None, block_bytes=1 << 20, renames=contract.renames)
-        parts, have, whole = [], 0, True
+        parts, have, taken, whole = [], 0, 0, True
         gen = rec.tables()
         for t in gen:
-            parts.append(t)
+            parts.append(t.select(rec.header))
             have += t.num_rows
-            if have >= SAMPLE_ROWS or rec.progress() * rec.size >= SAMPLE_BYTES:
-                whole = rec.progress() >= 1.0 and next(gen, None) is None
+            taken += t.nbytes  # the text of the records (the reader's own position runs ahead of it)
+            if have >= SAMPLE_ROWS or taken >= SAMPLE_BYTES:
+                whole = next(gen, None) is None
                 gen.close()
                 break
         table = pa.concat_tables(parts) if parts else None
+        how = ""
+        if not whole and table is not None:
+            table, how = _spread_csv(path, rec.header, table)
         if table is not None and table.num_rows > SAMPLE_ROWS:
             table = table.slice(0, SAMPLE_ROWS)
             whole = False
         labels = table if whole else None
-        return table, len(rec.malformed), whole, labels
+        return table, len(rec.malformed), whole, labels, how
     pf = parquet_file(path)
     names = renamed(path, list(pf.schema_arrow.names), contract.renames)
-    table = next(parquet_tables(pf, names, SAMPLE_ROWS, contract.renames), None)
     whole = pf.metadata.num_rows <= SAMPLE_ROWS
+    if whole:
+        table, how = next(parquet_tables(pf, names, SAMPLE_ROWS, contract.renames), None), ""
+    else:  # read under the file's names, then named as the contract names them (same order)
+        table, how = _spread_parquet(pf, list(pf.schema_arrow.names))
+        table = table.rename_columns(names) if table is not None else None
     keep = [c for c in (target, time_col) if c and c in names]
-    labels = table if whole else pa.concat_tables(list(parquet_tables(pf, keep, 1 << 16, contract.renames))) \
-        if keep else None
-    return table, 0, whole, labels
+    labels = table if whole else \
+        pa.concat_tables(list(parquet_tables(pf, keep, 1 << 16, contract.renames))) if keep else None
+    return table, 0, whole, labels, how
+
+
+def _spread_csv(path: Path, header: list[str], head):
+    """The first half of the records, then STRETCHES runs of records read at even byte offsets
+    through the rest of the file (from the end of the first half). A run starts after a line end. It is used only when each of
+    its lines holds an even number of quote characters: a run that starts inside a quoted
+    field has a line with an odd number (the closing quote), and so has a quoted field that
+    spans lines; a run with a line of the wrong width is not used either."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    first_records = head
+    head_rows, head_bytes = SAMPLE_ROWS // 2, SAMPLE_BYTES // 2
+    head = head.slice(0, head_rows)
+    size = path.stat().st_size
+    start = _after_records(path, head.num_rows)
+    if start >= size:
+        return first_records, ""
+    per_rows, per_bytes = (SAMPLE_ROWS - head_rows) // STRETCHES, (SAMPLE_BYTES - head_bytes) // STRETCHES
+    parts, used = [head], 0
+    with path.open("rb") as fh:
+        for i in range(STRETCHES):
+            fh.seek(start + (size - start) * i // STRETCHES)
+            block = fh.read(per_bytes)
+            first, last = block.find(b"\n"), block.rfind(b"\n")
+            if first < 0 or last <= first:
+                continue
+            body = block[first + 1:last + 1]
+            if b'"' in body and any(line.count(b'"') % 2 for line in body.split(b"\n")):
+                continue  # it may start inside a quoted field, or a quoted field spans lines
+            bad: list[int] = []
+            try:
+                t = pcsv.read_csv(pa.py_buffer(body),
+                                  read_options=pcsv.ReadOptions(column_names=header, use_threads=False),
+                                  parse_options=pcsv.ParseOptions(invalid_row_handler=lambda row: bad.append(1) or "skip",
+                                                                  ignore_empty_lines=True),
+                                  convert_options=pcsv.ConvertOptions(
+                                      column_types={c: pa.string() for c in header}, strings_can_be_null=True,
+                                      null_values=[""], quoted_strings_can_be_null=True))
+            except (pa.ArrowException, UnicodeDecodeError):
+                continue
+            if bad or t.num_rows == 0:
+                continue
+            parts.append(t.slice(0, per_rows))
+            used += 1
+    if not used:
+        return first_records, ""
+    table = pa.concat_tables(parts)
+    return table, "spread"
+
+
+def _after_records(path: Path, records: int) -> int:
+    """The byte offset after the header and the first `records` records: a line end inside a
+    quoted field ends no record, and a blank line is none."""
+    with path.open("rb") as fh:
+        quoted, ended = False, -1
+        while ended < records:
+            line = fh.readline()
+            if not line:
+                break
+            if not quoted and not line.strip():
+                continue
+            quoted ^= bool(line.count(b'"') % 2)
+            ended += not quoted
+        return fh.tell()
+
+
+def _spread_parquet(pf, names: list[str]):
+    """At most SAMPLE_ROWS records: a row group no larger than SAMPLE_BYTES is read and every
+    k-th row taken; else the first rows of row groups spread through the file."""
+    import pyarrow as pa
+
+    from aiops.runtime.datafile import DataFileError
+
+    meta = pf.metadata
+    try:
+        if meta.num_row_groups == 1:
+            if meta.row_group(0).total_byte_size > SAMPLE_BYTES:
+                return next(_first(pf, names, [0], SAMPLE_ROWS), None), ""
+            t = pf.read_row_group(0, columns=names, use_threads=False)
+            idx = np.linspace(0, t.num_rows - 1, SAMPLE_ROWS).astype(np.int64)
+            return t.take(pa.array(np.unique(idx))), "spread"
+        picks = sorted({int(g) for g in np.linspace(0, meta.num_row_groups - 1, STRETCHES + 1)})
+        per = SAMPLE_ROWS // len(picks)
+        parts = [t for g in picks for t in _first(pf, names, [g], per)]
+    except (pa.ArrowException, OSError) as exc:
+        raise DataFileError(f"cannot read the Parquet data source: {str(exc).splitlines()[0]}") from None
+    return pa.concat_tables(parts), "spread"
+
+
+def _first(pf, names: list[str], groups: list[int], rows: int):
+    import pyarrow as pa
+
+    for b in pf.iter_batches(batch_size=rows, row_groups=groups, columns=names, use_threads=False):
+        yield pa.Table.from_batches([b])
+        return
 
 
 def check_sample(ctx: Ctx) -> None:
@@ -99,8 +208,8 @@ def check_sample(ctx: Ctx) -> None:
 
     contract = Contract(rules, target, row_checks=row_check_entries(d))  # check_row_checks found no error
     try:
-        table, malformed, whole, label_table = _sample(source_path(ctx), data_format(d.source, d.format),
-                                                       contract, target, time_col)
+        table, malformed, whole, label_table, how = _sample(source_path(ctx), data_format(d.source, d.format),
+                                                            contract, target, time_col)
     except DataFileError as exc:
         ctx.err("E205", "cannot read the data source", ("data", "source"), str(exc),
                 help="check data.format and that the file is not damaged")
@@ -108,7 +217,8 @@ def check_sample(ctx: Ctx) -> None:
     if table is None:
         return
     n = table.num_rows
-    where = f"the {'' if whole else 'first '}{n + malformed:,} records of {d.source}"
+    where = f"the {'' if whole else 'first '}{n + malformed:,} records of {d.source}" if not how else \
+        f"{n + malformed:,} records sampled through {d.source}"
     data = {r.name: arrow_values(table.column(r.name).combine_chunks(), r) for r in rules}
     nulls: dict[str, np.ndarray] = {}
     _, errs = contract.validate_columns(data, n, columns=rules, nulls=nulls)

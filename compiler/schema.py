@@ -90,6 +90,15 @@ class Column:
     formats: list[str] = field(default_factory=list)  # accepted input formats of a date column
     pii: bool = False
     sensitive: bool = False
+    labels: dict[str, str] = field(default_factory=dict)  # a coded column's value -> its group's readable name
+    description: str = ""
+
+
+@dataclass
+class Indicators:
+    """A sensitive attribute spread over 0/1 columns: a row's group is the column set to 1."""
+
+    columns: dict[str, str] = REQUIRED  # indicator column -> the group's readable name
     description: str = ""
     source_name: Optional[str] = None  # the column's name in the file's header, when it differs
     known_after_outcome: bool = False  # known only after the outcome: never a model input (leakage)
@@ -128,6 +137,8 @@ class Data:
     key: Optional[str] = None  # a row key, used to join delayed labels
     provenance: Provenance = field(default_factory=Provenance)
     max_rejected_share: float = 0.0
+    # sensitive attributes given as indicator columns (one-hot in the data), by attribute name
+    indicators: dict[str, Indicators] = field(default_factory=dict)
     split: Split = field(default_factory=Split)
     columns: dict[str, Column] = REQUIRED
     row_checks: list[RowCheck] = field(default_factory=list)
@@ -149,6 +160,8 @@ class Feature:
     min: Optional[float] = None  # clip
     max: Optional[float] = None  # clip
     bins: Optional[Union[int, list[float]]] = None  # bucketize: count (quantile) or edges
+    min_frequency: Optional[Union[int, float]] = None  # onehot: rarer categories (count, or share) go to "other"
+    max_categories: Optional[int] = None  # onehot: at most this many columns, "other" included
     reason: str = ""  # drop: why the column is not used
 
 

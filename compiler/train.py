@@ -223,7 +223,7 @@ def evaluate(run: Run, pred: Predictor, parity_ev: dict[str, Any], progress
     pii = {c.name for c in run.contract.columns if c.pii}
     slices = []
     for s in cfg["slices"]:
-        g = EV.groups_of(cols[s["column"]][te], s.get("bins"))
+        g = EV.groups_of(cols[s["column"]][te], s.get("bins"), s.get("labels"))
         if s["column"] in pii and not s.get("bins"):
             g = small_groups_hidden(g, s["min_rows"])
         for grp in sorted(set(g.tolist())):
@@ -247,7 +247,7 @@ def evaluate(run: Run, pred: Predictor, parity_ev: dict[str, Any], progress
                                    "interval_95": ci})
     fairness = []
     for fb in cfg["fairness"]:
-        g = EV.groups_of(cols[fb["attribute"]][te], fb.get("bins"))
+        g = EV.attribute_groups(fb, lambda c: cols[c][te])
         if fb["attribute"] in pii and not fb.get("bins"):
             g = small_groups_hidden(g, EV.FAIRNESS_MIN_ROWS)
         cls = str(fb["positive_class"]) if fb.get("positive_class") is not None else plan.positive_class
@@ -255,7 +255,8 @@ def evaluate(run: Run, pred: Predictor, parity_ev: dict[str, Any], progress
         name = f"{fb['metric']} across {fb['attribute']}" + (f" for class '{cls}'" if fb.get("positive_class")
                                                              is not None else "")
         fairness.append({"attribute": fb["attribute"], "metric": fb["metric"], "min": fb.get("min"),
-                         "max": fb.get("max"), "status": EV.status(res["value"], fb), **res})
+                         "max": fb.get("max"), "status": EV.status(res["value"], fb), **res,
+                         **{k: fb[k] for k in ("labels", "indicators") if fb.get(k)}})
         thresholds.append({"kind": "fairness", "name": name, "value": res["value"], "min": fb.get("min"),
                            "max": fb.get("max"), "passed": EV.check_bound(res["value"], fb),
                            "status": EV.status(res["value"], fb), "reason": res["reason"]})

@@ -27,7 +27,7 @@ an evaluation or fairness bound with insufficient data fails the gate (it is not
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -244,8 +244,9 @@ def bootstrap_interval(name: str, y: np.ndarray, out: dict[str, np.ndarray], cla
 
 
 # ------------------------------------------------------------------ groups and fairness
-def groups_of(values: np.ndarray, bins: list[float] | None) -> np.ndarray:
-    """Group labels for a slice or a sensitive attribute: the value, or its bin '[a, b)'."""
+def groups_of(values: np.ndarray, bins: list[float] | None, labels: dict[str, str] | None = None) -> np.ndarray:
+    """Group labels for a slice or a sensitive attribute: the value (its readable name when
+    `labels` names it: {"0": "female"}), or its bin '[a, b)'."""
     if bins:
         x = values.astype(np.float64)
         idx = np.searchsorted(np.asarray(bins, dtype=np.float64), x, side="right") - 1
@@ -256,9 +257,59 @@ def groups_of(values: np.ndarray, bins: list[float] | None) -> np.ndarray:
             else:
                 out[i] = f"[{_n(bins[j])}, {_n(bins[j + 1])})"
         return out
-    return np.array(["(missing)" if v is None or (isinstance(v, float) and np.isnan(v)) else
-                     (str(int(v)) if isinstance(v, (float, np.floating)) and float(v).is_integer() else str(v))
-                     for v in values], dtype=object)
+    names = labels or {}
+    out = np.array([MISSING_GROUP if _null(v) else
+                    (str(int(v)) if isinstance(v, (float, np.floating)) and float(v).is_integer() else str(v))
+                    for v in values], dtype=object)
+    return np.array([names.get(g, g) for g in out.tolist()], dtype=object) if names else out
+
+
+MISSING_GROUP = "(missing)"  # the attribute is null
+NO_INDICATOR = "(none)"  # indicator columns: none is 1 (all 0)
+SEVERAL_INDICATORS = "(multiple)"  # indicator columns: more than one is 1
+
+
+def _null(v: Any) -> bool:
+    return v is None or (isinstance(v, (float, np.floating)) and np.isnan(v))
+
+
+def indicator_groups(columns: list[np.ndarray], names: list[str]) -> np.ndarray:
+    """The group of each row of an attribute spread over 0/1 columns: the name of the one
+    column that is 1; "(multiple)" when several are, "(missing)" when none is and one is null,
+    "(none)" when all are 0."""
+    n = len(columns[0]) if columns else 0
+    hot = np.zeros((n, len(columns)), dtype=bool)
+    null = np.zeros((n, len(columns)), dtype=bool)
+    for j, col in enumerate(columns):
+        for i, v in enumerate(col.tolist()):
+            if _null(v):
+                null[i, j] = True
+            else:
+                hot[i, j] = v is True or (not isinstance(v, str) and v == 1)
+    count = hot.sum(axis=1)
+    first = hot.argmax(axis=1)
+    out = np.empty(n, dtype=object)
+    for i in range(n):
+        out[i] = (names[first[i]] if count[i] == 1 else SEVERAL_INDICATORS if count[i] > 1 else
+                  MISSING_GROUP if null[i].any() else NO_INDICATOR)
+    return out
+
+
+def attribute_groups(rule: dict[str, Any], column: Callable[[str], np.ndarray | None]) -> np.ndarray | None:
+    """The group of every row for a fairness rule (compile, retrain and monitor alike):
+    indicator columns (rule["indicators"]: column -> name), or one column's values, binned
+    (rule["bins"]) or named (rule["labels"]). `column(name)` gives a contract column's values,
+    None when it is absent; then the groups are None."""
+    indicators = rule.get("indicators")
+    if indicators:
+        cols = [column(c) for c in indicators]
+        if any(c is None for c in cols):
+            return None
+        return indicator_groups(cols, list(indicators.values()))
+    values = column(rule["attribute"])
+    if values is None:
+        return None
+    return groups_of(values, list(rule["bins"]) if rule.get("bins") else None, rule.get("labels"))
 
 
 def _n(v: float) -> str:

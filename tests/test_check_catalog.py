@@ -461,7 +461,7 @@ error[E220]: the data source repeats a column name
 error[E221]: no value of the date column is written in its formats
   --> @AT@ (data.columns.flight_date.formats)
    |     formats: ["%d.%m.%Y"]
-   = none of the 10,000 values of 'flight_date' in the first 10,000 records of data/flights_2013.parquet is written as %d.%m.%Y; e.g. '9999-99-99' (masked: 9 is a digit, x a letter)
+   = none of the 10,000 values of 'flight_date' in 10,000 records sampled through data/flights_2013.parquet is written as %d.%m.%Y; e.g. '9999-99-99' (masked: 9 is a digit, x a letter)
    = help: the values look like '%Y-%m-%d': add it to formats""",
     ),
     "E222-values-do-not-fit-the-dtype": Bad(
@@ -662,6 +662,17 @@ error[E314]: transform 'scale' needs 'scale'
    = features[1] ('duration') has no 'scale'
    = help: add 'scale: ...' to this feature""",
     ),
+    "E314-onehot-min-frequency-out-of-range": Bad(
+        edits=((SPEC, "{name: purpose, transform: onehot, source: purpose}",
+                "{name: purpose, transform: onehot, source: purpose, min_frequency: 1.5}"),),
+        at=(SPEC, "min_frequency: 1.5", "1.5"),
+        expected="""\
+error[E314]: onehot min_frequency out of range
+  --> @AT@ (features[3].min_frequency)
+   |     - {name: purpose, transform: onehot, source: purpose, min_frequency: 1.5}
+   = 'min_frequency' must be a count (an int >= 1) or a share of the training rows (a number in (0, 1)). Got 1.5 instead.
+   = help: e.g. min_frequency: 50, or min_frequency: 0.01""",
+    ),
     "E315-parameter-does-not-apply": Bad(
         edits=((SPEC, "source: status_of_existing_checking_account}",
                 "source: status_of_existing_checking_account, scale: standard}"),),
@@ -670,7 +681,7 @@ error[E314]: transform 'scale' needs 'scale'
 error[E315]: 'scale' does not apply to transform 'onehot'
   --> @AT@ (features[0].scale)
    |     - {name: checking_account, transform: onehot, source: status_of_existing_checking_account, scale: standard}
-   = 'onehot' takes: no parameters
+   = 'onehot' takes: min_frequency, max_categories
    = help: remove 'scale'""",
     ),
     "E316-unsafe-feature-name": Bad(
@@ -753,6 +764,17 @@ error[E505]: invalid estimator parameter value
    = The 'C' parameter of LogisticRegression must be a float in the range (0.0, inf]. Got -1 instead.""",
     ),
     # ------------------------------------------------------------------ thresholds
+    "E505-in-an-option-that-is-not-selected": Bad(
+        spec="flight_delays",
+        edits=(("model/logistic.yaml", "C: 1.0", "C: -1"),),
+        at=("model/logistic.yaml", "C: -1", "-1"),
+        expected="""\
+error[E505]: invalid estimator parameter value
+  --> @AT@ (model.params.C)
+   |     C: -1
+   = The 'C' parameter of LogisticRegression must be a float in the range (0.0, inf]. Got -1 instead.
+   = found with model: logistic, an option that is not selected (model: gradient_boosting is); aiops check composes every option""",
+    ),
     "E601-unknown-metric": Bad(
         edits=((SPEC, "roc_auc: {min: 0.74}", "roc_auk: {min: 0.74}"),),
         at=(SPEC, "roc_auk: {min: 0.74}", "roc_auk"),
@@ -825,7 +847,40 @@ error[E607]: a fairness bound on a numeric attribute needs bins
   --> @AT@ (thresholds.fairness[1].attribute)
    |     - {attribute: age_in_years, metric: disparate_impact_ratio, min: 0.5}
    = 'age_in_years' has dtype int
-   = help: add bins: [18, 25, 101] to define the groups""",
+   = help: add bins: [18, ..., 101] to define the groups: increasing edges, each group is [a, b)""",
+    ),
+    "E607-coded-attribute-without-codes": Bad(
+        spec="diabetes",
+        edits=(("spec.yaml", "checks: {isin: [1, 2]}", "checks: {ge: 0, le: 1}"),),
+        at=("spec.yaml", "metric: mean_absolute_error_difference", "sex"),
+        expected="""\
+error[E607]: a fairness bound on a numeric attribute needs bins
+  --> @AT@ (thresholds.fairness[0].attribute)
+   |     - {attribute: sex, metric: mean_absolute_error_difference, max: 12}
+   = 'sex' has dtype int
+   = help: 'sex' holds codes 0 to 1: list them, checks: {isin: [0, 1]}, and name them with labels: {0: ..., 1: ...} on data.columns.sex""",
+    ),
+    "E620-label-of-a-value-the-column-cannot-take": Bad(
+        spec="diabetes",
+        edits=(("spec.yaml", "checks: {isin: [1, 2]}\n", "checks: {isin: [1, 2]}\n      labels: {1: group_a, 3: group_b}\n"),),
+        at=("spec.yaml", "labels: {1: group_a", "3"),
+        expected="""\
+error[E620]: a label names a value the column cannot take
+  --> @AT@ (data.columns.sex.labels.3)
+   |     labels: {1: group_a, 3: group_b}
+   = '3' is not one of the values of 'sex': 1, 2
+   = help: name the values the contract allows (checks.isin)""",
+    ),
+    "E621-indicator-column-not-binary": Bad(
+        edits=((SPEC, "  max_rejected_share: 0.02\n",
+                "  max_rejected_share: 0.02\n  indicators:\n    origin: {columns: {foreign_worker: foreign, age_in_years: aged}}\n"),),
+        at=(SPEC, "{foreign_worker: foreign", "foreign_worker"),
+        expected="""\
+error[E621]: an indicator column is not 0/1
+  --> @AT@ (data.indicators.origin.columns.foreign_worker)
+   |     origin: {columns: {foreign_worker: foreign, age_in_years: aged}}
+   = 'foreign_worker' has dtype category
+   = help: declare data.columns.foreign_worker as dtype bool, or int with checks: {isin: [0, 1]}""",
     ),
     "E609-parity-tolerance-unset": Bad(
         edits=((SPEC, "    probabilities_atol: 1.0e-4\n", ""),),
@@ -1146,8 +1201,8 @@ error[E812]: a high-risk model needs at least two approvers
    = help: list two approvers and set approvals_required: 2""",
     ),
     "E813-high-risk-without-audit-log": Bad(
-        overrides=("security=basic",),
-        at=("security/basic.yaml", "audit_log:", "audit_log"),
+        edits=((STRICT, "audit_log: {enabled: true, retention_days: 2555}", "audit_log: {enabled: false}"),),
+        at=(STRICT, "audit_log:", "audit_log"),
         expected="""\
 error[E813]: a high-risk model needs an audit log
   --> @AT@ (security.audit_log)
@@ -1229,7 +1284,8 @@ def test_bad_spec(case: Bad, spec_copy, tmp_path, monkeypatch):
 
 # the modules of `aiops check` (compile-time codes such as E9xx live elsewhere)
 CHECK_MODULES = ("load.py", "guard.py", "rules_inputs.py", "structure.py", "rules_data.py", "rules_sample.py",
-                 "rules_contract.py", "rules_model.py", "rules_policy.py", "context.py", "diagnostics.py", "check.py")
+                 "rules_contract.py", "rules_model.py", "rules_groups.py", "rules_policy.py", "context.py", "diagnostics.py",
+                 "check.py")
 
 
 def _codes_in_compiler() -> set[str]:

@@ -109,7 +109,7 @@ def test_group_override_selects_another_model(in_repo):
 def test_group_override_of_security_changes_the_policy(in_repo):
     text, ok = run_check("specs/credit_risk", ["security=basic", "governance.risk_tier=limited"])
     assert ok, text
-    assert "  policy     risk tier limited, 2 of 2 approvals, audit log off, encryption at rest off, 1 role" in text
+    assert "  policy     risk tier limited, 2 of 2 approvals, audit log on, encryption at rest off, 1 role" in text
 
 
 def test_value_override_changes_the_spec_hash_and_only_what_it_sets(in_repo):

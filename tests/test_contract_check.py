@@ -31,5 +31,34 @@ def test_check_help_says_how_much_it_reads(capsys):
     with pytest.raises(SystemExit):
         main(["check", "--help"])
     out = " ".join(capsys.readouterr().out.split())
-    assert ("reads the header, then at most the first 10,000 records and 8 MiB of data.source (a CSV file that "
-            "small is read whole; a Parquet file's target and time column are read whole)") in out
+    assert ("reads the header, then a sample of at most 10,000 records and 8 MiB of data.source: a file that small "
+            "is read whole; of a larger CSV file, the first 5,000 records and runs of records from 8 even byte offsets "
+            "through the rest (a run where a quoted field may span lines, or with a ragged line, is left out); of a "
+            "larger Parquet file, evenly spaced records (a row group of up to 8 MiB) or the first records of 9 row "
+            "groups spread through it, and its target and time column whole. The same file always gives the same "
+            "sample") in out
+
+
+def test_the_sample_of_a_large_csv_reaches_its_end_the_same_way_every_time(spec_copy):
+    """A problem that starts late in a file larger than the sample's 8 MiB is seen: the sample is
+    the first 5,000 records and runs read at even byte offsets through the rest (a quoted field
+    such as "yes, registered under the customers name" does not stop it)."""
+    import re
+
+    import pandas as pd
+
+    spec = spec_copy("credit_risk")
+    path = spec.dir / "data" / "german_credit.csv"
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    big = pd.concat([df] * 36, ignore_index=True)  # 36,000 records, about 9.6 MB
+    big.loc[27_000:, "housing"] = "castle"  # only the last quarter breaks the contract
+    big.to_csv(path, index=False, lineterminator="\n")
+    assert path.stat().st_size > 8 << 20
+    first, ok = run_check(spec.rel, [])
+    assert not ok
+    m = re.search(r"= ([\d,]+) of ([\d,]+) records sampled through data/german_credit.csv \(([\d.]+)%\) have a "
+                  r"value of 'housing' that is not in isin; e.g. 'castle'", first)
+    assert m, first
+    bad, total = int(m.group(1).replace(",", "")), int(m.group(2).replace(",", ""))
+    assert 5_000 < total <= 10_000 and 0 < bad < total - 5_000  # none of them in the first 5,000
+    assert run_check(spec.rel, [])[0] == first  # deterministic

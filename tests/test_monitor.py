@@ -162,7 +162,7 @@ def test_performance_per_month_with_the_label_delay(year, art, files, tmp_path, 
     later = {m: v for m, v in auc.items() if m >= "2013-05" and v is not None}
     assert len(later) == 7 and all(0.6 < v < 0.72 for v in later.values())
     # no month falls below the floor (0.6) nor more than 0.01 under the holdout: no performance drop, no alert
-    assert min(later.values()) > holdout - 0.01 and min(later, key=later.get) == "2013-10"
+    assert min(later.values()) > holdout - 0.01 and min(later, key=later.get) == "2013-11"
     assert not [a for a in year["alerts"] if a["kind"] == "performance"]
     # December ends with the data: its labels are not counted yet (label_delay_days: 1)
     dec = window(year, "2013-12")
@@ -187,14 +187,14 @@ def test_performance_per_month_with_the_label_delay(year, art, files, tmp_path, 
 
 
 def test_prediction_drift_in_the_holdout_month(year):
-    """April, the holdout, is where the score moved most (PSI 0.25 > 0.2): the model
+    """April, the holdout, is where the score moved most (PSI 0.20 > 0.2): the model
     predicts fewer delays in spring while more flights were delayed."""
     a = [a for a in alerts_in(year, "2013-04") if a["kind"] == "prediction_drift"]
     assert [(x["subject"], x["test"]) for x in a] == [("score", "psi")]
-    # 0.247: the PSI of April's scores on the profile's 10 score bins of the training rows, as
+    # 0.203: the PSI of April's scores on the profile's 10 score bins of the training rows, as
     # reported by this monitor when the test was written; it is pinned (not derived) to catch a
     # change in the binning; test_drift.py checks the PSI formula itself against scipy
-    assert a[0]["value"] == pytest.approx(0.247, abs=0.005)
+    assert a[0]["value"] == pytest.approx(0.203, abs=0.002)
 
 
 def test_report_files(year, art, files, tmp_path):
@@ -282,7 +282,7 @@ def test_labels_arrive_later_joined_by_the_label_key(art, flights, tmp_path):
     assert not june["labels"]["mature"] and june["performance"]["metrics"] == {}  # June ends with the data
     rep = run(art, Source(current=tmp_path / "cur.parquet", labels=tmp_path / "labels.csv", as_of="2013-07-02"),
               tmp_path / "r", html=False).report
-    assert window(rep, "2013-06")["performance"]["metrics"]["roc_auc"]["value"] == pytest.approx(0.704, abs=0.005)
+    assert window(rep, "2013-06")["performance"]["metrics"]["roc_auc"]["value"] == pytest.approx(0.700, abs=0.005)
     assert rep["source"]["labels"] == {"path": str(tmp_path / "labels.csv"), "rows_with_label": len(labels) // 2,
                                        "source": "file"}
 
@@ -327,7 +327,7 @@ def test_from_the_prediction_log(art, flights, tmp_path):
     w = window(rep, "2013-03")
     assert w["rows"] == len(recs) and w["scored_rows"] == len(recs)
     assert w["drift"]["drifted"] == ["temp"]  # the same verdict as on the file
-    assert w["performance"]["metrics"]["roc_auc"]["value"] == pytest.approx(0.915, abs=0.005)
+    assert w["performance"]["metrics"]["roc_auc"]["value"] == pytest.approx(0.911, abs=0.005)
 
 
 # ------------------------------------------------------------------ alerts out

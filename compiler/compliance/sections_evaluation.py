@@ -148,6 +148,20 @@ FAIRNESS_DEFINITIONS = {
 }
 
 
+def _group_naming(f: dict) -> Block | None:
+    """How the groups of a coded or indicator attribute got their names (runtime/evaluation.attribute_groups)."""
+    if f.get("indicators"):
+        cols = ", ".join(f"{name} ({col} = 1)" for col, name in f["indicators"].items())
+        return text(f"{f['attribute']} is given by indicator columns; a row's group is the column set to 1: {cols}. "
+                    "A row with none set is in '(none)', with several in '(multiple)', and with none set and one "
+                    "missing in '(missing)'.", key(f"data.indicators.{f['attribute']}"))
+    if f.get("labels"):
+        named = ", ".join(f"{name} ({f['attribute']} = {code})" for code, name in f["labels"].items())
+        return text(f"Groups of {f['attribute']}, by the names the spec gives its codes: {named}.",
+                    key(f"data.columns.{f['attribute']}.labels"))
+    return None
+
+
 def fairness(plan: Plan, ev: Evidence) -> list[Block]:
     fair = ev.evaluation["fairness"]
     sensitive = [c.name for c in plan.columns if c.sensitive]
@@ -173,6 +187,9 @@ def fairness(plan: Plan, ev: Evidence) -> list[Block]:
     for f in fair:
         groups = sorted(f["groups"].items())
         title = f"{f['attribute']}: {f['metric']} {_value(f)}"
+        naming = _group_naming(f)
+        if naming is not None:
+            blocks.append(naming)
         if regression:
             rows = [(g, v["rows"], f4(v["mean_prediction"]), f4(v["mean_absolute_error"]), yes(v["included"]))
                     for g, v in groups]

@@ -256,10 +256,13 @@ class Monitor:
 
     def _groups(self, chunk: Chunk, checked: dict) -> list[np.ndarray | None]:
         """Each fairness rule's group of every row (None when the attribute is absent)."""
-        from aiops.runtime.evaluation import groups_of
+        from aiops.runtime.evaluation import attribute_groups, groups_of
 
         groups: list[np.ndarray | None] = []
         for rule in self.job["fairness"]:
+            if rule.get("indicators"):  # 0/1 columns, never PII (compiler/rules_data.check_indicators)
+                groups.append(attribute_groups(rule, lambda c: checked[c].values if c in checked else None))
+                continue
             attr = rule["attribute"]
             bins = list(rule["bins"]) if rule["bins"] else None
             c = checked.get(attr)
@@ -273,7 +276,7 @@ class Monitor:
             else:
                 groups.append(None)
                 continue
-            groups.append(groups_of(values, bins))
+            groups.append(groups_of(values, bins, None if attr in self.pii else rule.get("labels")))
         return groups
 
     def _masked(self, column: str, values: np.ndarray) -> np.ndarray:
