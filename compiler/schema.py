@@ -92,6 +92,8 @@ class Column:
     sensitive: bool = False
     labels: dict[str, str] = field(default_factory=dict)  # a coded column's value -> its group's readable name
     description: str = ""
+    source_name: Optional[str] = None  # the column's name in the file's header, when it differs
+    known_after_outcome: bool = False  # known only after the outcome: never a model input (leakage)
 
 
 @dataclass
@@ -100,8 +102,6 @@ class Indicators:
 
     columns: dict[str, str] = REQUIRED  # indicator column -> the group's readable name
     description: str = ""
-    source_name: Optional[str] = None  # the column's name in the file's header, when it differs
-    known_after_outcome: bool = False  # known only after the outcome: never a model input (leakage)
 
 
 @dataclass
