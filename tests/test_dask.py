@@ -248,3 +248,27 @@ def test_merged_sketches_equal_one_sketch_and_unknown_fields_are_refused():
     with pytest.raises(TypeError, match=r"CategorySketch has attributes \['extra'\] that runtime/monitor/merge.py "
                                         r"does not know how to merge: add them to RULES"):
         merge(c, d)
+
+
+def test_unique_holds_across_partitions(tmp_path, cluster):
+    """flight_key is `unique`: keys repeated across partitions (and files) are quarantined as
+    in one process, with the same reason, the same rows and the same counts."""
+    _, client = cluster
+    art = build("flight_delays")
+    t = pq.read_table(FLIGHTS).slice(0, 4000)
+    keys = t.column("flight_key").to_pylist()
+    keys[2500] = keys[10]  # partition 2 (rows 2000-2999) repeats a key of partition 0, in another file
+    keys[1200] = keys[1100]  # partition 1 repeats a key of its own
+    keys[3999] = keys[2500]  # ... and the last partition the key again
+    keys[1500] = keys[3000]  # a later partition's first row holds a key first seen in partition 1
+    t = t.set_column(t.schema.get_field_index("flight_key"), "flight_key",
+                     pa.array(keys, t.schema.field("flight_key").type))
+    single, dist = _score_both(tmp_path, art, t, client, files=2, partition_rows=1000)
+    assert dist.partitions == 4
+    assert single.reasons == {"flight_key: duplicate": 4}
+    assert (dist.rows_in, dist.scored, dist.quarantined, dist.reasons) == \
+        (single.rows_in, single.scored, single.quarantined, single.reasons)
+    qa = _read(tmp_path / "single.q.parquet", False)
+    qb = _read(tmp_path / "out.quarantine", False).sort_by("row")
+    assert qa.equals(qb) and qb.column("row").to_pylist() == [1201, 2501, 3001, 4000]
+    assert _read(tmp_path / "single.parquet", False).equals(_read(tmp_path / "out", False).sort_by("row"))

@@ -11,7 +11,11 @@ any fsspec URL).
   output: a local temporary file (through runtime.score's writer, so encryption at rest
   applies), then moved to `part-NNNNN.parquet` under its final name in one rename. A retried
   partition (a task failed, or its worker died) writes the same name again: nothing is lost or
-  duplicated. The client moves the staged parts into the output only after every partition
+  duplicated.
+- `unique: true` holds across partitions as in one process: a first pass reads only the
+  `unique` columns and returns each partition's distinct valid values; the client finds the
+  values an earlier partition holds (partition.unique_across) and gives them to each
+  partition's scoring task, whose rows with them are quarantined as duplicates. The client moves the staged parts into the output only after every partition
   succeeded and the counts reconcile, then writes `_SUCCESS` with the counts.
 - Monitoring returns each partition's mergeable state (runtime/monitor/merge.py); the client
   merges them in partition order and writes the report as the single-process run does.
@@ -34,7 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from aiops.runtime.datafile import counts_line
-from aiops.runtime.scale.partition import MonitorState, PartitionMonitor, PartitionScorer, ScoreCounts
+from aiops.runtime.scale.partition import MonitorState, PartitionMonitor, PartitionScorer, ScoreCounts, unique_across
 
 PARTITION_ROWS = 500_000
 RETRIES = 3
@@ -188,13 +192,22 @@ def _stage(fs, target: str, schema: pa.Schema, table: pa.Table, cipher, kind: st
     fs.mv(tmp, target)
 
 
-def _score_task(art: str, manifest: str, url: str, columns: list[str], out_url: str, stage: str,
-                part: Part) -> dict:
-    """One partition: read, score, stage predictions and quarantine (`stage`: a folder of the
-    output's filesystem). Idempotent: a retry writes the same two names again."""
+def _unique_task(art: str, manifest: str, url: str, columns: list[str], part: Part) -> dict[str, pa.Array]:
+    """The first pass of `unique` across partitions: the partition's counted values of its
+    `unique` columns (only those columns are read)."""
     scorer = _cached("score", art, tuple(columns), manifest)
     fs_in, _ = _fs(url)
-    preds, quarantine, counts = scorer.score(_read(fs_in, part, columns), part.first_row)
+    return scorer.unique_values(_read(fs_in, part, scorer.unique_columns))
+
+
+def _score_task(art: str, manifest: str, url: str, columns: list[str], out_url: str, stage: str,
+                part: Part, earlier: dict[str, pa.Array] | None = None) -> dict:
+    """One partition: read, score, stage predictions and quarantine (`stage`: a folder of the
+    output's filesystem). Idempotent: a retry writes the same two names again. `earlier`:
+    values of `unique` columns that earlier partitions hold (`partition.unique_across`)."""
+    scorer = _cached("score", art, tuple(columns), manifest)
+    fs_in, _ = _fs(url)
+    preds, quarantine, counts = scorer.score(_read(fs_in, part, columns), part.first_row, earlier)
     fs, _ = _fs(out_url)
     name = f"part-{part.index:05d}.parquet"
     _stage(fs, f"{stage}/predictions/{name}", scorer.output_schema, preds, scorer.cipher, "score-output")
@@ -270,10 +283,20 @@ def score_dask(artefact_dir: str | Path, input_url: str, output_url: str, *, qua
             fs.rm(stage, recursive=True)
             raise ScoreError(str(exc)) from None
     t0 = time.perf_counter()
+    n = len(parts)
     try:
-        futures = client.map(_score_task, [str(art.root)] * len(parts), [art.manifest_sha256] * len(parts),
-                             [str(input_url)] * len(parts), [columns] * len(parts), [out_url] * len(parts),
-                             [stage] * len(parts), parts,
+        earlier: list = [None] * n
+        if n > 1 and any(c.unique and c.name in columns for c in contract.request_columns):
+            # `unique` across partitions: first each partition's values, then which of them an
+            # earlier partition holds, so the counts are those of the single-process run
+            values = client.gather(client.map(_unique_task, [str(art.root)] * n, [art.manifest_sha256] * n,
+                                              [str(input_url)] * n, [columns] * n, parts, retries=RETRIES,
+                                              pure=False))
+            earlier = [e or None for e in unique_across(values)]
+            del values
+        futures = client.map(_score_task, [str(art.root)] * n, [art.manifest_sha256] * n,
+                             [str(input_url)] * n, [columns] * n, [out_url] * n,
+                             [stage] * n, parts, earlier,
                              retries=RETRIES, pure=False)
         stats = client.gather(futures)
     except BaseException:

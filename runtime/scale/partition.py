@@ -7,6 +7,9 @@ objects (docs/scale.md says how).
   code (`runtime.score`: `_Validator`, `_Sink`, `_feed`, the quarantine writer) on the rows
   and returns (predictions, quarantine, counts). `first_row` is the 0-based position of the
   partition's first row in the whole input, so row numbers match the single-process run.
+- `unique: true` holds across partitions in two passes: `PartitionScorer.unique_values` per
+  partition, `unique_across` on the client (which values an earlier partition holds), then
+  `score(..., earlier=)` judges those rows duplicates with the single-process reason.
 - `PartitionMonitor.add(state, data, first_row, ...)` runs `Monitor._process` (the
   single-process monitor's per-chunk step) into a `MonitorState`; states of different
   partitions combine with `runtime.monitor_merge.merge_states`.
@@ -106,15 +109,44 @@ class PartitionScorer:
         self.output_schema = _output_schema(self.pred, self.key)
         self.quarantine_schema = _quarantine_schema(self.columns)
 
-    def score(self, data: Any, first_row: int) -> tuple[pa.Table, pa.Table, ScoreCounts]:
+    @property
+    def unique_columns(self) -> list[str]:
+        """The `unique` columns that this input has."""
+        return [c.name for c in self.pred.contract.request_columns if c.unique and c.name in self.columns]
+
+    def unique_values(self, data: Any) -> dict[str, pa.Array]:
+        """The first pass of `unique` across partitions: per `unique` column, the distinct values
+        of the partition that count for the check (valid on that column and not null), as the
+        contract core judges them (`Contract._check_unique`: other columns do not matter)."""
+        from aiops.runtime.datafile import arrow_values
+
+        table = as_table(data)
+        out = {}
+        for name in self.unique_columns:
+            rule = self.pred.contract.by_name[name]
+            col = table.column(name).combine_chunks()
+            if pa.types.is_dictionary(col.type):
+                col = col.dictionary_decode()
+            seen: dict[str, dict] = {}
+            self.validator.one[name].validate_columns({name: arrow_values(col, rule)}, table.num_rows, seen=seen)
+            vals = list(seen.get(name, ()))
+            # one key per value as the dict sees it: -0.0 == 0.0 there, so one of them here
+            out[name] = pa.array([v + 0.0 for v in vals] if vals and type(vals[0]) is float else vals)
+        return out
+
+    def score(self, data: Any, first_row: int, earlier: dict[str, pa.Array] | None = None
+              ) -> tuple[pa.Table, pa.Table, ScoreCounts]:
         """(predictions, quarantined rows with their reasons, counts) of the partition's rows,
-        in chunks of serving.batch_chunk_rows, exactly as `runtime.score.score_file` does."""
+        in chunks of serving.batch_chunk_rows, exactly as `runtime.score.score_file` does.
+        `earlier`: per `unique` column, this partition's values that rows of earlier partitions
+        hold (`unique_across`): its rows with them are duplicates, as in one process."""
         from aiops.runtime.score.scorer import _Chunk, _Sink
 
         table = as_table(data).select(self.columns)
-        # `unique` holds within this partition: a retried partition (a worker died) is judged
-        # afresh, never against its own earlier attempt (docs/scale.md: limits)
-        self.validator.seen = {}
+        # `unique` across partitions: the values of earlier partitions come from the first pass,
+        # so a retried partition (a worker died) is judged afresh, never against its own
+        # earlier attempt, with the same verdicts
+        self.validator.seen = {name: dict.fromkeys(vals.to_pylist(), True) for name, vals in (earlier or {}).items()}
         out, q = _Collect(self.output_schema), _Collect(self.quarantine_schema)
         sink = _Sink(self.pred, self.manifest_sha256, self.key, self.columns, self.masker, out, q)
         for start in range(0, table.num_rows, self.chunk_rows):
@@ -124,6 +156,33 @@ class PartitionScorer:
             sink.take(_Chunk(t, rownum, clean, errors, distinct, [], 1.0))
         counts = ScoreCounts(sink.rows_in, sink.scored, sink.quarantined, sink.chunks, dict(sink.reasons))
         return out.table(), q.table(), counts
+
+
+def unique_across(values: list[dict[str, pa.Array]]) -> list[dict[str, pa.Array]]:
+    """Given each partition's `PartitionScorer.unique_values` (in input order), the values of
+    each partition that an earlier partition holds too: what `score(..., earlier=)` takes.
+    Exact (the values themselves, grouped by Arrow, not hashes); the client holds every
+    distinct value of the `unique` columns once."""
+    import pyarrow.compute as pc
+
+    out: list[dict[str, pa.Array]] = [{} for _ in values]
+    for name in sorted({k for v in values for k in v}):
+        arrays = [(i, v[name]) for i, v in enumerate(values) if name in v and len(v[name])]
+        if len(arrays) < 2:
+            continue
+        t = pa.table({"v": pa.concat_arrays([a for _, a in arrays]),
+                      "p": np.concatenate([np.full(len(a), i, dtype=np.int64) for i, a in arrays])})
+        first = t.group_by("v").aggregate([("p", "min")])
+        joined = t.join(first, "v")
+        later = joined.filter(pc.greater(joined["p"], joined["p_min"]))
+        if not later.num_rows:
+            continue
+        later = later.sort_by("p")
+        parts = later["p"].to_numpy()
+        for i in np.unique(parts).tolist():
+            lo, hi = np.searchsorted(parts, i, "left"), np.searchsorted(parts, i, "right")
+            out[i][name] = later["v"].slice(lo, hi - lo).combine_chunks()
+    return out
 
 
 @dataclass
