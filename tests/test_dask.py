@@ -272,3 +272,26 @@ def test_unique_holds_across_partitions(tmp_path, cluster):
     qb = _read(tmp_path / "out.quarantine", False).sort_by("row")
     assert qa.equals(qb) and qb.column("row").to_pylist() == [1201, 2501, 3001, 4000]
     assert _read(tmp_path / "single.parquet", False).equals(_read(tmp_path / "out", False).sort_by("row"))
+
+
+def test_monitor_counts_duplicates_across_partitions(tmp_path, cluster):
+    from aiops.runtime.scale.engine import monitor_dask
+    from aiops.runtime.monitor.job import Source, run
+
+    _, client = cluster
+    art = build("flight_delays")
+    t = pq.read_table(FLIGHTS).slice(0, 8000)
+    keys = t.column("flight_key").to_pylist()
+    for dst, src in ((2500, 10), (7999, 10), (4100, 4000), (6000, 3000)):  # across partitions, and within one
+        keys[dst] = keys[src]
+    t = t.set_column(t.schema.get_field_index("flight_key"), "flight_key",
+                     pa.array(keys, t.schema.field("flight_key").type))
+    whole = tmp_path / "whole.parquet"
+    pq.write_table(t, whole)
+    one = run(art, Source(current=whole), tmp_path / "one", html=False)
+    many = monitor_dask(art, Source(current=str(_split(t, tmp_path / "in", 2))), tmp_path / "many", html=False,
+                        partition_rows=2000, client=client)
+    a, b = one.report, many.report
+    b["source"]["path"] = a["source"]["path"]
+    assert a["source"]["rows_breaking_contract"] == 4
+    assert _close(a, b) == []

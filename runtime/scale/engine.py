@@ -343,13 +343,21 @@ def _commit(fs, staged: str, final: str, result: DaskScoreResult, n: int) -> Non
 
 
 # ------------------------------------------------------------------ monitoring
-def _monitor_task(art: str, manifest: str, url: str, part: Part, labels, chunk_rows: int):
+def _monitor_unique_task(art: str, manifest: str, url: str, part: Part) -> dict[str, pa.Array]:
+    pm = _cached("monitor", art, manifest)
+    fs, _ = _fs(url)
+    with fs.open(part.path, "rb") as fh:
+        have = [c for c in pm.unique_columns if c in pq.ParquetFile(fh).schema_arrow.names]
+    return pm.unique_values(_read(fs, part, have)) if have else {}
+
+
+def _monitor_task(art: str, manifest: str, url: str, part: Part, labels, chunk_rows: int, earlier=None):
     pm = _cached("monitor", art, manifest)
     fs, _ = _fs(url)
     with fs.open(part.path, "rb") as fh:
         have = [c for c in pm.wanted if c in pq.ParquetFile(fh).schema_arrow.names]
     label_key, table = labels if labels is not None else (None, None)
-    state = pm.add(pm.new_state(), _read(fs, part, have), part.first_row, table, label_key, chunk_rows)
+    state = pm.add(pm.new_state(), _read(fs, part, have), part.first_row, table, label_key, chunk_rows, earlier)
     return part.index, state
 
 
@@ -385,8 +393,15 @@ def monitor_dask(artefact_dir: str | Path, src, report_dir: str | Path | None = 
     try:
         shared = client.scatter(labels, broadcast=True) if labels is not None else None
         n = len(parts)
+        earlier: list = [None] * n
+        if n > 1 and any(c.unique for c in mon.contract.request_columns):  # as in score_dask
+            values = client.gather(client.map(_monitor_unique_task, [str(mon.art.root)] * n,
+                                              [mon.art.manifest_sha256] * n, [str(src.current)] * n, parts,
+                                              retries=RETRIES, pure=False))
+            earlier = [e or None for e in unique_across(values)]
+            del values
         futures = client.map(_monitor_task, [str(mon.art.root)] * n, [mon.art.manifest_sha256] * n,
-                             [str(src.current)] * n, parts, [shared] * n, [src.chunk_rows] * n,
+                             [str(src.current)] * n, parts, [shared] * n, [src.chunk_rows] * n, earlier,
                              retries=RETRIES, pure=False)
         results = sorted(client.gather(futures), key=lambda r: r[0])
     except MonitorInputError as exc:

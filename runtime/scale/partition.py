@@ -129,9 +129,7 @@ class PartitionScorer:
                 col = col.dictionary_decode()
             seen: dict[str, dict] = {}
             self.validator.one[name].validate_columns({name: arrow_values(col, rule)}, table.num_rows, seen=seen)
-            vals = list(seen.get(name, ()))
-            # one key per value as the dict sees it: -0.0 == 0.0 there, so one of them here
-            out[name] = pa.array([v + 0.0 for v in vals] if vals and type(vals[0]) is float else vals)
+            out[name] = _key_array(list(seen.get(name, ())))
         return out
 
     def score(self, data: Any, first_row: int, earlier: dict[str, pa.Array] | None = None
@@ -156,6 +154,11 @@ class PartitionScorer:
             sink.take(_Chunk(t, rownum, clean, errors, distinct, [], 1.0))
         counts = ScoreCounts(sink.rows_in, sink.scored, sink.quarantined, sink.chunks, dict(sink.reasons))
         return out.table(), q.table(), counts
+
+
+def _key_array(vals: list) -> pa.Array:
+    # one key per value as a dict sees it: -0.0 == 0.0 there, so one of them here
+    return pa.array([v + 0.0 for v in vals] if vals and type(vals[0]) is float else vals)
 
 
 def unique_across(values: list[dict[str, pa.Array]]) -> list[dict[str, pa.Array]]:
@@ -209,18 +212,41 @@ class PartitionMonitor:
         self.names = [c.name for c in self.mon.contract.request_columns]
         self.wanted = self.names + [self.mon.job["target"]]
 
+    @property
+    def unique_columns(self) -> list[str]:
+        return [c.name for c in self.mon.contract.request_columns if c.unique]
+
+    def unique_values(self, data: Any) -> dict[str, pa.Array]:
+        """`PartitionScorer.unique_values` as the monitor's column checker judges the values."""
+        table = as_table(data)
+        checker, out = self.mon.checker, {}
+        saved = checker.seen
+        try:
+            for name in self.unique_columns:
+                if name in table.column_names:
+                    checker.seen = {}
+                    checker.check(name, table.column(name), table.num_rows)
+                    out[name] = _key_array(list(checker.seen.get(name, ())))
+        finally:
+            checker.seen = saved
+        return out
+
     def new_state(self) -> MonitorState:
         from aiops.runtime.monitor.job import new_totals
 
         return MonitorState({}, new_totals(self.names))
 
     def add(self, state: MonitorState, data: Any, first_row: int, labels_table: dict | None = None,
-            label_key: str | None = None, chunk_rows: int = 100_000) -> MonitorState:
-        """Add the partition's rows (0-based `first_row` in the whole input) to `state`."""
+            label_key: str | None = None, chunk_rows: int = 100_000,
+            earlier: dict[str, pa.Array] | None = None) -> MonitorState:
+        """Add the partition's rows (0-based `first_row` in the whole input) to `state`.
+        `earlier`: as for `PartitionScorer.score` (`unique` across partitions)."""
         from concurrent.futures import ThreadPoolExecutor
 
         from aiops.runtime.monitor.reader import Chunk
 
+        # never the values of another partition this worker saw, nor of an earlier attempt
+        self.mon.checker.seen = {name: dict.fromkeys(v.to_pylist(), True) for name, v in (earlier or {}).items()}
         table = as_table(data)
         have = [c for c in self.wanted if c in table.column_names]
         state.has_labels |= labels_table is not None
