@@ -172,7 +172,8 @@ class Example:
         if kind == "starlette":
             log_dir = logs / f"{self.name}-{tag}"
             shutil.rmtree(log_dir, ignore_errors=True)
-            env.update(AIOPS_SERVE_ARTEFACTS=str(self.art), AIOPS_SERVE_LOG_DIR=str(log_dir))
+            # open, as aiops runs here (--insecure-dev): the same variable `aiops serve` gives its workers
+            env.update(AIOPS_SERVE_ARTEFACTS=str(self.art), AIOPS_SERVE_LOG_DIR=str(log_dir), AIOPS_SERVE_INSECURE_DEV="1")
             env["PYTHONPATH"] = f"{BENCH}{os.pathsep}{env['PYTHONPATH']}"
             if workers > 1:
                 env["PROMETHEUS_MULTIPROC_DIR"] = str(_prom_dir(logs / f"{self.name}-{tag}-prom"))
