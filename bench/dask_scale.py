@@ -33,17 +33,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import WORK, artefacts, bench_env, fmt_table, machine, median, read_table, write_results  # noqa: E402
 
 
-def resample_into(name: str, rows: int, seed: int, folder: Path, file_rows: int, columns: int) -> tuple[Path, Path]:
+def resample_into(name: str, rows: int, seed: int, folder: Path, file_rows: int, columns: int,
+                  unique: list[str]) -> tuple[Path, Path]:
     """`rows` real rows of the example, drawn with replacement, written as one Parquet file
     and as files of `file_rows` rows (the same rows in the same order), one file's worth at a
     time so that this script's memory does not grow with `rows`. `columns`: when the example
     has fewer, copies of its own columns under other names (`extra_N`, real values; the
     model reads none of them) make the table that wide, as a production table carries
-    columns a model does not use."""
+    columns a model does not use. `unique`: text columns the contract declares unique get the
+    row's number appended ("2013-01-01-UA1714-LGA-r123"), so that a resampled key stays
+    unique, as in real data (else almost every row would be quarantined as a duplicate)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     table = read_table(name)
+    unique = [c for c in unique if c in table.column_names]
     k = 0
     while table.num_columns < columns:
         src = table.column_names[k % len(table.column_names)]
@@ -57,6 +61,9 @@ def resample_into(name: str, rows: int, seed: int, folder: Path, file_rows: int,
     with pq.ParquetWriter(one, table.schema, compression="zstd") as whole:
         for i, start in enumerate(range(0, rows, file_rows)):
             part = table.take(pa.array(rng.integers(0, table.num_rows, min(file_rows, rows - start))))
+            for c in unique:
+                keys = [f"{k}-r{start + j}" for j, k in enumerate(part.column(c).to_pylist())]
+                part = part.set_column(part.schema.get_field_index(c), c, pa.array(keys, part.schema.field(c).type))
             whole.write_table(part, row_group_size=100_000)
             pq.write_table(part, folder / "parts" / f"part-{i:05d}.parquet", compression="zstd",
                            row_group_size=100_000)
@@ -96,7 +103,11 @@ def main() -> int:
     art = artefacts(args.example, args.artefacts)
     work = WORK / "dask_scale" / args.example
     t0 = time.perf_counter()
-    one, parts = resample_into(args.example, args.rows, args.seed, work / "input", args.file_rows, args.columns)
+    from aiops.runtime.contract import Contract
+
+    unique = [c.name for c in Contract.load(art / "contract.json").request_columns if c.unique and c.dtype == "str"]
+    one, parts = resample_into(args.example, args.rows, args.seed, work / "input", args.file_rows, args.columns,
+                               unique)
     width = pq_columns(one)
     print(f"{args.rows:,} rows x {width} columns resampled from {args.example}'s real rows, written in "
           f"{time.perf_counter() - t0:.1f} s")
