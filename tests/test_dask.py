@@ -295,3 +295,42 @@ def test_monitor_counts_duplicates_across_partitions(tmp_path, cluster):
     b["source"]["path"] = a["source"]["path"]
     assert a["source"]["rows_breaking_contract"] == 4
     assert _close(a, b) == []
+
+
+def test_unique_first_pass_arrow_and_contract_paths_agree(tmp_path, monkeypatch):
+    """The first pass takes Arrow's distinct values for text and numbers (`arrow_keys`) and asks
+    the contract otherwise: both give the single-process verdicts, also for keys that are
+    null-like or break another check of the column, repeated across partitions."""
+    from aiops.runtime.scale import partition
+    from aiops.runtime.score.scorer import score_file
+
+    art = build("flight_delays")
+    t = pq.read_table(FLIGHTS).slice(0, 4000)
+    keys = t.column("flight_key").to_pylist()
+    for dst, src in ((2500, 10), (3999, 10), (1200, 1100), (1500, 3000)):
+        keys[dst] = keys[src]
+    keys[5] = keys[2005] = "short"  # breaks str_length in both partitions: never a duplicate
+    keys[6] = keys[3006] = "   "  # null-like text
+    t = t.set_column(t.schema.get_field_index("flight_key"), "flight_key",
+                     pa.array(keys, t.schema.field("flight_key").type))
+    pq.write_table(t, tmp_path / "whole.parquet")
+    single = score_file(art, tmp_path / "whole.parquet", tmp_path / "s.parquet",
+                        quarantine_path=tmp_path / "s.q.parquet", progress=False)
+    scorer = partition.PartitionScorer(art, t.column_names)
+    parts = [t.slice(i, 1000) for i in range(0, 4000, 1000)]
+
+    def run() -> tuple[dict, pa.Table]:
+        earlier = partition.unique_across([scorer.unique_values(p) for p in parts])
+        total, qs = partition.ScoreCounts(), []
+        for i, p in enumerate(parts):
+            _, q, counts = scorer.score(p, i * 1000, earlier[i])
+            total.add(counts)
+            qs.append(q)
+        return total.reasons, pa.concat_tables(qs).select(["row", "reasons"])
+
+    fast = run()
+    monkeypatch.setattr(partition, "arrow_keys", lambda col, rule: None)
+    slow = run()
+    expected = pq.read_table(tmp_path / "s.q.parquet").select(["row", "reasons"])
+    assert fast[0] == slow[0] == single.reasons and single.reasons["flight_key: duplicate"] == 4
+    assert fast[1].equals(expected) and slow[1].equals(expected)

@@ -127,6 +127,10 @@ class PartitionScorer:
             col = table.column(name).combine_chunks()
             if pa.types.is_dictionary(col.type):
                 col = col.dictionary_decode()
+            keys = arrow_keys(col, rule)
+            if keys is not None:
+                out[name] = keys
+                continue
             seen: dict[str, dict] = {}
             self.validator.one[name].validate_columns({name: arrow_values(col, rule)}, table.num_rows, seen=seen)
             out[name] = _key_array(list(seen.get(name, ())))
@@ -156,9 +160,29 @@ class PartitionScorer:
         return out.table(), q.table(), counts
 
 
+def arrow_keys(col: pa.Array, rule) -> pa.Array | None:
+    """The first pass without the contract's row-by-row check, when Arrow's distinct values are
+    the clean values themselves: text read as text (the contract keeps a string as it is), and
+    numbers read as numbers (the contract keeps float(x): cast to float64, -0.0 as 0.0, NaN
+    left out). Values the contract would not count (null-like text, values failing another
+    check of the column) may be included: a value is judged alone, so it fails in every
+    partition, and a failing or null row is never a duplicate. None: ask the contract."""
+    import pyarrow.compute as pc
+
+    t = col.type
+    if rule.dtype in ("str", "category") and (pa.types.is_string(t) or pa.types.is_large_string(t)):
+        return pc.unique(col).drop_null().cast(pa.large_string())
+    if rule.dtype in ("int", "float") and (pa.types.is_integer(t) or pa.types.is_floating(t)):
+        x = pc.unique(pc.add(col.cast(pa.float64()), 0.0)).drop_null()
+        return x.filter(pc.invert(pc.is_nan(x)))
+    return None
+
+
 def _key_array(vals: list) -> pa.Array:
     # one key per value as a dict sees it: -0.0 == 0.0 there, so one of them here
-    return pa.array([v + 0.0 for v in vals] if vals and type(vals[0]) is float else vals)
+    if vals and type(vals[0]) is float:
+        return pa.array([v + 0.0 for v in vals], pa.float64())
+    return pa.array(vals, pa.large_string()) if vals and type(vals[0]) is str else pa.array(vals)
 
 
 def unique_across(values: list[dict[str, pa.Array]]) -> list[dict[str, pa.Array]]:
@@ -224,6 +248,12 @@ class PartitionMonitor:
         try:
             for name in self.unique_columns:
                 if name in table.column_names:
+                    col = table.column(name).combine_chunks()
+                    keys = arrow_keys(col.dictionary_decode() if pa.types.is_dictionary(col.type) else col,
+                                      checker.rules[name])
+                    if keys is not None:
+                        out[name] = keys
+                        continue
                     checker.seen = {}
                     checker.check(name, table.column(name), table.num_rows)
                     out[name] = _key_array(list(checker.seen.get(name, ())))
