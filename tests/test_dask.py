@@ -297,10 +297,11 @@ def test_monitor_counts_duplicates_across_partitions(tmp_path, cluster):
     assert _close(a, b) == []
 
 
-def test_unique_first_pass_arrow_and_contract_paths_agree(tmp_path, monkeypatch):
+def test_unique_first_pass_arrow_contract_and_hash_paths_agree(tmp_path, monkeypatch):
     """The first pass takes Arrow's distinct values for text and numbers (`arrow_keys`) and asks
     the contract otherwise: both give the single-process verdicts, also for keys that are
-    null-like or break another check of the column, repeated across partitions."""
+    null-like or break another check of the column, repeated across partitions; and hashes
+    that collide for different values change nothing (the values decide)."""
     from aiops.runtime.scale import partition
     from aiops.runtime.score.scorer import score_file
 
@@ -319,8 +320,10 @@ def test_unique_first_pass_arrow_and_contract_paths_agree(tmp_path, monkeypatch)
     scorer = partition.PartitionScorer(art, t.column_names)
     parts = [t.slice(i, 1000) for i in range(0, 4000, 1000)]
 
-    def run() -> tuple[dict, pa.Table]:
-        earlier = partition.unique_across([scorer.unique_values(p) for p in parts])
+    def run() -> tuple[dict, pa.Table]:  # engine._unique_pass, in this process
+        values = [scorer.unique_values(p) for p in parts]
+        coll = partition.colliding([{k: partition.key_hashes(v) for k, v in vals.items()} for vals in values])
+        earlier = partition.unique_across([partition.candidates(vals, coll) for vals in values])
         total, qs = partition.ScoreCounts(), []
         for i, p in enumerate(parts):
             _, q, counts = scorer.score(p, i * 1000, earlier[i])
@@ -331,6 +334,9 @@ def test_unique_first_pass_arrow_and_contract_paths_agree(tmp_path, monkeypatch)
     fast = run()
     monkeypatch.setattr(partition, "arrow_keys", lambda col, rule: None)
     slow = run()
+    # every hash equal: every value is a candidate, and the exact pass alone decides
+    monkeypatch.setattr(partition, "key_hashes", lambda v: np.zeros(len(v), dtype=np.uint64))
+    collide = run()
     expected = pq.read_table(tmp_path / "s.q.parquet").select(["row", "reasons"])
-    assert fast[0] == slow[0] == single.reasons and single.reasons["flight_key: duplicate"] == 4
-    assert fast[1].equals(expected) and slow[1].equals(expected)
+    assert fast[0] == slow[0] == collide[0] == single.reasons and single.reasons["flight_key: duplicate"] == 4
+    assert fast[1].equals(expected) and slow[1].equals(expected) and collide[1].equals(expected)

@@ -13,9 +13,11 @@ any fsspec URL).
   partition (a task failed, or its worker died) writes the same name again: nothing is lost or
   duplicated.
 - `unique: true` holds across partitions as in one process: a first pass reads only the
-  `unique` columns and returns each partition's distinct valid values; the client finds the
-  values an earlier partition holds (partition.unique_across) and gives them to each
-  partition's scoring task, whose rows with them are quarantined as duplicates. The client moves the staged parts into the output only after every partition
+  `unique` columns and returns the 64-bit hashes of each partition's distinct values; for
+  hashes found in two partitions (none when the keys are unique) a second look returns the
+  values themselves; the client finds the values an earlier partition holds
+  (partition.unique_across, exact) and gives them to each partition's task, whose rows with
+  them are duplicates, as in one process. The client moves the staged parts into the output only after every partition
   succeeded and the counts reconcile, then writes `_SUCCESS` with the counts.
 - Monitoring returns each partition's mergeable state (runtime/monitor/merge.py); the client
   merges them in partition order and writes the report as the single-process run does.
@@ -38,7 +40,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from aiops.runtime.datafile import counts_line
-from aiops.runtime.scale.partition import MonitorState, PartitionMonitor, PartitionScorer, ScoreCounts, unique_across
+from aiops.runtime.scale.partition import (MonitorState, PartitionMonitor, PartitionScorer, ScoreCounts, candidates,
+                                           colliding, key_hashes, unique_across)
 
 PARTITION_ROWS = 500_000
 RETRIES = 3
@@ -192,12 +195,38 @@ def _stage(fs, target: str, schema: pa.Schema, table: pa.Table, cipher, kind: st
     fs.mv(tmp, target)
 
 
-def _unique_task(art: str, manifest: str, url: str, columns: list[str], part: Part) -> dict[str, pa.Array]:
-    """The first pass of `unique` across partitions: the partition's counted values of its
-    `unique` columns (only those columns are read)."""
-    scorer = _cached("score", art, tuple(columns), manifest)
-    fs_in, _ = _fs(url)
-    return scorer.unique_values(_read(fs_in, part, scorer.unique_columns))
+def _unique_task(kind: str, art: str, manifest: str, url: str, columns: list[str], part: Part,
+                 coll: dict | None = None) -> dict:
+    """The first pass of `unique` across partitions, on the partition's `unique` columns only:
+    the hashes of its distinct values, or (given the hashes that collide across partitions)
+    its distinct values with those hashes."""
+    fs, _ = _fs(url)
+    if kind == "score":
+        worker = _cached("score", art, tuple(columns), manifest)
+        have = worker.unique_columns
+    else:
+        worker = _cached("monitor", art, manifest)
+        with fs.open(part.path, "rb") as fh:
+            have = [c for c in worker.unique_columns if c in pq.ParquetFile(fh).schema_arrow.names]
+    values = worker.unique_values(_read(fs, part, have)) if have else {}
+    if coll is None:
+        return {k: key_hashes(v) for k, v in values.items()}
+    return candidates(values, coll)
+
+
+def _unique_pass(client, kind: str, art: str, manifest: str, url: str, columns: list[str],
+                 parts: list[Part]) -> list:
+    """Per partition, the values of its `unique` columns that an earlier partition holds (None:
+    none). Hashes first (8 bytes a value to the client), then the values themselves only
+    for hashes found in two partitions: with unique keys, nothing more."""
+    n = len(parts)
+    args = ([kind] * n, [art] * n, [manifest] * n, [url] * n, [columns] * n, parts)
+    coll = colliding(client.gather(client.map(_unique_task, *args, retries=RETRIES, pure=False)))
+    if not coll:
+        return [None] * n
+    shared = client.scatter(coll, broadcast=True)
+    cands = client.gather(client.map(_unique_task, *args, [shared] * n, retries=RETRIES, pure=False))
+    return [e or None for e in unique_across(cands)]
 
 
 def _score_task(art: str, manifest: str, url: str, columns: list[str], out_url: str, stage: str,
@@ -289,11 +318,8 @@ def score_dask(artefact_dir: str | Path, input_url: str, output_url: str, *, qua
         if n > 1 and any(c.unique and c.name in columns for c in contract.request_columns):
             # `unique` across partitions: first each partition's values, then which of them an
             # earlier partition holds, so the counts are those of the single-process run
-            values = client.gather(client.map(_unique_task, [str(art.root)] * n, [art.manifest_sha256] * n,
-                                              [str(input_url)] * n, [columns] * n, parts, retries=RETRIES,
-                                              pure=False))
-            earlier = [e or None for e in unique_across(values)]
-            del values
+            earlier = _unique_pass(client, "score", str(art.root), art.manifest_sha256, str(input_url), columns,
+                                   parts)
         futures = client.map(_score_task, [str(art.root)] * n, [art.manifest_sha256] * n,
                              [str(input_url)] * n, [columns] * n, [out_url] * n,
                              [stage] * n, parts, earlier,
@@ -343,14 +369,6 @@ def _commit(fs, staged: str, final: str, result: DaskScoreResult, n: int) -> Non
 
 
 # ------------------------------------------------------------------ monitoring
-def _monitor_unique_task(art: str, manifest: str, url: str, part: Part) -> dict[str, pa.Array]:
-    pm = _cached("monitor", art, manifest)
-    fs, _ = _fs(url)
-    with fs.open(part.path, "rb") as fh:
-        have = [c for c in pm.unique_columns if c in pq.ParquetFile(fh).schema_arrow.names]
-    return pm.unique_values(_read(fs, part, have)) if have else {}
-
-
 def _monitor_task(art: str, manifest: str, url: str, part: Part, labels, chunk_rows: int, earlier=None):
     pm = _cached("monitor", art, manifest)
     fs, _ = _fs(url)
@@ -395,11 +413,8 @@ def monitor_dask(artefact_dir: str | Path, src, report_dir: str | Path | None = 
         n = len(parts)
         earlier: list = [None] * n
         if n > 1 and any(c.unique for c in mon.contract.request_columns):  # as in score_dask
-            values = client.gather(client.map(_monitor_unique_task, [str(mon.art.root)] * n,
-                                              [mon.art.manifest_sha256] * n, [str(src.current)] * n, parts,
-                                              retries=RETRIES, pure=False))
-            earlier = [e or None for e in unique_across(values)]
-            del values
+            earlier = _unique_pass(client, "monitor", str(mon.art.root), mon.art.manifest_sha256,
+                                   str(src.current), [], parts)
         futures = client.map(_monitor_task, [str(mon.art.root)] * n, [mon.art.manifest_sha256] * n,
                              [str(src.current)] * n, parts, [shared] * n, [src.chunk_rows] * n, earlier,
                              retries=RETRIES, pure=False)
