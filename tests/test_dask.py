@@ -302,7 +302,7 @@ def test_unique_first_pass_arrow_contract_and_hash_paths_agree(tmp_path, monkeyp
     the contract otherwise: both give the single-process verdicts, also for keys that are
     null-like or break another check of the column, repeated across partitions; and hashes
     that collide for different values change nothing (the values decide)."""
-    from aiops.runtime.scale import partition
+    from aiops.runtime.scale import partition, unique
     from aiops.runtime.score.scorer import score_file
 
     art = build("flight_delays")
@@ -322,8 +322,8 @@ def test_unique_first_pass_arrow_contract_and_hash_paths_agree(tmp_path, monkeyp
 
     def run() -> tuple[dict, pa.Table]:  # engine._unique_pass, in this process
         values = [scorer.unique_values(p) for p in parts]
-        coll = partition.colliding([{k: partition.key_hashes(v) for k, v in vals.items()} for vals in values])
-        earlier = partition.unique_across([partition.candidates(vals, coll) for vals in values])
+        coll = unique.colliding([{k: unique.key_hashes(v) for k, v in vals.items()} for vals in values])
+        earlier = unique.unique_across([unique.candidates(vals, coll) for vals in values])
         total, qs = partition.ScoreCounts(), []
         for i, p in enumerate(parts):
             _, q, counts = scorer.score(p, i * 1000, earlier[i])
@@ -335,7 +335,7 @@ def test_unique_first_pass_arrow_contract_and_hash_paths_agree(tmp_path, monkeyp
     monkeypatch.setattr(partition, "arrow_keys", lambda col, rule: None)
     slow = run()
     # every hash equal: every value is a candidate, and the exact pass alone decides
-    monkeypatch.setattr(partition, "key_hashes", lambda v: np.zeros(len(v), dtype=np.uint64))
+    monkeypatch.setattr(unique, "key_hashes", lambda v: np.zeros(len(v), dtype=np.uint64))
     collide = run()
     expected = pq.read_table(tmp_path / "s.q.parquet").select(["row", "reasons"])
     assert fast[0] == slow[0] == collide[0] == single.reasons and single.reasons["flight_key: duplicate"] == 4

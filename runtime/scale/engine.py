@@ -16,7 +16,7 @@ any fsspec URL).
   `unique` columns and returns the 64-bit hashes of each partition's distinct values; for
   hashes found in two partitions (none when the keys are unique) a second look returns the
   values themselves; the client finds the values an earlier partition holds
-  (partition.unique_across, exact) and gives them to each partition's task, whose rows with
+  (runtime/scale/unique.py, exact) and gives them to each partition's task, whose rows with
   them are duplicates, as in one process. The client moves the staged parts into the output only after every partition
   succeeded and the counts reconcile, then writes `_SUCCESS` with the counts.
 - Monitoring returns each partition's mergeable state (runtime/monitor/merge.py); the client
@@ -40,8 +40,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from aiops.runtime.datafile import counts_line
-from aiops.runtime.scale.partition import (MonitorState, PartitionMonitor, PartitionScorer, ScoreCounts, candidates,
-                                           colliding, key_hashes, unique_across)
+from aiops.runtime.scale.partition import MonitorState, PartitionMonitor, PartitionScorer, ScoreCounts
+from aiops.runtime.scale.unique import candidates, colliding, key_hashes, unique_across
 
 PARTITION_ROWS = 500_000
 RETRIES = 3
@@ -233,7 +233,7 @@ def _score_task(art: str, manifest: str, url: str, columns: list[str], out_url: 
                 part: Part, earlier: dict[str, pa.Array] | None = None) -> dict:
     """One partition: read, score, stage predictions and quarantine (`stage`: a folder of the
     output's filesystem). Idempotent: a retry writes the same two names again. `earlier`:
-    values of `unique` columns that earlier partitions hold (`partition.unique_across`)."""
+    values of `unique` columns that earlier partitions hold (runtime/scale/unique.py)."""
     scorer = _cached("score", art, tuple(columns), manifest)
     fs_in, _ = _fs(url)
     preds, quarantine, counts = scorer.score(_read(fs_in, part, columns), part.first_row, earlier)
