@@ -42,7 +42,9 @@ def bench_env() -> dict[str, str]:
     env.setdefault("AIOPS_DATA_KEY", DATA_KEY)
     env.setdefault("AIOPS_LOG_KEY", "11" * 32)  # credit_risk enables the audit log: the server needs its keys
     env.setdefault("AIOPS_LOG_SIGNING_KEY", "22" * 32)
-    env["PYTHONPATH"] = str(ROOT)
+    # the repository first; then what the caller had (a worktree's import shim, docs: COMMON)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                                                       if p])
     return env
 
 
@@ -177,9 +179,12 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def write_results(name: str, results: dict[str, Any]) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+def write_results(name: str, results: dict[str, Any], quick: bool = False) -> Path:
+    """bench/results/NAME.json for a full run; a --quick run (a direction check, not a
+    record) goes to .aiops/bench/NAME-quick.json and leaves the recorded results alone."""
+    folder = WORK if quick else RESULTS
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / (f"{name}-quick.json" if quick else f"{name}.json")
     path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     return path
 

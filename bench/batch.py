@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             "memory": peak_memory(name, art, multiples, log),
         }
     results["machine"]["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
-    path = write_results("batch", results)
+    path = write_results("batch", results, quick=args.quick)
     print(report(results))
     print(f"\nwritten: {path}")
     return 0

@@ -248,3 +248,95 @@ def test_merged_sketches_equal_one_sketch_and_unknown_fields_are_refused():
     with pytest.raises(TypeError, match=r"CategorySketch has attributes \['extra'\] that runtime/monitor/merge.py "
                                         r"does not know how to merge: add them to RULES"):
         merge(c, d)
+
+
+def test_unique_holds_across_partitions(tmp_path, cluster):
+    """flight_key is `unique`: keys repeated across partitions (and files) are quarantined as
+    in one process, with the same reason, the same rows and the same counts."""
+    _, client = cluster
+    art = build("flight_delays")
+    t = pq.read_table(FLIGHTS).slice(0, 4000)
+    keys = t.column("flight_key").to_pylist()
+    keys[2500] = keys[10]  # partition 2 (rows 2000-2999) repeats a key of partition 0, in another file
+    keys[1200] = keys[1100]  # partition 1 repeats a key of its own
+    keys[3999] = keys[2500]  # ... and the last partition the key again
+    keys[1500] = keys[3000]  # a later partition's first row holds a key first seen in partition 1
+    t = t.set_column(t.schema.get_field_index("flight_key"), "flight_key",
+                     pa.array(keys, t.schema.field("flight_key").type))
+    single, dist = _score_both(tmp_path, art, t, client, files=2, partition_rows=1000)
+    assert dist.partitions == 4
+    assert single.reasons == {"flight_key: duplicate": 4}
+    assert (dist.rows_in, dist.scored, dist.quarantined, dist.reasons) == \
+        (single.rows_in, single.scored, single.quarantined, single.reasons)
+    qa = _read(tmp_path / "single.q.parquet", False)
+    qb = _read(tmp_path / "out.quarantine", False).sort_by("row")
+    assert qa.equals(qb) and qb.column("row").to_pylist() == [1201, 2501, 3001, 4000]
+    assert _read(tmp_path / "single.parquet", False).equals(_read(tmp_path / "out", False).sort_by("row"))
+
+
+def test_monitor_counts_duplicates_across_partitions(tmp_path, cluster):
+    from aiops.runtime.scale.engine import monitor_dask
+    from aiops.runtime.monitor.job import Source, run
+
+    _, client = cluster
+    art = build("flight_delays")
+    t = pq.read_table(FLIGHTS).slice(0, 8000)
+    keys = t.column("flight_key").to_pylist()
+    for dst, src in ((2500, 10), (7999, 10), (4100, 4000), (6000, 3000)):  # across partitions, and within one
+        keys[dst] = keys[src]
+    t = t.set_column(t.schema.get_field_index("flight_key"), "flight_key",
+                     pa.array(keys, t.schema.field("flight_key").type))
+    whole = tmp_path / "whole.parquet"
+    pq.write_table(t, whole)
+    one = run(art, Source(current=whole), tmp_path / "one", html=False)
+    many = monitor_dask(art, Source(current=str(_split(t, tmp_path / "in", 2))), tmp_path / "many", html=False,
+                        partition_rows=2000, client=client)
+    a, b = one.report, many.report
+    b["source"]["path"] = a["source"]["path"]
+    assert a["source"]["rows_breaking_contract"] == 4
+    assert _close(a, b) == []
+
+
+def test_unique_first_pass_arrow_contract_and_hash_paths_agree(tmp_path, monkeypatch):
+    """The first pass takes Arrow's distinct values for text and numbers (`arrow_keys`) and asks
+    the contract otherwise: both give the single-process verdicts, also for keys that are
+    null-like or break another check of the column, repeated across partitions; and hashes
+    that collide for different values change nothing (the values decide)."""
+    from aiops.runtime.scale import partition, unique
+    from aiops.runtime.score.scorer import score_file
+
+    art = build("flight_delays")
+    t = pq.read_table(FLIGHTS).slice(0, 4000)
+    keys = t.column("flight_key").to_pylist()
+    for dst, src in ((2500, 10), (3999, 10), (1200, 1100), (1500, 3000)):
+        keys[dst] = keys[src]
+    keys[5] = keys[2005] = "short"  # breaks str_length in both partitions: never a duplicate
+    keys[6] = keys[3006] = "   "  # null-like text
+    t = t.set_column(t.schema.get_field_index("flight_key"), "flight_key",
+                     pa.array(keys, t.schema.field("flight_key").type))
+    pq.write_table(t, tmp_path / "whole.parquet")
+    single = score_file(art, tmp_path / "whole.parquet", tmp_path / "s.parquet",
+                        quarantine_path=tmp_path / "s.q.parquet", progress=False)
+    scorer = partition.PartitionScorer(art, t.column_names)
+    parts = [t.slice(i, 1000) for i in range(0, 4000, 1000)]
+
+    def run() -> tuple[dict, pa.Table]:  # engine._unique_pass, in this process
+        values = [scorer.unique_values(p) for p in parts]
+        coll = unique.colliding([{k: unique.key_hashes(v) for k, v in vals.items()} for vals in values])
+        earlier = unique.unique_across([unique.candidates(vals, coll) for vals in values])
+        total, qs = partition.ScoreCounts(), []
+        for i, p in enumerate(parts):
+            _, q, counts = scorer.score(p, i * 1000, earlier[i])
+            total.add(counts)
+            qs.append(q)
+        return total.reasons, pa.concat_tables(qs).select(["row", "reasons"])
+
+    fast = run()
+    monkeypatch.setattr(partition, "arrow_keys", lambda col, rule: None)
+    slow = run()
+    # every hash equal: every value is a candidate, and the exact pass alone decides
+    monkeypatch.setattr(unique, "key_hashes", lambda v: np.zeros(len(v), dtype=np.uint64))
+    collide = run()
+    expected = pq.read_table(tmp_path / "s.q.parquet").select(["row", "reasons"])
+    assert fast[0] == slow[0] == collide[0] == single.reasons and single.reasons["flight_key: duplicate"] == 4
+    assert fast[1].equals(expected) and slow[1].equals(expected) and collide[1].equals(expected)

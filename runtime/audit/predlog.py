@@ -143,7 +143,11 @@ class PredictionLog:
     thread seldom competes with the event loop for the GIL. A listening thread reads the
     writer's replies: flushes done, and whether the log can be written."""
 
-    GATHER = 0.002
+    # 20 ms (was 2 ms): every wake-up of this thread takes the GIL from the event loop, which on
+    # a loaded machine stalls the loop for up to the switch interval, and wakes the writer
+    # process; at 2 ms that cost the server 15% of its CPU per request at concurrency 1
+    # (bench/README.md, profile). Entries still reach the writer within 20 ms.
+    GATHER = 0.02
 
     def __init__(self, log_dir: str | Path, masker: Masker, columns: tuple[str, ...], model: dict[str, str],
                  manifest_sha256: str, classes: tuple[str, ...], cipher: Cipher | None = None,

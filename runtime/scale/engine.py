@@ -11,7 +11,13 @@ any fsspec URL).
   output: a local temporary file (through runtime.score's writer, so encryption at rest
   applies), then moved to `part-NNNNN.parquet` under its final name in one rename. A retried
   partition (a task failed, or its worker died) writes the same name again: nothing is lost or
-  duplicated. The client moves the staged parts into the output only after every partition
+  duplicated.
+- `unique: true` holds across partitions as in one process: a first pass reads only the
+  `unique` columns and returns the 64-bit hashes of each partition's distinct values; for
+  hashes found in two partitions (none when the keys are unique) a second look returns the
+  values themselves; the client finds the values an earlier partition holds
+  (runtime/scale/unique.py, exact) and gives them to each partition's task, whose rows with
+  them are duplicates, as in one process. The client moves the staged parts into the output only after every partition
   succeeded and the counts reconcile, then writes `_SUCCESS` with the counts.
 - Monitoring returns each partition's mergeable state (runtime/monitor/merge.py); the client
   merges them in partition order and writes the report as the single-process run does.
@@ -35,6 +41,7 @@ import pyarrow.parquet as pq
 
 from aiops.runtime.datafile import counts_line
 from aiops.runtime.scale.partition import MonitorState, PartitionMonitor, PartitionScorer, ScoreCounts
+from aiops.runtime.scale.unique import candidates, colliding, key_hashes, unique_across
 
 PARTITION_ROWS = 500_000
 RETRIES = 3
@@ -193,13 +200,51 @@ def _stage(fs, target: str, schema: pa.Schema, table: pa.Table, cipher, kind: st
     fs.mv(tmp, target)
 
 
+def _unique_task(kind: str, art: str, manifest: str, url: str, columns: list[str], part: Part,
+                 coll: dict | None = None) -> dict:
+    """The first pass of `unique` across partitions, on the partition's `unique` columns only:
+    the hashes of its distinct values, or (given the hashes that collide across partitions)
+    its distinct values with those hashes."""
+    fs, _ = _fs(url)
+    if kind == "score":
+        worker = _cached("score", art, tuple(columns), manifest)
+        have, renames = worker.unique_columns, worker.pred.contract.renames
+    else:
+        worker = _cached("monitor", art, manifest)
+        renames = worker.mon.contract.renames
+        with fs.open(part.path, "rb") as fh:
+            names = [renames.get(c, c) for c in pq.ParquetFile(fh).schema_arrow.names]
+        have = [c for c in worker.unique_columns if c in names]
+    values = worker.unique_values(_read(fs, part, have, renames)) if have else {}
+    if coll is None:
+        return {k: key_hashes(v) for k, v in values.items()}
+    return candidates(values, coll)
+
+
+def _unique_pass(client, kind: str, art: str, manifest: str, url: str, columns: list[str],
+                 parts: list[Part]) -> list:
+    """Per partition, the values of its `unique` columns that an earlier partition holds (None:
+    none). Hashes first (8 bytes a value to the client), then the values themselves only
+    for hashes found in two partitions: with unique keys, nothing more."""
+    n = len(parts)
+    args = ([kind] * n, [art] * n, [manifest] * n, [url] * n, [columns] * n, parts)
+    coll = colliding(client.gather(client.map(_unique_task, *args, retries=RETRIES, pure=False)))
+    if not coll:
+        return [None] * n
+    shared = client.scatter(coll, broadcast=True)
+    cands = client.gather(client.map(_unique_task, *args, [shared] * n, retries=RETRIES, pure=False))
+    return [e or None for e in unique_across(cands)]
+
+
 def _score_task(art: str, manifest: str, url: str, columns: list[str], out_url: str, stage: str,
-                part: Part) -> dict:
+                part: Part, earlier: dict[str, pa.Array] | None = None) -> dict:
     """One partition: read, score, stage predictions and quarantine (`stage`: a folder of the
-    output's filesystem). Idempotent: a retry writes the same two names again."""
+    output's filesystem). Idempotent: a retry writes the same two names again. `earlier`:
+    values of `unique` columns that earlier partitions hold (runtime/scale/unique.py)."""
     scorer = _cached("score", art, tuple(columns), manifest)
     fs_in, _ = _fs(url)
-    preds, quarantine, counts = scorer.score(_read(fs_in, part, columns, scorer.pred.contract.renames), part.first_row)
+    preds, quarantine, counts = scorer.score(_read(fs_in, part, columns, scorer.pred.contract.renames), part.first_row,
+                                             earlier)
     fs, _ = _fs(out_url)
     name = f"part-{part.index:05d}.parquet"
     _stage(fs, f"{stage}/predictions/{name}", scorer.output_schema, preds, scorer.cipher, "score-output")
@@ -281,10 +326,17 @@ def score_dask(artefact_dir: str | Path, input_url: str, output_url: str, *, qua
             fs.rm(stage, recursive=True)
             raise ScoreError(str(exc)) from None
     t0 = time.perf_counter()
+    n = len(parts)
     try:
-        futures = client.map(_score_task, [str(art.root)] * len(parts), [art.manifest_sha256] * len(parts),
-                             [str(input_url)] * len(parts), [columns] * len(parts), [out_url] * len(parts),
-                             [stage] * len(parts), parts,
+        earlier: list = [None] * n
+        if n > 1 and any(c.unique and c.name in columns for c in contract.request_columns):
+            # `unique` across partitions: first each partition's values, then which of them an
+            # earlier partition holds, so the counts are those of the single-process run
+            earlier = _unique_pass(client, "score", str(art.root), art.manifest_sha256, str(input_url), columns,
+                                   parts)
+        futures = client.map(_score_task, [str(art.root)] * n, [art.manifest_sha256] * n,
+                             [str(input_url)] * n, [columns] * n, [out_url] * n,
+                             [stage] * n, parts, earlier,
                              retries=RETRIES, pure=False)
         stats = client.gather(futures)
     except BaseException:
@@ -331,7 +383,7 @@ def _commit(fs, staged: str, final: str, result: DaskScoreResult, n: int) -> Non
 
 
 # ------------------------------------------------------------------ monitoring
-def _monitor_task(art: str, manifest: str, url: str, part: Part, labels, chunk_rows: int):
+def _monitor_task(art: str, manifest: str, url: str, part: Part, labels, chunk_rows: int, earlier=None):
     pm = _cached("monitor", art, manifest)
     fs, _ = _fs(url)
     renames = pm.mon.contract.renames
@@ -339,7 +391,8 @@ def _monitor_task(art: str, manifest: str, url: str, part: Part, labels, chunk_r
         names = [renames.get(c, c) for c in pq.ParquetFile(fh).schema_arrow.names]
     have = [c for c in pm.wanted if c in names]
     label_key, table = labels if labels is not None else (None, None)
-    state = pm.add(pm.new_state(), _read(fs, part, have, renames), part.first_row, table, label_key, chunk_rows)
+    state = pm.add(pm.new_state(), _read(fs, part, have, renames), part.first_row, table, label_key, chunk_rows,
+                   earlier)
     return part.index, state
 
 
@@ -375,8 +428,12 @@ def monitor_dask(artefact_dir: str | Path, src, report_dir: str | Path | None = 
     try:
         shared = client.scatter(labels, broadcast=True) if labels is not None else None
         n = len(parts)
+        earlier: list = [None] * n
+        if n > 1 and any(c.unique for c in mon.contract.request_columns):  # as in score_dask
+            earlier = _unique_pass(client, "monitor", str(mon.art.root), mon.art.manifest_sha256,
+                                   str(src.current), [], parts)
         futures = client.map(_monitor_task, [str(mon.art.root)] * n, [mon.art.manifest_sha256] * n,
-                             [str(src.current)] * n, parts, [shared] * n, [src.chunk_rows] * n,
+                             [str(src.current)] * n, parts, [shared] * n, [src.chunk_rows] * n, earlier,
                              retries=RETRIES, pure=False)
         results = sorted(client.gather(futures), key=lambda r: r[0])
     except MonitorInputError as exc:

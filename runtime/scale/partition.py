@@ -7,6 +7,9 @@ objects (docs/scale.md says how).
   code (`runtime.score`: `_Validator`, `_Sink`, `_feed`, the quarantine writer) on the rows
   and returns (predictions, quarantine, counts). `first_row` is the 0-based position of the
   partition's first row in the whole input, so row numbers match the single-process run.
+- `unique: true` holds across partitions: `unique_values` per partition, then
+  runtime/scale/unique.py on the client says which values an earlier partition holds, and
+  `score(..., earlier=)` / `add(..., earlier=)` judge those rows duplicates, as in one process.
 - `PartitionMonitor.add(state, data, first_row, ...)` runs `Monitor._process` (the
   single-process monitor's per-chunk step) into a `MonitorState`; states of different
   partitions combine with `runtime.monitor_merge.merge_states`.
@@ -22,6 +25,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+
+from aiops.runtime.scale.unique import arrow_keys, key_array
 
 
 def as_table(data: Any) -> pa.Table:
@@ -106,15 +111,46 @@ class PartitionScorer:
         self.output_schema = _output_schema(self.pred, self.key)
         self.quarantine_schema = _quarantine_schema(self.columns)
 
-    def score(self, data: Any, first_row: int) -> tuple[pa.Table, pa.Table, ScoreCounts]:
+    @property
+    def unique_columns(self) -> list[str]:
+        """The `unique` columns that this input has."""
+        return [c.name for c in self.pred.contract.request_columns if c.unique and c.name in self.columns]
+
+    def unique_values(self, data: Any) -> dict[str, pa.Array]:
+        """The first pass of `unique` across partitions: per `unique` column, the distinct values
+        of the partition that count for the check (valid on that column and not null), as the
+        contract core judges them (`Contract._check_unique`: other columns do not matter)."""
+        from aiops.runtime.datafile import arrow_values
+
+        table = as_table(data)
+        out = {}
+        for name in self.unique_columns:
+            rule = self.pred.contract.by_name[name]
+            col = table.column(name).combine_chunks()
+            if pa.types.is_dictionary(col.type):
+                col = col.dictionary_decode()
+            keys = arrow_keys(col, rule)
+            if keys is not None:
+                out[name] = keys
+                continue
+            seen: dict[str, dict] = {}
+            self.validator.one[name].validate_columns({name: arrow_values(col, rule)}, table.num_rows, seen=seen)
+            out[name] = key_array(list(seen.get(name, ())))
+        return out
+
+    def score(self, data: Any, first_row: int, earlier: dict[str, pa.Array] | None = None
+              ) -> tuple[pa.Table, pa.Table, ScoreCounts]:
         """(predictions, quarantined rows with their reasons, counts) of the partition's rows,
-        in chunks of serving.batch_chunk_rows, exactly as `runtime.score.score_file` does."""
+        in chunks of serving.batch_chunk_rows, exactly as `runtime.score.score_file` does.
+        `earlier`: per `unique` column, this partition's values that rows of earlier partitions
+        hold (`unique_across`): its rows with them are duplicates, as in one process."""
         from aiops.runtime.score.scorer import _Chunk, _Sink
 
         table = as_table(data).select(self.columns)
-        # `unique` holds within this partition: a retried partition (a worker died) is judged
-        # afresh, never against its own earlier attempt (docs/scale.md: limits)
-        self.validator.seen = {}
+        # `unique` across partitions: the values of earlier partitions come from the first pass,
+        # so a retried partition (a worker died) is judged afresh, never against its own
+        # earlier attempt, with the same verdicts
+        self.validator.seen = {name: dict.fromkeys(vals.to_pylist(), True) for name, vals in (earlier or {}).items()}
         out, q = _Collect(self.output_schema), _Collect(self.quarantine_schema)
         sink = _Sink(self.pred, self.manifest_sha256, self.key, self.columns, self.masker, out, q)
         for start in range(0, table.num_rows, self.chunk_rows):
@@ -150,18 +186,47 @@ class PartitionMonitor:
         self.names = [c.name for c in self.mon.contract.request_columns]
         self.wanted = self.names + [self.mon.job["target"]]
 
+    @property
+    def unique_columns(self) -> list[str]:
+        return [c.name for c in self.mon.contract.request_columns if c.unique]
+
+    def unique_values(self, data: Any) -> dict[str, pa.Array]:
+        """`PartitionScorer.unique_values` as the monitor's column checker judges the values."""
+        table = as_table(data)
+        checker, out = self.mon.checker, {}
+        saved = checker.seen
+        try:
+            for name in self.unique_columns:
+                if name in table.column_names:
+                    col = table.column(name).combine_chunks()
+                    keys = arrow_keys(col.dictionary_decode() if pa.types.is_dictionary(col.type) else col,
+                                      checker.rules[name])
+                    if keys is not None:
+                        out[name] = keys
+                        continue
+                    checker.seen = {}
+                    checker.check(name, table.column(name), table.num_rows)
+                    out[name] = key_array(list(checker.seen.get(name, ())))
+        finally:
+            checker.seen = saved
+        return out
+
     def new_state(self) -> MonitorState:
         from aiops.runtime.monitor.job import new_totals
 
         return MonitorState({}, new_totals(self.names))
 
     def add(self, state: MonitorState, data: Any, first_row: int, labels_table: dict | None = None,
-            label_key: str | None = None, chunk_rows: int = 100_000) -> MonitorState:
-        """Add the partition's rows (0-based `first_row` in the whole input) to `state`."""
+            label_key: str | None = None, chunk_rows: int = 100_000,
+            earlier: dict[str, pa.Array] | None = None) -> MonitorState:
+        """Add the partition's rows (0-based `first_row` in the whole input) to `state`.
+        `earlier`: as for `PartitionScorer.score` (`unique` across partitions)."""
         from concurrent.futures import ThreadPoolExecutor
 
         from aiops.runtime.monitor.reader import Chunk
 
+        # never the values of another partition this worker saw, nor of an earlier attempt
+        self.mon.checker.seen = {name: dict.fromkeys(v.to_pylist(), True) for name, v in (earlier or {}).items()}
         table = as_table(data)
         have = [c for c in self.wanted if c in table.column_names]
         state.has_labels |= labels_table is not None

@@ -5,10 +5,12 @@ valid records arrives as feature rows (`http_rows.FeatureRows`); any other as th
 contract's clean columns. Rows that reach the batcher in the same turn of the event loop
 are scored in one onnxruntime call, which shares the fixed cost of the call under
 concurrency. Waiting for the end of the turn costs a request about 20 µs, which buys
-nothing when it is alone: after ALONE_AFTER batches of one request in a row (one client at
-a time), the batcher scores a request at once unless others are already waiting
-(`Batcher.score` then returns the result, not a future), and lets every PROBE_EVERY-th
-request wait anyway, to notice when company comes back. Either way the bits are the same:
+nothing when it is alone. The server says when no other request is in flight in its
+process (`score(..., alone=True)`): such a request is scored at once. Otherwise, after
+ALONE_AFTER batches of one request in a row (clients that take turns), the batcher scores a
+request at once unless others are already waiting (`Batcher.score` then returns the
+result, not a future), and lets every PROBE_EVERY-th request wait anyway, to notice when
+company comes back. Either way the bits are the same:
 
 A row gets the same bits whatever else is in the batch: onnxruntime scores rows
 independently once a batch has two or more rows, and a lone row is scored as two copies
@@ -58,8 +60,12 @@ class Batcher:
         """Requests have been coming one at a time: score them at once."""
         return self._singles >= ALONE_AFTER
 
-    def score(self, item: Union[Rows, Cols], n: int) -> Union[Result, asyncio.Future]:
-        """The predictions of these n rows, or a future of them (see the module's text)."""
+    def score(self, item: Union[Rows, Cols], n: int, alone: bool = False) -> Union[Result, asyncio.Future]:
+        """The predictions of these n rows, or a future of them (see the module's text).
+        `alone`: no other request is in flight in this process (the server counts them), so
+        none could join the batch: scored at once, without waiting for the turn's end."""
+        if alone and not self._pending:
+            return self._run([(item, n, None)])[0]
         if not self._pending and self._singles >= ALONE_AFTER:
             self._at_once += 1
             if self._at_once < PROBE_EVERY:

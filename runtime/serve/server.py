@@ -231,6 +231,10 @@ class App:
         self._deadlines: dict[asyncio.Task, float] = {}  # request task -> perf_counter() deadline
         self._expired: set[asyncio.Task] = set()
         self._sweeper: asyncio.TimerHandle | None = None
+        self.in_flight = 0  # requests being handled by this process (the batcher's `alone`)
+        # ROUTES resolved once: path -> {method: (permission, handler name, bound handler)}
+        self._routes = {path: {m: (perm, name, getattr(self, "_" + name)) for m, (perm, name) in methods.items()}
+                        for path, methods in ROUTES.items()}
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -313,28 +317,30 @@ class App:
         t0 = time.perf_counter()
         task = _current_task()
         self._deadlines[task] = t0 + self.timeout
+        self.in_flight += 1
         path = scope["path"]
         method = scope["method"]
-        label = path if path in ROUTES else "(unknown)"  # bounded label values, whatever is sent
         status = 500
+        methods = self._routes.get(path)
+        label = path if methods is not None else "(unknown)"  # bounded label values, whatever is sent
         try:
-            methods = ROUTES.get(path)
             args: tuple = ()
             if methods is None:
-                methods, args, label = self._dynamic(path)
+                dyn, args, label = self._dynamic(path)
+                methods = {m: (perm, name, getattr(self, "_" + name)) for m, (perm, name) in dyn.items()}
             spec = methods.get(method)
             if spec is None:
                 allow = ", ".join(sorted(methods)).encode()
                 raise _Reject(405, "method_not_allowed", f"this route accepts {allow.decode()}",
                               headers=[(b"allow", allow)])
-            permission, handler = spec
+            permission, handler, call = spec
             headers = scope["headers"]
             if permission is not None and self.s.access.keys:
                 self._authorize(headers, permission)
             if handler in _LOGGED and self.s.log.refusing:
                 raise _Reject(503, "audit_log_unavailable", "the audit log cannot be written, so predictions are "
                               "refused until it can (security.audit_log is enabled); see /readyz")
-            status = await getattr(self, "_" + handler)(scope, receive, send, headers, *args)
+            status = await call(scope, receive, send, headers, *args)
         except _Reject as r:
             self._deadlines.pop(task, None)  # no cancellation while the error is sent (it would escape)
             status = r.status
@@ -368,6 +374,8 @@ class App:
                                f"internal error; reference {ref}"}}).encode())
             except (RuntimeError, OSError):
                 pass
+        finally:
+            self.in_flight -= 1
         self._deadlines.pop(task, None)
         self.s.metrics.request(label, method if method in _METHODS else "OTHER", status, time.perf_counter() - t0)
 
@@ -415,7 +423,7 @@ class App:
         item = s.rows.rows(records) if n <= SMALL_REQUEST else None
         if item is None:
             item = self._validate(records, "http", fast=n > SMALL_REQUEST)
-        res = self.batcher.score(item, n)
+        res = self.batcher.score(item, n, self.in_flight == 1)
         labels, vals = res if type(res) is tuple else await res
         body = s.answers.body(s.ids.take(n), labels, vals)
         await _respond(send, 200, body)
