@@ -42,16 +42,21 @@ def _edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new))
 
 
-@functools.lru_cache(maxsize=1)
-def artefacts() -> Path:
-    """The compiled prompt artefact (once per session; read-only)."""
+@functools.lru_cache(maxsize=2)
+def artefacts(timeout_s: int = 3) -> Path:
+    """The compiled prompt artefact with this provider timeout (once per session; read-only).
+    The fake provider's tests use 3 s; the real model's (a first call on a loaded 2-core machine
+    took 10 to 40 s) 120 s, with serving.timeout_s above it."""
     root = Path(tempfile.mkdtemp(prefix="aiops-test-genai-"))
     spec = root / "specs" / "support_triage"
     shutil.copytree(ROOT / "specs" / "support_triage", spec)
     y = spec / "spec.yaml"
     _edit(y, "pass_rate: {min: 0.5}", "pass_rate: {min: 0.1}")  # the fake answers every case 'billing'
-    _edit(y, "timeout_s: 20\n  retries: 1", "timeout_s: 3\n  retries: 0")
+    _edit(y, "timeout_s: 20\n  retries: 1", f"timeout_s: {timeout_s}\n  retries: 0")
     _edit(y, "max_input_tokens: 1500", "max_input_tokens: 600")
+    if timeout_s > 20:
+        _edit(y, "serving:\n  max_concurrency: 4\n  timeout_s: 30", f"serving:\n  max_concurrency: 4\n  timeout_s: "
+              f"{timeout_s + 30}")
     _edit(y, "    guardrails:\n      input:", "    tools:\n      allow:\n        lookup_order: {schema: "
           "prompts/lookup_order.schema.json}\n      max_steps: 1\n    guardrails:\n      input:")
     (spec / "prompts" / "lookup_order.schema.json").write_text(json.dumps(TOOL_SCHEMA))
@@ -234,7 +239,7 @@ def test_a_tampered_or_escaping_template_is_never_served(tmp_path):
 
 @pytest.mark.slow
 def test_a_pii_canary_through_the_real_model_is_never_on_disk_in_clear(llm_base_url, tmp_path):
-    s = Server(artefacts(), tmp_path / "work", {**KEYS, "AIOPS_LLM_BASE_URL": llm_base_url})
+    s = Server(artefacts(120), tmp_path / "work", {**KEYS, "AIOPS_LLM_BASE_URL": llm_base_url})
     s.start()
     try:
         status, body = call(s, {"message": f"I am {CANARY}, mail {EMAIL}: I was charged twice for order 51234.",
