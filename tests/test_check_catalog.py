@@ -1156,7 +1156,7 @@ warning[W405]: the variable 'locale' is not used by the template
 error[E406]: the template uses a construct the sandbox refuses
   --> @AT@
    |     Channel: {{ channel.__class__ }}
-   = the attribute '__class__' (underscore attributes lead out of the sandbox)
+   = the attribute '.__class__'
    = help: templates only print their variables; remove it""",
     ),
     "E407-unknown-guardrail": Bad(
