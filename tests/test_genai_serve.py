@@ -63,7 +63,6 @@ def artefacts(timeout_s: int = 3) -> Path:
     schema = json.loads((spec / "prompts" / "triage.schema.json").read_text())
     schema["properties"]["tool_calls"] = {"type": "array"}
     (spec / "prompts" / "triage.schema.json").write_text(json.dumps(schema))
-    _edit(spec / "security" / "internal.yaml", "agent: [metadata]", "agent: [generate, metadata]")
     from aiops.compiler.build import compile_spec
 
     cwd = Path.cwd()
