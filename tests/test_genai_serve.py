@@ -257,3 +257,28 @@ def test_a_pii_canary_through_the_real_model_is_never_on_disk_in_clear(llm_base_
     for p in files:
         data = p.read_bytes()
         assert CANARY.encode() not in data and EMAIL.encode() not in data, p
+
+
+def test_a_log_that_cannot_be_written_withholds_answers_until_it_can(served, fake):
+    """security.audit_log is enabled in the example: a call whose entry cannot be written gets
+    no answer (503), later calls are refused before the provider is called, and /readyz says
+    why; moving the damaged log aside lets the server start a new one."""
+    log = served.log_dir / "predictions.jsonl"
+    with log.open("ab") as fh:
+        fh.write(b'{"not":"an entry"}\n')
+    n = len(fake.server.requests)
+    status, body = call(served, {"message": "My parcel is late", "channel": "email"})
+    assert (status, body["error"]["code"]) == (503, "audit_log_unavailable")
+    assert body["error"]["message"] == ("the call could not be written to the audit log, so its answer is withheld "
+                                        "(security.audit_log is enabled); see /readyz")
+    assert "output" not in body["error"] and len(fake.server.requests) == n + 1
+    status, body = call(served, {"message": "My parcel is late", "channel": "email"})
+    assert (status, body["error"]["code"]) == (503, "audit_log_unavailable") and len(fake.server.requests) == n + 1
+    status, ready = served.json("GET", "/readyz")
+    assert status == 503 and ready["problems"][0].startswith("the audit log cannot be written: ChainError: ")
+    log.rename(served.log_dir / "damaged.jsonl")
+    import time
+
+    time.sleep(0.6)
+    assert call(served, {"message": "My parcel is late", "channel": "email"})[0] == 200
+    assert served.json("GET", "/readyz")[0] == 200
