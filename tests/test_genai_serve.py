@@ -151,6 +151,14 @@ def test_a_guarded_call_is_answered_logged_and_measured(served, fake):
     assert re.search(r'gen_ai_client_token_usage_sum\{' + labels + r',gen_ai_token_type="output"\} [1-9]', metrics)
     assert 'aiops_guardrail_hits_total{action="mask",guard="pii",prompt="triage",stage="input"}' in metrics
     assert served.json("GET", "/v1/audit/verify", headers={"X-API-Key": AGENT_KEY})[0] == 403
+    meta = served.json("GET", "/v1/metadata", headers=AGENT)[1]
+    t = meta["prompts"]["triage"]
+    assert [(v["name"], v["pii"]) for v in t["variables"]] == [("message", True), ("channel", False)]
+    assert (t["version"], t["provider"]["base_url_env"], t["tools"]) == \
+        (body["prompt_version"], "AIOPS_LLM_BASE_URL", {"allow": ["lookup_order"], "max_steps": 1})
+    assert fake.server.url not in json.dumps(meta)  # the deployment's URL is not published
+    assert (meta["model"]["kind"], meta["model"]["blessed"], meta["security"]["permission"]) == \
+        ("prompt", True, "generate")
     spec = served.json("GET", "/openapi.json")[1]["paths"]["/v1/prompts/triage"]["post"]
     assert spec["requestBody"]["content"]["application/json"]["schema"]["properties"]["variables"]["required"] == \
         ["message", "channel"]
