@@ -20,7 +20,6 @@ import pytest
 
 from genai_fixtures import FakeLLM, completion
 from tests._build import ROOT
-from tests.conftest import TEST_LOG_KEY
 from tests.test_serve import Server
 
 from aiops.runtime.genai.logentry import iter_prompt_entries
@@ -120,7 +119,7 @@ def call(server: Server, variables: dict, headers=AGENT) -> tuple[int, dict]:
 
 
 def entries(server: Server) -> list[dict]:
-    return list(iter_prompt_entries(server.log_dir, None, bytes.fromhex(TEST_LOG_KEY)))
+    return list(iter_prompt_entries(server.log_dir, None, bytes.fromhex(os.environ["AIOPS_LOG_KEY"])))  # conftest's
 
 
 def test_a_guarded_call_is_answered_logged_and_measured(served, fake):
