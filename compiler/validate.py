@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from aiops.compiler import (rules_contract, rules_data, rules_groups, rules_inputs, rules_model, rules_policy,
-                            rules_sample)
+                            rules_prompt, rules_sample)
 from aiops.compiler import schema as S
 from aiops.compiler.context import Ctx
 from aiops.compiler.diagnostics import Diagnostic
@@ -17,6 +17,8 @@ def validate(loaded: Loaded, data: bool = True) -> tuple[S.Spec | None, list[Dia
     if spec is None:
         return None, diags
     ctx = Ctx(spec, loaded.sources, loaded.spec_dir)
+    if isinstance(spec, S.PromptSpec):
+        return _validate_prompt(spec, ctx, diags)
     rules = [
         rules_data.check_columns, rules_data.check_problem, rules_data.check_split,
         rules_model.check_features, rules_model.check_model, rules_model.check_thresholds, rules_groups.check_groups,
@@ -29,5 +31,15 @@ def validate(loaded: Loaded, data: bool = True) -> tuple[S.Spec | None, list[Dia
         rules.append(rules_sample.check_sample)  # last: only when everything else holds
     for rule in rules:
         rule(ctx)
+    ok = not any(d.is_error for d in diags + ctx.diags)
+    return (spec if ok else None), diags + ctx.diags
+
+
+def _validate_prompt(spec: S.PromptSpec, ctx: Ctx, diags: list[Diagnostic]) -> tuple[S.PromptSpec | None,
+                                                                                      list[Diagnostic]]:
+    """A prompt spec (kind: prompt): its own rules, then the governance and env rules it shares."""
+    rules_prompt.check_prompt_spec(ctx)
+    rules_prompt.check_prompt_governance(ctx)
+    rules_inputs.check_env_outputs(ctx)
     ok = not any(d.is_error for d in diags + ctx.diags)
     return (spec if ok else None), diags + ctx.diags

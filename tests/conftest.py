@@ -84,6 +84,9 @@ def spec_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     return make
 
 
+from genai_fixtures import llm_base_url  # noqa: E402,F401  (the session's one local LLM server)
+
+
 # ---------------------------------------------------------------- guards
 HANG_LIMIT_S = 180  # default of hang_guard: a test's own work, plus the session's first compile of an example
 
