@@ -41,6 +41,12 @@ def _monitor(args: argparse.Namespace) -> int:
     from aiops.runtime.monitor.job import MonitorError, Source
 
     art = Path(args.artefact_dir)
+    from aiops.runtime.monitor.prompt_job import is_prompt
+
+    if is_prompt(art):  # a prompt spec: the prompt calls of the log (runtime/monitor/prompt_job.py)
+        from aiops.runtime.monitor.prompt_cli import monitor_prompts
+
+        return monitor_prompts(args)
     log = None
     if args.from_log is not None:
         log = Path(args.from_log) if args.from_log else None

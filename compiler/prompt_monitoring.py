@@ -1,0 +1,121 @@
+"""The monitoring plan of a prompt spec: generated/<name>/monitoring/{monitoring.json, reference.jsonl, crontab}.
+
+`render_prompt_monitoring(...)` is a pure function of the resolved `monitoring:` section
+(schema.PromptMonitoring), the prompts' guardrail plans and PII variables, and the evaluation
+cases; genai_compile's compile step calls it and writes what it returns. `aiops monitor`
+(runtime/monitor/prompt_job.py) reads monitoring.json, not the spec.
+
+reference.jsonl holds one line per evaluation case, sorted by prompt and case id:
+{"prompt", "case", "variables" (PII variables masked by the one masker, runtime/masking.py,
+with the keyless method 'redact', so the file is the same on every machine), "output" (the
+evaluation's masked output), "input_chars", "output_chars", "input_tokens", "output_tokens",
+"json_valid", "guardrails"}.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+MONITORING_SCHEMA = 1  # the same job file version as tabular monitoring.json (runtime/monitor/job.py)
+REFERENCE = "monitoring/reference.jsonl"
+TEXT_DRIFT = {"classifier": "tf-idf word 1-2 grams + logistic regression (liblinear)", "folds": 5, "seed": 0,
+              "max_rows_per_side": 2000}
+
+
+@dataclass(frozen=True)
+class PromptRef:
+    """What the plan needs of one prompt."""
+
+    name: str
+    pii: tuple[str, ...]  # the variables with pii: true
+    guardrails: Mapping[str, Sequence[Mapping[str, Any]]]  # {"input": [{"type": ...}], "output": [...]}
+
+
+def guard_names(guardrails: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[str]:
+    """'input.pii', 'output.json_schema', ...: how the report names a guard (side.type)."""
+    return sorted({f"{side}.{g.get('type')}" for side in ("input", "output") for g in guardrails.get(side) or []})
+
+
+def job_definition(name: str, version: str, monitoring: Mapping[str, Any], prompts: Sequence[PromptRef]) -> dict:
+    m = monitoring
+    window = m.get("window") or {}
+    length = m.get("length_drift") or {}
+    return {
+        "monitoring_schema": MONITORING_SCHEMA, "kind": "prompt", "name": name, "version": version,
+        "artefact_dir": f"generated/{name}", "report_dir": f".aiops/monitoring/{name}",
+        "prediction_log": f".aiops/serving/{name}/predictions.jsonl", "reference": REFERENCE,
+        "schedule": m["schedule"],
+        "window": {"by": window.get("by", "time"), "size": window.get("size", "day")},
+        "min_rows": int(m.get("min_rows", 30)),
+        "prompts": sorted(p.name for p in prompts),
+        "guards": {p.name: guard_names(p.guardrails) for p in sorted(prompts, key=lambda p: p.name)},
+        "thresholds": {
+            "text_drift_auc": float(m.get("text_drift_auc", 0.75)),
+            "text_drift_on": list(m.get("text_drift_on") or ["input", "output"]),
+            "length_drift": {"test": length.get("test", "psi"), "threshold": float(length.get("threshold", 0.25))},
+            "max_guardrail_hit_rate": float(m.get("max_guardrail_hit_rate", 0.2)),
+            "guardrail_hit_rates": {k: float(v) for k, v in sorted((m.get("guardrail_hit_rates") or {}).items())},
+            "max_refusal_rate": float(m.get("max_refusal_rate", 0.1)),
+            "min_json_valid_rate": float(m.get("min_json_valid_rate", 0.9)),
+            "max_error_rate": float(m.get("max_error_rate", 0.05)),
+            "min_feedback_pass_rate": (None if m.get("min_feedback_pass_rate") is None
+                                       else float(m["min_feedback_pass_rate"])),
+            "min_feedback_rows": int(m.get("min_feedback_rows", 20)),
+        },
+        "text_drift": dict(TEXT_DRIFT),
+        "actions": {k: (m.get("actions") or {}).get(k, "alert") for k in ("drift", "feedback", "quality")},
+        "webhook": m.get("webhook"),
+    }
+
+
+def reference_lines(prompts: Sequence[PromptRef], cases: Sequence[Mapping[str, Any]],
+                    mask_text: Callable[[str], str] | None = None) -> str:
+    """reference.jsonl. cases: {"prompt", "id", "variables" (as in the golden set), "output" (masked),
+    and, when known, "input_chars", "output_chars", "input_tokens", "output_tokens", "json_valid",
+    "guardrail_hits"}. `mask_text` masks PII inside free text (the input guardrail's masking)."""
+    from aiops.runtime.masking import Masker
+
+    by_name = {p.name: p for p in prompts}
+    lines = []
+    for c in sorted(cases, key=lambda c: (str(c["prompt"]), str(c["id"]))):
+        p = by_name[c["prompt"]]
+        masker = Masker({v: "redact" for v in p.pii})
+        variables = {k: masker.mask(k, v) for k, v in sorted((c.get("variables") or {}).items())}
+        if mask_text is not None:
+            variables = {k: mask_text(v) if isinstance(v, str) and k not in p.pii else v for k, v in variables.items()}
+        out = c.get("output")
+        rec = {"prompt": p.name, "case": str(c["id"]), "variables": variables, "output": out,
+               "output_chars": c.get("output_chars", len(out if isinstance(out, str) else json.dumps(out))
+                                     if out is not None else None)}
+        for k in ("input_chars", "input_tokens", "output_tokens", "json_valid"):
+            rec[k] = c.get(k)
+        rec["guardrails"] = c.get("guardrail_hits") or {"input": [], "output": []}
+        lines.append(json.dumps(rec, sort_keys=True, ensure_ascii=False))
+    return "".join(line + "\n" for line in lines)
+
+
+def render_prompt_monitoring(name: str, version: str, monitoring: Mapping[str, Any], prompts: Sequence[PromptRef],
+                             cases: Sequence[Mapping[str, Any]], spec_dir: str = "",
+                             mask_text: Callable[[str], str] | None = None) -> dict[str, str]:
+    """{relative path: content} of the prompt monitoring job."""
+    from aiops.runtime.stable import dumps
+
+    job = job_definition(name, version, monitoring, prompts)
+    return {"monitoring/monitoring.json": dumps(job), REFERENCE: reference_lines(prompts, cases, mask_text),
+            "monitoring/crontab": crontab(job, spec_dir)}
+
+
+def crontab(job: Mapping[str, Any], spec_dir: str) -> str:
+    """One crontab line running the job on the server's log (each value escaped for its place:
+    compiler/escape.py)."""
+    from aiops.compiler.escape import comment, cron, crontab as word
+
+    art, rep = word(job["artefact_dir"]), word(job["report_dir"])
+    return (f"# Generated by aiops from {comment(spec_dir or 'the spec')} (monitoring.schedule). DO NOT EDIT.\n"
+            f"# The monitoring job of the prompts of {comment(job['name'])} {comment(job['version'])}, over the "
+            "server's prompt log.\n"
+            "# Set AIOPS_REPO (the repository root) at the top of the crontab. Exit codes: 0 all within bounds,\n"
+            "# 1 an alert fired (alerts.json, and the webhook if set), 2 error.\n"
+            f"{cron(job['schedule'])} cd \"$AIOPS_REPO\" && mkdir -p {rep} && aiops monitor {art} "
+            f"--from-log --report {rep} >> {word(job['report_dir'] + '/cron.log')} 2>&1\n")

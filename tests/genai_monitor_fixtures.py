@@ -1,0 +1,124 @@
+"""Helpers of the prompt monitoring tests (tests/test_genai_monitor.py): a signed prompt artefact
+folder holding the monitoring plan that compiler/prompt_monitoring.py writes, prompt calls
+appended to a log by the audit log's writer (runtime/audit/chain.ChainWriter) in the entry
+format of docs/genai.md, and texts of two domains (support messages, cooking questions).
+"""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from aiops.compiler.prompt_monitoring import PromptRef, render_prompt_monitoring
+from aiops.runtime.stable import dumps, file_sha256
+
+GUARDRAILS = {"input": [{"type": "pii", "action": "mask"}, {"type": "deny", "patterns": ["(?i)ignore previous"]}],
+              "output": [{"type": "json_schema"}]}
+PROMPT = PromptRef("triage", ("email",), GUARDRAILS)
+
+SUBJECTS = ["my invoice", "the refund", "my password", "the login page", "my order", "the delivery",
+            "my subscription", "the mobile app", "the checkout", "my account"]
+VERBS = ["is wrong", "never arrived", "does not work", "was charged twice", "keeps failing", "is late",
+         "shows an error", "was cancelled", "is locked", "cannot be updated"]
+TAILS = ["please help", "can you check", "I need this fixed today", "thanks", "this is urgent", "what should I do"]
+DISHES = ["the pasta", "a risotto", "the sourdough", "my soup", "the curry", "a lemon cake", "the roast"]
+FAULTS = ["needs more salt", "tastes bland", "came out dry", "burned in the oven", "is too spicy", "did not rise"]
+CATEGORY = {"invoice": "billing", "refund": "billing", "charged": "billing", "password": "account",
+            "login": "account", "account": "account", "order": "shipping", "delivery": "shipping"}
+
+
+def support_text(r: random.Random) -> str:
+    return f"Hi, {r.choice(SUBJECTS)} {r.choice(VERBS)}, {r.choice(TAILS)}."
+
+
+def cooking_text(r: random.Random) -> str:
+    return f"Cooking question: {r.choice(DISHES)} {r.choice(FAULTS)}, any recipe tips for dinner tonight?"
+
+
+def answer(text: str) -> dict[str, Any]:
+    cat = next((c for w, c in CATEGORY.items() if w in text), "other")
+    return {"category": cat, "urgent": "urgent" in text or "today" in text}
+
+
+def call(pid: str, ts: str, message: str, *, refused: bool = False, error: str | None = None,
+         deny_hit: bool = False, json_valid: bool | None = True, email: str = "ann@example.com") -> dict[str, Any]:
+    """A prompt-call entry (docs/genai.md#the-prompt-call-entry), variables and output as logged (masked)."""
+    out = None if (refused or error) else answer(message)
+    hits_in = [{"guard": "pii", "action": "mask", "detail": "email"}]
+    if deny_hit:
+        hits_in.append({"guard": "deny", "action": "block", "detail": "pattern 0"})
+    return {"kind": "prompt", "prediction_id": pid, "ts": ts, "prompt": "triage",
+            "prompt_version": "sha256:" + "ab" * 32, "model": "gemma-3-270m-q4_k_m",
+            "variables": {"message": message, "email": "sha256:" + "0f" * 16, "channel": "email"},
+            "input_chars": 180 + len(message), "output": out,
+            "output_chars": len(json.dumps(out)) if out is not None else 0,
+            "input_tokens": 40 + len(message) // 4, "output_tokens": 12 if out is not None else 0,
+            "latency_ms": 350.0, "guardrails": {"input": hits_in, "output": []}, "refused": refused,
+            "json_valid": (json_valid if out is not None else None), "error": error}
+
+
+def write_log(log_dir: Path, entries: list[dict[str, Any]]) -> Path:
+    """Append `entries` to the hash-chained log in `log_dir` as the server's writer does."""
+    from aiops.runtime.audit.chain import ChainWriter
+
+    enc = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode
+    w = ChainWriter(log_dir, log_key=b"\x11" * 32)
+    parts = []
+    for e in entries:
+        body = {k: v for k, v in e.items() if k != "ts"}
+        parts.append((enc(body)[:-1] + ',"prev_mac":"', ',"ts":"' + e["ts"] + '"}', None))
+    w.append(parts)
+    w.close()
+    return log_dir
+
+
+def reference_cases(n: int = 30, seed: int = 7) -> list[dict[str, Any]]:
+    """Evaluation cases as genai_compile hands them to render_prompt_monitoring (variables as in the golden set)."""
+    r = random.Random(seed)
+    cases = []
+    for i in range(n):
+        msg = support_text(r)
+        out = answer(msg)
+        cases.append({"prompt": "triage", "id": f"case{i:02d}",
+                      "variables": {"message": msg, "email": f"user{i}@example.com", "channel": "email"},
+                      "output": out, "input_chars": 180 + len(msg), "input_tokens": 40 + len(msg) // 4,
+                      "output_tokens": 12, "json_valid": True,
+                      "guardrail_hits": {"input": [{"guard": "pii", "action": "mask", "detail": "email"}],
+                                         "output": []}})
+    return cases
+
+
+def prompt_artefacts(root: Path, monitoring: dict[str, Any] | None = None, cases: list | None = None) -> Path:
+    """A signed, blessed artefact folder of a prompt spec 'support_triage' with its monitoring plan."""
+    from aiops.compiler.sign import sign_folder
+    from aiops.runtime.trust.keys import load_private_key
+
+    d = root / "generated" / "support_triage"
+    (d / "monitoring").mkdir(parents=True)
+    (d / "evidence").mkdir()
+    m = {"schedule": "0 6 * * *", "window": {"by": "time", "size": "day"}, "min_rows": 20,
+         "guardrail_hit_rates": {"input.pii": 1.0}, "min_feedback_pass_rate": 0.7, "min_feedback_rows": 10,
+         **(monitoring or {})}
+    files = render_prompt_monitoring("support_triage", "1.0.0", m, [PROMPT],
+                                     reference_cases() if cases is None else cases, "specs/support_triage")
+    for rel, text in files.items():
+        (d / rel).write_text(text)
+    (d / "serving.json").write_text(dumps({"kind": "prompt", "name": "support_triage", "version": "1.0.0",
+                                           "prompts": ["triage"], "security": {}}))
+    gate = {"evaluation": {"pass_rate": {"min": 0.6, "max": None}}}
+    (d / "evidence" / "evaluation.json").write_text(dumps({
+        "metrics": {"pass_rate": 0.8}, "passed": True,
+        "thresholds": [{"kind": "metric", "name": "pass_rate", "passed": True},
+                       {"kind": "parity", "name": "ONNX parity with scikit-learn", "passed": True}]}))
+    (d / "evidence" / "parity.json").write_text(dumps({"passed": True}))
+    (d / "evidence" / "blessing.json").write_text(dumps({"blessed": True, "failed": []}))
+    listed = {p.relative_to(d).as_posix(): {"sha256": file_sha256(p), "size": p.stat().st_size}
+              for p in sorted(d.rglob("*")) if p.is_file()}
+    (d / "manifest.json").write_text(dumps({
+        "manifest_schema": 2, "name": "support_triage", "version": "1.0.0", "kind": "prompt", "blessed": True,
+        "gate": gate, "files": listed, "policy": {"signature_required": False, "why": "", "risk_tier": "limited"},
+        "spec": {"dir": "specs/support_triage"}}))
+    key = load_private_key(env=None, env_name="AIOPS_SIGNING_KEY")
+    sign_folder(d, "support_triage", key)
+    return d
