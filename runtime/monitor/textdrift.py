@@ -75,8 +75,8 @@ def domain_auc(reference: list[str], current: list[str], folds: int = FOLDS, see
     or {"auc": None, "note": why} when the texts cannot be told apart by a classifier at all
     (too few texts, no words)."""
     rng = np.random.default_rng(seed)
-    ref = _sample([t for t in reference if t], max_rows, rng)
-    cur = _sample([t for t in current if t], max_rows, rng)
+    ref = _sample([t for t in map(clean, reference) if t], max_rows, rng)
+    cur = _sample([t for t in map(clean, current) if t], max_rows, rng)
     k = min(folds, len(ref), len(cur))
     if k < 2:
         return {"auc": None, "reference_rows": len(ref), "current_rows": len(cur),
