@@ -71,10 +71,16 @@ def render_all_files(plan: Plan) -> dict[str, str]:
 
 
 def compile_spec(spec_dir: str, overrides: list[str], out: str | None = None, check_only: bool = False,
-                 quiet: bool = False, override_reason: str | None = None) -> int:
+                 quiet: bool = False, override_reason: str | None = None, reevaluate: bool = False) -> int:
     loaded, spec, diags = check(spec_dir, overrides)
     if spec is None or loaded is None or any(d.is_error for d in diags):
         raise BuildFailed(render_all(diags), 2, diags)
+    from aiops.compiler import schema as S
+
+    if isinstance(spec, S.PromptSpec):  # kind: prompt (docs/genai.md)
+        from aiops.compiler.prompt_build import compile_prompt_spec
+
+        return compile_prompt_spec(loaded, spec, out, check_only, quiet, reevaluate)
     src = (loaded.spec_dir / spec.data.source).resolve()
     try:
         data_rel = str(src.relative_to(Path.cwd().resolve()))

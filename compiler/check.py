@@ -19,6 +19,8 @@ def check(spec_dir: str | Path, overrides: list[str] | None = None) -> tuple[Loa
 
 
 def summary(loaded: Loaded, spec: S.Spec) -> str:
+    if isinstance(spec, S.PromptSpec):
+        return prompt_summary(loaded, spec)
     cols = spec.data.columns
     feats = [f for f in spec.features if f.transform != "drop"]
     dropped = [f for f in spec.features if f.transform == "drop"]
@@ -51,6 +53,28 @@ def summary(loaded: Loaded, spec: S.Spec) -> str:
         f"audit log {'on' if sec.audit_log.enabled else 'off'}, encryption at rest "
         f"{'on' if sec.encryption_at_rest.enabled else 'off'}, {len(sec.roles)} role{'s' if len(sec.roles) != 1 else ''}",
     ]
+    return "\n".join(lines)
+
+
+def prompt_summary(loaded: Loaded, spec: S.PromptSpec) -> str:
+    pr, g, sec = spec.provider, spec.governance, spec.security
+    lines = [f"ok: {spec.name} {spec.version} ({loaded.spec_dir}; kind prompt)",
+             f"  spec hash  {loaded.spec_hash[:16]}",
+             f"  provider   {pr.model} ({pr.api}) at ${pr.base_url_env}"
+             + (f", token ${pr.api_key_env}" if pr.api_key_env else "")
+             + f"; timeout {pr.timeout_s:g}s, {pr.retries} retr{'y' if pr.retries == 1 else 'ies'}"]
+    for name, p in spec.prompts.items():
+        gates = ", ".join(f"{k} {'>=' if b.min is not None else '<='} {b.min if b.min is not None else b.max}"
+                          for k, b in p.evaluation.gates.items()) or "none (nothing will be blessed)"
+        guards = [f"{side}: " + ", ".join(x.type for x in getattr(p.guardrails, side)) or f"{side}: none"
+                  for side in ("input", "output")]
+        pii = [k for k, v in p.variables.items() if v.pii]
+        lines += [f"  prompt     {name}: {p.template}, {len(p.variables)} variables ({len(pii)} pii), "
+                  f"output {p.output.format}",
+                  f"             guardrails {'; '.join(guards)}",
+                  f"             golden {p.evaluation.golden}; gates {gates}"]
+    lines.append(f"  policy     risk tier {g.risk_tier}, {g.approvals_required} of {len(g.approvers)} approvals, "
+                 f"audit log {'on' if sec.audit_log.enabled else 'off'}")
     return "\n".join(lines)
 
 

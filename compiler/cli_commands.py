@@ -10,7 +10,7 @@ def _compile(args: argparse.Namespace) -> int:
 
     try:
         return compile_spec(args.spec_dir, args.overrides, out=args.out, check_only=args.check, quiet=args.quiet,
-                            override_reason=args.override_reason)
+                            override_reason=args.override_reason, reevaluate=args.reevaluate)
     except BuildFailed as exc:
         if args.format != "text" and exc.diags:
             from aiops.compiler.diag_formats import render
@@ -59,6 +59,8 @@ def register(sub) -> None:
     add_format_option(c)
     c.add_argument("--override-reason", metavar="TEXT",
                    help="why an override loosens a threshold (required on a high risk tier; in the compliance document)")
+    c.add_argument("--reevaluate", action="store_true",
+                   help="prompt specs: run the golden set against the provider even when the recorded evidence is current")
     c.set_defaults(func=_compile)
 
     k = sub.add_parser("package", help="write a Dockerfile and a Kubernetes manifest for the slim runtime")

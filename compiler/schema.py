@@ -386,6 +386,7 @@ VERSION_GRAMMAR = (r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
 # ---------------------------------------------------------------- the spec
 @dataclass
 class Spec:
+    kind: Literal["tabular", "prompt"] = "tabular"
     name: str = REQUIRED
     version: str = REQUIRED
     description: str = ""
@@ -397,6 +398,112 @@ class Spec:
     thresholds: Thresholds = field(default_factory=Thresholds)
     monitoring: Monitoring = field(default_factory=Monitoring)
     serving: Serving = field(default_factory=Serving)
+    security: Security = field(default_factory=Security)
+    governance: Governance = field(default_factory=Governance)
+    env: Env = field(default_factory=Env)
+
+
+# ---------------------------------------------------------------- the prompt spec kind (docs/genai.md)
+PROMPT_NAME_GRAMMAR = r"[a-z][a-z0-9_]{0,63}"
+GUARD_TYPES = ("pii", "deny", "allow", "length", "json_schema")
+ASSERTION_TYPES = ("equals", "contains", "regex", "json_schema", "json_field", "similar", "max_latency_ms",
+                   "max_tokens", "rubric")
+
+
+@dataclass
+class PromptProblem:
+    statement: str = REQUIRED
+    decision: str = REQUIRED
+    business_outcome: str = REQUIRED
+
+
+@dataclass
+class Budget:
+    max_input_tokens: int = 1500
+    max_output_tokens: int = 256
+    max_tokens_per_minute: int = 60_000
+
+
+@dataclass
+class Provider:
+    base_url_env: str = REQUIRED  # the NAME of an environment variable holding an OpenAI-compatible base URL
+    api_key_env: Optional[str] = None  # the NAME of an environment variable holding a bearer token
+    model: str = REQUIRED
+    api: Literal["completions", "chat"] = "completions"
+    parameters: dict[str, Any] = field(default_factory=dict)
+    timeout_s: float = 10.0
+    retries: int = 1
+    budget: Budget = field(default_factory=Budget)
+
+
+@dataclass
+class PromptOutput:
+    format: Literal["text", "json"] = "text"
+    prefill: Optional[str] = None
+    schema: Optional[str] = None  # a JSON Schema file in the spec folder (format json)
+
+
+@dataclass
+class ToolDecl:
+    schema: str = REQUIRED  # a JSON Schema file for the tool's arguments
+
+
+@dataclass
+class Tools:
+    allow: dict[str, ToolDecl] = field(default_factory=dict)
+    max_steps: int = 1
+
+
+@dataclass
+class Guard:
+    type: str = REQUIRED  # one of GUARD_TYPES (checked with did-you-mean by rules_prompt)
+    action: Optional[Literal["mask", "block"]] = None  # pii
+    patterns: list[str] = field(default_factory=list)  # deny, allow
+    max_chars: Optional[int] = None  # length
+
+
+@dataclass
+class Guardrails:
+    input: list[Guard] = field(default_factory=list)
+    output: list[Guard] = field(default_factory=list)
+
+
+@dataclass
+class Evaluation:
+    golden: str = REQUIRED  # a JSONL file in the spec folder: {"id", "variables", "assert"} per line
+    gates: dict[str, Bound] = field(default_factory=dict)  # pass_rate, json_valid_rate
+
+
+@dataclass
+class Prompt:
+    description: str = ""
+    template: str = REQUIRED  # a Jinja2 file in the spec folder, rendered in a SandboxedEnvironment
+    variables: dict[str, Column] = REQUIRED
+    output: PromptOutput = field(default_factory=PromptOutput)
+    tools: Optional[Tools] = None
+    guardrails: Guardrails = field(default_factory=Guardrails)
+    evaluation: Evaluation = field(default_factory=Evaluation)
+
+
+@dataclass
+class PromptServing:
+    max_concurrency: int = 8
+    timeout_s: float = 30.0
+    max_body_bytes: int = 65_536
+
+
+@dataclass
+class PromptSpec:
+    kind: Literal["tabular", "prompt"] = "prompt"
+    name: str = REQUIRED
+    version: str = REQUIRED
+    description: str = ""
+    problem: PromptProblem = field(default_factory=PromptProblem)
+    kpis: list[KPI] = field(default_factory=list)
+    provider: Provider = field(default_factory=Provider)
+    prompts: dict[str, Prompt] = REQUIRED
+    monitoring: dict[str, Any] = field(default_factory=dict)  # the prompt monitoring keys (docs/genai.md)
+    serving: PromptServing = field(default_factory=PromptServing)
     security: Security = field(default_factory=Security)
     governance: Governance = field(default_factory=Governance)
     env: Env = field(default_factory=Env)

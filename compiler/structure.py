@@ -199,9 +199,10 @@ def _suggest_name(name: str) -> str:
     return word if re.fullmatch(S.NAME_GRAMMAR, word) else "credit_risk"
 
 
-def structure(config: dict[str, Any], sm: SourceMap) -> tuple[S.Spec | None, list[Diagnostic]]:
+def structure(config: dict[str, Any], sm: SourceMap) -> tuple[S.Spec | S.PromptSpec | None, list[Diagnostic]]:
     w = Walker(sm)
-    spec = w.dataclass(config, S.Spec, ())
+    cls = S.PromptSpec if isinstance(config, dict) and config.get("kind") == "prompt" else S.Spec
+    spec = w.dataclass(config, cls, ())
     if spec is not None:
         check_identity(spec, w)
     return spec, w.diags

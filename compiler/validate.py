@@ -1,7 +1,7 @@
 """validate: structure, then every semantic rule; returns all diagnostics, never raises."""
 from __future__ import annotations
 
-from aiops.compiler import rules_data, rules_inputs, rules_model, rules_policy, rules_sample
+from aiops.compiler import rules_data, rules_inputs, rules_model, rules_policy, rules_prompt, rules_sample
 from aiops.compiler import schema as S
 from aiops.compiler.context import Ctx
 from aiops.compiler.diagnostics import Diagnostic
@@ -14,6 +14,8 @@ def validate(loaded: Loaded) -> tuple[S.Spec | None, list[Diagnostic]]:
     if spec is None:
         return None, diags
     ctx = Ctx(spec, loaded.sources, loaded.spec_dir)
+    if isinstance(spec, S.PromptSpec):
+        return _validate_prompt(spec, ctx, diags)
     rules = [
         rules_data.check_columns, rules_data.check_problem, rules_data.check_split,
         rules_model.check_features, rules_model.check_model, rules_model.check_thresholds,
@@ -25,5 +27,15 @@ def validate(loaded: Loaded) -> tuple[S.Spec | None, list[Diagnostic]]:
         rules.append(rules_sample.check_sample)  # last: only when everything else holds
     for rule in rules:
         rule(ctx)
+    ok = not any(d.is_error for d in diags + ctx.diags)
+    return (spec if ok else None), diags + ctx.diags
+
+
+def _validate_prompt(spec: S.PromptSpec, ctx: Ctx, diags: list[Diagnostic]) -> tuple[S.PromptSpec | None,
+                                                                                      list[Diagnostic]]:
+    """A prompt spec (kind: prompt): its own rules, then the governance and env rules it shares."""
+    rules_prompt.check_prompt_spec(ctx)
+    rules_prompt.check_prompt_governance(ctx)
+    rules_inputs.check_env_outputs(ctx)
     ok = not any(d.is_error for d in diags + ctx.diags)
     return (spec if ok else None), diags + ctx.diags

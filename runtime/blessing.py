@@ -108,3 +108,21 @@ def disagreements(v: Verdict, manifest: dict[str, Any], blessing: dict[str, Any]
 
 def _js(v: Any) -> str:
     return json.dumps(v)
+
+
+PROMPT_GATES = ("pass_rate", "json_valid_rate")
+
+
+def derive_prompts(gates: dict[str, dict[str, Any]], evaluations: dict[str, dict[str, Any]]) -> Verdict:
+    """The verdict of a prompt artefact (kind: prompt) by the same `rule`: for each prompt, each of its
+    gates (pass_rate, json_valid_rate in [0, 1]) checked against the rate its evaluation evidence
+    records. `gates`: prompt -> gate name -> bound; `evaluations`: prompt -> evaluation.json."""
+    checks = []
+    for prompt, bounds in sorted(gates.items()):
+        ev = evaluations.get(prompt) or {}
+        for name, b in sorted((bounds or {}).items()):
+            v = _num(ev.get(name))
+            checks.append(Check("prompt", f"{prompt}: {name}", v, bound_text(b), check_bound(v, b)))
+    gate_set = any(bool(b) for b in gates.values()) and bool(gates)
+    return Verdict(rule(gate_set and all(bool(b) for b in gates.values()), (c.passed for c in checks)),
+                   tuple(checks))

@@ -82,3 +82,6 @@ def spec_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         return copies[name]
 
     return make
+
+
+from genai_fixtures import llm_base_url  # noqa: E402,F401  (the session's one local LLM server)

@@ -88,3 +88,33 @@ def applicable(spec: dict[str, Any]) -> list[Control]:
             continue
         out.append(c)
     return out
+
+
+# the controls of a prompt spec (kind: prompt), read by compiler/compliance/genai.py
+GENAI_CONTROLS: tuple[Control, ...] = (
+    Control("Template sandbox", "prompts.*.template", "compiler/template_scan.py, compiler/rules_prompt.py (check)",
+            "tests/test_genai_compile.py::test_check_reports_prompt_mistakes_at_file_and_line",
+            "aiops check refuses sandbox-unsafe constructs at file:line; serving renders in Jinja2's sandbox"),
+    Control("Variables judged by the data contract", "prompts.*.variables", "runtime/contract.py, compiler/rules_prompt.py",
+            "tests/test_check_catalog.py::test_bad_spec",
+            "one contract core: the golden set is checked at check time, every call at serving time"),
+    Control("Release gate on the golden set (blessing)", "prompts.*.evaluation.gates",
+            "compiler/prompt_eval.py, runtime/blessing.py (derive_prompts)",
+            "tests/test_genai_compile.py::test_a_failed_gate_refuses_the_blessing_with_reasons",
+            "every golden case run against the provider; blessed only when every gate passes"),
+    Control("Evaluation evidence is reproducible", "provider.parameters",
+            "compiler/prompt_eval.py (cache_key), compiler/prompt_build.py",
+            "tests/test_genai_compile.py::test_evidence_is_reused_byte_identically_and_check_tells_stale",
+            "temperature 0 and a fixed seed; evidence re-run only when its cache key changes"),
+    Control("Provider named by environment variable", "provider.base_url_env", "compiler/rules_prompt.py (check_provider)",
+            "tests/test_check_catalog.py::test_bad_spec",
+            "a literal URL or a credential in the spec is refused by aiops check"),
+    Control("PII masked in the evaluation evidence", "prompts.*.guardrails",
+            "compiler/prompt_eval.py, runtime/genai/guardrails.py (SpanMasker)",
+            "tests/test_genai_compile.py::test_compile_with_the_local_model_masks_pii_in_evidence",
+            "e-mail addresses and phone numbers are redacted in recorded outputs"),
+    Control("Transparency towards the people who read the output", "governance.intended_use", "", "",
+            "documented here; no command can tell whether readers are told the text comes from a model"),
+    Control("Human oversight of every output", "governance.risk_tier", "", "",
+            "the limited tier assumes a person reads every output; nothing in aiops enforces it"),
+)

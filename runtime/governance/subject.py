@@ -54,8 +54,9 @@ def run_record(folder: str | Path, kind: str, built_by: str, parent: str | None 
     d = Path(folder)
     s = subject(d)
     m = json.loads((d / "manifest.json").read_text())
-    ev = json.loads((d / "evidence" / "evaluation.json").read_text())
-    data = json.loads((d / "evidence" / "data.json").read_text())
+    # a prompt artefact (kind: prompt) keeps its gates and rates in evidence/blessing.json, and has no data.json
+    ev = json.loads((d / "evidence" / ("blessing.json" if m.get("kind") == "prompt" else "evaluation.json")).read_text())
+    data = json.loads((d / "evidence" / "data.json").read_text()) if m.get("kind") != "prompt" else {}
     return {**s, "kind": kind, "built_by": built_by, "parent": parent, "blessed": bool(m.get("blessed")),
             "status": "built" if m.get("blessed") else "gate failed",
             "artefact_dir": artefact_dir or str(d), "tool": m.get("tool"), "libraries": m.get("libraries"),
