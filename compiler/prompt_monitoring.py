@@ -73,8 +73,17 @@ def reference_lines(prompts: Sequence[PromptRef], cases: Sequence[Mapping[str, A
                     mask_text: Callable[[str], str] | None = None) -> str:
     """reference.jsonl. cases: {"prompt", "id", "variables" (as in the golden set), "output" (masked),
     and, when known, "input_chars", "output_chars", "input_tokens", "output_tokens", "json_valid",
-    "guardrail_hits"}. `mask_text` masks PII inside free text (the input guardrail's masking)."""
+    "error", "guardrail_hits" (a list of hits with "side", as evaluation.json has them)}. PII variables
+    are redacted whole; PII spans in the other text variables are masked by `mask_text` (default:
+    the guardrails' span masker, redacting)."""
+    from aiops.runtime.genai.guardrails import SpanMasker
     from aiops.runtime.masking import Masker
+
+    if mask_text is None:  # PII spans in free text, redacted (no key: the same on every machine)
+        spans = SpanMasker(Masker({}))
+
+        def mask_text(text: str) -> str:
+            return spans.mask(text)[0]
 
     by_name = {p.name: p for p in prompts}
     lines = []
@@ -82,15 +91,17 @@ def reference_lines(prompts: Sequence[PromptRef], cases: Sequence[Mapping[str, A
         p = by_name[c["prompt"]]
         masker = Masker({v: "redact" for v in p.pii})
         variables = {k: masker.mask(k, v) for k, v in sorted((c.get("variables") or {}).items())}
-        if mask_text is not None:
-            variables = {k: mask_text(v) if isinstance(v, str) and k not in p.pii else v for k, v in variables.items()}
+        variables = {k: mask_text(v) if isinstance(v, str) and k not in p.pii else v for k, v in variables.items()}
         out = c.get("output")
         rec = {"prompt": p.name, "case": str(c["id"]), "variables": variables, "output": out,
                "output_chars": c.get("output_chars", len(out if isinstance(out, str) else json.dumps(out))
                                      if out is not None else None)}
-        for k in ("input_chars", "input_tokens", "output_tokens", "json_valid"):
+        for k in ("input_chars", "input_tokens", "output_tokens", "json_valid", "error"):
             rec[k] = c.get(k)
-        rec["guardrails"] = c.get("guardrail_hits") or {"input": [], "output": []}
+        hits = c.get("guardrail_hits") or []
+        rec["guardrails"] = hits if isinstance(hits, dict) else \
+            {side: [{k: v for k, v in h.items() if k != "side"} for h in hits if h.get("side") == side]
+             for side in ("input", "output")}
         lines.append(json.dumps(rec, sort_keys=True, ensure_ascii=False))
     return "".join(line + "\n" for line in lines)
 
@@ -119,3 +130,28 @@ def crontab(job: Mapping[str, Any], spec_dir: str) -> str:
             "# 1 an alert fired (alerts.json, and the webhook if set), 2 error.\n"
             f"{cron(job['schedule'])} cd \"$AIOPS_REPO\" && mkdir -p {rep} && aiops monitor {art} "
             f"--from-log --report {rep} >> {word(job['report_dir'] + '/cron.log')} 2>&1\n")
+
+
+def monitoring_files(plan, evaluations: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """The monitoring files of a compiled prompt spec (compiler/prompt_build.py): `plan` a
+    prompt_plan.SpecPlan, `evaluations` prompt -> its evaluation evidence (evidence/prompts/<p>/)."""
+    from aiops.runtime.genai.render import PromptError, render
+
+    refs, cases = [], []
+    for p in plan.prompts:
+        pj = p.prompt_json
+        refs.append(PromptRef(p.name, tuple(pj["pii"]), pj["guardrails"]))
+        recorded = {str(c.get("id")): c for c in (evaluations.get(p.name) or {}).get("cases") or []}
+        for g in p.golden:
+            ev = recorded.get(str(g["id"]), {})
+            try:
+                chars = len(render(p.template_text, g.get("variables") or {}))
+            except PromptError:
+                chars = None
+            out = ev.get("output")
+            cases.append({"prompt": p.name, "id": g["id"], "variables": g.get("variables") or {}, "output": out,
+                          "input_chars": chars, "output_chars": len(out) if isinstance(out, str) else None,
+                          "input_tokens": ev.get("input_tokens"), "output_tokens": ev.get("output_tokens"),
+                          "json_valid": ev.get("json_valid"), "error": ev.get("error"),
+                          "guardrail_hits": ev.get("guardrail_hits") or []})
+    return render_prompt_monitoring(plan.name, plan.version, plan.spec["monitoring"], refs, cases, plan.spec_dir)

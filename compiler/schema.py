@@ -502,7 +502,7 @@ class PromptSpec:
     kpis: list[KPI] = field(default_factory=list)
     provider: Provider = field(default_factory=Provider)
     prompts: dict[str, Prompt] = REQUIRED
-    monitoring: dict[str, Any] = field(default_factory=dict)  # the prompt monitoring keys (docs/genai.md)
+    monitoring: PromptMonitoring = field(default_factory=PromptMonitoring)  # docs/genai.md#monitoring-prompts
     serving: PromptServing = field(default_factory=PromptServing)
     security: Security = field(default_factory=Security)
     governance: Governance = field(default_factory=Governance)

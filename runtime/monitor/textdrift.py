@@ -13,6 +13,7 @@ placeholders of in-text masking are stripped first, so reference texts masked at
 """
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -48,7 +49,12 @@ def output_text(output: Any) -> str:
     if output is None:
         return ""
     if isinstance(output, str):
-        return clean(output)
+        if output.lstrip()[:1] not in ("{", "["):
+            return clean(output)
+        try:  # a JSON answer recorded as text (the evaluation evidence): its leaves, as for a parsed one
+            output = json.loads(output)
+        except ValueError:
+            return clean(output)
     leaves: list[str] = []
 
     def walk(v: Any) -> None:
