@@ -77,7 +77,7 @@ def reference_lines(prompts: Sequence[PromptRef], cases: Sequence[Mapping[str, A
     are redacted whole; PII spans in the other text variables are masked by `mask_text` (default:
     the guardrails' span masker, redacting)."""
     from aiops.runtime.genai.guardrails import SpanMasker
-    from aiops.runtime.masking import Masker
+    from aiops.runtime.masking import REDACTED, Masker
 
     if mask_text is None:  # PII spans in free text, redacted (no key: the same on every machine)
         spans = SpanMasker(Masker({}))
@@ -90,8 +90,21 @@ def reference_lines(prompts: Sequence[PromptRef], cases: Sequence[Mapping[str, A
     for c in sorted(cases, key=lambda c: (str(c["prompt"]), str(c["id"]))):
         p = by_name[c["prompt"]]
         masker = Masker({v: "redact" for v in p.pii})
-        variables = {k: masker.mask(k, v) for k, v in sorted((c.get("variables") or {}).items())}
-        variables = {k: mask_text(v) if isinstance(v, str) and k not in p.pii else v for k, v in variables.items()}
+        raw = c.get("variables") or {}
+        # a PII variable's value repeated in another text is masked as the variable (as the log does)
+        echoes = sorted((str(raw[k]) for k in p.pii if isinstance(raw.get(k), str) and len(raw[k]) >= 4),
+                        key=lambda v: -len(v))
+
+        def masked(k: str, v: Any) -> Any:
+            if k in p.pii:
+                return masker.mask(k, v)
+            if not isinstance(v, str):
+                return v
+            for e in echoes:
+                v = v.replace(e, REDACTED)
+            return mask_text(v)
+
+        variables = {k: masked(k, v) for k, v in sorted(raw.items())}
         out = c.get("output")
         rec = {"prompt": p.name, "case": str(c["id"]), "variables": variables, "output": out,
                "output_chars": c.get("output_chars", len(out if isinstance(out, str) else json.dumps(out))

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from aiops.compiler.prompt_monitoring import PromptRef, render_prompt_monitoring
+from aiops.runtime.masking import Masker
 from aiops.runtime.stable import dumps, file_sha256
 
 GUARDRAILS = {"input": [{"type": "pii", "action": "mask"}, {"type": "deny", "patterns": ["(?i)ignore previous"]}],
@@ -41,34 +42,42 @@ def answer(text: str) -> dict[str, Any]:
     return {"category": cat, "urgent": "urgent" in text or "today" in text}
 
 
+MASKER = Masker({"email": "hash"}, b"k" * 32)  # the deployment's masker: the PII variable hashed
+
+
 def call(pid: str, ts: str, message: str, *, refused: bool = False, error: str | None = None,
          deny_hit: bool = False, json_valid: bool | None = True, email: str = "ann@example.com") -> dict[str, Any]:
-    """A prompt-call entry (docs/genai.md#the-prompt-call-entry), variables and output as logged (masked)."""
+    """A prompt-call entry as the server builds it (runtime/genai/logentry.build_entry: variables and
+    output masked), with `ts` (ISO) for write_log."""
+    from aiops.runtime.genai.logentry import build_entry
+
     out = None if (refused or error) else answer(message)
-    hits_in = [{"guard": "pii", "action": "mask", "detail": "email"}]
+    hits_in = [{"guard": "pii", "action": "mask", "detail": "1 email in 'message'"}]
     if deny_hit:
         hits_in.append({"guard": "deny", "action": "block", "detail": "pattern 0"})
-    return {"kind": "prompt", "prediction_id": pid, "ts": ts, "prompt": "triage",
-            "prompt_version": "sha256:" + "ab" * 32, "model": "gemma-3-270m-q4_k_m",
-            "variables": {"message": message, "email": "sha256:" + "0f" * 16, "channel": "email"},
-            "input_chars": 180 + len(message), "output": out,
-            "output_chars": len(json.dumps(out)) if out is not None else 0,
-            "input_tokens": 40 + len(message) // 4, "output_tokens": 12 if out is not None else 0,
-            "latency_ms": 350.0, "guardrails": {"input": hits_in, "output": []}, "refused": refused,
-            "json_valid": (json_valid if out is not None else None), "error": error}
+    e = build_entry(masker=MASKER, pii=["email"], prediction_id=pid, prompt="triage",
+                    prompt_version="sha256:" + "ab" * 32, model="gemma-3-270m-q4_k_m",
+                    variables={"message": f"{message} Write to me at {email}.", "email": email, "channel": "email"},
+                    output=out, input_chars=180 + len(message),
+                    output_chars=len(json.dumps(out)) if out is not None else 0,
+                    input_tokens=40 + len(message) // 4, output_tokens=12 if out is not None else 0,
+                    latency_ms=350.0, guardrails={"input": hits_in, "output": []}, refused=refused,
+                    json_valid=json_valid if out is not None else None, error=error)
+    return {**e, "ts": ts}
 
 
 def write_log(log_dir: Path, entries: list[dict[str, Any]]) -> Path:
-    """Append `entries` to the hash-chained log in `log_dir` as the server's writer does."""
-    from aiops.runtime.audit.chain import ChainWriter
+    """Append `entries` to the hash-chained log in `log_dir` as the server's prompt log does
+    (runtime/genai/logentry.entry_parts, runtime/audit/chain.ChainWriter)."""
+    from datetime import datetime
 
-    enc = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode
+    from aiops.runtime.audit.chain import ChainWriter
+    from aiops.runtime.genai.logentry import entry_parts
+
     w = ChainWriter(log_dir, log_key=b"\x11" * 32)
-    parts = []
-    for e in entries:
-        body = {k: v for k, v in e.items() if k != "ts"}
-        parts.append((enc(body)[:-1] + ',"prev_mac":"', ',"ts":"' + e["ts"] + '"}', None))
-    w.append(parts)
+    w.append([entry_parts({k: v for k, v in e.items() if k != "ts"},
+                          datetime.fromisoformat(e["ts"].replace("Z", "+00:00")).timestamp(), False)
+              for e in entries])
     w.close()
     return log_dir
 
@@ -81,7 +90,8 @@ def reference_cases(n: int = 30, seed: int = 7) -> list[dict[str, Any]]:
         msg = support_text(r)
         out = answer(msg)
         cases.append({"prompt": "triage", "id": f"case{i:02d}",
-                      "variables": {"message": msg, "email": f"user{i}@example.com", "channel": "email"},
+                      "variables": {"message": f"{msg} Write to me at user{i}@example.com.",
+                                    "email": f"user{i}@example.com", "channel": "email"},
                       "output": out, "input_chars": 180 + len(msg), "input_tokens": 40 + len(msg) // 4,
                       "output_tokens": 12, "json_valid": True,
                       "guardrail_hits": {"input": [{"guard": "pii", "action": "mask", "detail": "email"}],

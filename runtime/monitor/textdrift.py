@@ -26,8 +26,11 @@ MIN_DF = 1
 MAX_FEATURES = 20_000
 TOP_TERMS = 8
 
-# what masking leaves in a text: keyed hashes, redactions, and placeholders such as [EMAIL] or <PHONE>
-MASK_TOKENS = re.compile(r"sha256:[0-9a-f]{8,64}|\[redacted\]|\[[A-Z_]{2,20}\]|<[A-Z_]{2,20}>")
+# what masking leaves in a text (runtime/masking.py, runtime/genai/guardrails.SpanMasker): keyed hashes,
+# redactions, and span placeholders such as "[email]" or "[phone sha256:...]", removed whole: a value
+# masked by its column's method where the text repeats it ("echo") and a span masked by kind read alike
+MASK_TOKENS = re.compile(r"\[(?:email|iban|card|phone)(?: sha256:[0-9a-f]{8,64})?\]|sha256:[0-9a-f]{8,64}"
+                         r"|\[redacted\]|\[[A-Z_]{2,20}\]|<[A-Z_]{2,20}>")
 
 
 def variables_text(variables: Any) -> str:
