@@ -24,7 +24,8 @@ SEED = 0
 MAX_ROWS = 2000  # per side: a larger side is subsampled (fixed seed); the AUC does not need more
 MIN_DF = 1
 MAX_FEATURES = 20_000
-TOP_TERMS = 8
+TOP_TERMS = 8  # the words that tell the window from the reference most, shown in the report...
+MIN_TERM_DOCS = 5  # ...when at least this many texts hold them
 
 # what masking leaves in a text (runtime/masking.py, runtime/genai/guardrails.SpanMasker): keyed hashes,
 # redactions, and span placeholders such as "[email]" or "[phone sha256:...]", removed whole: a value
@@ -117,7 +118,8 @@ def domain_auc(reference: list[str], current: list[str], folds: int = FOLDS, see
     full = model().fit(texts, y)
     vec, clf = full[0], full[1]
     names = vec.get_feature_names_out()
-    coef = clf.coef_[0]
+    docs = np.asarray((vec.transform(texts) > 0).sum(axis=0)).ravel()
+    coef = np.where(docs >= MIN_TERM_DOCS, clf.coef_[0], 0.0)  # a rare term (a name, an id) is never shown
     order = np.argsort(coef, kind="stable")
     terms = {"current": [str(names[i]) for i in order[::-1][:TOP_TERMS] if coef[i] > 0],
              "reference": [str(names[i]) for i in order[:TOP_TERMS] if coef[i] < 0]}
