@@ -237,7 +237,7 @@ def _entry(pid: str = "p-1") -> dict:
     m = Masker({"message": "hash"}, b"k" * 32, {"message": ("str", ()), "channel": ("category", ())}, "kid")
     return build_entry(masker=m, pii=["message"], prediction_id=pid, prompt="triage", prompt_version="sha256:ab",
                        model="fake-model", variables={"message": f"I am {CANARY} call me", "channel": "email",
-                                                      "note": f"cc {CANARY}"},
+                                                      "note": f"cc {CANARY} and other.person@example.org"},
                        output={"category": "billing", "echo": f"I am {CANARY} call me", "to": CANARY},
                        input_chars=40, output_chars=30, input_tokens=10, output_tokens=5, latency_ms=12.3456,
                        guardrails={"input": [], "output": []}, refused=False, json_valid=True, error=None)
@@ -260,7 +260,8 @@ def test_prompt_entries_are_chained_masked_and_sealed(tmp_path, encrypted):
     assert [e["prediction_id"] for e in entries] == ["p-1", "p-2"]
     e = entries[0]
     assert re.fullmatch(r"sha256:[0-9a-f]{32}", e["variables"]["message"])
-    assert re.fullmatch(r"cc \[email sha256:[0-9a-f]{32}\]", e["variables"]["note"])
+    # another variable repeating a PII variable's word, and an email in free text
+    assert re.fullmatch(r"cc \[redacted\] and \[email sha256:[0-9a-f]{32}\]", e["variables"]["note"])
     assert e["output"]["echo"] == e["variables"]["message"]  # the echoed PII variable masks to the same text
     assert (e["kind"], e["latency_ms"], e["refused"], e["error"]) == ("prompt", 12.346, False, None)
     raw = (tmp_path / "log" / "predictions.jsonl").read_text().splitlines()
