@@ -51,6 +51,14 @@ def evaluations(plan: SpecPlan, out_dir: Path, reevaluate: bool, check_only: boo
             stale.append(p.name)
             continue
         say = (lambda m: None) if quiet else (lambda m: print(f"      {m}", file=sys.stderr, flush=True))
+        from aiops.runtime.genai.provider import Provider
+
+        state = "absent" if text is None else \
+            ("current, but --reevaluate asks for a new run" if isinstance(body, dict) and body.get("cache_key") == key
+             else "for another prompt, golden set, gates or provider")
+        why = Provider(p.prompt_json["provider"]).problem()
+        if why:
+            raise _unavailable(plan, p.name, out_dir, state, why)
         if not quiet:
             why = "--reevaluate" if text is not None and body and body.get("cache_key") == key else \
                 ("no recorded evidence" if text is None else "the prompt, golden set, gates or provider changed")
@@ -58,16 +66,20 @@ def evaluations(plan: SpecPlan, out_dir: Path, reevaluate: bool, check_only: boo
         try:
             ev = evaluate(p, progress=say)
         except EvaluationUnavailable as exc:
-            raise BuildFailed("\n".join([
-                f"error[E950]: prompt '{p.name}' must be evaluated, but its provider cannot be called",
-                f"  --> {plan.spec_dir}/spec.yaml (provider.base_url_env)",
-                f"   = {exc}",
-                f"   = the recorded evidence ({out_dir / evidence_path(p.name)}) is "
-                + ("absent" if text is None else "for another prompt, golden set, gates or provider"),
-                "   = help: start an OpenAI-compatible server and set the variable, e.g. "
-                f"python tools/local_llm.py run -- {plan.regenerate}"]), 2) from None
+            raise _unavailable(plan, p.name, out_dir, state, str(exc)) from None
         files[evidence_path(p.name)] = dumps(ev)
     return files, stale
+
+
+def _unavailable(plan: SpecPlan, prompt: str, out_dir: Path, state: str, why: str) -> BuildFailed:
+    """E950: an evaluation is needed and the provider cannot be called; nothing is written."""
+    return BuildFailed("\n".join([
+        f"error[E950]: prompt '{prompt}' must be evaluated, but its provider cannot be called",
+        f"  --> {plan.spec_dir}/spec.yaml (provider.base_url_env)",
+        f"   = {why}",
+        f"   = the recorded evidence ({out_dir / evidence_path(prompt)}) is {state}",
+        "   = help: start an OpenAI-compatible server and set the variable, e.g. "
+        f"python tools/local_llm.py run -- {plan.regenerate}"]), 2)
 
 
 def blessing_doc(plan: SpecPlan, evs: dict[str, dict[str, Any]]) -> dict[str, Any]:

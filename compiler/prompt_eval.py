@@ -138,7 +138,7 @@ def evaluate(p: PromptPlan, env: dict[str, str] | None = None, progress: Callabl
     try:
         model_id = provider.model_id()
     except ProviderError as exc:
-        raise EvaluationUnavailable(f"{provider.base_url_env}: {exc.message}") from None
+        raise EvaluationUnavailable(exc.message) from None
 
     def grade(criteria: str, answer: str) -> float | None:
         try:

@@ -350,6 +350,10 @@ def check_gates(ctx: Ctx, p: S.Prompt, base: PathT) -> None:
                     f"a prompt gate is one of {fmt_choices(GATES)}. Got {name!r} instead.", key=True,
                     help=did_you_mean(name, GATES) or "choose a known gate")
             continue
+        if name == "json_valid_rate" and (p.output is None or p.output.format != "json"):
+            ctx.err("E418", "the json_valid_rate gate needs a JSON output", at + (name,),
+                    f"prompts.{base[1]}.output.format is text", key=True,
+                    help="use pass_rate, or set output.format: json")
         for side in ("min", "max"):
             v = getattr(b, side) if b is not None else None
             if v is not None and not 0 <= v <= 1:

@@ -43,6 +43,10 @@ SPEC = "spec.yaml"
 LOGISTIC = "model/logistic.yaml"
 STRICT = "security/strict.yaml"
 HIGH_RISK = "governance/high_risk.yaml"
+TRI = "prompts/triage.j2"  # the support_triage prompt spec (kind: prompt)
+GOLD = "prompts/triage_golden.jsonl"
+SCH = "prompts/triage.schema.json"
+PGOV = "governance/limited_risk.yaml"
 
 CASES: dict[str, Bad] = {
     # ------------------------------------------------------------------ load: folder, YAML, Hydra
@@ -1133,6 +1137,247 @@ error[E815]: more approvals required than there are approvers
    |     approvals_required: 3
    = approvals_required is 3; governance.approvers lists 2""",
     ),
+    # ------------------------------------------------------------------ prompt specs (kind: prompt, docs/genai.md)
+    "E401-prompt-file-outside-the-spec-folder": Bad(
+        spec="support_triage",
+        edits=((SPEC, 'template: prompts/triage.j2', 'template: ../credit_risk/prompt.j2'),),
+        at=(SPEC, 'template: ../credit_risk', '../'),
+        expected="""\
+error[E401]: the prompt template lies outside the spec folder
+  --> @AT@ (prompts.triage.template)
+   |     template: ../credit_risk/prompt.j2
+   = '../credit_risk/prompt.j2' resolves to '@TMP@/specs/credit_risk/prompt.j2' (links followed)
+   = help: keep prompt files in the spec folder, e.g. prompts/<name>.j2""",
+    ),
+    "E402-prompt-file-missing": Bad(
+        spec="support_triage",
+        edits=((SPEC, 'template: prompts/triage.j2', 'template: prompts/triag.j2'),),
+        at=(SPEC, 'template: prompts/triag.j2', 'prompts'),
+        expected="""\
+error[E402]: the prompt template does not exist
+  --> @AT@ (prompts.triage.template)
+   |     template: prompts/triag.j2
+   = 'prompts/triag.j2' is not a file in specs/support_triage
+   = help: did you mean 'triage.j2'?""",
+    ),
+    "E403-template-syntax": Bad(
+        spec="support_triage",
+        edits=((TRI, 'Channel: {{ channel }}', 'Channel: {{ channel }'),),
+        at=(TRI, 'Channel: {{ channel }'),
+        expected="""\
+error[E403]: template syntax error: unexpected '}'
+  --> @AT@
+   |     Channel: {{ channel }
+   = help: fix the Jinja2 syntax at this line""",
+    ),
+    "E404-undeclared-template-variable": Bad(
+        spec="support_triage",
+        edits=((TRI, 'Message: {{ message }}', 'Message: {{ mesage }}'),),
+        at=(TRI, 'Message: {{ mesage }}'),
+        expected="""\
+error[E404]: the template uses an undeclared variable 'mesage'
+  --> @AT@
+   |     Message: {{ mesage }}
+   = prompts.triage.variables declares: message, channel
+   = help: did you mean 'message'?""",
+    ),
+    "W405-unused-variable": Bad(
+        spec="support_triage",
+        edits=((SPEC, '      channel: {dtype: category', '      locale: {dtype: str, nullable: true}\n      channel: {dtype: category'),),
+        at=(SPEC, 'locale: {dtype', 'locale'),
+        expected="""\
+warning[W405]: the variable 'locale' is not used by the template
+  --> @AT@ (prompts.triage.variables.locale)
+   |     locale: {dtype: str, nullable: true}
+   = 'prompts/triage.j2' never reads 'locale'
+   = help: remove it, or use it in the template: {{ locale }}""",
+    ),
+    "E406-sandbox-unsafe-construct": Bad(
+        spec="support_triage",
+        edits=((TRI, 'Channel: {{ channel }}', 'Channel: {{ channel.__class__ }}'),),
+        at=(TRI, 'channel.__class__'),
+        expected="""\
+error[E406]: the template uses a construct the sandbox refuses
+  --> @AT@
+   |     Channel: {{ channel.__class__ }}
+   = the attribute '.__class__'
+   = help: templates only print their variables; remove it""",
+    ),
+    "E407-unknown-guardrail": Bad(
+        spec="support_triage",
+        edits=((SPEC, '- {type: length, max_chars: 1000}', '- {type: lenght, max_chars: 1000}'),),
+        at=(SPEC, 'type: lenght', 'lenght'),
+        expected="""\
+error[E407]: unknown input guardrail 'lenght'
+  --> @AT@ (prompts.triage.guardrails.input[2].type)
+   |     - {type: lenght, max_chars: 1000}
+   = an input guardrail is one of 'pii', 'deny', 'allow', 'length'. Got 'lenght' instead.
+   = help: did you mean 'length'?""",
+    ),
+    "E408-bad-regex": Bad(
+        spec="support_triage",
+        edits=((SPEC, '"(?i)password"', '"(?i)pass(word"'),),
+        at=(SPEC, 'pass(word', '"(?i)pass(word"'),
+        expected="""\
+error[E408]: a regular expression does not compile
+  --> @AT@ (prompts.triage.guardrails.output[1].patterns[0])
+   |     - {type: deny, patterns: ["(?i)pass(word"]}
+   = '(?i)pass(word': missing ), unterminated subpattern at position 8
+   = help: fix the pattern (Python re syntax); escape a literal character with a backslash""",
+    ),
+    "E409-invalid-json-schema": Bad(
+        spec="support_triage",
+        edits=((SCH, '"type": "object"', '"type": "objekt"'),),
+        at=(SPEC, 'schema: prompts/triage.schema.json', 'prompts'),
+        expected="""\
+error[E409]: the output schema is not a valid JSON Schema
+  --> @AT@ (prompts.triage.output.schema)
+   |     schema: prompts/triage.schema.json
+   = 'prompts/triage.schema.json' at type: 'objekt' is not valid under any of the given schemas
+   = help: fix it against JSON Schema draft 2020-12""",
+    ),
+    "E410-provider-not-named-by-environment-variable": Bad(
+        spec="support_triage",
+        edits=((SPEC, 'base_url_env: AIOPS_LLM_BASE_URL', 'base_url_env: http://127.0.0.1:8080/v1'),),
+        at=(SPEC, 'base_url_env: http', 'http'),
+        expected="""\
+error[E410]: provider.base_url_env must name an environment variable
+  --> @AT@ (provider.base_url_env)
+   |     base_url_env: http://127.0.0.1:8080/v1
+   = 'provider.base_url_env' is the NAME of a variable that holds the base URL, matching [A-Z_][A-Z0-9_]*. Got 'http://127.0.0.1:8080/v1' instead.
+   = help: export the URL in a variable and name it here, e.g. base_url_env: AIOPS_LLM_BASE_URL""",
+    ),
+    "E411-credential-in-the-spec": Bad(
+        spec="support_triage",
+        edits=((SPEC, 'parameters: {temperature: 0,', 'parameters: {api_key: sk-123, temperature: 0,'),),
+        at=(SPEC, 'api_key: sk-123', 'api_key'),
+        expected="""\
+error[E411]: a provider credential is written in the spec
+  --> @AT@ (provider.parameters.api_key)
+   |     parameters: {api_key: sk-123, temperature: 0, seed: 7, max_tokens: 40, stop: ["\\n"]}
+   = 'provider.parameters.api_key' would be committed with the spec and copied into the artefacts
+   = help: remove it; put the token in an environment variable named by provider.api_key_env""",
+    ),
+    "E412-golden-case-not-json": Bad(
+        spec="support_triage",
+        edits=((GOLD, '"id": "ship-cost", ', '"id": "ship-cost" '),),
+        at=(GOLD, '"ship-cost"'),
+        expected="""\
+error[E412]: a golden case is not JSON
+  --> @AT@
+   |     {"id": "ship-cost" "variables": {"message": "How much does delivery to Norway cost?", "channel": "chat"}, "assert": [{"type": "json_schema"}, {"type": "json_field", "path": "category", "equals": "shipping"}, {"type": "json_field", "path": "order", "equals": null}]}
+   = Expecting ',' delimiter: line 1 column 20 (char 19)
+   = help: write one JSON object per line: {"id": ..., "variables": {...}, "assert": [...]}""",
+    ),
+    "E413-golden-case-unknown-variable": Bad(
+        spec="support_triage",
+        edits=((GOLD, 'Norway cost?", "channel": "chat"', 'Norway cost?", "chanel": "chat"'),),
+        at=(GOLD, '"ship-cost"'),
+        expected="""\
+error[E413]: golden case 'ship-cost' sets an undeclared variable 'chanel'
+  --> @AT@ (ship-cost)
+   |     {"id": "ship-cost", "variables": {"message": "How much does delivery to Norway cost?", "chanel": "chat"}, "assert": [{"type": "json_schema"}, {"type": "json_field", "path": "category", "equals": "shipping"}, {"type": "json_field", "path": "order", "equals": null}]}
+   = prompts.triage.variables declares: message, channel
+   = help: did you mean 'channel'?""",
+    ),
+    "E414-golden-case-missing-variable": Bad(
+        spec="support_triage",
+        edits=((GOLD, 'Norway cost?", "channel": "chat"}', 'Norway cost?"}'),),
+        at=(GOLD, '"ship-cost"'),
+        expected="""\
+error[E414]: golden case 'ship-cost' does not set the variable 'channel'
+  --> @AT@ (ship-cost)
+   |     {"id": "ship-cost", "variables": {"message": "How much does delivery to Norway cost?"}, "assert": [{"type": "json_schema"}, {"type": "json_field", "path": "category", "equals": "shipping"}, {"type": "json_field", "path": "order", "equals": null}]}
+   = 'channel' is required (category, not nullable)
+   = help: add "channel": ... to its variables""",
+    ),
+    "E415-golden-case-breaks-the-contract": Bad(
+        spec="support_triage",
+        edits=((GOLD, 'Norway cost?", "channel": "chat"}', 'Norway cost?", "channel": "fax"}'),),
+        at=(GOLD, '"ship-cost"'),
+        expected="""\
+error[E415]: golden case 'ship-cost': the variable 'channel' breaks its contract
+  --> @AT@ (ship-cost)
+   |     {"id": "ship-cost", "variables": {"message": "How much does delivery to Norway cost?", "channel": "fax"}, "assert": [{"type": "json_schema"}, {"type": "json_field", "path": "category", "equals": "shipping"}, {"type": "json_field", "path": "order", "equals": null}]}
+   = not_in_set: 'channel' must be one of chat, email, phone
+   = help: fix the value, or the checks of prompts.triage.variables.channel""",
+    ),
+    "E416-unknown-assertion": Bad(
+        spec="support_triage",
+        edits=((GOLD, '{"type": "max_tokens", "value": 40}', '{"type": "max_tokns", "value": 40}'),),
+        at=(GOLD, '"acct-delete"'),
+        expected="""\
+error[E416]: golden case 'acct-delete': unknown assertion type "max_tokns"
+  --> @AT@ (acct-delete)
+   |     {"id": "acct-delete", "variables": {"message": "Please delete my account and all my data.", "channel": "email"}, "assert": [{"type": "json_schema"}, {"type": "json_field", "path": "category", "equals": "account"}, {"type": "json_field", "path": "order", "equals": null}, {"type": "max_tokns", "value": 40}]}
+   = assert[3].type is one of 'equals', 'contains', 'regex', 'json_schema', 'json_field', 'similar', 'max_latency_ms', 'max_tokens', 'rubric'
+   = help: did you mean 'max_tokens'?""",
+    ),
+    "E417-json-output-without-schema": Bad(
+        spec="support_triage",
+        edits=((SPEC, '    output:\n      format: json\n      prefill: \'{"category": "\'\n      schema: prompts/triage.schema.json\n', '    output: {format: json}\n'),),
+        at=(SPEC, 'output: {format: json}', 'output'),
+        expected="""\
+error[E417]: a JSON output needs a schema
+  --> @AT@ (prompts.triage.output)
+   |     output: {format: json}
+   = prompts.triage.output.format is json
+   = help: add output.schema: prompts/<name>.schema.json (a JSON Schema)""",
+    ),
+    "E418-unknown-gate": Bad(
+        spec="support_triage",
+        edits=((SPEC, 'json_valid_rate: {min: 0.9}', 'json_valid: {min: 0.9}'),),
+        at=(SPEC, 'json_valid: {min', 'json_valid'),
+        expected="""\
+error[E418]: unknown evaluation gate 'json_valid'
+  --> @AT@ (prompts.triage.evaluation.gates.json_valid)
+   |     json_valid: {min: 0.9}
+   = a prompt gate is one of 'pass_rate', 'json_valid_rate'. Got 'json_valid' instead.
+   = help: did you mean 'json_valid_rate'?""",
+    ),
+    "W418-no-gate": Bad(
+        spec="support_triage",
+        edits=((SPEC, '      gates:\n        pass_rate: {min: 0.5}\n        json_valid_rate: {min: 0.9}\n', '      gates: {}\n'),),
+        at=(SPEC, 'gates: {}', 'gates'),
+        expected="""\
+warning[W418]: the prompt has no evaluation gate: it will not be blessed
+  --> @AT@ (prompts.triage.evaluation.gates)
+   |     gates: {}
+   = help: add e.g. gates: {pass_rate: {min: 0.8}, json_valid_rate: {min: 0.95}}""",
+    ),
+    "E419-guardrail-without-its-setting": Bad(
+        spec="support_triage",
+        edits=((SPEC, '- {type: length, max_chars: 1000}', '- {type: length}'),),
+        at=(SPEC, '- {type: length}', '{'),
+        expected="""\
+error[E419]: the length guardrail needs 'max_chars'
+  --> @AT@ (prompts.triage.guardrails.input[2])
+   |     - {type: length}
+   = help: e.g. {type: length, max_chars: 1000}""",
+    ),
+    "E420-prompt-name-not-an-identifier": Bad(
+        spec="support_triage",
+        edits=((SPEC, '  triage:\n    description: Few-shot', '  Triage:\n    description: Few-shot'),),
+        at=(SPEC, '  Triage:', 'Triage'),
+        expected="""\
+error[E420]: a prompt name is not an identifier
+  --> @AT@ (prompts.Triage)
+   |     Triage:
+   = prompt names become URL paths and folders: they must match [a-z][a-z0-9_]{0,63}. Got 'Triage' instead.
+   = help: e.g. triage""",
+    ),
+    "E421-high-risk-prompt": Bad(
+        spec="support_triage",
+        edits=((PGOV, 'risk_tier: limited', 'risk_tier: high'),),
+        at=(PGOV, 'risk_tier: high', 'high'),
+        expected="""\
+error[E421]: the prompt spec kind does not support governance.risk_tier: high
+  --> @AT@ (governance.risk_tier)
+   |     risk_tier: high
+   = a high-risk system needs controls (fairness bounds, explanations, sign-off on each output) that aiops does not enforce for prompts
+   = help: use risk_tier: limited (a person reviews every output) or minimal""",
+    ),
+
 }
 
 
@@ -1185,7 +1430,7 @@ def test_bad_spec(case: Bad, spec_copy, tmp_path, monkeypatch):
 
 # the modules of `aiops check` (compile-time codes such as E9xx live elsewhere)
 CHECK_MODULES = ("load.py", "guard.py", "rules_inputs.py", "structure.py", "rules_data.py", "rules_sample.py",
-                 "rules_model.py", "rules_policy.py", "context.py", "diagnostics.py", "check.py")
+                 "rules_model.py", "rules_policy.py", "context.py", "diagnostics.py", "check.py", "rules_prompt.py")
 CHECK_MODULES += ("rules_prompt_monitoring.py",)
 
 

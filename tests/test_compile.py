@@ -140,11 +140,11 @@ def test_compiling_twice_is_byte_identical_whatever_the_hash_seed(tmp_path):
 
 # the limited-tier examples are committed as a machine without keys compiles them (README command 1);
 # the high-risk ones are signed with the TEST ONLY key (tests/keys)
-UNSIGNED = ("flight_delays", "penguins")
+UNSIGNED = ("flight_delays", "penguins", "support_triage")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["credit_risk", "flight_delays", "penguins", "diabetes"])
+@pytest.mark.parametrize("name", ["credit_risk", "flight_delays", "penguins", "diabetes", "support_triage"])
 def test_committed_generated_output_is_up_to_date(name):
     """The golden files: generated/<name>/ is what the spec and data produce now.
     To update them after an intended change: `aiops compile specs/<name>` and commit."""
