@@ -116,13 +116,15 @@ def prompt_artefacts(root: Path, monitoring: dict[str, Any] | None = None, cases
         (d / rel).write_text(text)
     (d / "serving.json").write_text(dumps({"kind": "prompt", "name": "support_triage", "version": "1.0.0",
                                            "prompts": ["triage"], "security": {}}))
-    gate = {"evaluation": {"pass_rate": {"min": 0.6, "max": None}}}
-    (d / "evidence" / "evaluation.json").write_text(dumps({
-        "metrics": {"pass_rate": 0.8}, "passed": True,
-        "thresholds": [{"kind": "metric", "name": "pass_rate", "passed": True},
-                       {"kind": "parity", "name": "ONNX parity with scikit-learn", "passed": True}]}))
-    (d / "evidence" / "parity.json").write_text(dumps({"passed": True}))
-    (d / "evidence" / "blessing.json").write_text(dumps({"blessed": True, "failed": []}))
+    # the evidence and gate of a blessed prompt artefact, as compiler/prompt_build.py writes them
+    gate = {"prompts": {"triage": {"pass_rate": {"min": 0.6, "max": None}}}}
+    (d / "evidence" / "prompts" / "triage").mkdir(parents=True)
+    (d / "evidence" / "prompts" / "triage" / "evaluation.json").write_text(dumps({
+        "prompt": "triage", "pass_rate": 0.8, "passed": True,
+        "gates": {"pass_rate": {"min": 0.6, "max": None, "value": 0.8, "passed": True}}}))
+    (d / "evidence" / "blessing.json").write_text(dumps({
+        "blessed": True, "failed": [],
+        "thresholds": [{"kind": "prompt", "name": "triage: pass_rate", "value": 0.8, "passed": True}]}))
     listed = {p.relative_to(d).as_posix(): {"sha256": file_sha256(p), "size": p.stat().st_size}
               for p in sorted(d.rglob("*")) if p.is_file()}
     (d / "manifest.json").write_text(dumps({
