@@ -39,12 +39,13 @@ class Calls:
 
     def add(self, e: dict[str, Any], verdict: bool | None) -> None:
         self.rows += 1
-        for k in LENGTHS:
+        answered = e.get("error") is None and not e.get("refused")
+        for k in LENGTHS if answered else ():  # a refused or failed call has no prompt sent, no answer
             v = e.get(k)
             if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v:
                 self.lengths[k].append(float(v))
         self.texts["input"].append(variables_text(e.get("variables")))
-        if e.get("error") is None and not e.get("refused"):
+        if answered:
             self.texts["output"].append(output_text(e.get("output")))
         guards = e.get("guardrails") if isinstance(e.get("guardrails"), dict) else {}
         for side in ("input", "output"):
