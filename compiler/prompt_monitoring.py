@@ -44,7 +44,7 @@ def job_definition(name: str, version: str, monitoring: Mapping[str, Any], promp
     return {
         "monitoring_schema": MONITORING_SCHEMA, "kind": "prompt", "name": name, "version": version,
         "artefact_dir": f"generated/{name}", "report_dir": f".aiops/monitoring/{name}",
-        "prediction_log": f".aiops/serving/{name}/predictions.jsonl", "reference": REFERENCE,
+        "prediction_log": f".aiops/serving/{name}", "reference": REFERENCE,  # the folder: every segment
         "schedule": m["schedule"],
         "window": {"by": window.get("by", "time"), "size": window.get("size", "day")},
         "min_rows": int(m.get("min_rows", 30)),

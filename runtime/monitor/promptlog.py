@@ -29,11 +29,11 @@ def log_file(path: Path) -> Path:
 def read_prompt_log(path: Path, prompts: list[str], manifest_sha256: str, stats: LogStats,
                     cipher_loader: Callable[[], Any]) -> Iterator[dict[str, Any]]:
     """Every prompt call of the log at `path` (a folder of segments, or one file) for one of `prompts`."""
-    from aiops.runtime.audit.chain import open_lines
+    from aiops.runtime.audit.chain import open_lines, segment_paths
     from aiops.runtime.monitor.reader import _decrypt
 
     p = log_file(path)
-    if not p.is_file():
+    if not (segment_paths(path) if path.is_dir() else p.is_file()):
         raise MonitorInputError(f"no prompt log at '{p}': serve the prompts first ('aiops serve'), or pass "
                                 "--from-log PATH")
     wanted = set(prompts)
