@@ -232,3 +232,27 @@ def test_monitor_the_log_of_a_served_prompt_artefact(tmp_path, capsys):
     kinds = {(a["kind"], a["subject"]) for a in rep["alerts"]}
     assert ("guardrail", "triage: input.deny") in kinds and ("refusal", "triage") in kinds
     assert code == 1
+
+
+def test_row_windows_and_the_first_window_as_reference(tmp_path, monkeypatch, capsys):
+    """An evaluation set of fewer than 10 calls: the first window with min_rows calls is the reference
+    (reported, not tested); windows of 25 calls, the short last one insufficient."""
+    monkeypatch.chdir(tmp_path)
+    site = prompt_artefacts(tmp_path, {"window": {"by": "rows", "size": 25}}, cases=reference_cases(5))
+    r = random.Random(4)
+    entries = [call(f"e{i}", _ts(DAYS[0], i), support_text(r) if i < 50 else cooking_text(r)) for i in range(50)]
+    entries += [call(f"e{i}", _ts(DAYS[0], i), cooking_text(r)) for i in range(50, 60)]
+    write_log(tmp_path / "log", entries)
+    assert main(["monitor", str(site), "--from-log", str(tmp_path / "log"), "--report", str(tmp_path / "r"),
+                 "--no-html"]) == 0
+    rep = _report(tmp_path)
+    assert [(w["id"], w["rows"], w["tested"]) for w in rep["windows"]] == \
+        [("rows 1-25", 25, True), ("rows 26-50", 25, True), ("rows 51-60", 10, False)]
+    ref = rep["job"]["reference"]["triage"]
+    assert ref == {"source": "first window", "rows": 25,
+                   "why": "the evaluation set has 5 calls of 'triage', fewer than 10"}
+    first, second, last = (w["prompts"]["triage"] for w in rep["windows"])
+    assert first["reference"] is True and first["text_drift"]["input"]["note"] == "the reference"
+    assert second["reference"] is False and second["text_drift"]["input"]["auc"] < 0.75
+    assert last["status"] == "insufficient data" and last["text_drift"]["input"]["auc"] is None
+    assert "1 of 3 windows had insufficient data" in capsys.readouterr().out

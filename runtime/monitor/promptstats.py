@@ -21,6 +21,7 @@ HIST_BINS = 10
 # quantile bins of the reference: one per ROWS_PER_BIN values of the smaller sample (2 to 10), since
 # the PSI of two samples of one distribution grows as (bins - 1) * (1/n_ref + 1/n_cur)
 ROWS_PER_BIN = 10
+ALPHA = 0.01  # length drift also needs the two samples to differ: two-sample KS p-value below this
 
 
 class Calls:
@@ -124,8 +125,12 @@ class Calls:
 
             scale = float(base.std()) or max(abs(float(base.mean())), 1.0)
             value = float(wasserstein_distance(base, cur)) / scale
-        entry["value"] = value
-        entry["drifted"] = D.drifted(rule["test"], value, None, rule["threshold"])
+        from scipy.stats import ks_2samp
+
+        p = float(ks_2samp(base, cur).pvalue)
+        entry["value"], entry["p_value"], entry["alpha"] = value, p, ALPHA
+        # a large statistic on a few dozen calls can be chance: the samples must also differ (KS)
+        entry["drifted"] = D.drifted(rule["test"], value, None, rule["threshold"]) and p < ALPHA
         entry["histogram"] = {"edges": edges.tolist(), "reference": (rc / rc.sum()).tolist(),
                               "current": (cc / cc.sum()).tolist(), "reference_summary": _summary(base)}
         return entry
