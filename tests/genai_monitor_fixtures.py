@@ -66,17 +66,17 @@ def call(pid: str, ts: str, message: str, *, refused: bool = False, error: str |
     return {**e, "ts": ts}
 
 
-def write_log(log_dir: Path, entries: list[dict[str, Any]]) -> Path:
+def write_log(log_dir: Path, entries: list[dict[str, Any]], data_key: bytes | None = None) -> Path:
     """Append `entries` to the hash-chained log in `log_dir` as the server's prompt log does
-    (runtime/genai/logentry.entry_parts, runtime/audit/chain.ChainWriter)."""
+    (runtime/genai/logentry.entry_parts, runtime/audit/chain.ChainWriter), sealed with `data_key`."""
     from datetime import datetime
 
     from aiops.runtime.audit.chain import ChainWriter
     from aiops.runtime.genai.logentry import entry_parts
 
-    w = ChainWriter(log_dir, log_key=b"\x11" * 32)
+    w = ChainWriter(log_dir, log_key=b"\x11" * 32, data_key=data_key)
     w.append([entry_parts({k: v for k, v in e.items() if k != "ts"},
-                          datetime.fromisoformat(e["ts"].replace("Z", "+00:00")).timestamp(), False)
+                          datetime.fromisoformat(e["ts"].replace("Z", "+00:00")).timestamp(), data_key is not None)
               for e in entries])
     w.close()
     return log_dir
@@ -99,7 +99,8 @@ def reference_cases(n: int = 30, seed: int = 7) -> list[dict[str, Any]]:
     return cases
 
 
-def prompt_artefacts(root: Path, monitoring: dict[str, Any] | None = None, cases: list | None = None) -> Path:
+def prompt_artefacts(root: Path, monitoring: dict[str, Any] | None = None, cases: list | None = None,
+                     security: dict[str, Any] | None = None) -> Path:
     """A signed, blessed artefact folder of a prompt spec 'support_triage' with its monitoring plan."""
     from aiops.compiler.sign import sign_folder
     from aiops.runtime.trust.keys import load_private_key
@@ -115,7 +116,7 @@ def prompt_artefacts(root: Path, monitoring: dict[str, Any] | None = None, cases
     for rel, text in files.items():
         (d / rel).write_text(text)
     (d / "serving.json").write_text(dumps({"kind": "prompt", "name": "support_triage", "version": "1.0.0",
-                                           "prompts": ["triage"], "security": {}}))
+                                           "prompts": ["triage"], "security": security or {}}))
     # the evidence and gate of a blessed prompt artefact, as compiler/prompt_build.py writes them
     gate = {"prompts": {"triage": {"pass_rate": {"min": 0.6, "max": None}}}}
     (d / "evidence" / "prompts" / "triage").mkdir(parents=True)

@@ -256,3 +256,22 @@ def test_row_windows_and_the_first_window_as_reference(tmp_path, monkeypatch, ca
     assert second["reference"] is False and second["text_drift"]["input"]["auc"] < 0.75
     assert last["status"] == "insufficient data" and last["text_drift"]["input"]["auc"] is None
     assert "1 of 3 windows had insufficient data" in capsys.readouterr().out
+
+
+def test_a_sealed_log_is_read_with_the_data_key_and_refused_without(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    site = prompt_artefacts(tmp_path, security={"encryption_at_rest": {"enabled": True, "key_env": "AIOPS_DATA_KEY"}})
+    key = bytes(range(32))
+    r = random.Random(6)
+    write_log(tmp_path / "log", [call(f"f{i}", _ts(DAYS[0], i), support_text(r)) for i in range(25)], data_key=key)
+    assert b"Hi, " not in (tmp_path / "log" / "predictions.jsonl").read_bytes()  # sealed on disk
+    monkeypatch.delenv("AIOPS_DATA_KEY", raising=False)
+    assert main(["monitor", str(site), "--from-log", str(tmp_path / "log"), "--no-html",
+                 "--report", str(tmp_path / "r")]) == 2
+    assert "the environment variable AIOPS_DATA_KEY is not set" in capsys.readouterr().err
+    monkeypatch.setenv("AIOPS_DATA_KEY", key.hex())
+    assert main(["monitor", str(site), "--from-log", str(tmp_path / "log"), "--no-html",
+                 "--report", str(tmp_path / "r")]) == 0
+    rep = _report(tmp_path)
+    assert rep["source"]["log"] == {"lines": 25, "used": 25, "skipped": {}}
+    assert rep["windows"][0]["prompts"]["triage"]["text_drift"]["input"]["auc"] < 0.75
