@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +47,11 @@ def is_prompt(artefact_dir: str | Path) -> bool:
         return False
 
 
-@dataclass
 class _Win:
-    key: int
-    rows: int = 0
+    """One window's calls, per prompt."""
 
-    def __post_init__(self) -> None:
+    def __init__(self, key: int):
+        self.key, self.rows = key, 0
         self.prompts: dict[str, Calls] = {}
 
 
@@ -69,12 +67,11 @@ class PromptMonitor:
                                "(kind is not \"prompt\"): recompile the spec with 'aiops compile SPEC_DIR'")
         self.prompts: list[str] = list(self.job["prompts"])
         self.reference: dict[str, list[dict]] = {p: [] for p in self.prompts}
-        ref = self.art.root / self.job["reference"]
-        for ln, line in enumerate(ref.read_text().splitlines(), 1) if ref.is_file() else ():
-            if line.strip():
-                case = json.loads(line)
-                if case.get("prompt") in self.reference:
-                    self.reference[case["prompt"]].append(case)
+        ref = self.art.root / self.job["reference"]  # verified with the artefacts (manifest hashes)
+        for line in ref.read_text().splitlines() if ref.is_file() else ():
+            case = json.loads(line) if line.strip() else None
+            if isinstance(case, dict) and case.get("prompt") in self.reference:
+                self.reference[case["prompt"]].append(case)
 
     def _cipher(self):
         from aiops.runtime.policy import PolicyError, load_cipher
@@ -174,8 +171,7 @@ class PromptMonitor:
             for p in sorted(w.prompts):
                 calls = w.prompts[p]
                 tested = enough and calls.rows >= min_rows
-                why = "insufficient data" if tested else \
-                    f"{INSUFFICIENT}: {calls.rows} calls, fewer than monitoring.min_rows ({min_rows})"
+                why = f"{INSUFFICIENT}: {calls.rows} calls, fewer than monitoring.min_rows ({min_rows})"
                 is_ref = ref_key.get(p) == k
                 guards = job["guards"].get(p, [])
                 res = calls.result(t, guards, None if is_ref else refs.get(p), tested, why, has_feedback)

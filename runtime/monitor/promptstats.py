@@ -7,13 +7,15 @@ of a window in report.json, each check as {"value", "max" | "min", "passed"}.
 """
 from __future__ import annotations
 
+import random
+from array import array
 from typing import Any
 
 import numpy as np
 
 from aiops.runtime.evaluation import INSUFFICIENT
 from aiops.runtime.monitor import drift as D
-from aiops.runtime.monitor.textdrift import domain_auc, output_text, variables_text
+from aiops.runtime.monitor.textdrift import MAX_ROWS, SEED, domain_auc, output_text, variables_text
 
 LENGTHS = ("input_chars", "output_chars", "input_tokens", "output_tokens")
 TIMEOUT, BUDGET = "provider_timeout", "budget_exceeded"
@@ -29,8 +31,12 @@ class Calls:
 
     def __init__(self) -> None:
         self.rows = 0
-        self.lengths: dict[str, list[float]] = {k: [] for k in LENGTHS}
+        self.lengths: dict[str, array] = {k: array("d") for k in LENGTHS}
+        # the texts the classifier reads: a uniform sample of at most MAX_ROWS a side (reservoir
+        # sampling with a fixed seed, so a run over the same log gives the same sample)
         self.texts: dict[str, list[str]] = {"input": [], "output": []}
+        self._seen = {"input": 0, "output": 0}
+        self._rng = random.Random(SEED)
         self.hits: dict[str, int] = {}
         self.refused = 0
         self.json_checked = 0
@@ -45,9 +51,9 @@ class Calls:
             v = e.get(k)
             if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v:
                 self.lengths[k].append(float(v))
-        self.texts["input"].append(variables_text(e.get("variables")))
+        self._keep("input", variables_text(e.get("variables")))
         if answered:
-            self.texts["output"].append(output_text(e.get("output")))
+            self._keep("output", output_text(e.get("output")))
         guards = e.get("guardrails") if isinstance(e.get("guardrails"), dict) else {}
         for side in ("input", "output"):
             seen = {h.get("guard") for h in guards.get(side) or [] if isinstance(h, dict)}
@@ -65,6 +71,16 @@ class Calls:
         if verdict is not None:
             self.feedback[0] += 1
             self.feedback[1] += int(verdict)
+
+    def _keep(self, side: str, text: str) -> None:
+        self._seen[side] += 1
+        kept = self.texts[side]
+        if len(kept) < MAX_ROWS:
+            kept.append(text)
+        else:
+            j = self._rng.randrange(self._seen[side])
+            if j < MAX_ROWS:
+                kept[j] = text
 
     @classmethod
     def of_reference(cls, cases: list[dict[str, Any]]) -> "Calls":
