@@ -23,6 +23,7 @@ FOLDS = 5
 SEED = 0
 MAX_ROWS = 2000  # per side: a larger side is subsampled (fixed seed); the AUC does not need more
 MIN_DF = 1
+IMBALANCE = 4
 MAX_FEATURES = 20_000
 TOP_TERMS = 8  # the words that tell the window from the reference most, shown in the report...
 MIN_TERM_DOCS = 5  # ...when at least this many texts hold them
@@ -85,8 +86,12 @@ def domain_auc(reference: list[str], current: list[str], folds: int = FOLDS, see
     or {"auc": None, "note": why} when the texts cannot be told apart by a classifier at all
     (too few texts, no words)."""
     rng = np.random.default_rng(seed)
-    ref = _sample([t for t in map(clean, reference) if t], max_rows, rng)
-    cur = _sample([t for t in map(clean, current) if t], max_rows, rng)
+    ref = [t for t in map(clean, reference) if t]
+    cur = [t for t in map(clean, current) if t]
+    # the larger side at most IMBALANCE times the smaller: the smaller side bounds what can be
+    # learnt, and a lopsided split biases a cross-validated AUC below 0.5 on alike texts
+    cap = min(max_rows, IMBALANCE * min(len(ref), len(cur)))
+    ref, cur = _sample(ref, cap, rng), _sample(cur, cap, rng)
     k = min(folds, len(ref), len(cur))
     if k < 2:
         return {"auc": None, "reference_rows": len(ref), "current_rows": len(cur),
