@@ -13,7 +13,10 @@ from pathlib import Path
 def register(sub) -> None:
     m = sub.add_parser("monitor", help="run the monitoring job: data quality, drift, performance, fairness, alerts",
                        description="Run the generated monitoring job of ARTEFACT_DIR over current data, in windows, "
-                                   "against the reference profile. Exit 0 within bounds, 1 alert, 2 error.")
+                                   "against the reference profile. Exit 0 within bounds, 1 alert, 2 error. "
+                                   "For a prompt spec (serving.json kind 'prompt'): the prompt calls of the log "
+                                   "(--from-log) against the evaluation set, with --labels holding prediction_id "
+                                   "and passed (docs/genai.md#monitoring-prompts).")
     m.add_argument("artefact_dir", help="the compiled artefacts, e.g. generated/flight_delays")
     src = m.add_mutually_exclusive_group(required=True)
     src.add_argument("--current", metavar="FILE", help="the data to monitor: parquet, CSV or JSON lines")
