@@ -139,6 +139,8 @@ def verify(root: str | Path, require_blessed: bool = True, trusted_keys: str | N
                             f"{'blessed' if verdict.blessed else 'NOT blessed'})\n  - " + "\n  - ".join(disagree)
                             + f"\n  the artefacts were edited after compiling: {recompile}")
     if require_blessed and not verdict.blessed:
-        raise ArtefactError(f"refusing to {action} '{d}': the model is not blessed (failed gates: "
-                            f"{', '.join(verdict.failed) or 'no thresholds set'}); see evidence/evaluation.json")
+        what, see = (("the prompts are", "evidence/prompts/<prompt>/evaluation.json") if manifest.get("kind") == "prompt"
+                     else ("the model is", "evidence/evaluation.json"))
+        raise ArtefactError(f"refusing to {action} '{d}': {what} not blessed (failed gates: "
+                            f"{', '.join(verdict.failed) or 'no thresholds set'}); see {see}")
     return Artefacts(d, manifest, hashlib.sha256(raw).hexdigest(), trust, verdict)

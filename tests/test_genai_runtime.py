@@ -268,3 +268,19 @@ def test_prompt_entries_are_chained_masked_and_sealed(tmp_path, encrypted):
     assert ('"enc"' in raw[1]) is encrypted
     with pytest.raises(ValueError, match="does not verify"):
         list(iter_prompt_entries(tmp_path / "log", cipher, b"\x09" * 32))
+
+
+def test_chat_api_and_native_tool_calls():
+    answer = {"model": "fake-chat", "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+        "role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "lookup_order", "arguments": '{"order_id": "12345"}'}},
+            {"id": "c2", "type": "function", "function": {"name": "wire_money", "arguments": '{"to": "x"}'}}]}}],
+        "usage": {"prompt_tokens": 7, "completion_tokens": 9}}
+    with FakeLLM(lambda b: (200, answer)) as fake:
+        g = _provider(fake.url, api="chat").complete("Where is my order?")
+    assert fake.requests[0]["messages"] == [{"role": "user", "content": "Where is my order?"}]
+    assert g.text == "" and g.tool_calls == [{"name": "lookup_order", "arguments": {"order_id": "12345"}},
+                                             {"name": "wire_money", "arguments": {"to": "x"}}]
+    out = OutputGuards([], {"format": "text"}, _masker(), {**TOOLS, "max_steps": 2}).check(g.text, g.tool_calls)
+    assert out.blocked == [{"guard": "tools", "action": "block",
+                            "detail": "tool call 1: 'wire_money' is not in the allow-list (lookup_order)"}]

@@ -20,7 +20,6 @@ import pytest
 
 from genai_fixtures import FakeLLM, completion
 from tests._build import ROOT
-from tests.conftest import TEST_LOG_KEY
 from tests.test_serve import Server
 
 from aiops.runtime.genai.logentry import iter_prompt_entries
@@ -42,23 +41,27 @@ def _edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new))
 
 
-@functools.lru_cache(maxsize=1)
-def artefacts() -> Path:
-    """The compiled prompt artefact (once per session; read-only)."""
+@functools.lru_cache(maxsize=2)
+def artefacts(timeout_s: int = 3) -> Path:
+    """The compiled prompt artefact with this provider timeout (once per session; read-only).
+    The fake provider's tests use 3 s; the real model's (a first call on a loaded 2-core machine
+    took 10 to 40 s) 120 s, with serving.timeout_s above it."""
     root = Path(tempfile.mkdtemp(prefix="aiops-test-genai-"))
     spec = root / "specs" / "support_triage"
     shutil.copytree(ROOT / "specs" / "support_triage", spec)
     y = spec / "spec.yaml"
     _edit(y, "pass_rate: {min: 0.5}", "pass_rate: {min: 0.1}")  # the fake answers every case 'billing'
-    _edit(y, "timeout_s: 20\n  retries: 1", "timeout_s: 3\n  retries: 0")
+    _edit(y, "timeout_s: 20\n  retries: 1", f"timeout_s: {timeout_s}\n  retries: 0")
     _edit(y, "max_input_tokens: 1500", "max_input_tokens: 600")
+    if timeout_s > 20:
+        _edit(y, "serving:\n  max_concurrency: 4\n  timeout_s: 30", f"serving:\n  max_concurrency: 4\n  timeout_s: "
+              f"{timeout_s + 30}")
     _edit(y, "    guardrails:\n      input:", "    tools:\n      allow:\n        lookup_order: {schema: "
           "prompts/lookup_order.schema.json}\n      max_steps: 1\n    guardrails:\n      input:")
     (spec / "prompts" / "lookup_order.schema.json").write_text(json.dumps(TOOL_SCHEMA))
     schema = json.loads((spec / "prompts" / "triage.schema.json").read_text())
     schema["properties"]["tool_calls"] = {"type": "array"}
     (spec / "prompts" / "triage.schema.json").write_text(json.dumps(schema))
-    _edit(spec / "security" / "internal.yaml", "agent: [metadata]", "agent: [generate, metadata]")
     from aiops.compiler.build import compile_spec
 
     cwd = Path.cwd()
@@ -116,7 +119,7 @@ def call(server: Server, variables: dict, headers=AGENT) -> tuple[int, dict]:
 
 
 def entries(server: Server) -> list[dict]:
-    return list(iter_prompt_entries(server.log_dir, None, bytes.fromhex(TEST_LOG_KEY)))
+    return list(iter_prompt_entries(server.log_dir, None, bytes.fromhex(os.environ["AIOPS_LOG_KEY"])))  # conftest's
 
 
 def test_a_guarded_call_is_answered_logged_and_measured(served, fake):
@@ -147,6 +150,14 @@ def test_a_guarded_call_is_answered_logged_and_measured(served, fake):
     assert re.search(r'gen_ai_client_token_usage_sum\{' + labels + r',gen_ai_token_type="output"\} [1-9]', metrics)
     assert 'aiops_guardrail_hits_total{action="mask",guard="pii",prompt="triage",stage="input"}' in metrics
     assert served.json("GET", "/v1/audit/verify", headers={"X-API-Key": AGENT_KEY})[0] == 403
+    meta = served.json("GET", "/v1/metadata", headers=AGENT)[1]
+    t = meta["prompts"]["triage"]
+    assert [(v["name"], v["pii"]) for v in t["variables"]] == [("message", True), ("channel", False)]
+    assert (t["version"], t["provider"]["base_url_env"], t["tools"]) == \
+        (body["prompt_version"], "AIOPS_LLM_BASE_URL", {"allow": ["lookup_order"], "max_steps": 1})
+    assert fake.server.url not in json.dumps(meta)  # the deployment's URL is not published
+    assert (meta["model"]["kind"], meta["model"]["blessed"], meta["security"]["permission"]) == \
+        ("prompt", True, "generate")
     spec = served.json("GET", "/openapi.json")[1]["paths"]["/v1/prompts/triage"]["post"]
     assert spec["requestBody"]["content"]["application/json"]["schema"]["properties"]["variables"]["required"] == \
         ["message", "channel"]
@@ -234,7 +245,10 @@ def test_a_tampered_or_escaping_template_is_never_served(tmp_path):
 
 @pytest.mark.slow
 def test_a_pii_canary_through_the_real_model_is_never_on_disk_in_clear(llm_base_url, tmp_path):
-    s = Server(artefacts(), tmp_path / "work", {**KEYS, "AIOPS_LLM_BASE_URL": llm_base_url})
+    import time
+
+    started = time.time()
+    s = Server(artefacts(120), tmp_path / "work", {**KEYS, "AIOPS_LLM_BASE_URL": llm_base_url})
     s.start()
     try:
         status, body = call(s, {"message": f"I am {CANARY}, mail {EMAIL}: I was charged twice for order 51234.",
@@ -247,9 +261,45 @@ def test_a_pii_canary_through_the_real_model_is_never_on_disk_in_clear(llm_base_
         assert s.json("GET", "/v1/audit/verify", headers={"X-API-Key": MONITOR_KEY})[0] == 403
     finally:
         s.stop()
-    dirs = [tmp_path, Path(os.environ["AIOPS_STATE_DIR"])]
-    files = [p for d in dirs for p in d.rglob("*") if p.is_file()]
+    files = [p for d in (tmp_path, Path(os.environ["AIOPS_STATE_DIR"])) for p in d.rglob("*") if p.is_file()]
     assert any(p.name == "predictions.jsonl" for p in files)
+    # and what was written since into the temporary folder: its files (the local LLM's own log) and the
+    # aiops-* folders of the tools (builds, state, caches); other processes use it too, so by time
+    tmp = Path(tempfile.gettempdir())
+    for p in [*tmp.iterdir(), *(q for d in tmp.glob("aiops-*") if d.is_dir() for q in d.rglob("*"))]:
+        try:
+            if p.is_file() and not p.is_symlink() and p.stat().st_mtime >= started and p.stat().st_size < 64 << 20:
+                files.append(p)
+        except OSError:
+            pass  # removed meanwhile
     for p in files:
-        data = p.read_bytes()
+        try:
+            data = p.read_bytes()
+        except OSError:
+            continue
         assert CANARY.encode() not in data and EMAIL.encode() not in data, p
+
+
+def test_a_log_that_cannot_be_written_withholds_answers_until_it_can(served, fake):
+    """security.audit_log is enabled in the example: a call whose entry cannot be written gets
+    no answer (503), later calls are refused before the provider is called, and /readyz says
+    why; moving the damaged log aside lets the server start a new one."""
+    log = served.log_dir / "predictions.jsonl"
+    with log.open("ab") as fh:
+        fh.write(b'{"not":"an entry"}\n')
+    n = len(fake.server.requests)
+    status, body = call(served, {"message": "My parcel is late", "channel": "email"})
+    assert (status, body["error"]["code"]) == (503, "audit_log_unavailable")
+    assert body["error"]["message"] == ("the call could not be written to the audit log, so its answer is withheld "
+                                        "(security.audit_log is enabled); see /readyz")
+    assert "output" not in body["error"] and len(fake.server.requests) == n + 1
+    status, body = call(served, {"message": "My parcel is late", "channel": "email"})
+    assert (status, body["error"]["code"]) == (503, "audit_log_unavailable") and len(fake.server.requests) == n + 1
+    status, ready = served.json("GET", "/readyz")
+    assert status == 503 and ready["problems"][0].startswith("the audit log cannot be written: ChainError: ")
+    log.rename(served.log_dir / "damaged.jsonl")
+    import time
+
+    time.sleep(0.6)
+    assert call(served, {"message": "My parcel is late", "channel": "email"})[0] == 200
+    assert served.json("GET", "/readyz")[0] == 200

@@ -105,6 +105,7 @@ class PromptLog:
         self._lock = threading.Lock()
         self._chain: ChainWriter | None = None
         self.error: str | None = None
+        self._tried = 0.0
 
     def start(self) -> None:
         self._chain = ChainWriter(self.dir, self.audit.log_key, self.cipher.key if self.cipher else None,
@@ -128,6 +129,22 @@ class PromptLog:
                 self.error = f"{type(exc).__name__}: {exc}"
                 raise
             self.error = None
+
+    RETRY_S = 0.5
+
+    def writable(self) -> bool:
+        """True when the last append succeeded; after a failure, tries an empty append (a repair,
+        a new segment after the damaged log was moved aside) at most every RETRY_S seconds."""
+        if self.error is None:
+            return True
+        now = time.monotonic()
+        if now - self._tried >= self.RETRY_S:
+            self._tried = now
+            try:
+                self.append_parts([])
+            except (OSError, ChainError, ValueError):
+                return False
+        return self.error is None
 
     def close(self) -> None:
         with self._lock:

@@ -271,7 +271,7 @@ class PromptApp:
         p = s.prompts.get(name)
         if p is None:
             raise _Reject(404, "not_found", f"no prompt of that name; the prompts are: {', '.join(sorted(s.prompts))}")
-        if s.audit.fail_closed and s.log.error is not None:
+        if s.audit.fail_closed and s.log.error is not None and not await asyncio.to_thread(s.log.writable):
             raise _Reject(503, "audit_log_unavailable", "the audit log cannot be written, so prompt calls are refused "
                           "until it can (security.audit_log is enabled); see /readyz")
         ctype, length = _content_info(scope["headers"])
@@ -346,7 +346,7 @@ class PromptApp:
         problems = []
         if not self.started:
             problems.append("not started")
-        elif self.s.log.error is not None:
+        elif not await asyncio.to_thread(self.s.log.writable):
             problems.append(f"the audit log cannot be written: {self.s.log.error}")
         status = 503 if problems else 200
         await _respond(send, status, _encode({"status": "not ready" if problems else "ready",
