@@ -148,17 +148,24 @@ def crontab(job: Mapping[str, Any], spec_dir: str) -> str:
 def monitoring_files(plan, evaluations: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
     """The monitoring files of a compiled prompt spec (compiler/prompt_build.py): `plan` a
     prompt_plan.SpecPlan, `evaluations` prompt -> its evaluation evidence (evidence/prompts/<p>/)."""
+    from aiops.runtime.genai.guardrails import SpanMasker
     from aiops.runtime.genai.render import PromptError, render
+    from aiops.runtime.masking import Masker
 
+    spans = SpanMasker(Masker({}))
     refs, cases = [], []
     for p in plan.prompts:
         pj = p.prompt_json
         refs.append(PromptRef(p.name, tuple(pj["pii"]), pj["guardrails"]))
         recorded = {str(c.get("id")): c for c in (evaluations.get(p.name) or {}).get("cases") or []}
+        masks = any(g.get("type") == "pii" and g.get("action", "mask") == "mask" for g in pj["guardrails"]["input"])
         for g in p.golden:
             ev = recorded.get(str(g["id"]), {})
+            variables = g.get("variables") or {}
+            if masks:  # the prompt the server renders: PII spans masked by the input guardrail
+                variables = {k: spans.mask(v)[0] if isinstance(v, str) else v for k, v in variables.items()}
             try:
-                chars = len(render(p.template_text, g.get("variables") or {}))
+                chars = len(render(p.template_text, variables))  # input_chars: the rendered prompt
             except PromptError:
                 chars = None
             out = ev.get("output")
