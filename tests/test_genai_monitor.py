@@ -128,10 +128,12 @@ def test_guardrail_hit_rate_alert_delivered_to_the_webhook_with_retries(site, tm
 def test_within_bounds_exit_0_and_errors_refusals_json_validity(site, tmp_path, capsys):
     r = random.Random(2)
     ok = [call(f"b{i}", _ts(DAYS[0], i), support_text(r)) for i in range(30)]
-    write_log(tmp_path / "ok", ok)
+    other = {**call("z1", _ts(DAYS[0], 40), "hello"), "prompt": "summarise"}  # a prompt this artefact has not
+    write_log(tmp_path / "ok", ok + [other])
     assert main(["monitor", str(site), "--from-log", str(tmp_path / "ok"), "--report", str(tmp_path / "r"),
                  "--no-html"]) == 0
     assert "0 alerts: all within bounds" in capsys.readouterr().out
+    assert _report(tmp_path)["source"]["log"] == {"lines": 31, "used": 30, "skipped": {"another prompt": 1}}
     bad = [call(f"c{i}", _ts(DAYS[1], i), support_text(r), error="provider_timeout" if i < 3 else None,
                 refused=3 <= i < 8, json_valid=i % 3 != 0) for i in range(30)]
     write_log(tmp_path / "bad", bad)
@@ -166,6 +168,11 @@ def test_a_malformed_feedback_file_or_an_empty_log_exits_2_without_a_traceback(s
                                        "serve the prompts first ('aiops serve'), or pass --from-log PATH\n")
     assert main(["monitor", str(site), "--current", "data.csv"]) == 2
     assert "is a prompt spec: it is monitored from the prompt calls the server logged" in capsys.readouterr().err
+    assert main(["monitor", str(site), "--from-log", str(tmp_path / "log"), "--engine", "dask"]) == 2
+    assert capsys.readouterr().err.startswith("error: --engine dask scores tabular data")
+    assert main(["monitor", str(site), "--from-log", str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err == (f"error: no prompt log at '{tmp_path / 'missing'}': serve the prompts first "
+                                       "('aiops serve'), or pass --from-log PATH\n")
 
 
 def test_the_reference_is_masked_and_deterministic(tmp_path):
