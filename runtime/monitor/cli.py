@@ -44,11 +44,9 @@ def _monitor(args: argparse.Namespace) -> int:
     from aiops.runtime.monitor.job import MonitorError, Source
 
     art = Path(args.artefact_dir)
-    from aiops.runtime.monitor.prompt_job import is_prompt
+    from aiops.runtime.monitor.prompt_cli import is_prompt, monitor_prompts
 
     if is_prompt(art):  # a prompt spec: the prompt calls of the log (runtime/monitor/prompt_job.py)
-        from aiops.runtime.monitor.prompt_cli import monitor_prompts
-
         return monitor_prompts(args)
     log = None
     if args.from_log is not None:

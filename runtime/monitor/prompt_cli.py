@@ -4,8 +4,17 @@ runtime/monitor/prompt_job.py and prints its summary. Exit 0 within bounds, 1 al
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
+
+
+def is_prompt(artefact_dir: str | Path) -> bool:
+    """serving.json says kind "prompt" (read before verifying, to pick the job; the job verifies)."""
+    try:
+        return json.loads((Path(artefact_dir) / "serving.json").read_text()).get("kind") == "prompt"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def monitor_prompts(args: argparse.Namespace) -> int:

@@ -39,14 +39,6 @@ KIND_ACTION = {"text_drift": "drift", "length_drift": "drift", "guardrail": "qua
                "json_validity": "quality", "errors": "quality", "feedback": "feedback"}
 
 
-def is_prompt(artefact_dir: str | Path) -> bool:
-    """serving.json says kind "prompt" (read before verifying, to pick the job; the job verifies)."""
-    try:
-        return json.loads((Path(artefact_dir) / "serving.json").read_text()).get("kind") == "prompt"
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
 class _Win:
     """One window's calls, per prompt."""
 
