@@ -59,6 +59,8 @@ def summary_text(report: dict, files: list[Path], quiet: bool = False) -> str:
         lines.append(f"monitor {m['name']} {m['version']} (prompts): {s['windows']} window"
                      f"{'s' if s['windows'] != 1 else ''} ({w['by']}: {w['size']}), {src['rows']} calls from "
                      f"{src['path']}; reference: {refs}")
+        if src["rows_without_window"]:
+            lines.append(f"  {src['rows_without_window']} calls have no usable ts and fit no window")
         lab = src["labels"]
         if lab["source"]:
             lines.append(f"  feedback: {lab['rows_with_label']} of {src['rows']} calls labelled "
