@@ -26,7 +26,7 @@ def _files(folder: Path) -> dict[str, bytes]:
 def test_check_reports_prompt_mistakes_at_file_and_line(spec_copy):
     """Several mistakes in three files: each at its file and line, all at once, nothing else."""
     spec = spec_copy("support_triage")
-    spec.replace(TRI, "Message: {{ message }}", "Message: {{ message }} {{ ticket.__globals__ }}")
+    spec.replace(TRI, "): {{ message }}", "): {{ message }} {{ ticket.__globals__ }}")
     spec.replace(GOLD, 'Norway cost?", "channel": "chat"', 'Norway cost?", "channel": "chat", "lang": "en"')
     spec.replace(SPEC, "- {type: pii, action: mask}\n        - {type: deny",
                  "- {type: pii, action: mask}\n        - {type: profanity}\n        - {type: deny")
@@ -36,8 +36,8 @@ def test_check_reports_prompt_mistakes_at_file_and_line(spec_copy):
     heads = [(ln.split(":")[0], text.splitlines()[i + 1]) for i, ln in enumerate(text.splitlines())
              if ln.startswith("error[")]
     assert heads == [
-        ("error[E404]", f"  --> {spec.where(TRI, 'Message: {{ message }}')}"),
-        ("error[E406]", f"  --> {spec.where(TRI, 'Message: {{ message }}')}"),
+        ("error[E404]", f"  --> {spec.where(TRI, '{{ ticket')}"),
+        ("error[E406]", f"  --> {spec.where(TRI, '{{ ticket')}"),
         ("error[E413]", f"  --> {spec.where(GOLD, 'ship-cost')} (ship-cost)"),
         ("error[E410]", f"  --> {spec.where(SPEC, 'base_url_env:', 'https')} (provider.base_url_env)"),
         ("error[E407]", f"  --> {spec.where(SPEC, 'type: profanity', 'profanity')} (prompts.triage.guardrails.input[1].type)"),
@@ -128,7 +128,7 @@ def test_evidence_is_reused_byte_identically_and_check_tells_stale(spec_copy, mo
     assert main(["compile", spec.rel, "--check"]) == 0
     assert "ok: generated/support_triage is up to date with specs/support_triage" in capsys.readouterr().err
 
-    spec.replace(TRI, "Message: {{ message }}", "Message: {{ message | trim }}")
+    spec.replace(TRI, "): {{ message }}", "): {{ message | trim }}")
     assert main(["compile", spec.rel, "--check"]) == 1
     assert capsys.readouterr().err.splitlines() == [
         "error[E903]: generated/support_triage is stale: the evaluation evidence of prompt 'triage' is not for "
