@@ -63,21 +63,38 @@ CASES = [
 
 
 @pytest.mark.slow
-def test_compile_with_the_local_model_masks_pii_in_evidence(spec_copy, llm_base_url, monkeypatch, capsys):
+def test_a_failed_gate_refuses_the_blessing_with_reasons(spec_copy, llm_base_url, monkeypatch, capsys):
+    """One compile against the real local model on two cases (one with a PII canary, one that cannot
+    pass): the evidence, the PII masking, and a failed gate refusing the blessing, with its reasons."""
     spec = spec_copy("support_triage")
-    _small(spec, CASES[:1], "        json_valid_rate: {min: 0.5}\n")
+    _small(spec, CASES, "        pass_rate: {min: 0.75}\n        json_valid_rate: {min: 0.5}\n")
     monkeypatch.setenv("AIOPS_LLM_BASE_URL", llm_base_url)
     rc = main(["compile", spec.rel, "--quiet"])
     err = capsys.readouterr().err
-    assert rc == 0, err
     out = Path("generated/support_triage")
     ev = json.loads((out / "evidence/prompts/triage/evaluation.json").read_text())
-    (case,) = ev["cases"]
-    assert ev["model_id"] == "gemma-3-270m-q4_k_m" and ev["json_valid_rate"] == 1.0 and ev["passed"] is True
-    assert case["output"].startswith('{"category": "') and case["output_tokens"] > 0 and case["latency_ms"] > 0
-    assert {"side": "input", "guard": "pii", "action": "mask", "detail": "1 email in 'message'"} in case["guardrail_hits"]
+    canary, impossible = ev["cases"]
+    assert ev["model_id"] == "gemma-3-270m-q4_k_m" and ev["json_valid_rate"] == 1.0
+    assert canary["output"].startswith('{"topic": "') and canary["output_tokens"] > 0 and canary["latency_ms"] > 0
+    assert {"side": "input", "guard": "pii", "action": "mask", "detail": "1 email in 'message'"} \
+        in canary["guardrail_hits"]
+    assert impossible["passed"] is False
+    rate = (canary["passed"] + impossible["passed"]) / 2
+
+    assert rc == 1
+    assert err.splitlines()[:2] == [
+        "error[E902]: the prompts did not pass their gate; they are marked not blessed and will not be served",
+        f"   = triage: pass_rate: {rate:.4f} (needs >= 0.75)"]
+    assert "impossible" in err.splitlines()[2]
+    blessing = json.loads((out / "evidence/blessing.json").read_text())
+    assert blessing["blessed"] is False and blessing["failed"] == ["triage: pass_rate"]
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["kind"] == "prompt" and manifest["blessed"] is True
+    assert manifest["kind"] == "prompt" and manifest["blessed"] is False
+    doc = (out / "compliance.md").read_text()
+    assert "Verdict: NOT BLESSED." in doc
+    failures = doc.split("\n## Known failure cases")[1].split("\n## ")[0]
+    assert "| impossible | `" in failures and 'expected "no such queue"' in failures
+
     assert json.loads((out / "serving.json").read_text())["prompts"] == ["triage"]
     prompt = json.loads((out / "prompts/triage/prompt.json").read_text())
     assert prompt["version"].startswith("sha256:") and prompt["output"]["schema"]["title"] == "support triage"
@@ -86,32 +103,6 @@ def test_compile_with_the_local_model_masks_pii_in_evidence(spec_copy, llm_base_
     for p in [*out.rglob("*"), *Path(".aiops").rglob("*")]:
         if p.is_file():
             assert CANARY.encode() not in p.read_bytes(), p
-
-
-@pytest.mark.slow
-def test_a_failed_gate_refuses_the_blessing_with_reasons(spec_copy, llm_base_url, monkeypatch, capsys):
-    spec = spec_copy("support_triage")
-    _small(spec, CASES, "        pass_rate: {min: 0.75}\n")
-    monkeypatch.setenv("AIOPS_LLM_BASE_URL", llm_base_url)
-    rc = main(["compile", spec.rel, "--quiet"])
-    err = capsys.readouterr().err
-    out = Path("generated/support_triage")
-    ev = json.loads((out / "evidence/prompts/triage/evaluation.json").read_text())
-    passed = [c["id"] for c in ev["cases"] if c["passed"]]
-    assert "impossible" not in passed
-    rate = len(passed) / 2
-    assert rc == 1
-    assert err.splitlines()[:2] == [
-        "error[E902]: the prompts did not pass their gate; they are marked not blessed and will not be served",
-        f"   = triage: pass_rate: {rate:.4f} (needs >= 0.75)"]
-    assert "impossible" in err.splitlines()[2]
-    blessing = json.loads((out / "evidence/blessing.json").read_text())
-    assert blessing["blessed"] is False and blessing["failed"] == ["triage: pass_rate"]
-    assert json.loads((out / "manifest.json").read_text())["blessed"] is False
-    doc = (out / "compliance.md").read_text()
-    assert "Verdict: NOT BLESSED." in doc
-    failures = doc.split("\n## Known failure cases")[1].split("\n## ")[0]
-    assert "| impossible | `" in failures and 'expected "no such queue"' in failures
 
 
 def test_evidence_is_reused_byte_identically_and_check_tells_stale(spec_copy, monkeypatch, capsys):
