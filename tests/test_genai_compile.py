@@ -53,19 +53,17 @@ def _small(spec, golden: list[dict], gates: str) -> None:
     spec.replace(SPEC, "        pass_rate: {min: 0.5}\n        json_valid_rate: {min: 0.9}\n", gates)
 
 
-CASES = [
-    {"id": "billing-canary", "variables": {"message": f"I was charged twice for order 51234, write to {CANARY}",
-                                           "channel": "email"},
-     "assert": [{"type": "json_schema"}, {"type": "json_field", "path": "order", "equals": "51234"}]},
-    {"id": "impossible", "variables": {"message": "Where is my parcel for order 23981?", "channel": "chat"},
-     "assert": [{"type": "json_field", "path": "category", "equals": "no such queue"}]},
+CASES = [  # one call to the model: a PII canary in the input, an assertion no answer can meet
+    {"id": "impossible", "variables": {"message": f"I was charged twice for order 51234, write to {CANARY}",
+                                       "channel": "email"},
+     "assert": [{"type": "json_schema"}, {"type": "json_field", "path": "category", "equals": "no such queue"}]},
 ]
 
 
 @pytest.mark.slow
 def test_a_failed_gate_refuses_the_blessing_with_reasons(spec_copy, llm_base_url, monkeypatch, capsys):
-    """One compile against the real local model on two cases (one with a PII canary, one that cannot
-    pass): the evidence, the PII masking, and a failed gate refusing the blessing, with its reasons."""
+    """One compile against the real local model on one case (a PII canary in the input, an assertion
+    that cannot pass): the evidence, the PII masking, and a failed gate refusing the blessing."""
     spec = spec_copy("support_triage")
     _small(spec, CASES, "        pass_rate: {min: 0.75}\n        json_valid_rate: {min: 0.5}\n")
     monkeypatch.setenv("AIOPS_LLM_BASE_URL", llm_base_url)
@@ -73,18 +71,17 @@ def test_a_failed_gate_refuses_the_blessing_with_reasons(spec_copy, llm_base_url
     err = capsys.readouterr().err
     out = Path("generated/support_triage")
     ev = json.loads((out / "evidence/prompts/triage/evaluation.json").read_text())
-    canary, impossible = ev["cases"]
-    assert ev["model_id"] == "gemma-3-270m-q4_k_m" and ev["json_valid_rate"] == 1.0
-    assert canary["output"].startswith('{"topic": "') and canary["output_tokens"] > 0 and canary["latency_ms"] > 0
+    (case,) = ev["cases"]
+    assert ev["model_id"] == "gemma-3-270m-q4_k_m" and ev["json_valid_rate"] == 1.0 and ev["pass_rate"] == 0.0
+    assert case["output"].startswith('{"topic": "') and case["output_tokens"] > 0 and case["latency_ms"] > 0
     assert {"side": "input", "guard": "pii", "action": "mask", "detail": "1 email in 'message'"} \
-        in canary["guardrail_hits"]
-    assert impossible["passed"] is False
-    rate = (canary["passed"] + impossible["passed"]) / 2
+        in case["guardrail_hits"]
+    assert [a["passed"] for a in case["assertions"]] == [True, False] and case["passed"] is False
 
     assert rc == 1
     assert err.splitlines()[:2] == [
         "error[E902]: the prompts did not pass their gate; they are marked not blessed and will not be served",
-        f"   = triage: pass_rate: {rate:.4f} (needs >= 0.75)"]
+        "   = triage: pass_rate: 0.0000 (needs >= 0.75)"]
     assert "impossible" in err.splitlines()[2]
     blessing = json.loads((out / "evidence/blessing.json").read_text())
     assert blessing["blessed"] is False and blessing["failed"] == ["triage: pass_rate"]
