@@ -291,7 +291,7 @@ class Security:
     masking: dict[str, Masking] = field(default_factory=dict)
     encryption_at_rest: Encryption = field(default_factory=Encryption)
     roles: dict[str, list[Literal["predict", "explain", "score", "jobs", "jobs_admin", "metadata", "metrics", "audit",
-                                  "admin"]]] = field(
+                                  "admin", "generate"]]] = field(
         default_factory=dict
     )
     audit_log: AuditLog = field(default_factory=AuditLog)

@@ -55,6 +55,21 @@ def _load_json(d: Path, rel: str) -> dict[str, Any]:
     return v if isinstance(v, dict) else {}
 
 
+def _prompt_verdict(d: Path, gate: dict[str, Any], manifest: dict[str, Any],
+                    blessing: dict[str, Any]) -> tuple[Verdict, list[str]]:
+    """The verdict of a prompt artefact, re-derived by the one rule from each prompt's evaluation
+    evidence (evidence/prompts/<p>/evaluation.json) against the manifest's gate; and every place
+    in the evidence that says otherwise."""
+    from aiops.runtime.blessing import derive_prompts
+
+    gates = gate.get("prompts") if isinstance(gate.get("prompts"), dict) else {}
+    evs = {p: _load_json(d, f"evidence/prompts/{p}/evaluation.json") for p in gates}
+    verdict = derive_prompts(gates, evs)
+    recorded = {"passed": bool(evs) and all(ev.get("passed") is True for ev in evs.values()),
+                "thresholds": blessing.get("thresholds") or []}
+    return verdict, disagreements(verdict, manifest, blessing, recorded, None)
+
+
 def verify(root: str | Path, require_blessed: bool = True, trusted_keys: str | None = None,
            action: str = "load", insecure_dev: bool | None = None) -> Artefacts:
     """Check the artefacts at `root` before `action` ("serve", "score", ...); raise ArtefactError
@@ -110,17 +125,22 @@ def verify(root: str | Path, require_blessed: bool = True, trusted_keys: str | N
     if not isinstance(gate, dict):
         raise ArtefactError(f"refusing to {action} '{d}': {mpath} records no gate (thresholds) to re-derive the "
                             f"blessing from; {recompile}")
-    evaluation = _load_json(d, "evidence/evaluation.json")
     blessing = _load_json(d, "evidence/blessing.json")
-    verdict = derive(gate, evaluation, _load_json(d, "evidence/parity.json"))
-    model = (files.get("model.onnx") or {}).get("sha256")
-    disagree = disagreements(verdict, manifest, blessing, evaluation, model)
+    if manifest.get("kind") == "prompt":  # prompt artefacts: the gates of each prompt (docs/genai.md)
+        verdict, disagree = _prompt_verdict(d, gate, manifest, blessing)
+    else:
+        evaluation = _load_json(d, "evidence/evaluation.json")
+        verdict = derive(gate, evaluation, _load_json(d, "evidence/parity.json"))
+        model = (files.get("model.onnx") or {}).get("sha256")
+        disagree = disagreements(verdict, manifest, blessing, evaluation, model)
     if disagree:
         raise ArtefactError(f"refusing to {action} '{d}': the evidence disagrees with itself (re-derived from "
                             "evidence/evaluation.json against the gate in manifest.json, the model is "
                             f"{'blessed' if verdict.blessed else 'NOT blessed'})\n  - " + "\n  - ".join(disagree)
                             + f"\n  the artefacts were edited after compiling: {recompile}")
     if require_blessed and not verdict.blessed:
-        raise ArtefactError(f"refusing to {action} '{d}': the model is not blessed (failed gates: "
-                            f"{', '.join(verdict.failed) or 'no thresholds set'}); see evidence/evaluation.json")
+        what, see = (("the prompts are", "evidence/prompts/<prompt>/evaluation.json") if manifest.get("kind") == "prompt"
+                     else ("the model is", "evidence/evaluation.json"))
+        raise ArtefactError(f"refusing to {action} '{d}': {what} not blessed (failed gates: "
+                            f"{', '.join(verdict.failed) or 'no thresholds set'}); see {see}")
     return Artefacts(d, manifest, hashlib.sha256(raw).hexdigest(), trust, verdict)

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-PERMISSIONS = ("predict", "explain", "score", "jobs", "jobs_admin", "metadata", "metrics", "audit", "admin")
+PERMISSIONS = ("predict", "explain", "score", "jobs", "jobs_admin", "metadata", "metrics", "audit", "admin",
+               "generate")  # generate: POST /v1/prompts/<name> (runtime/genai/server.py)
 ADMIN_EXCLUDES = frozenset(("jobs_admin",))  # never implied by 'admin': a role must list it
 KEYS_ENV = "AIOPS_API_KEYS"  # key_source: env  -> "key1:role1,key2:role2"
 KEYS_FILE_ENV = "AIOPS_API_KEYS_FILE"  # key_source: file -> path of a JSON file {"key": "role"}

@@ -237,7 +237,7 @@ def _entry(pid: str = "p-1") -> dict:
     m = Masker({"message": "hash"}, b"k" * 32, {"message": ("str", ()), "channel": ("category", ())}, "kid")
     return build_entry(masker=m, pii=["message"], prediction_id=pid, prompt="triage", prompt_version="sha256:ab",
                        model="fake-model", variables={"message": f"I am {CANARY} call me", "channel": "email",
-                                                      "note": f"cc {CANARY}"},
+                                                      "note": f"cc {CANARY} and other.person@example.org"},
                        output={"category": "billing", "echo": f"I am {CANARY} call me", "to": CANARY},
                        input_chars=40, output_chars=30, input_tokens=10, output_tokens=5, latency_ms=12.3456,
                        guardrails={"input": [], "output": []}, refused=False, json_valid=True, error=None)
@@ -260,10 +260,27 @@ def test_prompt_entries_are_chained_masked_and_sealed(tmp_path, encrypted):
     assert [e["prediction_id"] for e in entries] == ["p-1", "p-2"]
     e = entries[0]
     assert re.fullmatch(r"sha256:[0-9a-f]{32}", e["variables"]["message"])
-    assert re.fullmatch(r"cc \[email sha256:[0-9a-f]{32}\]", e["variables"]["note"])
+    # another variable repeating a PII variable's word, and an email in free text
+    assert re.fullmatch(r"cc \[redacted\] and \[email sha256:[0-9a-f]{32}\]", e["variables"]["note"])
     assert e["output"]["echo"] == e["variables"]["message"]  # the echoed PII variable masks to the same text
     assert (e["kind"], e["latency_ms"], e["refused"], e["error"]) == ("prompt", 12.346, False, None)
     raw = (tmp_path / "log" / "predictions.jsonl").read_text().splitlines()
     assert ('"enc"' in raw[1]) is encrypted
     with pytest.raises(ValueError, match="does not verify"):
         list(iter_prompt_entries(tmp_path / "log", cipher, b"\x09" * 32))
+
+
+def test_chat_api_and_native_tool_calls():
+    answer = {"model": "fake-chat", "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+        "role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "lookup_order", "arguments": '{"order_id": "12345"}'}},
+            {"id": "c2", "type": "function", "function": {"name": "wire_money", "arguments": '{"to": "x"}'}}]}}],
+        "usage": {"prompt_tokens": 7, "completion_tokens": 9}}
+    with FakeLLM(lambda b: (200, answer)) as fake:
+        g = _provider(fake.url, api="chat").complete("Where is my order?")
+    assert fake.requests[0]["messages"] == [{"role": "user", "content": "Where is my order?"}]
+    assert g.text == "" and g.tool_calls == [{"name": "lookup_order", "arguments": {"order_id": "12345"}},
+                                             {"name": "wire_money", "arguments": {"to": "x"}}]
+    out = OutputGuards([], {"format": "text"}, _masker(), {**TOOLS, "max_steps": 2}).check(g.text, g.tool_calls)
+    assert out.blocked == [{"guard": "tools", "action": "block",
+                            "detail": "tool call 1: 'wire_money' is not in the allow-list (lookup_order)"}]

@@ -35,6 +35,7 @@ from typing import Iterator
 ENV = "AIOPS_LLM_BASE_URL"
 MODEL_ALIAS = "gemma-3-270m-q4_k_m"
 N_CTX = 2048
+THREADS_ENV = "AIOPS_LLM_THREADS"  # default 2; on a machine whose cores are busy, 1 is much faster
 THREADS = 2
 SEED = 7
 START_TIMEOUT_S = 120.0
@@ -90,9 +91,11 @@ def server(port: int | None = None, log_path: str | Path | None = None,
     port = port or free_port()
     url = f"http://127.0.0.1:{port}/v1"
     log = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="aiops-llm-", suffix=".log")[1])
+    threads = os.environ.get(THREADS_ENV, "").strip()
+    threads = int(threads) if threads.isdigit() and int(threads) > 0 else THREADS
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", MODEL_ALIAS,
-           "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(N_CTX), "--n_threads", str(THREADS),
-           "--n_threads_batch", str(THREADS), "--seed", str(SEED)]
+           "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(N_CTX), "--n_threads", str(threads),
+           "--n_threads_batch", str(threads), "--seed", str(SEED)]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
@@ -109,8 +112,8 @@ def server(port: int | None = None, log_path: str | Path | None = None,
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
+            try:  # it finishes a generation in flight first: an abandoned one is not waited for long
+                proc.wait(5)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)

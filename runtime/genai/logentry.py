@@ -10,11 +10,13 @@ Entry (docs/genai.md#audit-entries):
 
 What is masked before the entry exists (`build_entry`): PII variables by the one masker's
 column method; PII spans (emails, cards, IBANs, phones) in every other text variable and in
-the output; and any PII variable's value that the output repeats.
+the output; and any PII variable's value, or any of its words of MIN_ECHO_WORD characters or
+more, that the output or another variable repeats.
 """
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -27,7 +29,9 @@ from aiops.runtime.masking import Masker
 from aiops.runtime.policy import Cipher
 
 KIND = "prompt"
-MIN_ECHO_CHARS = 4  # a PII value this long or longer is masked where the output repeats it
+MIN_ECHO_CHARS = 4  # a PII value this long or longer is masked where the output repeats it,
+MIN_ECHO_WORD = 8  # and so is each of its words this long or longer (a name, an id, an address)
+_WORD = re.compile(r"[^\s,;:()\[\]{}\"']+")
 _dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode
 
 
@@ -56,9 +60,15 @@ def build_entry(*, masker: Masker, pii: Sequence[str], prediction_id: str, promp
     """The entry, every text already masked (see the module docstring)."""
     spans = SpanMasker(masker)
     raw = {k: v for k, v in variables.items() if isinstance(k, str)}
-    echoes = sorted(((str(raw[k]), masker.mask(k, raw[k])) for k in pii
-                     if raw.get(k) is not None and len(str(raw[k])) >= MIN_ECHO_CHARS),
-                    key=lambda e: -len(e[0]))
+    echoes = []
+    for k in pii:
+        if raw.get(k) is None or len(str(raw[k])) < MIN_ECHO_CHARS:
+            continue
+        value = str(raw[k])
+        masked = str(masker.mask(k, raw[k]) if k in masker.methods else "[redacted]")
+        echoes.append((value, masked))
+        echoes += [(w, "[redacted]") for w in set(_WORD.findall(value)) if len(w) >= MIN_ECHO_WORD]
+    echoes.sort(key=lambda e: -len(e[0]))  # the whole value first, then its long words
     masked_vars: dict[str, Any] = {}
     for k, v in raw.items():
         if k in pii:
@@ -95,6 +105,7 @@ class PromptLog:
         self._lock = threading.Lock()
         self._chain: ChainWriter | None = None
         self.error: str | None = None
+        self._tried = 0.0
 
     def start(self) -> None:
         self._chain = ChainWriter(self.dir, self.audit.log_key, self.cipher.key if self.cipher else None,
@@ -118,6 +129,22 @@ class PromptLog:
                 self.error = f"{type(exc).__name__}: {exc}"
                 raise
             self.error = None
+
+    RETRY_S = 0.5
+
+    def writable(self) -> bool:
+        """True when the last append succeeded; after a failure, tries an empty append (a repair,
+        a new segment after the damaged log was moved aside) at most every RETRY_S seconds."""
+        if self.error is None:
+            return True
+        now = time.monotonic()
+        if now - self._tried >= self.RETRY_S:
+            self._tried = now
+            try:
+                self.append_parts([])
+            except (OSError, ChainError, ValueError):
+                return False
+        return self.error is None
 
     def close(self) -> None:
         with self._lock:

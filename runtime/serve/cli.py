@@ -69,6 +69,12 @@ def _run(args: argparse.Namespace) -> int:
 
     if (refused := gate(args)) is not None:
         return _fail(refused)
+    from aiops.runtime.genai.server import serving_kind
+
+    if serving_kind(art_dir) == "prompt":  # POST /v1/prompts/<name> (docs/genai.md)
+        from aiops.runtime.genai.server import run as run_prompts
+
+        return run_prompts(args, art_dir)
     try:
         service = Service(art_dir, args.log_dir, insecure_dev=args.insecure_dev)
     except (ArtefactError, PolicyError) as exc:
