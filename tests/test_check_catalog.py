@@ -836,6 +836,50 @@ error[E711]: drift_features names a column that is not tested
 only when monitoring.drift_columns lists them
    = help: add 'year' to monitoring.drift_columns, or remove its drift_features entry""",
     ),
+    # prompt monitoring (compiler/rules_prompt_monitoring.py)
+    "E712-guardrail-ceiling-names-no-guard": Bad(
+        spec="support_triage",
+        edits=((SPEC, '  schedule: "0 6 * * *"\n', '  schedule: "0 6 * * *"\n  guardrail_hit_rates: {input.pi: 0.5}\n'),),
+        at=(SPEC, "guardrail_hit_rates:", "input.pi"),
+        expected="""\
+error[E712]: a guardrail ceiling names no guard
+  --> @AT@ (monitoring.guardrail_hit_rates.input.pi)
+   |     guardrail_hit_rates: {input.pi: 0.5}
+   = 'input.pi' is not a guard of any prompt; guards are named side.type: input.deny, input.length, input.pii, \
+output.deny, output.json_schema, output.pii
+   = help: did you mean 'input.pii'?""",
+    ),
+    "E713-text-drift-auc": Bad(
+        spec="support_triage",
+        edits=((SPEC, '  schedule: "0 6 * * *"\n', '  schedule: "0 6 * * *"\n  text_drift_auc: 0.4\n'),),
+        at=(SPEC, "text_drift_auc: 0.4", "0.4"),
+        expected="""\
+error[E713]: the text-drift AUC threshold is out of range
+  --> @AT@ (monitoring.text_drift_auc)
+   |     text_drift_auc: 0.4
+   = 'monitoring.text_drift_auc' must be a float in the range (0.5, 1.0]. Got 0.4 instead.
+   = help: 0.5 means the classifier cannot tell the window from the reference; 0.75 is a usual alarm""",
+    ),
+    "E714-length-drift-threshold": Bad(
+        spec="support_triage",
+        edits=((SPEC, '  schedule: "0 6 * * *"\n', '  schedule: "0 6 * * *"\n  length_drift: {test: psi, threshold: 0}\n'),),
+        at=(SPEC, "length_drift:", "0}"),
+        expected="""\
+error[E714]: the length-drift threshold is not positive
+  --> @AT@ (monitoring.length_drift.threshold)
+   |     length_drift: {test: psi, threshold: 0}
+   = 'monitoring.length_drift.threshold' must be a float above 0. Got 0.0 instead.""",
+    ),
+    "E707-prompt-monitoring-rate": Bad(
+        spec="support_triage",
+        edits=((SPEC, '  schedule: "0 6 * * *"\n', '  schedule: "0 6 * * *"\n  max_refusal_rate: 1.5\n'),),
+        at=(SPEC, "max_refusal_rate: 1.5", "1.5"),
+        expected="""\
+error[E707]: a monitoring rate is out of range
+  --> @AT@ (monitoring.max_refusal_rate)
+   |     max_refusal_rate: 1.5
+   = 'monitoring.max_refusal_rate' must be a float in the range [0.0, 1.0]. Got 1.5 instead.""",
+    ),
     "E701-invalid-cron": Bad(
         edits=((SPEC, 'schedule: "0 6 * * 1"', 'schedule: "0 25 * * 1"'),),
         at=(SPEC, "schedule:", '"0 25'),
@@ -1387,6 +1431,7 @@ def test_bad_spec(case: Bad, spec_copy, tmp_path, monkeypatch):
 # the modules of `aiops check` (compile-time codes such as E9xx live elsewhere)
 CHECK_MODULES = ("load.py", "guard.py", "rules_inputs.py", "structure.py", "rules_data.py", "rules_sample.py",
                  "rules_model.py", "rules_policy.py", "context.py", "diagnostics.py", "check.py", "rules_prompt.py")
+CHECK_MODULES += ("rules_prompt_monitoring.py",)
 
 
 def _codes_in_compiler() -> set[str]:

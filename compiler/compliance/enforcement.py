@@ -127,6 +127,11 @@ GENAI_CONTROLS: tuple[Control, ...] = (
             "compiler/prompt_eval.py, runtime/genai/guardrails.py (SpanMasker)",
             "tests/test_genai_compile.py::test_a_failed_gate_refuses_the_blessing_with_reasons",
             "e-mail addresses and phone numbers are redacted in recorded outputs"),
+    Control("Monitoring of the prompt calls in production", "monitoring",
+            "runtime/monitor/prompt_job.py, compiler/prompt_monitoring.py",
+            "tests/test_genai_monitor.py::test_text_drift_alert_on_the_shifted_day_only_and_feedback_pass_rate",
+            "per window: text drift against the masked evaluation set (domain-classifier AUC), lengths, guardrail, "
+            "refusal, JSON validity and error rates, feedback pass rate; alerts exit 1 and reach the webhook"),
     Control("Transparency towards the people who read the output", "governance.intended_use", "", "",
             "documented here; no command can tell whether readers are told the text comes from a model"),
     Control("Human oversight of every output", "governance.risk_tier", "", "",
