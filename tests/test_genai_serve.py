@@ -251,8 +251,10 @@ def test_a_pii_canary_through_the_real_model_is_never_on_disk_in_clear(llm_base_
     s = Server(artefacts(120), tmp_path / "work", {**KEYS, "AIOPS_LLM_BASE_URL": llm_base_url})
     s.start()
     try:
-        status, body = call(s, {"message": f"I am {CANARY}, mail {EMAIL}: I was charged twice for order 51234.",
-                                "channel": "email"})
+        variables = {"message": f"I am {CANARY}, mail {EMAIL}: I was charged twice for order 51234.", "channel": "email"}
+        status, _, raw = s.request("POST", "/v1/prompts/triage", {"variables": variables}, AGENT,
+                                   timeout=150)  # a first call on a busy 2-core machine took a minute
+        body = json.loads(raw)
         assert status in (200, 422), body  # 422: the small model's answer failed the output guardrails
         if status == 422:
             assert body["error"]["message"].startswith("the output was blocked by the guardrails")
