@@ -132,3 +132,22 @@ def test_evidence_is_reused_byte_identically_and_check_tells_stale(spec_copy, mo
         "   = the environment variable AIOPS_LLM_BASE_URL (provider.base_url_env) is not set: set it to an "
         "OpenAI-compatible base URL such as http://127.0.0.1:8080/v1 (tools/local_llm.py starts a local one)"]
     assert _files(Path("generated/support_triage")) == _files(committed)  # nothing was written
+
+
+def test_hostile_prompt_files_are_diagnostics_not_crashes(spec_copy):
+    """Untrusted prompt files: JSON nested past the recursion limit, a template nested as deep, a
+    variable's regex that does not compile: each is an error at its place, never an internal error."""
+    spec = spec_copy("support_triage")
+    (spec.dir / "prompts/triage.schema.json").write_text("[" * 100_000 + "]" * 100_000)
+    lines = spec.text(GOLD).splitlines()
+    (spec.dir / GOLD).write_text("\n".join(["[" * 100_000] + lines[1:]) + "\n")
+    spec.replace(TRI, "): {{ message }}", "): {{ " + "(" * 20_000 + "message" + ")" * 20_000 + " }}")
+    text, ok = run_check(spec.rel, [])
+    assert ok is False and "internal error" not in text
+    heads = sorted(ln for ln in text.splitlines() if ln.startswith("error["))
+    assert heads == ["error[E403]: template syntax error: the template nests too deeply to parse",
+                     "error[E409]: the output schema is not JSON",
+                     "error[E412]: a golden case is not JSON"]
+    text, ok = run_check(spec.rel, ['+prompts.triage.variables.message.checks.regex="(ab"'])
+    assert ok is False and "error[E408]: a regular expression does not compile\n  --> command-line override " \
+        "'+prompts.triage.variables.message.checks.regex=\"(ab\"' (prompts.triage.variables.message.checks.regex)" in text
