@@ -839,24 +839,24 @@ only when monitoring.drift_columns lists them
     # prompt monitoring (compiler/rules_prompt_monitoring.py)
     "E712-guardrail-ceiling-names-no-guard": Bad(
         spec="support_triage",
-        edits=((SPEC, '  schedule: "0 6 * * *"\n', '  schedule: "0 6 * * *"\n  guardrail_hit_rates: {input.pi: 0.5}\n'),),
+        edits=((SPEC, "guardrail_hit_rates: {input.pii: 0.5}", "guardrail_hit_rates: {input.pi: 0.5}"),),
         at=(SPEC, "guardrail_hit_rates:", "input.pi"),
         expected="""\
 error[E712]: a guardrail ceiling names no guard
   --> @AT@ (monitoring.guardrail_hit_rates.input.pi)
-   |     guardrail_hit_rates: {input.pi: 0.5}
+   |     guardrail_hit_rates: {input.pi: 0.5}   # masking PII in messages is routine; half of them is not
    = 'input.pi' is not a guard of any prompt; guards are named side.type: input.deny, input.length, input.pii, \
 output.deny, output.json_schema, output.pii
    = help: did you mean 'input.pii'?""",
     ),
     "E713-text-drift-auc": Bad(
         spec="support_triage",
-        edits=((SPEC, '  schedule: "0 6 * * *"\n', '  schedule: "0 6 * * *"\n  text_drift_auc: 0.4\n'),),
+        edits=((SPEC, "text_drift_auc: 0.75 ", "text_drift_auc: 0.4  "),),
         at=(SPEC, "text_drift_auc: 0.4", "0.4"),
         expected="""\
 error[E713]: the text-drift AUC threshold is out of range
   --> @AT@ (monitoring.text_drift_auc)
-   |     text_drift_auc: 0.4
+   |     text_drift_auc: 0.4                  # a classifier telling the day's texts from the golden set's
    = 'monitoring.text_drift_auc' must be a float in the range (0.5, 1.0]. Got 0.4 instead.
    = help: 0.5 means the classifier cannot tell the window from the reference; 0.75 is a usual alarm""",
     ),
