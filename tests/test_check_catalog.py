@@ -851,12 +851,12 @@ output.deny, output.json_schema, output.pii
     ),
     "E713-text-drift-auc": Bad(
         spec="support_triage",
-        edits=((SPEC, "text_drift_auc: 0.75", "text_drift_auc: 0.4"),),
+        edits=((SPEC, "text_drift_auc: 0.75 ", "text_drift_auc: 0.4  "),),
         at=(SPEC, "text_drift_auc: 0.4", "0.4"),
         expected="""\
 error[E713]: the text-drift AUC threshold is out of range
   --> @AT@ (monitoring.text_drift_auc)
-   |     text_drift_auc: 0.4                 # a classifier telling the day's texts from the golden set's
+   |     text_drift_auc: 0.4                  # a classifier telling the day's texts from the golden set's
    = 'monitoring.text_drift_auc' must be a float in the range (0.5, 1.0]. Got 0.4 instead.
    = help: 0.5 means the classifier cannot tell the window from the reference; 0.75 is a usual alarm""",
     ),
@@ -1162,22 +1162,22 @@ error[E402]: the prompt template does not exist
     ),
     "E403-template-syntax": Bad(
         spec="support_triage",
-        edits=((TRI, 'Channel: {{ channel }}', 'Channel: {{ channel }'),),
-        at=(TRI, 'Channel: {{ channel }'),
+        edits=((TRI, 'Message ({{ channel }}): {{ message }}', 'Message ({{ channel }): {{ message }}'),),
+        at=(TRI, 'Message ({{ channel }):'),
         expected="""\
 error[E403]: template syntax error: unexpected '}'
   --> @AT@
-   |     Channel: {{ channel }
+   |     Message ({{ channel }): {{ message }}
    = help: fix the Jinja2 syntax at this line""",
     ),
     "E404-undeclared-template-variable": Bad(
         spec="support_triage",
-        edits=((TRI, 'Message: {{ message }}', 'Message: {{ mesage }}'),),
-        at=(TRI, 'Message: {{ mesage }}'),
+        edits=((TRI, '): {{ message }}', '): {{ mesage }}'),),
+        at=(TRI, '{{ mesage }}'),
         expected="""\
 error[E404]: the template uses an undeclared variable 'mesage'
   --> @AT@
-   |     Message: {{ mesage }}
+   |     Message ({{ channel }}): {{ mesage }}
    = prompts.triage.variables declares: message, channel
    = help: did you mean 'message'?""",
     ),
@@ -1194,12 +1194,12 @@ warning[W405]: the variable 'locale' is not used by the template
     ),
     "E406-sandbox-unsafe-construct": Bad(
         spec="support_triage",
-        edits=((TRI, 'Channel: {{ channel }}', 'Channel: {{ channel.__class__ }}'),),
+        edits=((TRI, 'Message ({{ channel }})', 'Message ({{ channel.__class__ }})'),),
         at=(TRI, 'channel.__class__'),
         expected="""\
 error[E406]: the template uses a construct the sandbox refuses
   --> @AT@
-   |     Channel: {{ channel.__class__ }}
+   |     Message ({{ channel.__class__ }}): {{ message }}
    = the attribute '.__class__'
    = help: templates only print their variables; remove it""",
     ),
@@ -1216,13 +1216,13 @@ error[E407]: unknown input guardrail 'lenght'
     ),
     "E408-bad-regex": Bad(
         spec="support_triage",
-        edits=((SPEC, '"(?i)password"', '"(?i)pass(word"'),),
-        at=(SPEC, 'pass(word', '"(?i)pass(word"'),
+        edits=((SPEC, "'(?i)password", "'(?i)pass(word"),),
+        at=(SPEC, 'pass(word', "'(?i)pass(word"),
         expected="""\
 error[E408]: a regular expression does not compile
   --> @AT@ (prompts.triage.guardrails.output[1].patterns[0])
-   |     - {type: deny, patterns: ["(?i)pass(word"]}
-   = '(?i)pass(word': missing ), unterminated subpattern at position 8
+   |     - {type: deny, patterns: ['(?i)pass(word\\s*[:=]']}   # a leaked credential, not the word alone
+   = '(?i)pass(word\\\\s*[:=]': missing ), unterminated subpattern at position 8
    = help: fix the pattern (Python re syntax); escape a literal character with a backslash""",
     ),
     "E409-invalid-json-schema": Bad(
@@ -1315,7 +1315,7 @@ error[E416]: golden case 'acct-delete': unknown assertion type "max_tokns"
     ),
     "E417-json-output-without-schema": Bad(
         spec="support_triage",
-        edits=((SPEC, '    output:\n      format: json\n      prefill: \'{"category": "\'\n      schema: prompts/triage.schema.json\n', '    output: {format: json}\n'),),
+        edits=((SPEC, '    output:\n      format: json\n      prefill: \'{"topic": "\'\n      schema: prompts/triage.schema.json\n', '    output: {format: json}\n'),),
         at=(SPEC, 'output: {format: json}', 'output'),
         expected="""\
 error[E417]: a JSON output needs a schema

@@ -125,7 +125,7 @@ GENAI_CONTROLS: tuple[Control, ...] = (
             "a literal URL or a credential in the spec is refused by aiops check"),
     Control("PII masked in the evaluation evidence", "prompts.*.guardrails",
             "compiler/prompt_eval.py, runtime/genai/guardrails.py (SpanMasker)",
-            "tests/test_genai_compile.py::test_compile_with_the_local_model_masks_pii_in_evidence",
+            "tests/test_genai_compile.py::test_a_failed_gate_refuses_the_blessing_with_reasons",
             "e-mail addresses and phone numbers are redacted in recorded outputs"),
     Control("Monitoring of the prompt calls in production", "monitoring",
             "runtime/monitor/prompt_job.py, compiler/prompt_monitoring.py",
