@@ -76,6 +76,11 @@ def prompt_summary(loaded: Loaded, spec: S.PromptSpec) -> str:
                   f"output {p.output.format}",
                   f"             guardrails {'; '.join(guards)}",
                   f"             golden {p.evaluation.golden}; gates {gates}"]
+    m = spec.monitoring  # schema.PromptMonitoring (docs/genai.md#monitoring-prompts)
+    lines.append(f"  monitoring {m.schedule!r}, window {m.window.by}:{m.window.size}, min {m.min_rows} calls; "
+                 f"text drift AUC > {m.text_drift_auc:g}, length {m.length_drift.test} > {m.length_drift.threshold:g}"
+                 + (f"; feedback pass rate >= {m.min_feedback_pass_rate:g}" if m.min_feedback_pass_rate is not None
+                    else ""))
     lines.append(f"  policy     risk tier {g.risk_tier}, {g.approvals_required} of {len(g.approvers)} approvals, "
                  f"audit log {'on' if sec.audit_log.enabled else 'off'}")
     return "\n".join(lines)

@@ -121,6 +121,9 @@ def compile_prompt_spec(loaded: Loaded, spec, out: str | None, check_only: bool,
     evs = {p.name: json.loads(ev_files[evidence_path(p.name)]) for p in plan.prompts}
     blessing = blessing_doc(plan, evs)
     files["evidence/blessing.json"] = dumps(blessing)
+    from aiops.compiler.prompt_monitoring import monitoring_files
+
+    files.update(monitoring_files(plan, evs))  # monitoring/: the job, the masked reference (genai_monitor)
     from aiops.compiler.governance.policy import policy_doc
 
     files["governance.json"] = dumps(policy_doc(plan))

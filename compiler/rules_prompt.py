@@ -19,6 +19,7 @@ ENV_NAME = r"[A-Z_][A-Z0-9_]*"
 GATES = ("pass_rate", "json_valid_rate")
 SECRET_KEYS = ("api_key", "key", "token", "secret", "password", "authorization", "bearer")
 MAX_GOLDEN_BYTES = 5_000_000
+MAX_FILE_BYTES = 5_000_000
 ASSERT_FIELDS = {"equals": ("value",), "contains": ("value",), "regex": ("pattern",), "json_schema": (),
                  "json_field": ("path", "equals"), "similar": ("reference", "min"), "max_latency_ms": ("value",),
                  "max_tokens": ("value",), "rubric": ("criteria", "min")}
@@ -40,6 +41,11 @@ def spec_file(ctx: Ctx, text: str | None, path: PathT, what: str) -> Path | None
         ctx.err("E401", f"the {what} lies outside the spec folder", path,
                 f"'{text}' resolves to '{real}' (links followed)",
                 help="keep prompt files in the spec folder, e.g. prompts/<name>.j2")
+        return None
+    if real.is_file() and real.stat().st_size > MAX_FILE_BYTES:
+        ctx.err("E402", f"the {what} is too large", path,
+                f"'{text}' has {real.stat().st_size} bytes; at most {MAX_FILE_BYTES}",
+                help="a prompt file is a template, a schema or a few dozen golden cases")
         return None
     if not real.is_file():
         ctx.err("E402", f"the {what} does not exist", path, f"'{text}' is not a file in {_rel(ctx.spec_dir)}",
@@ -69,6 +75,9 @@ def check_prompt_spec(ctx: Ctx) -> None:
         if p is None:
             continue
         check_template(ctx, p, base)
+        for var, col in (p.variables or {}).items():
+            if col is not None and col.checks is not None and col.checks.regex is not None:
+                _regex(ctx, col.checks.regex, base + ("variables", var, "checks", "regex"))
         schema = check_output(ctx, p, base)
         check_tools(ctx, p, base)
         check_guards(ctx, p, base, schema)
@@ -142,7 +151,7 @@ def _schema_file(ctx: Ctx, text: str | None, path: PathT, what: str) -> dict | N
 
     try:
         doc = json.loads(f.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         ctx.err("E409", f"the {what} is not JSON", path, f"'{text}': {exc}", help="write the schema as JSON")
         return None
     try:
@@ -181,6 +190,14 @@ def check_tools(ctx: Ctx, p: S.Prompt, base: PathT) -> None:
     if p.tools.max_steps is not None and p.tools.max_steps < 1:
         ctx.err("E419", "tools.max_steps must be at least 1", base + ("tools", "max_steps"),
                 f"got {p.tools.max_steps}")
+
+
+def _compiles(pattern: Any) -> bool:
+    try:
+        re.compile(pattern)
+    except (re.error, TypeError):
+        return False
+    return True
 
 
 def _regex(ctx: Ctx, pattern: Any, path: PathT) -> None:
@@ -250,6 +267,9 @@ def check_golden(ctx: Ctx, p: S.Prompt, base: PathT, masking: dict) -> None:
     from aiops.compiler.plan import _contract_entry
 
     declared = {k: v for k, v in (p.variables or {}).items() if v is not None}
+    if any(c.checks is not None and c.checks.regex is not None and not _compiles(c.checks.regex)
+           for c in declared.values()):
+        return  # E408 is reported on the variable: its contract cannot judge the golden rows
     contract = Contract.from_dict({"columns": [_contract_entry(k, c, not c.nullable, None)
                                                for k, c in declared.items()]})
     seen: dict[str, int] = {}
@@ -260,7 +280,7 @@ def check_golden(ctx: Ctx, p: S.Prompt, base: PathT, masking: dict) -> None:
         rows += 1
         try:
             row = json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             _golden_diag(ctx, f, n, "", "a golden case is not JSON", str(exc), code="E412",
                          help='write one JSON object per line: {"id": ..., "variables": {...}, "assert": [...]}')
             continue
@@ -316,6 +336,9 @@ def _check_assertion(ctx: Ctx, f: Path, n: int, cid: str, j: int, a: Any, p: S.P
                      f"assert[{j}]: a {t} assertion has the keys {', '.join(('type',) + ASSERT_FIELDS[t])}",
                      code="E416", help="fix the assertion's keys")
         return
+    if t == "json_field" and not (isinstance(a["path"], str) and a["path"]):
+        _golden_diag(ctx, f, n, cid, f"golden case '{cid}': the json_field assertion's path must be a dotted key",
+                     f"got {json.dumps(a['path'])}", code="E416", help='e.g. "path": "category"')
     if t == "regex":
         before = len(ctx.diags)
         _regex(ctx, a["pattern"], ())

@@ -271,6 +271,49 @@ class Monitoring:
     webhook: Optional[str] = None
 
 
+
+# ---------------------------------------------------------------- monitoring of a prompt spec (kind: prompt)
+@dataclass
+class PromptWindow:
+    by: Literal["time", "rows"] = "time"  # time: the calendar window of each logged call's ts
+    size: Union[int, str] = "day"  # 'day' / 'week' / 'month', or a number of calls
+
+
+@dataclass
+class LengthDrift:
+    test: Literal["psi", "wasserstein"] = "psi"  # on chars and tokens of inputs and outputs
+    threshold: float = 0.25  # PSI, or W1 / reference std
+
+
+@dataclass
+class PromptMonitoringActions:
+    drift: Action = "alert"  # text drift, length drift
+    quality: Action = "alert"  # guardrail hits, refusals, JSON validity, errors
+    feedback: Action = "alert"  # the feedback pass rate
+
+
+@dataclass
+class PromptMonitoring:
+    """`monitoring:` of a prompt spec (docs/genai.md#monitoring-prompts); the compiler writes it
+    into generated/<name>/monitoring/monitoring.json with the masked reference texts."""
+
+    schedule: str = REQUIRED  # cron
+    window: PromptWindow = field(default_factory=PromptWindow)
+    min_rows: int = 30  # a window with fewer calls is "insufficient data": reported, not tested
+    text_drift_auc: float = 0.75  # domain-classifier AUC (reference vs window) above which text drift alerts
+    text_drift_on: list[Literal["input", "output"]] = field(default_factory=lambda: ["input", "output"])
+    length_drift: LengthDrift = field(default_factory=LengthDrift)
+    max_guardrail_hit_rate: float = 0.2  # per guard ("input.deny", "output.json_schema", ...)
+    guardrail_hit_rates: dict[str, float] = field(default_factory=dict)  # per-guard ceilings overriding it
+    max_refusal_rate: float = 0.1  # calls refused by a guardrail
+    min_json_valid_rate: float = 0.9  # of the answered calls of a JSON prompt
+    max_error_rate: float = 0.05  # timeouts, budget refusals, provider errors
+    min_feedback_pass_rate: Optional[float] = None  # delayed feedback labels (--labels), per window
+    min_feedback_rows: int = 20  # feedback labels a window needs before its pass rate is tested
+    actions: PromptMonitoringActions = field(default_factory=PromptMonitoringActions)
+    webhook: Optional[str] = None
+
+
 # ---------------------------------------------------------------- serving
 @dataclass
 class Serving:
@@ -483,7 +526,7 @@ class PromptSpec:
     kpis: list[KPI] = field(default_factory=list)
     provider: Provider = field(default_factory=Provider)
     prompts: dict[str, Prompt] = REQUIRED
-    monitoring: dict[str, Any] = field(default_factory=dict)  # the prompt monitoring keys (docs/genai.md)
+    monitoring: PromptMonitoring = field(default_factory=PromptMonitoring)  # docs/genai.md#monitoring-prompts
     serving: PromptServing = field(default_factory=PromptServing)
     security: Security = field(default_factory=Security)
     governance: Governance = field(default_factory=Governance)

@@ -26,6 +26,8 @@ def scan(text: str) -> Scan:
         sandbox().parse(text)
     except jinja2.TemplateSyntaxError as exc:
         return Scan({}, (), (exc.lineno or 1, exc.message or "syntax error"))
+    except RecursionError:
+        return Scan({}, (), (1, "the template nests too deeply to parse"))
     lines = variable_lines(text)
     free = template_variables(text)
     return Scan({v: lines.get(v, 1) for v in free}, tuple(unsafe_constructs(text)))

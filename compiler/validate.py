@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from aiops.compiler import (rules_contract, rules_data, rules_groups, rules_inputs, rules_model, rules_policy,
                             rules_prompt, rules_sample)
+from aiops.compiler import rules_prompt_monitoring
 from aiops.compiler import schema as S
 from aiops.compiler.context import Ctx
 from aiops.compiler.diagnostics import Diagnostic
@@ -40,6 +41,7 @@ def _validate_prompt(spec: S.PromptSpec, ctx: Ctx, diags: list[Diagnostic]) -> t
     """A prompt spec (kind: prompt): its own rules, then the governance and env rules it shares."""
     rules_prompt.check_prompt_spec(ctx)
     rules_prompt.check_prompt_governance(ctx)
+    rules_prompt_monitoring.check_prompt_monitoring(ctx)
     rules_inputs.check_env_outputs(ctx)
     ok = not any(d.is_error for d in diags + ctx.diags)
     return (spec if ok else None), diags + ctx.diags

@@ -977,6 +977,50 @@ error[E711]: drift_features names a column that is not tested
 only when monitoring.drift_columns lists them
    = help: add 'year' to monitoring.drift_columns, or remove its drift_features entry""",
     ),
+    # prompt monitoring (compiler/rules_prompt_monitoring.py)
+    "E712-guardrail-ceiling-names-no-guard": Bad(
+        spec="support_triage",
+        edits=((SPEC, "guardrail_hit_rates: {input.pii: 0.5}", "guardrail_hit_rates: {input.pi: 0.5}"),),
+        at=(SPEC, "guardrail_hit_rates:", "input.pi"),
+        expected="""\
+error[E712]: a guardrail ceiling names no guard
+  --> @AT@ (monitoring.guardrail_hit_rates.input.pi)
+   |     guardrail_hit_rates: {input.pi: 0.5}   # masking PII in messages is routine; half of them is not
+   = 'input.pi' is not a guard of any prompt; guards are named side.type: input.deny, input.length, input.pii, \
+output.deny, output.json_schema, output.pii
+   = help: did you mean 'input.pii'?""",
+    ),
+    "E713-text-drift-auc": Bad(
+        spec="support_triage",
+        edits=((SPEC, "text_drift_auc: 0.75 ", "text_drift_auc: 0.4  "),),
+        at=(SPEC, "text_drift_auc: 0.4", "0.4"),
+        expected="""\
+error[E713]: the text-drift AUC threshold is out of range
+  --> @AT@ (monitoring.text_drift_auc)
+   |     text_drift_auc: 0.4                  # a classifier telling the day's texts from the golden set's
+   = 'monitoring.text_drift_auc' must be a float in the range (0.5, 1.0]. Got 0.4 instead.
+   = help: 0.5 means the classifier cannot tell the window from the reference; 0.75 is a usual alarm""",
+    ),
+    "E714-length-drift-threshold": Bad(
+        spec="support_triage",
+        edits=((SPEC, '  schedule: "0 6 * * *"\n', '  schedule: "0 6 * * *"\n  length_drift: {test: psi, threshold: 0}\n'),),
+        at=(SPEC, "length_drift:", "0}"),
+        expected="""\
+error[E714]: the length-drift threshold is not positive
+  --> @AT@ (monitoring.length_drift.threshold)
+   |     length_drift: {test: psi, threshold: 0}
+   = 'monitoring.length_drift.threshold' must be a float above 0. Got 0.0 instead.""",
+    ),
+    "E707-prompt-monitoring-rate": Bad(
+        spec="support_triage",
+        edits=((SPEC, '  schedule: "0 6 * * *"\n', '  schedule: "0 6 * * *"\n  max_refusal_rate: 1.5\n'),),
+        at=(SPEC, "max_refusal_rate: 1.5", "1.5"),
+        expected="""\
+error[E707]: a monitoring rate is out of range
+  --> @AT@ (monitoring.max_refusal_rate)
+   |     max_refusal_rate: 1.5
+   = 'monitoring.max_refusal_rate' must be a float in the range [0.0, 1.0]. Got 1.5 instead.""",
+    ),
     "E701-invalid-cron": Bad(
         edits=((SPEC, 'schedule: "0 6 * * 1"', 'schedule: "0 25 * * 1"'),),
         at=(SPEC, "schedule:", '"0 25'),
@@ -1259,22 +1303,22 @@ error[E402]: the prompt template does not exist
     ),
     "E403-template-syntax": Bad(
         spec="support_triage",
-        edits=((TRI, 'Channel: {{ channel }}', 'Channel: {{ channel }'),),
-        at=(TRI, 'Channel: {{ channel }'),
+        edits=((TRI, 'Message ({{ channel }}): {{ message }}', 'Message ({{ channel }): {{ message }}'),),
+        at=(TRI, 'Message ({{ channel }):'),
         expected="""\
 error[E403]: template syntax error: unexpected '}'
   --> @AT@
-   |     Channel: {{ channel }
+   |     Message ({{ channel }): {{ message }}
    = help: fix the Jinja2 syntax at this line""",
     ),
     "E404-undeclared-template-variable": Bad(
         spec="support_triage",
-        edits=((TRI, 'Message: {{ message }}', 'Message: {{ mesage }}'),),
-        at=(TRI, 'Message: {{ mesage }}'),
+        edits=((TRI, '): {{ message }}', '): {{ mesage }}'),),
+        at=(TRI, '{{ mesage }}'),
         expected="""\
 error[E404]: the template uses an undeclared variable 'mesage'
   --> @AT@
-   |     Message: {{ mesage }}
+   |     Message ({{ channel }}): {{ mesage }}
    = prompts.triage.variables declares: message, channel
    = help: did you mean 'message'?""",
     ),
@@ -1291,12 +1335,12 @@ warning[W405]: the variable 'locale' is not used by the template
     ),
     "E406-sandbox-unsafe-construct": Bad(
         spec="support_triage",
-        edits=((TRI, 'Channel: {{ channel }}', 'Channel: {{ channel.__class__ }}'),),
+        edits=((TRI, 'Message ({{ channel }})', 'Message ({{ channel.__class__ }})'),),
         at=(TRI, 'channel.__class__'),
         expected="""\
 error[E406]: the template uses a construct the sandbox refuses
   --> @AT@
-   |     Channel: {{ channel.__class__ }}
+   |     Message ({{ channel.__class__ }}): {{ message }}
    = the attribute '.__class__'
    = help: templates only print their variables; remove it""",
     ),
@@ -1313,13 +1357,13 @@ error[E407]: unknown input guardrail 'lenght'
     ),
     "E408-bad-regex": Bad(
         spec="support_triage",
-        edits=((SPEC, '"(?i)password"', '"(?i)pass(word"'),),
-        at=(SPEC, 'pass(word', '"(?i)pass(word"'),
+        edits=((SPEC, "'(?i)password", "'(?i)pass(word"),),
+        at=(SPEC, 'pass(word', "'(?i)pass(word"),
         expected="""\
 error[E408]: a regular expression does not compile
   --> @AT@ (prompts.triage.guardrails.output[1].patterns[0])
-   |     - {type: deny, patterns: ["(?i)pass(word"]}
-   = '(?i)pass(word': missing ), unterminated subpattern at position 8
+   |     - {type: deny, patterns: ['(?i)pass(word\\s*[:=]']}   # a leaked credential, not the word alone
+   = '(?i)pass(word\\\\s*[:=]': missing ), unterminated subpattern at position 8
    = help: fix the pattern (Python re syntax); escape a literal character with a backslash""",
     ),
     "E409-invalid-json-schema": Bad(
@@ -1412,7 +1456,7 @@ error[E416]: golden case 'acct-delete': unknown assertion type "max_tokns"
     ),
     "E417-json-output-without-schema": Bad(
         spec="support_triage",
-        edits=((SPEC, '    output:\n      format: json\n      prefill: \'{"category": "\'\n      schema: prompts/triage.schema.json\n', '    output: {format: json}\n'),),
+        edits=((SPEC, '    output:\n      format: json\n      prefill: \'{"topic": "\'\n      schema: prompts/triage.schema.json\n', '    output: {format: json}\n'),),
         at=(SPEC, 'output: {format: json}', 'output'),
         expected="""\
 error[E417]: a JSON output needs a schema
@@ -1531,6 +1575,7 @@ def test_bad_spec(case: Bad, spec_copy, tmp_path, monkeypatch):
 CHECK_MODULES = ("load.py", "guard.py", "rules_inputs.py", "structure.py", "rules_data.py", "rules_sample.py",
                  "rules_contract.py", "rules_model.py", "rules_groups.py", "rules_policy.py", "context.py", "diagnostics.py",
                  "check.py", "rules_prompt.py")
+CHECK_MODULES += ("rules_prompt_monitoring.py",)
 
 
 def _codes_in_compiler() -> set[str]:

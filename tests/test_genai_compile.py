@@ -26,7 +26,7 @@ def _files(folder: Path) -> dict[str, bytes]:
 def test_check_reports_prompt_mistakes_at_file_and_line(spec_copy):
     """Several mistakes in three files: each at its file and line, all at once, nothing else."""
     spec = spec_copy("support_triage")
-    spec.replace(TRI, "Message: {{ message }}", "Message: {{ message }} {{ ticket.__globals__ }}")
+    spec.replace(TRI, "): {{ message }}", "): {{ message }} {{ ticket.__globals__ }}")
     spec.replace(GOLD, 'Norway cost?", "channel": "chat"', 'Norway cost?", "channel": "chat", "lang": "en"')
     spec.replace(SPEC, "- {type: pii, action: mask}\n        - {type: deny",
                  "- {type: pii, action: mask}\n        - {type: profanity}\n        - {type: deny")
@@ -36,8 +36,8 @@ def test_check_reports_prompt_mistakes_at_file_and_line(spec_copy):
     heads = [(ln.split(":")[0], text.splitlines()[i + 1]) for i, ln in enumerate(text.splitlines())
              if ln.startswith("error[")]
     assert heads == [
-        ("error[E404]", f"  --> {spec.where(TRI, 'Message: {{ message }}')}"),
-        ("error[E406]", f"  --> {spec.where(TRI, 'Message: {{ message }}')}"),
+        ("error[E404]", f"  --> {spec.where(TRI, '{{ ticket')}"),
+        ("error[E406]", f"  --> {spec.where(TRI, '{{ ticket')}"),
         ("error[E413]", f"  --> {spec.where(GOLD, 'ship-cost')} (ship-cost)"),
         ("error[E410]", f"  --> {spec.where(SPEC, 'base_url_env:', 'https')} (provider.base_url_env)"),
         ("error[E407]", f"  --> {spec.where(SPEC, 'type: profanity', 'profanity')} (prompts.triage.guardrails.input[1].type)"),
@@ -53,31 +53,45 @@ def _small(spec, golden: list[dict], gates: str) -> None:
     spec.replace(SPEC, "        pass_rate: {min: 0.5}\n        json_valid_rate: {min: 0.9}\n", gates)
 
 
-CASES = [
-    {"id": "billing-canary", "variables": {"message": f"I was charged twice for order 51234, write to {CANARY}",
-                                           "channel": "email"},
-     "assert": [{"type": "json_schema"}, {"type": "json_field", "path": "order", "equals": "51234"}]},
-    {"id": "impossible", "variables": {"message": "Where is my parcel for order 23981?", "channel": "chat"},
-     "assert": [{"type": "json_field", "path": "category", "equals": "no such queue"}]},
+CASES = [  # one call to the model: a PII canary in the input, an assertion no answer can meet
+    {"id": "impossible", "variables": {"message": f"I was charged twice for order 51234, write to {CANARY}",
+                                       "channel": "email"},
+     "assert": [{"type": "json_schema"}, {"type": "json_field", "path": "category", "equals": "no such queue"}]},
 ]
 
 
 @pytest.mark.slow
-def test_compile_with_the_local_model_masks_pii_in_evidence(spec_copy, llm_base_url, monkeypatch, capsys):
+def test_a_failed_gate_refuses_the_blessing_with_reasons(spec_copy, llm_base_url, monkeypatch, capsys):
+    """One compile against the real local model on one case (a PII canary in the input, an assertion
+    that cannot pass): the evidence, the PII masking, and a failed gate refusing the blessing."""
     spec = spec_copy("support_triage")
-    _small(spec, CASES[:1], "        json_valid_rate: {min: 0.5}\n")
+    _small(spec, CASES, "        pass_rate: {min: 0.75}\n        json_valid_rate: {min: 0.5}\n")
     monkeypatch.setenv("AIOPS_LLM_BASE_URL", llm_base_url)
     rc = main(["compile", spec.rel, "--quiet"])
     err = capsys.readouterr().err
-    assert rc == 0, err
     out = Path("generated/support_triage")
     ev = json.loads((out / "evidence/prompts/triage/evaluation.json").read_text())
     (case,) = ev["cases"]
-    assert ev["model_id"] == "gemma-3-270m-q4_k_m" and ev["json_valid_rate"] == 1.0 and ev["passed"] is True
-    assert case["output"].startswith('{"category": "') and case["output_tokens"] > 0 and case["latency_ms"] > 0
-    assert {"side": "input", "guard": "pii", "action": "mask", "detail": "1 email in 'message'"} in case["guardrail_hits"]
+    assert ev["model_id"] == "gemma-3-270m-q4_k_m" and ev["json_valid_rate"] == 1.0 and ev["pass_rate"] == 0.0
+    assert case["output"].startswith('{"topic": "') and case["output_tokens"] > 0 and case["latency_ms"] > 0
+    assert {"side": "input", "guard": "pii", "action": "mask", "detail": "1 email in 'message'"} \
+        in case["guardrail_hits"]
+    assert [a["passed"] for a in case["assertions"]] == [True, False] and case["passed"] is False
+
+    assert rc == 1
+    assert err.splitlines()[:2] == [
+        "error[E902]: the prompts did not pass their gate; they are marked not blessed and will not be served",
+        "   = triage: pass_rate: 0.0000 (needs >= 0.75)"]
+    assert "impossible" in err.splitlines()[2]
+    blessing = json.loads((out / "evidence/blessing.json").read_text())
+    assert blessing["blessed"] is False and blessing["failed"] == ["triage: pass_rate"]
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["kind"] == "prompt" and manifest["blessed"] is True
+    assert manifest["kind"] == "prompt" and manifest["blessed"] is False
+    doc = (out / "compliance.md").read_text()
+    assert "Verdict: NOT BLESSED." in doc
+    failures = doc.split("\n## Known failure cases")[1].split("\n## ")[0]
+    assert "| impossible | `" in failures and 'expected "no such queue"' in failures
+
     assert json.loads((out / "serving.json").read_text())["prompts"] == ["triage"]
     prompt = json.loads((out / "prompts/triage/prompt.json").read_text())
     assert prompt["version"].startswith("sha256:") and prompt["output"]["schema"]["title"] == "support triage"
@@ -86,32 +100,6 @@ def test_compile_with_the_local_model_masks_pii_in_evidence(spec_copy, llm_base_
     for p in [*out.rglob("*"), *Path(".aiops").rglob("*")]:
         if p.is_file():
             assert CANARY.encode() not in p.read_bytes(), p
-
-
-@pytest.mark.slow
-def test_a_failed_gate_refuses_the_blessing_with_reasons(spec_copy, llm_base_url, monkeypatch, capsys):
-    spec = spec_copy("support_triage")
-    _small(spec, CASES, "        pass_rate: {min: 0.75}\n")
-    monkeypatch.setenv("AIOPS_LLM_BASE_URL", llm_base_url)
-    rc = main(["compile", spec.rel, "--quiet"])
-    err = capsys.readouterr().err
-    out = Path("generated/support_triage")
-    ev = json.loads((out / "evidence/prompts/triage/evaluation.json").read_text())
-    passed = [c["id"] for c in ev["cases"] if c["passed"]]
-    assert "impossible" not in passed
-    rate = len(passed) / 2
-    assert rc == 1
-    assert err.splitlines()[:2] == [
-        "error[E902]: the prompts did not pass their gate; they are marked not blessed and will not be served",
-        f"   = triage: pass_rate: {rate:.4f} (needs >= 0.75)"]
-    assert "impossible" in err.splitlines()[2]
-    blessing = json.loads((out / "evidence/blessing.json").read_text())
-    assert blessing["blessed"] is False and blessing["failed"] == ["triage: pass_rate"]
-    assert json.loads((out / "manifest.json").read_text())["blessed"] is False
-    doc = (out / "compliance.md").read_text()
-    assert "Verdict: NOT BLESSED." in doc
-    failures = doc.split("\n## Known failure cases")[1].split("\n## ")[0]
-    assert "| impossible | `" in failures and 'expected "no such queue"' in failures
 
 
 def test_evidence_is_reused_byte_identically_and_check_tells_stale(spec_copy, monkeypatch, capsys):
@@ -128,7 +116,7 @@ def test_evidence_is_reused_byte_identically_and_check_tells_stale(spec_copy, mo
     assert main(["compile", spec.rel, "--check"]) == 0
     assert "ok: generated/support_triage is up to date with specs/support_triage" in capsys.readouterr().err
 
-    spec.replace(TRI, "Message: {{ message }}", "Message: {{ message | trim }}")
+    spec.replace(TRI, "): {{ message }}", "): {{ message | trim }}")
     assert main(["compile", spec.rel, "--check"]) == 1
     assert capsys.readouterr().err.splitlines() == [
         "error[E903]: generated/support_triage is stale: the evaluation evidence of prompt 'triage' is not for "
@@ -144,3 +132,22 @@ def test_evidence_is_reused_byte_identically_and_check_tells_stale(spec_copy, mo
         "   = the environment variable AIOPS_LLM_BASE_URL (provider.base_url_env) is not set: set it to an "
         "OpenAI-compatible base URL such as http://127.0.0.1:8080/v1 (tools/local_llm.py starts a local one)"]
     assert _files(Path("generated/support_triage")) == _files(committed)  # nothing was written
+
+
+def test_hostile_prompt_files_are_diagnostics_not_crashes(spec_copy):
+    """Untrusted prompt files: JSON nested past the recursion limit, a template nested as deep, a
+    variable's regex that does not compile: each is an error at its place, never an internal error."""
+    spec = spec_copy("support_triage")
+    (spec.dir / "prompts/triage.schema.json").write_text("[" * 100_000 + "]" * 100_000)
+    lines = spec.text(GOLD).splitlines()
+    (spec.dir / GOLD).write_text("\n".join(["[" * 100_000] + lines[1:]) + "\n")
+    spec.replace(TRI, "): {{ message }}", "): {{ " + "(" * 20_000 + "message" + ")" * 20_000 + " }}")
+    text, ok = run_check(spec.rel, [])
+    assert ok is False and "internal error" not in text
+    heads = sorted(ln for ln in text.splitlines() if ln.startswith("error["))
+    assert heads == ["error[E403]: template syntax error: the template nests too deeply to parse",
+                     "error[E409]: the output schema is not JSON",
+                     "error[E412]: a golden case is not JSON"]
+    text, ok = run_check(spec.rel, ['+prompts.triage.variables.message.checks.regex="(ab"'])
+    assert ok is False and "error[E408]: a regular expression does not compile\n  --> command-line override " \
+        "'+prompts.triage.variables.message.checks.regex=\"(ab\"' (prompts.triage.variables.message.checks.regex)" in text

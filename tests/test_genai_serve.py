@@ -28,7 +28,7 @@ AGENT_KEY = "k-agent-" + "0123456789abcdef" * 2
 MONITOR_KEY = "k-monitor-" + "0123456789abcdef" * 2
 KEYS = {"AIOPS_API_KEYS": f"{AGENT_KEY}:agent,{MONITOR_KEY}:monitoring"}
 AGENT = {"X-API-Key": AGENT_KEY}
-GOOD = 'billing", "urgency": "high", "order": "51234"}'
+GOOD = 'charged twice", "category": "billing", "order": "51234"}'
 TOOL_SCHEMA = {"type": "object", "required": ["order_id"], "additionalProperties": False,
                "properties": {"order_id": {"type": "string", "pattern": "^[0-9]{5}$"}}}
 EMAIL = "canary.7f3a9@example.com"
@@ -51,10 +51,10 @@ def artefacts(timeout_s: int = 3) -> Path:
     shutil.copytree(ROOT / "specs" / "support_triage", spec)
     y = spec / "spec.yaml"
     _edit(y, "pass_rate: {min: 0.5}", "pass_rate: {min: 0.1}")  # the fake answers every case 'billing'
-    _edit(y, "timeout_s: 20\n  retries: 1", f"timeout_s: {timeout_s}\n  retries: 0")
+    _edit(y, "timeout_s: 120\n  retries: 1", f"timeout_s: {timeout_s}\n  retries: 0")
     _edit(y, "max_input_tokens: 1500", "max_input_tokens: 600")
     if timeout_s > 20:
-        _edit(y, "serving:\n  max_concurrency: 4\n  timeout_s: 30", f"serving:\n  max_concurrency: 4\n  timeout_s: "
+        _edit(y, "serving:\n  max_concurrency: 4\n  timeout_s: 150", f"serving:\n  max_concurrency: 4\n  timeout_s: "
               f"{timeout_s + 30}")
     _edit(y, "    guardrails:\n      input:", "    tools:\n      allow:\n        lookup_order: {schema: "
           "prompts/lookup_order.schema.json}\n      max_steps: 1\n    guardrails:\n      input:")
@@ -65,7 +65,7 @@ def artefacts(timeout_s: int = 3) -> Path:
     from aiops.compiler.build import compile_spec
 
     cwd = Path.cwd()
-    with FakeLLM(lambda b: (200, completion('billing", "urgency": "high", "order": null}'))) as fake:
+    with FakeLLM(lambda b: (200, completion('refund", "category": "billing", "order": null}'))) as fake:
         os.environ["AIOPS_LLM_BASE_URL"] = fake.url
         os.chdir(root)
         try:
@@ -127,13 +127,13 @@ def test_a_guarded_call_is_answered_logged_and_measured(served, fake):
     status, body = call(served, {"message": f"I was charged twice for order 51234, write to {EMAIL}",
                                  "channel": "email"})
     assert status == 200, body
-    assert body["output"] == {"category": "billing", "urgency": "high", "order": "51234"}
+    assert body["output"] == {"topic": "charged twice", "category": "billing", "order": "51234"}
     assert (body["prompt"], body["model"], body["tool_calls"], body["usage"]) == \
         ("triage", "fake-model", [], {"input_tokens": 321, "output_tokens": 17})
     assert body["prompt_version"].startswith("sha256:") and re.fullmatch(r"[0-9a-f]{26}", body["prediction_id"])
     assert body["guardrails"]["input"] == [{"guard": "pii", "action": "mask", "detail": "1 email in 'message'"}]
     sent = fake.server.requests[n]
-    assert EMAIL not in sent["prompt"] and "Message: I was charged twice for order 51234, write to [email sha256:" \
+    assert EMAIL not in sent["prompt"] and "Message (email): I was charged twice for order 51234, write to [email sha256:" \
         in sent["prompt"]  # the input guardrail masked it before the provider saw it
     assert (sent["model"], sent["temperature"], sent["seed"], sent["max_tokens"]) == ("gemma-3-270m-q4_k_m", 0, 7, 40)
     e = entries(served)[-1]
@@ -188,7 +188,7 @@ def test_input_deny_pattern_blocks_before_the_provider(served, fake):
 
 
 def test_a_tool_call_outside_the_allow_list_is_refused(served, fake):
-    fake.text = 'billing", "urgency": "low", "order": null, "tool_calls": [{"name": "delete_account", ' \
+    fake.text = 'close account", "category": "account", "order": null, "tool_calls": [{"name": "delete_account", ' \
                 '"arguments": {"user": "42"}}]}'
     status, body = call(served, {"message": "Close my account", "channel": "chat"})
     assert (status, body["error"]["code"]) == (422, "guardrail_blocked")
@@ -198,7 +198,7 @@ def test_a_tool_call_outside_the_allow_list_is_refused(served, fake):
     e = entries(served)[-1]
     assert (e["refused"], e["error"], e["output"]) == (True, "guardrail_blocked", None)
     assert e["guardrails"]["output"][0]["guard"] == "tools"
-    fake.text = 'shipping", "urgency": "low", "order": "77102", "tool_calls": [{"name": "lookup_order", ' \
+    fake.text = 'order status", "category": "shipping", "order": "77102", "tool_calls": [{"name": "lookup_order", ' \
                 '"arguments": {"order_id": "77102"}}]}'
     status, body = call(served, {"message": "Where is order 77102?", "channel": "chat"})
     assert status == 200 and body["tool_calls"] == [{"name": "lookup_order", "arguments": {"order_id": "77102"}}]
@@ -251,8 +251,10 @@ def test_a_pii_canary_through_the_real_model_is_never_on_disk_in_clear(llm_base_
     s = Server(artefacts(120), tmp_path / "work", {**KEYS, "AIOPS_LLM_BASE_URL": llm_base_url})
     s.start()
     try:
-        status, body = call(s, {"message": f"I am {CANARY}, mail {EMAIL}: I was charged twice for order 51234.",
-                                "channel": "email"})
+        variables = {"message": f"I am {CANARY}, mail {EMAIL}: I was charged twice for order 51234.", "channel": "email"}
+        status, _, raw = s.request("POST", "/v1/prompts/triage", {"variables": variables}, AGENT,
+                                   timeout=150)  # a first call on a busy 2-core machine took a minute
+        body = json.loads(raw)
         assert status in (200, 422), body  # 422: the small model's answer failed the output guardrails
         if status == 422:
             assert body["error"]["message"].startswith("the output was blocked by the guardrails")

@@ -98,7 +98,7 @@ def document(plan, evaluations: dict[str, dict[str, Any]], blessing: dict[str, A
         ("Token", f"from ${pr['api_key_env']}" if pr["api_key_env"] else "none", key("provider.api_key_env")),
         ("Parameters", ", ".join(f"{k}={v}" for k, v in sorted(pr["parameters"].items())),
          key("provider.parameters")),
-        ("Timeout and retries", f"{num(pr['timeout_s'])} s, {pr['retries']} retries", key("provider.timeout_s")),
+        ("Timeout and retries", f"{num(pr['timeout_s'])} s, {pr['retries']} retr{'y' if pr['retries'] == 1 else 'ies'}", key("provider.timeout_s")),
         ("Budget", ", ".join(f"{k} {v}" for k, v in sorted(pr["budget"].items())), key("provider.budget")),
     ] + [(f"Prompt {p.name} version", p.version, file(f"prompts/{p.name}/prompt.json")) for p in plan.prompts]))
     guard_rows = []

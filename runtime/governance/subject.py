@@ -26,6 +26,9 @@ def subject(folder: str | Path) -> dict[str, Any]:
     raw = (d / "manifest.json").read_bytes()
     m = json.loads(raw)
     model = m["files"].get("model.onnx", {}).get("sha256")
+    if m.get("kind") == "prompt":  # a prompt artefact's "model": its prompts and their evaluation evidence
+        model = hashlib.sha256("".join(f"{k}:{v['sha256']}\n" for k, v in sorted(m["files"].items())
+                                       if k.startswith(("prompts/", "evidence/prompts/"))).encode()).hexdigest()
     return {"run_id": run_id(m["spec"]["hash"], m["data"]["sha256"], model), "name": m["name"],
             "version": m["version"], "spec_hash": m["spec"]["hash"], "data_sha256": m["data"]["sha256"],
             "model_sha256": model, "manifest_sha256": hashlib.sha256(raw).hexdigest()}

@@ -13,7 +13,10 @@ from pathlib import Path
 def register(sub) -> None:
     m = sub.add_parser("monitor", help="run the monitoring job: data quality, drift, performance, fairness, alerts",
                        description="Run the generated monitoring job of ARTEFACT_DIR over current data, in windows, "
-                                   "against the reference profile. Exit 0 within bounds, 1 alert, 2 error.")
+                                   "against the reference profile. Exit 0 within bounds, 1 alert, 2 error. "
+                                   "For a prompt spec (serving.json kind 'prompt'): the prompt calls of the log "
+                                   "(--from-log) against the evaluation set, with --labels holding prediction_id "
+                                   "and passed (docs/genai.md#monitoring-prompts).")
     m.add_argument("artefact_dir", help="the compiled artefacts, e.g. generated/flight_delays")
     src = m.add_mutually_exclusive_group(required=True)
     src.add_argument("--current", metavar="FILE", help="the data to monitor: parquet, CSV or JSON lines")
@@ -41,6 +44,10 @@ def _monitor(args: argparse.Namespace) -> int:
     from aiops.runtime.monitor.job import MonitorError, Source
 
     art = Path(args.artefact_dir)
+    from aiops.runtime.monitor.prompt_cli import is_prompt, monitor_prompts
+
+    if is_prompt(art):  # a prompt spec: the prompt calls of the log (runtime/monitor/prompt_job.py)
+        return monitor_prompts(args)
     log = None
     if args.from_log is not None:
         log = Path(args.from_log) if args.from_log else None
