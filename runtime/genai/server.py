@@ -46,18 +46,6 @@ ROUTES: dict[str, dict[str, tuple[str | None, str]]] = {
 }
 
 
-def serving_kind(artefact_dir: str | Path) -> str:
-    """serving.json's kind ("tabular" when absent or unreadable), to choose the server. Only a
-    dispatch hint: the chosen server verifies the whole folder before using anything."""
-    import json
-
-    try:
-        kind = json.loads((Path(artefact_dir) / "serving.json").read_text()).get("kind")
-    except (OSError, ValueError, AttributeError):
-        return "tabular"
-    return kind if isinstance(kind, str) else "tabular"
-
-
 class PromptService:
     """Everything a worker loads once: the verified artefacts, each prompt (contract, guardrails,
     template, provider), the policy, the audit log, metrics and the documents."""

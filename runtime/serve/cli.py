@@ -69,11 +69,14 @@ def _run(args: argparse.Namespace) -> int:
 
     if (refused := gate(args)) is not None:
         return _fail(refused)
-    from aiops.runtime.genai.server import serving_kind
+    from aiops.runtime.genai.kind import serving_kind
 
     if serving_kind(art_dir) == "prompt":  # POST /v1/prompts/<name> (docs/genai.md)
-        from aiops.runtime.genai.server import run as run_prompts
-
+        try:
+            from aiops.runtime.genai.server import run as run_prompts
+        except ModuleNotFoundError as exc:
+            return _fail(f"'aiops serve' of prompts needs the 'genai' extra, which is not installed (no module "
+                         f"named {exc.name!r}): pip install 'aiops[genai]'")
         return run_prompts(args, art_dir)
     try:
         service = Service(art_dir, args.log_dir, insecure_dev=args.insecure_dev)
