@@ -5,8 +5,6 @@ no clocks, sorted keys, byte-identical on a second run.
 """
 from __future__ import annotations
 
-import hashlib
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -25,16 +23,8 @@ from aiops.compiler.outdir import OutputError, clean_interrupted, inside, output
 from aiops.compiler.plan import Plan, build_plan
 from aiops.compiler.render import UnsafeOutput, render_code
 from aiops.compiler.review_workflow import render_review
-
-MANIFEST_SCHEMA = 2  # 2: signature in manifest.sig, policy and gate recorded
-
-
-class BuildFailed(Exception):
-    def __init__(self, text: str, code: int, diags: list[Diagnostic] | None = None):
-        super().__init__(text)
-        self.text = text
-        self.code = code
-        self.diags = diags or []
+from aiops.compiler.build_output import (APPROVALS, MANIFEST_SCHEMA, BuildFailed, compare,  # noqa: F401  (re-exported)
+                                         keep_approvals as _keep_approvals, sha256_bytes)
 
 
 @dataclass
@@ -52,10 +42,6 @@ class Progress:
     def done(self, msg: str) -> None:
         if not self.quiet:
             print(f"      {msg} ({time.perf_counter() - self.t0:.1f}s)", file=sys.stderr, flush=True)
-
-
-def sha256_bytes(b: bytes) -> str:
-    return hashlib.sha256(b).hexdigest()
 
 
 def render_all_files(plan: Plan) -> dict[str, str]:
@@ -240,43 +226,3 @@ def write_manifest(stage: Path, plan: Plan, result: dict[str, Any]) -> None:
 
 
 _replace = replace  # retrain and rollback replace artefact folders the same way
-
-
-APPROVALS = "approvals"  # signed approval records, added after compile: not in the manifest
-
-
-def _keep_approvals(out_dir: Path, stage: Path) -> None:
-    """A recompile that gives the same artefacts (the same manifest) keeps their approvals; approvals of
-    other artefacts are not carried over (the registry keeps every approval as an event, and an archive
-    of a replaced production model keeps its own)."""
-    import json
-
-    want = sha256_bytes((stage / "manifest.json").read_bytes())
-    for p in sorted((out_dir / APPROVALS).glob("*.json")) if (out_dir / APPROVALS).is_dir() else []:
-        try:
-            same = json.loads(p.read_text()).get("manifest_sha256") == want
-        except (OSError, ValueError, AttributeError):
-            same = False
-        if same:
-            (stage / APPROVALS).mkdir(exist_ok=True)
-            shutil.copyfile(p, stage / APPROVALS / p.name)
-
-
-def compare(stage: Path, out_dir: Path, plan: Plan) -> int:
-    want = {str(p.relative_to(stage)): p.read_bytes() for p in stage.rglob("*") if p.is_file()}
-    have = {str(p.relative_to(out_dir)): p.read_bytes() for p in out_dir.rglob("*")
-            if p.is_file() and p.relative_to(out_dir).parts[0] != APPROVALS} \
-        if out_dir.is_dir() else {}
-    stale = sorted(k for k in want if have.get(k) != want[k])
-    extra = sorted(k for k in have if k not in want)
-    if not stale and not extra:
-        print(f"ok: {out_dir} is up to date with {plan.spec_dir}", file=sys.stderr)
-        return 0
-    print(f"error[E903]: {out_dir} is stale: it is not what {plan.spec_dir} and its data produce now",
-          file=sys.stderr)
-    for k in stale:
-        print(f"   = {'changed' if k in have else 'missing'}: {out_dir / k}", file=sys.stderr)
-    for k in extra:
-        print(f"   = not generated any more: {out_dir / k}", file=sys.stderr)
-    print(f"   = help: run '{plan.regenerate}' and commit {out_dir}", file=sys.stderr)
-    return 1

@@ -385,7 +385,7 @@ def _compose(d: Path, overrides: list[str], sm: SourceMap, primary: Path):
     """Compose with Hydra; returns (config, choices, diagnostic-or-None)."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException, MissingConfigException
-    from omegaconf import OmegaConf, open_dict
+    from omegaconf import open_dict
     from omegaconf.errors import OmegaConfBaseException
 
     try:

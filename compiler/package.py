@@ -186,7 +186,7 @@ def kubernetes(p: DeployPlan) -> str:
         f"          image: {j(p.image)}",
         "          imagePullPolicy: \"IfNotPresent\"",
         "          ports:",
-        f"            - name: \"http\"",
+        "            - name: \"http\"",
         f"              containerPort: {PORT}",
         "          env:",
     ]

@@ -16,7 +16,8 @@ from aiops.runtime.blessing import RULE, derive_prompts
 from aiops.runtime.stable import dumps
 
 from aiops.compiler import estimators as E
-from aiops.compiler.build import APPROVALS, MANIFEST_SCHEMA, BuildFailed, _keep_approvals, compare, sha256_bytes
+from aiops.compiler.build_output import (APPROVALS, MANIFEST_SCHEMA, BuildFailed, compare, sha256_bytes,
+                                         keep_approvals as _keep_approvals)
 from aiops.compiler.load import Loaded
 from aiops.compiler.outdir import OutputError, clean_interrupted, inside, output_dir, replace, staging
 from aiops.compiler.prompt_plan import SpecPlan, artefact_files, build_spec_plan
