@@ -105,7 +105,7 @@ def compile_prompt_spec(loaded: Loaded, spec, out: str | None, check_only: bool,
     except OutputError as exc:
         raise BuildFailed(str(exc), 2) from None
     try:
-        signing_key(plan.spec)  # refused before any provider call when the policy wants a signature and has no key
+        signing_key(plan.security, plan.risk_tier)  # refused before any provider call when the policy wants a signature and has no key
     except UserError as exc:
         raise BuildFailed(f"error[E911]: {exc}", 2) from None
     files = artefact_files(plan)
@@ -181,7 +181,7 @@ def write_manifest(stage: Path, plan: SpecPlan, blessed: bool) -> None:
     the same signing code and policy as a tabular build (compiler/sign.py)."""
     from aiops.compiler.sign import sign_folder, signature_policy, signing_key
 
-    key = signing_key(plan.spec)
+    key = signing_key(plan.security, plan.risk_tier)
     files = {}
     for p in sorted(stage.rglob("*")):
         rel = p.relative_to(stage)
@@ -203,7 +203,7 @@ def write_manifest(stage: Path, plan: SpecPlan, blessed: bool) -> None:
                  "sha256": golden},
         "blessed": blessed,
         "gate": {"prompts": {p.name: p.gates for p in plan.prompts}},
-        "policy": signature_policy(plan.spec),
+        "policy": signature_policy(plan.security, plan.risk_tier),
         "files": files,
     }
     (stage / "manifest.json").write_text(dumps(body))

@@ -51,6 +51,11 @@ class SpecPlan:
     regenerate: str
     prompts: tuple[PromptPlan, ...]
     serving: dict[str, Any]  # serving.json
+    security: Any = None  # the typed security section (compiler/schema.Security): signing reads it
+    risk_tier: str = "limited"
+    governance: Any = None  # typed governance, env and KPIs: governance.json reads them (compiler/governance/policy.py)
+    env: Any = None
+    kpis: tuple = ()
 
 
 def _hash(obj: Any) -> str:
@@ -127,7 +132,8 @@ def build_spec_plan(loaded: Loaded, spec: S.PromptSpec) -> SpecPlan:
     over = " ".join(shlex.quote(o) for o in loaded.overrides)
     return SpecPlan(spec.name, spec.version, plain, spec_rel, loaded.spec_hash,
                     tuple(loaded.overrides), dict(loaded.choices), __version__,
-                    f"aiops compile {shlex.quote(spec_rel)}" + (f" {over}" if over else ""), prompts, serving)
+                    f"aiops compile {shlex.quote(spec_rel)}" + (f" {over}" if over else ""), prompts, serving,
+                    spec.security, spec.governance.risk_tier, spec.governance, spec.env, tuple(spec.kpis))
 
 
 def artefact_files(plan: SpecPlan) -> dict[str, str]:
