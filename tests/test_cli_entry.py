@@ -22,6 +22,14 @@ class _Plain:
         if name.split(".")[0] in {BLOCKED!r}:
             raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
 sys.meta_path.insert(0, _Plain())
+# Only the test's distribution declares commands: the checkout's own editable install declares the
+# compiler's entry point too, which a plain install of the runtime does not have.
+import importlib.metadata as _md, os as _os
+_all = _md.entry_points
+def _ours(**kw):
+    site = _os.environ["AIOPS_TEST_SITE"]
+    return [e for e in _all(**kw) if str(getattr(e.dist, "_path", "")).startswith(site)]
+_md.entry_points = _ours
 from aiops.runtime.cli import main
 rc = main(sys.argv[1:])
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in {BLOCKED!r})
@@ -40,7 +48,8 @@ def _dist(tmp_path: Path, **providers: str) -> Path:
 
 
 def _aiops(site: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+           "AIOPS_TEST_SITE": str(site)}
     return subprocess.run([sys.executable, "-c", PRELUDE, *args], capture_output=True, text=True, cwd=ROOT, env=env,
                           timeout=120)
 

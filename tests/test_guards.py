@@ -31,6 +31,9 @@ def test_a_hung_test_fails_at_its_limit_and_a_write_into_aiops_fails(tmp_path):
     """One pytest session (under a copy of tests/conftest.py, in a repository of its own) runs both."""
     (tmp_path / "tests").mkdir()
     shutil.copy(Path(__file__).with_name("conftest.py"), tmp_path / "tests" / "conftest.py")
+    shutil.copy(Path(__file__).with_name("genai_fixtures.py"), tmp_path / "tests" / "genai_fixtures.py")
+    (tmp_path / "tools").mkdir()  # which conftest.py imports (the session's local LLM, started only when asked)
+    shutil.copy(Path(__file__).parent.parent / "tools" / "local_llm.py", tmp_path / "tools" / "local_llm.py")
     (tmp_path / "tests" / "test_hung.py").write_text(HUNG)
     (tmp_path / "tests" / "test_writes.py").write_text(WRITES)
     t = time.monotonic()
