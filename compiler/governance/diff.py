@@ -32,7 +32,10 @@ def folder_of(ref: str, registry: str | None) -> Path:
     from aiops.runtime.governance.subject import registry_location
 
     try:
-        run = Store(registry_location(registry)).run(ref)
+        store = Store(registry_location(registry))
+        if not store.path.is_file():  # a lookup creates no registry
+            raise RegistryError(f"there is no registry at '{store.path}'")
+        run = store.run(ref)
     except RegistryError as exc:
         raise DiffFailed(f"error: '{ref}' is neither an artefact folder (no manifest.json) nor a run: {exc}") from None
     d = Path(run["artefact_dir"] or "")
