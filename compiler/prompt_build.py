@@ -155,6 +155,13 @@ def compile_prompt_spec(loaded: Loaded, spec, out: str | None, check_only: bool,
     except RegistryError as exc:
         raise BuildFailed(f"error: {out_dir} was written, but the build could not be registered: {exc}", 2) from None
     if not quiet:
+        for p in plan.prompts:  # the evaluation's figures, as a tabular compile prints its thresholds
+            cases = evs[p.name]["cases"]
+            print(f"      {p.name}: {sum(bool(c['passed']) for c in cases)} of {len(cases)} golden cases passed; gates: "
+                  + ", ".join(f"{t['name'].split(': ', 1)[1]} {'n/a' if t['value'] is None else format(t['value'], '.3f')} "
+                              f"({t['bound']}) {'pass' if t['passed'] else 'FAIL'}"
+                              for t in blessing["thresholds"] if t["name"].startswith(p.name + ": ")),
+                  file=sys.stderr)
         print(f"wrote {out_dir} ({sum(p.is_file() for p in out_dir.rglob('*'))} files); prompts "
               f"{'BLESSED' if blessing['blessed'] else 'NOT BLESSED'}; registry run {run['run_id']} "
               f"('aiops runs {plan.name}')", file=sys.stderr)

@@ -129,3 +129,20 @@ def test_job_predictions_are_logged_before_the_job_succeeds_and_its_files_decryp
     rep = verify_log(log_dir, LOG_KEY, [PUB])
     assert rep.ok and rep.predictions == 10000, rep.reason
     shutil.rmtree(log_dir / "jobs")
+
+
+
+def test_a_start_up_refusal_is_exit_2_not_uvicorns_3(capsys):
+    """A deployment error found at start-up (e.g. the prompt server's log written under another key,
+    after a new 'aiops audit keygen') is the user's to fix: exit 2 and the reason, not uvicorn's exit 3.
+    The app below refuses in its lifespan start-up as the servers do, through real uvicorn."""
+    from aiops.runtime.serve.limits import run_server
+
+    async def app(scope, receive, send):
+        assert scope["type"] == "lifespan"
+        await receive()
+        await send({"type": "lifespan.startup.failed", "message": "the last entry does not verify under the log key"})
+
+    assert run_server(app, host="127.0.0.1", port=0, lifespan="on", log_level="error") == 2
+    assert capsys.readouterr().err.endswith(
+        "error: the server did not start: the reason is the ERROR line above; nothing was served\n")

@@ -145,10 +145,23 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         with server() as url:
             print(f"local LLM: {MODEL_ALIAS} at {url} ({ENV})", file=sys.stderr, flush=True)
-            return subprocess.call(cmd, env={**os.environ, ENV: url})
+            child = subprocess.Popen(cmd, env={**os.environ, ENV: url})
+
+            def forward(signum, frame):  # `kill PID` of this launcher stops CMD, then the model server
+                child.send_signal(signum)
+
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                signal.signal(sig, forward)
+            while True:
+                try:
+                    return child.wait()
+                except KeyboardInterrupt:  # Ctrl-C reached CMD too (same process group): wait for it to stop
+                    continue
     except LocalLLMError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

@@ -366,7 +366,7 @@ def create_app() -> PromptApp:
 
 def run(args, art_dir: Path) -> int:
     """`aiops serve` for a prompt artefact (runtime/serve/cli.py dispatches here)."""
-    from aiops.runtime.serve.limits import fit_open_files, protocol
+    from aiops.runtime.serve.limits import fit_open_files, protocol, run_server
 
     try:
         service = PromptService(art_dir, args.log_dir, insecure_dev=args.insecure_dev)
@@ -378,20 +378,18 @@ def run(args, art_dir: Path) -> int:
         return 2
     limits, note = fit_open_files(service.limits)
     _banner(service, args, note)
-    import uvicorn
-
     common = dict(host=args.host, port=args.port, http=protocol(limits), loop="uvloop", access_log=False,
                   log_level="info", lifespan="on", server_header=False, proxy_headers=False,
                   timeout_keep_alive=limits.keepalive_timeout_s)
     if args.workers == 1:
-        uvicorn.run(PromptApp(service), **common)
+        return run_server(PromptApp(service), **common)
     else:
         service.pool.shutdown(wait=False)
         os.environ[ENV_ARTEFACTS] = str(art_dir)
         os.environ[ENV_LOG_DIR] = str(service.log_dir.resolve())
         if args.insecure_dev:
             os.environ[ENV_INSECURE_DEV] = "1"
-        uvicorn.run("aiops.runtime.genai.server:create_app", factory=True, workers=args.workers, **common)
+        return run_server("aiops.runtime.genai.server:create_app", factory=True, workers=args.workers, **common)
     return 0
 
 

@@ -56,7 +56,7 @@ def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from aiops.runtime.artefacts import ArtefactError
-    from aiops.runtime.serve.limits import fit_open_files, protocol
+    from aiops.runtime.serve.limits import fit_open_files, protocol, run_server
     from aiops.runtime.policy import PolicyError
     from aiops.runtime.serve.server import ENV_ARTEFACTS, ENV_INSECURE_DEV, ENV_JOB_THREADS, ENV_LOG_DIR, App, Service
 
@@ -88,20 +88,18 @@ def _run(args: argparse.Namespace) -> int:
     limits, note = fit_open_files(service.limits)
     _banner(service, args, log_dir, note)
 
-    import uvicorn
-
     common = dict(host=args.host, port=args.port, http=protocol(limits), loop="uvloop", access_log=False,
                   log_level="info", lifespan="on", server_header=False, proxy_headers=False,
                   timeout_keep_alive=limits.keepalive_timeout_s)
     if args.workers == 1:
-        uvicorn.run(App(service), **common)
+        return run_server(App(service), **common)
     else:
         del service  # each worker loads its own (one onnxruntime session per worker)
         os.environ[ENV_ARTEFACTS] = str(art_dir)
         os.environ[ENV_LOG_DIR] = str(log_dir)
         if args.insecure_dev:
             os.environ[ENV_INSECURE_DEV] = "1"
-        uvicorn.run("aiops.runtime.serve.server:create_app", factory=True, workers=args.workers, **common)
+        return run_server("aiops.runtime.serve.server:create_app", factory=True, workers=args.workers, **common)
     return 0
 
 

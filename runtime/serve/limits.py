@@ -233,3 +233,23 @@ class LimitedHttpTools(HttpToolsProtocol):
         if self._message_done and self.phase != CLOSING:
             self.phase = BUSY if pipelined else IDLE
             self.since = self.loop.time()
+
+
+def run_server(app, **options) -> int:
+    """uvicorn.run, with its exit 3 ("Application startup failed", e.g. a prediction log that does
+    not verify under the deployment's key) turned into aiops's exit 2: the reason is the error
+    uvicorn printed just above, and it is about the deployment, not a bug in aiops."""
+    import sys
+
+    import uvicorn
+
+    try:
+        uvicorn.run(app, **options)
+    except SystemExit as exc:
+        if exc.code == 3:
+            print("error: the server did not start: the reason is the ERROR line above; nothing was served",
+                  file=sys.stderr)
+            return 2
+        raise
+    return 0
+
