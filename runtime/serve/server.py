@@ -423,7 +423,9 @@ class App:
         item = s.rows.rows(records) if n <= SMALL_REQUEST else None
         if item is None:
             item = self._validate(records, "http", fast=n > SMALL_REQUEST)
-        res = self.batcher.score(item, n, self.in_flight == 1)
+        # not `alone=self.in_flight == 1`: requests queued behind this one in the loop are not in flight yet, so
+        # under concurrency every request looked alone and nothing was batched (bench/README.md, 2026-12-01)
+        res = self.batcher.score(item, n)
         labels, vals = res if type(res) is tuple else await res
         body = s.answers.body(s.ids.take(n), labels, vals)
         await _respond(send, 200, body)
