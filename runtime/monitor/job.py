@@ -148,7 +148,7 @@ class Monitor:
         labels_table, label_key = None, None
         if src.labels is not None:
             keys = ([job["label_key"]] if job["label_key"] else []) + ["prediction_id"]
-            label_key, labels_table = load_labels(src.labels, keys, job["target"])
+            label_key, labels_table = load_labels(src.labels, keys, job["target"], self.contract.renames)
         names = [c.name for c in self.contract.request_columns]
         wanted = names + [job["target"]]
         log_stats = LogStats()

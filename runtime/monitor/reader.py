@@ -209,9 +209,11 @@ def _day(ts: Any) -> float:
         return np.nan
 
 
-def load_labels(path: Path, key_columns: list[str], target: str) -> tuple[str, dict[str, Any]]:
+def load_labels(path: Path, key_columns: list[str], target: str,
+                renames: dict[str, str] | None = None) -> tuple[str, dict[str, Any]]:
     """(the key column used, {key: label}) from a labels file holding one of
-    `key_columns` and the target column (or 'label'). Held in memory: one entry per label."""
+    `key_columns` and the target column (or 'label'), read under the contract's names
+    (`renames`: a column's source_name). Held in memory: one entry per label."""
     if not path.is_file():
         raise MonitorInputError(f"no labels file at '{path}'")
     fmt = format_of(path)
@@ -220,7 +222,7 @@ def load_labels(path: Path, key_columns: list[str], target: str) -> tuple[str, d
         from aiops.runtime.datafile import DataFileError, header_of
 
         try:
-            names = header_of(path, fmt)
+            names = header_of(path, fmt, renames)
         except DataFileError as exc:
             raise MonitorInputError(str(exc)) from None
     key = next((k for k in key_columns if k in names), None)
@@ -234,7 +236,7 @@ def load_labels(path: Path, key_columns: list[str], target: str) -> tuple[str, d
     else:
         table = {}
         wanted = [key, label_col]
-        for ch in read_chunks(path, wanted):
+        for ch in read_chunks(path, wanted, renames=renames):
             keys = _as_list(ch.columns[key])
             labs = _as_list(ch.columns[label_col])
             table.update((str(k), v) for k, v in zip(keys, labs) if k is not None)

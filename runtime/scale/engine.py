@@ -416,7 +416,7 @@ def monitor_dask(artefact_dir: str | Path, src, report_dir: str | Path | None = 
     if src.labels is not None:
         keys = ([mon.job["label_key"]] if mon.job["label_key"] else []) + ["prediction_id"]
         try:
-            labels = load_labels(src.labels, keys, mon.job["target"])
+            labels = load_labels(src.labels, keys, mon.job["target"], mon.contract.renames)
         except MonitorInputError as exc:
             raise MonitorError(str(exc)) from None
     own = client is None
