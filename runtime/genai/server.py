@@ -366,7 +366,7 @@ def create_app() -> PromptApp:
 
 def run(args, art_dir: Path) -> int:
     """`aiops serve` for a prompt artefact (runtime/serve/cli.py dispatches here)."""
-    from aiops.runtime.serve.limits import fit_open_files, protocol, run_server
+    from aiops.runtime.serve.limits import fit_open_files, run_server, uvicorn_options
 
     try:
         service = PromptService(art_dir, args.log_dir, insecure_dev=args.insecure_dev)
@@ -378,9 +378,7 @@ def run(args, art_dir: Path) -> int:
         return 2
     limits, note = fit_open_files(service.limits)
     _banner(service, args, note)
-    common = dict(host=args.host, port=args.port, http=protocol(limits), loop="uvloop", access_log=False,
-                  log_level="info", lifespan="on", server_header=False, proxy_headers=False,
-                  timeout_keep_alive=limits.keepalive_timeout_s)
+    common = uvicorn_options(args, limits)
     if args.workers == 1:
         return run_server(PromptApp(service), **common)
     else:

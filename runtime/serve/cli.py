@@ -56,7 +56,7 @@ def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from aiops.runtime.artefacts import ArtefactError
-    from aiops.runtime.serve.limits import fit_open_files, protocol, run_server
+    from aiops.runtime.serve.limits import fit_open_files, run_server, uvicorn_options
     from aiops.runtime.policy import PolicyError
     from aiops.runtime.serve.server import ENV_ARTEFACTS, ENV_INSECURE_DEV, ENV_JOB_THREADS, ENV_LOG_DIR, App, Service
 
@@ -88,9 +88,7 @@ def _run(args: argparse.Namespace) -> int:
     limits, note = fit_open_files(service.limits)
     _banner(service, args, log_dir, note)
 
-    common = dict(host=args.host, port=args.port, http=protocol(limits), loop="uvloop", access_log=False,
-                  log_level="info", lifespan="on", server_header=False, proxy_headers=False,
-                  timeout_keep_alive=limits.keepalive_timeout_s)
+    common = uvicorn_options(args, limits)
     if args.workers == 1:
         return run_server(App(service), **common)
     else:

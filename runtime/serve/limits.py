@@ -253,3 +253,11 @@ def run_server(app, **options) -> int:
         raise
     return 0
 
+
+def uvicorn_options(args, limits) -> dict:
+    """uvicorn's settings for `aiops serve` (tabular and prompts alike): the limited protocol, no
+    access log or server header, no proxy headers, the keep-alive timeout of the limits."""
+    return dict(host=args.host, port=args.port, http=protocol(limits), loop="uvloop", access_log=False,
+                log_level="info", lifespan="on", server_header=False, proxy_headers=False,
+                timeout_keep_alive=limits.keepalive_timeout_s)
+
