@@ -13,6 +13,7 @@ import numpy as np
 
 from aiops.runtime.contract import Contract, RowErrors
 from aiops.runtime.features import FeatureStep, derive
+from aiops.runtime.row_kernels import lone_row_twice
 
 
 @dataclass(frozen=True)
@@ -47,18 +48,22 @@ class Predictor:
         self.run = (lambda feed: sess.run(self.output_names, feed, None)) if hasattr(sess, "run") \
             else (lambda feed: self.session.run(self.output_names, feed))
         self.is_classifier = self.meta.task != "regression"
+        # a lone row is scored as two copies unless the graph gives a row the same bits alone (row_kernels.py)
+        self.lone_row_twice = lone_row_twice(str(d / "model.onnx"))
         self.pos_index = self.meta.classes.index(self.meta.positive_class) if (
             self.meta.positive_class is not None and self.meta.positive_class in self.meta.classes) else None
 
     def run_feed(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(feed[self.input_names[0]]) if self.input_names else 0
-        if n == 1:
+        twice = n == 1 and self.lone_row_twice
+        if twice:
             # onnxruntime takes another kernel for a single row (GEMV instead of GEMM), which
             # differs in the last bit for linear models; two copies of the row give the same
             # bits as the row scored inside any larger batch (HTTP and batch paths agree).
+            # Tree models do without (runtime/row_kernels.py).
             feed = {k: np.concatenate([feed[k], feed[k]]) for k in self.input_names}
         outs = self.run({k: feed[k] for k in self.input_names})
-        if n == 1:
+        if twice:
             outs = [o[:1] for o in outs]
         if not self.is_classifier:
             return {"value": np.asarray(outs[0], dtype=np.float64).reshape(-1)}

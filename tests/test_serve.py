@@ -787,7 +787,7 @@ def test_answers_are_what_json_writes():
 def test_the_batcher_scores_alone_at_once_and_together_in_one_call(art: Path):
     """One request at a time: after ALONE_AFTER batches of one, requests are scored at once
     (no future), with a probe every PROBE_EVERY-th; requests arriving together are scored in
-    one onnxruntime call; a request the server says is alone is scored at once. Every mode
+    one onnxruntime call. Every mode
     gives each record the bits the model gives it alone."""
     import asyncio
 
@@ -823,16 +823,5 @@ def test_the_batcher_scores_alone_at_once_and_together_in_one_call(art: Path):
         assert b.batches == calls + 1 and not b.alone  # one onnxruntime call for all that waited
         for i, (labels, vals) in zip(starts, done):
             assert vals == want_rows[i:i + 1 + i % 3]
-        # the server says a request is alone in its process: scored at once from the first, no
-        # probe, the same bits; with others already waiting it joins them
-        b = Batcher(p, rows)
-        now = [b.score(rows.rows([recs[i]]), 1, alone=True) for i in range(2 * PROBE_EVERY)]
-        assert all(type(r) is tuple for r in now)  # no future, no probe
-        assert [r[1] for r in now] == [[want_rows[i]] for i in range(2 * PROBE_EVERY)]
-        waiting = b.score(rows.rows([recs[5]]), 1)  # another request waits for the turn's end...
-        joined = b.score(rows.rows([recs[6]]), 1, alone=True)  # ...so this one joins it
-        assert isinstance(waiting, asyncio.Future) and isinstance(joined, asyncio.Future)
-        assert (await waiting)[1] == [want_rows[5]] and (await joined)[1] == [want_rows[6]]
-        assert b.batches == 2 * PROBE_EVERY + 1
 
     asyncio.run(main())

@@ -183,11 +183,13 @@ def test_the_fast_paths_agree_with_the_contract_derive_batch_and_the_predictor(p
     acc = RowAcceptor(predictor.contract)
     feature_rows = FeatureRows(acc, predictor.steps, predictor.input_names)
     compared = []
+    tried = []
     valid = st.lists(valid_credit_records(), min_size=1, max_size=6)
 
     @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
     @given(recs=st.one_of(valid, valid, valid, valid, st.lists(credit_records(), min_size=1, max_size=6)))
     def run(recs):
+        tried.append(1)
         cols, errors = predictor.contract.validate_records(recs)
         fast = acc.accept(recs)
         if fast is not None:  # the fast path may only accept what the contract accepts, identically
@@ -210,7 +212,10 @@ def test_the_fast_paths_agree_with_the_contract_derive_batch_and_the_predictor(p
             compared.append(len(recs))
 
     run()
-    assert len(compared) >= 120, f"only {len(compared)} of 200 examples reached the comparison"  # 135 when written
+    # 115 to 148 of 200, depending on Hypothesis's derandomized seed (which follows this test's source): the
+    # guard is against a strategy that stops producing valid requests, not a count to hit exactly
+    assert len(tried) == 200 and len(compared) >= 100, \
+        f"only {len(compared)} of {len(tried)} examples reached the comparison"
 
 
 def test_the_fast_paths_take_plain_valid_records(predictor):

@@ -5,16 +5,17 @@ valid records arrives as feature rows (`http_rows.FeatureRows`); any other as th
 contract's clean columns. Rows that reach the batcher in the same turn of the event loop
 are scored in one onnxruntime call, which shares the fixed cost of the call under
 concurrency. Waiting for the end of the turn costs a request about 20 µs, which buys
-nothing when it is alone. The server says when no other request is in flight in its
-process (`score(..., alone=True)`): such a request is scored at once. Otherwise, after
-ALONE_AFTER batches of one request in a row (clients that take turns), the batcher scores a
-request at once unless others are already waiting (`Batcher.score` then returns the
-result, not a future), and lets every PROBE_EVERY-th request wait anyway, to notice when
-company comes back. Either way the bits are the same:
+nothing when it is alone. After ALONE_AFTER batches of one request in a row (clients that
+take turns), the batcher scores a request at once unless others are already waiting
+(`Batcher.score` then returns the result, not a future), and lets every PROBE_EVERY-th
+request wait anyway, to notice when company comes back. (Counting the requests in flight
+does not tell: the requests queued behind one in the event loop are not in flight yet, so
+under concurrency every request looked alone; bench/README.md, 2026-12-01.)
 
 A row gets the same bits whatever else is in the batch: onnxruntime scores rows
 independently once a batch has two or more rows, and a lone row is scored as two copies
-(as `Predictor.run_feed` does), so the result never depends on the company it keeps.
+(as `Predictor.run_feed` does) unless the model's graph gives it the same bits alone
+(runtime/row_kernels.py), so the result never depends on the company it keeps.
 
 Results are Python lists (`Predictor.lists`): (label indices or None, probability rows or
 values), which the server writes as JSON and counts in its metrics directly.
@@ -40,7 +41,7 @@ PROBE_EVERY = 16  # while scoring at once, every this-many-th request waits for 
 def score_columns(p: Predictor, cols: dict[str, np.ndarray], n: int) -> Result:
     """Predictions for n rows of clean contract columns (n >= 1)."""
     feed = derive(p.steps, cols)
-    if n == 1:
+    if n == 1 and p.lone_row_twice:
         feed = {k: np.concatenate([v, v]) for k, v in feed.items()}
     return p.lists(p.run(feed), n)
 
@@ -60,12 +61,8 @@ class Batcher:
         """Requests have been coming one at a time: score them at once."""
         return self._singles >= ALONE_AFTER
 
-    def score(self, item: Union[Rows, Cols], n: int, alone: bool = False) -> Union[Result, asyncio.Future]:
-        """The predictions of these n rows, or a future of them (see the module's text).
-        `alone`: no other request is in flight in this process (the server counts them), so
-        none could join the batch: scored at once, without waiting for the turn's end."""
-        if alone and not self._pending:
-            return self._run([(item, n, None)])[0]
+    def score(self, item: Union[Rows, Cols], n: int) -> Union[Result, asyncio.Future]:
+        """The predictions of these n rows, or a future of them (see the module's text)."""
         if not self._pending and self._singles >= ALONE_AFTER:
             self._at_once += 1
             if self._at_once < PROBE_EVERY:

@@ -300,12 +300,13 @@ class FeatureRows:
     A feature row is a pair (float features, string features) in the model's input order.
     `rows(records)` gives one per record, or None as soon as a record is not plainly valid
     (`RowAcceptor` decides, the contract then gives the verdict and the errors). `feed(rows)`
-    builds the feed; a single row is written twice into buffers kept for the purpose (see
-    `Predictor.run_feed` on why two), so a one-record request allocates no input arrays. The
+    builds the feed; a single row is written `copies` times (the Predictor's: 2 when
+    `lone_row_twice`, see `Predictor.run_feed`, else 1) into buffers kept for the purpose, so a
+    one-record request allocates no input arrays. The
     buffers make `feed` usable from one thread only: the server's event loop.
     Tests hold every feed to `features.derive` of the contract's columns, bit for bit."""
 
-    def __init__(self, acceptor: RowAcceptor, steps: list[FeatureStep], input_names: list[str]):
+    def __init__(self, acceptor: RowAcceptor, steps: list[FeatureStep], input_names: list[str], copies: int = 2):
         self.acceptor = acceptor
         at = {name: k for k, (name, *_rest) in enumerate(acceptor._cols)}
         by_name = {s.name: s for s in steps}
@@ -314,8 +315,9 @@ class FeatureRows:
         self.string_names = [s.name for s in order if s.onnx_type == "string"]
         self._float_fns = [scalar_step(s, at) for s in order if s.onnx_type == "float"]
         self._string_fns = [scalar_step(s, at) for s in order if s.onnx_type == "string"]
-        self._fbuf = np.zeros((len(self.float_names), 2, 1), dtype=np.float32)
-        self._sbuf = np.full((len(self.string_names), 2, 1), MISSING_CATEGORY, dtype=object)
+        self._twice = copies == 2
+        self._fbuf = np.zeros((len(self.float_names), copies, 1), dtype=np.float32)
+        self._sbuf = np.full((len(self.string_names), copies, 1), MISSING_CATEGORY, dtype=object)
         self._one = {**{n: self._fbuf[k] for k, n in enumerate(self.float_names)},
                      **{n: self._sbuf[k] for k, n in enumerate(self.string_names)}}
 
@@ -338,15 +340,17 @@ class FeatureRows:
         return out
 
     def feed(self, rows: list[tuple[list[float], list[str]]]) -> dict[str, np.ndarray]:
-        """The ONNX feed of these rows; one row comes back as two identical rows."""
+        """The ONNX feed of these rows; one row comes back as `copies` identical rows."""
         if len(rows) == 1:
             f, s = rows[0]
             if f:
                 self._fbuf[:, 0, 0] = f  # the C double -> float cast, as astype(np.float32)
-                self._fbuf[:, 1, 0] = f
+                if self._twice:
+                    self._fbuf[:, 1, 0] = f
             if s:
                 self._sbuf[:, 0, 0] = s
-                self._sbuf[:, 1, 0] = s
+                if self._twice:
+                    self._sbuf[:, 1, 0] = s
             return self._one
         n = len(rows)
         feed = {}

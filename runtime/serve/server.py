@@ -107,7 +107,7 @@ class Service:
                                   "feed the model, but encryption at rest is off: job inputs would hold them in clear "
                                   "text; enable security.encryption_at_rest in the spec, or remove 'async'")
         self.acceptor = RowAcceptor(contract)
-        self.rows = FeatureRows(self.acceptor, p.steps, p.input_names)
+        self.rows = FeatureRows(self.acceptor, p.steps, p.input_names, 2 if p.lone_row_twice else 1)
         self.classes = list(p.meta.classes)
         self.model = {"name": art.name, "version": art.version, "manifest_sha256": art.manifest_sha256}
         self.answers = Answers(self.model, self.classes, p.is_classifier)
@@ -231,7 +231,6 @@ class App:
         self._deadlines: dict[asyncio.Task, float] = {}  # request task -> perf_counter() deadline
         self._expired: set[asyncio.Task] = set()
         self._sweeper: asyncio.TimerHandle | None = None
-        self.in_flight = 0  # requests being handled by this process (the batcher's `alone`)
         # ROUTES resolved once: path -> {method: (permission, handler name, bound handler)}
         self._routes = {path: {m: (perm, name, getattr(self, "_" + name)) for m, (perm, name) in methods.items()}
                         for path, methods in ROUTES.items()}
@@ -317,7 +316,6 @@ class App:
         t0 = time.perf_counter()
         task = _current_task()
         self._deadlines[task] = t0 + self.timeout
-        self.in_flight += 1
         path = scope["path"]
         method = scope["method"]
         status = 500
@@ -374,8 +372,6 @@ class App:
                                f"internal error; reference {ref}"}}).encode())
             except (RuntimeError, OSError):
                 pass
-        finally:
-            self.in_flight -= 1
         self._deadlines.pop(task, None)
         self.s.metrics.request(label, method if method in _METHODS else "OTHER", status, time.perf_counter() - t0)
 
@@ -423,8 +419,6 @@ class App:
         item = s.rows.rows(records) if n <= SMALL_REQUEST else None
         if item is None:
             item = self._validate(records, "http", fast=n > SMALL_REQUEST)
-        # not `alone=self.in_flight == 1`: requests queued behind this one in the loop are not in flight yet, so
-        # under concurrency every request looked alone and nothing was batched (bench/README.md, 2026-12-01)
         res = self.batcher.score(item, n)
         labels, vals = res if type(res) is tuple else await res
         body = s.answers.body(s.ids.take(n), labels, vals)
