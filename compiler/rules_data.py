@@ -8,6 +8,7 @@ from pathlib import Path
 
 from aiops.compiler.context import CATEGORICAL, NUMERIC, Ctx
 from aiops.compiler.diagnostics import did_you_mean
+from aiops.runtime.regex_safety import regex_hazard
 
 ONNX_SAFE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DIRECTIVES = set("aAwdbBmyYHIpMSfzZjUWcxX%")
@@ -146,6 +147,8 @@ def check_columns(ctx: Ctx) -> None:
                 re.compile(ch.regex)
             except re.error as exc:
                 ctx.err("E207", "invalid regular expression", base + ("checks", "regex"), f"{exc}")
+            else:
+                check_regex_safety(ctx, ch.regex, base + ("checks", "regex"))
         lo = ch.ge if ch.ge is not None else ch.gt
         hi = ch.le if ch.le is not None else ch.lt
         if lo is not None and hi is not None and lo > hi:
@@ -157,6 +160,19 @@ def check_columns(ctx: Ctx) -> None:
                     f"min {ch.str_length.min} is above max {ch.str_length.max}")
         if ch.isin is not None and len(ch.isin) == 0:
             ctx.err("E208", "isin lists no value", base + ("checks", "isin"), "an empty isin rejects every row")
+
+
+def check_regex_safety(ctx: Ctx, pattern: str, path: tuple, where: str = "") -> bool:
+    """E017 a regular expression (that compiles) which can backtrack catastrophically (ReDoS): a spec
+    is untrusted, and its patterns run on request data with no time limit. True when it is safe.
+    The one rule is runtime/regex_safety.py, which the runtime applies again when it loads the pattern."""
+    hazard = regex_hazard(pattern)
+    if hazard is None:
+        return True
+    shown = pattern if len(pattern) <= 80 else pattern[:60] + "..."
+    ctx.err("E017", "a regular expression can take exponential time (ReDoS)", path,
+            f"{where}{shown!r}: {hazard.reason}", help=hazard.fix)
+    return False
 
 
 def check_split(ctx: Ctx) -> None:

@@ -14,6 +14,8 @@ from aiops.compiler import schema as S
 from aiops.compiler.context import Ctx
 from aiops.compiler.diagnostics import Diagnostic, Location, did_you_mean, fmt_choices
 from aiops.compiler.load import PathT, path_str
+from aiops.compiler.rules_data import check_regex_safety
+from aiops.runtime.regex_safety import regex_hazard, schema_patterns
 
 ENV_NAME = r"[A-Z_][A-Z0-9_]*"
 GATES = ("pass_rate", "json_valid_rate")
@@ -161,7 +163,18 @@ def _schema_file(ctx: Ctx, text: str | None, path: PathT, what: str) -> dict | N
         ctx.err("E409", f"the {what} is not a valid JSON Schema", path,
                 f"'{text}' at {where}: {exc.message}", help="fix it against JSON Schema draft 2020-12")
         return None
+    for where, pat in schema_patterns(doc):  # E017: jsonschema runs `pattern` with re on the model's output
+        if _parses(pat):
+            check_regex_safety(ctx, pat, path, f"'{text}' at {where[1:]}: ")
     return doc
+
+
+def _parses(pattern: str) -> bool:
+    try:
+        re.compile(pattern)
+    except re.error:
+        return False
+    return True
 
 
 def check_output(ctx: Ctx, p: S.Prompt, base: PathT) -> dict | None:
@@ -193,15 +206,16 @@ def check_tools(ctx: Ctx, p: S.Prompt, base: PathT) -> None:
 
 
 def _compiles(pattern: Any) -> bool:
+    """Whether the pattern compiles and is safe to run (E408, E017)."""
     try:
         re.compile(pattern)
+        return regex_hazard(pattern) is None
     except (re.error, TypeError):
         return False
-    return True
 
 
 def _regex(ctx: Ctx, pattern: Any, path: PathT) -> None:
-    """E408 a pattern that does not compile."""
+    """E408 a pattern that does not compile; E017 one that can take exponential time."""
     if not isinstance(pattern, str):
         ctx.err("E408", "a pattern must be a string", path, f"got {pattern!r}")
         return
@@ -210,6 +224,8 @@ def _regex(ctx: Ctx, pattern: Any, path: PathT) -> None:
     except re.error as exc:
         ctx.err("E408", "a regular expression does not compile", path, f"{pattern!r}: {exc}",
                 help="fix the pattern (Python re syntax); escape a literal character with a backslash")
+        return
+    check_regex_safety(ctx, pattern, path)
 
 
 def check_guards(ctx: Ctx, p: S.Prompt, base: PathT, schema: dict | None) -> None:
@@ -344,7 +360,7 @@ def _check_assertion(ctx: Ctx, f: Path, n: int, cid: str, j: int, a: Any, p: S.P
         _regex(ctx, a["pattern"], ())
         for k in range(before, len(ctx.diags)):  # re-locate at the golden line
             d = ctx.diags[k]
-            ctx.diags[k] = _file_diag("E408", f"golden case '{cid}': {d.summary}", f, n, d.notes, d.help or "",
+            ctx.diags[k] = _file_diag(d.code, f"golden case '{cid}': {d.summary}", f, n, d.notes, d.help or "",
                                       path=cid)
     if t in ("json_schema", "json_field") and (p.output is None or p.output.format != "json"):
         _golden_diag(ctx, f, n, cid, f"golden case '{cid}': a {t} assertion needs a JSON output",
