@@ -8,7 +8,10 @@ it; the runtime refuses it too when an artefact holds one; plain `re` really tak
 """
 from __future__ import annotations
 
+import csv
 import json
+import os
+import shutil
 import re
 import subprocess
 import sys
@@ -241,3 +244,43 @@ def test_compile_safe_and_schema_patterns():
            "patternProperties": {"^x": {"pattern": "y"}}, "items": [{"pattern": "z"}]}
     assert list(schema_patterns(doc)) == [("/properties/pattern/pattern", "^a$"), ("/patternProperties/^x", "^x"),
                                           ("/patternProperties/^x/pattern", "y"), ("/items/0/pattern", "z")]
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("hang_guard")
+def test_a_signed_artefact_holding_an_unsafe_regex_is_refused_not_run(tmp_path, capsys, monkeypatch):
+    """Defence in depth: an artefact compiled before E017 (here: planted, then signed with the trusted
+    test key) holds `^(a+)+$` for a column, and the data to score holds the value that makes it run
+    for 2**40 steps. score, monitor and the server refuse it at load (exit 2, no traceback)."""
+    from aiops.compiler.cli import main
+    from aiops.runtime.serve.server import Service
+    from tests._build import build, reseal
+
+    monkeypatch.chdir(tmp_path)
+    art = Path(shutil.copytree(build("credit_risk"), tmp_path / "art"))
+    contract = json.loads((art / "contract.json").read_text())
+    col = next(c for c in contract["columns"] if c["name"] == "credit_history")
+    col["regex"] = "^(a+)+$"
+    (art / "contract.json").write_text(json.dumps(contract))
+    reseal(art)
+    data = tmp_path / "score.csv"
+    lines = (SPECS / "credit_risk/data/german_credit.csv").read_text().splitlines()[:3]
+    head = lines[0].split(",")
+    row = next(csv.reader(lines[1:2]))
+    row[head.index("credit_history")] = "a" * 40 + "!"
+    with data.open("w", newline="") as f:
+        csv.writer(f).writerows([head, row])
+    msg = ("error: contract column 'credit_history': regex: the regular expression '^(a+)+$' is refused: the nested "
+           "quantifier `(a+)+` can take exponential time on a non-matching input (the repeat `a+` is repeated); remove "
+           "the inner or the outer repeat, or stop the backtracking with a possessive quantifier or an atomic group, "
+           "e.g. `(a+)++` (recompile the spec with a safe pattern)\n")
+    for argv in (["score", art, data, "--output", tmp_path / "o.csv", "--quiet"],
+                 ["monitor", art, "--current", data, "--report", tmp_path / "report", "--quiet"]):
+        capsys.readouterr()
+        rc = main([str(a) for a in argv])
+        err = capsys.readouterr().err
+        assert (rc, err) == (2, msg), argv[0]
+    env = {"AIOPS_DATA_KEY": "00" * 32, "AIOPS_MASK_SALT": "test-salt-of-at-least-16-characters",
+           "AIOPS_API_KEYS": "s" * 32 + ":scorer", **{k: os.environ[k] for k in ("AIOPS_LOG_KEY", "AIOPS_LOG_SIGNING_KEY")}}
+    with pytest.raises(UnsafeRegex, match=re.escape(msg[len("error: "):-1])):  # `aiops serve` prints it, exit 2
+        Service(art, tmp_path / "log", env=env, job_threads=0)
