@@ -249,8 +249,9 @@ def _overlap(branches: list, outer: tuple, flags: int) -> Hazard | None:
         if nullable:
             return Hazard(o, f"the repeated alternation `{_short(o)}` can take exponential time on a non-matching "
                           f"input (its branch `{_show(b) or '(empty)'}` can match the empty string)",
-                          f"make every branch match at least one character and put the repeat outside, or stop the "
-                          f"backtracking with a possessive quantifier or an atomic group, e.g. `{_short(_atomic(outer))}`")
+                          "make every branch match at least one character and put the repeat outside, or stop the "
+                          "backtracking with a possessive quantifier or an atomic group, "
+                          f"e.g. `{_short(_atomic(outer))}`")
     universe = set(_SAMPLE)
     for parts, _n in firsts:
         universe |= _named_chars(parts)

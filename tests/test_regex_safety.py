@@ -281,6 +281,7 @@ def test_a_signed_artefact_holding_an_unsafe_regex_is_refused_not_run(tmp_path, 
         err = capsys.readouterr().err
         assert (rc, err) == (2, msg), argv[0]
     env = {"AIOPS_DATA_KEY": "00" * 32, "AIOPS_MASK_SALT": "test-salt-of-at-least-16-characters",
-           "AIOPS_API_KEYS": "s" * 32 + ":scorer", **{k: os.environ[k] for k in ("AIOPS_LOG_KEY", "AIOPS_LOG_SIGNING_KEY")}}
+           "AIOPS_API_KEYS": "s" * 32 + ":scorer",
+           **{k: os.environ[k] for k in ("AIOPS_LOG_KEY", "AIOPS_LOG_SIGNING_KEY")}}
     with pytest.raises(UnsafeRegex, match=re.escape(msg[len("error: "):-1])):  # `aiops serve` prints it, exit 2
         Service(art, tmp_path / "log", env=env, job_threads=0)
