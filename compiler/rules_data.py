@@ -142,13 +142,11 @@ def check_columns(ctx: Ctx) -> None:
                 ctx.err("E207", "a string check does not fit the column's dtype", base + ("checks", k),
                         f"'{k}' applies to str or category columns, but '{name}' has dtype {col.dtype}",
                         help="remove the check, or change the dtype")
-        if ch.regex is not None:
+        if ch.regex is not None and check_regex_safety(ctx, ch.regex, base + ("checks", "regex")):
             try:
                 re.compile(ch.regex)
             except re.error as exc:
                 ctx.err("E207", "invalid regular expression", base + ("checks", "regex"), f"{exc}")
-            else:
-                check_regex_safety(ctx, ch.regex, base + ("checks", "regex"))
         lo = ch.ge if ch.ge is not None else ch.gt
         hi = ch.le if ch.le is not None else ch.lt
         if lo is not None and hi is not None and lo > hi:
@@ -163,9 +161,10 @@ def check_columns(ctx: Ctx) -> None:
 
 
 def check_regex_safety(ctx: Ctx, pattern: str, path: tuple, where: str = "") -> bool:
-    """E017 a regular expression (that compiles) which can backtrack catastrophically (ReDoS): a spec
-    is untrusted, and its patterns run on request data with no time limit. True when it is safe.
-    The one rule is runtime/regex_safety.py, which the runtime applies again when it loads the pattern."""
+    """E017 a regular expression that can backtrack catastrophically (ReDoS): a spec is untrusted, and
+    its patterns run on request data with no time limit. True when it is safe (or does not parse: ask
+    before re.compile, which overflows its stack on hundreds of nested groups). The one rule is
+    runtime/regex_safety.py, which the runtime applies again when it loads the pattern."""
     hazard = regex_hazard(pattern)
     if hazard is None:
         return True

@@ -156,6 +156,10 @@ def _schema_file(ctx: Ctx, text: str | None, path: PathT, what: str) -> dict | N
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         ctx.err("E409", f"the {what} is not JSON", path, f"'{text}': {exc}", help="write the schema as JSON")
         return None
+    # E017 first: jsonschema runs `pattern` with re on the model's output (and compiles it to check the schema)
+    safe = [check_regex_safety(ctx, pat, path, f"'{text}' at {where[1:]}: ") for where, pat in schema_patterns(doc)]
+    if not all(safe):
+        return None
     try:
         Draft202012Validator.check_schema(doc)
     except SchemaError as exc:
@@ -163,18 +167,7 @@ def _schema_file(ctx: Ctx, text: str | None, path: PathT, what: str) -> dict | N
         ctx.err("E409", f"the {what} is not a valid JSON Schema", path,
                 f"'{text}' at {where}: {exc.message}", help="fix it against JSON Schema draft 2020-12")
         return None
-    for where, pat in schema_patterns(doc):  # E017: jsonschema runs `pattern` with re on the model's output
-        if _parses(pat):
-            check_regex_safety(ctx, pat, path, f"'{text}' at {where[1:]}: ")
     return doc
-
-
-def _parses(pattern: str) -> bool:
-    try:
-        re.compile(pattern)
-    except re.error:
-        return False
-    return True
 
 
 def check_output(ctx: Ctx, p: S.Prompt, base: PathT) -> dict | None:
@@ -208,8 +201,7 @@ def check_tools(ctx: Ctx, p: S.Prompt, base: PathT) -> None:
 def _compiles(pattern: Any) -> bool:
     """Whether the pattern compiles and is safe to run (E408, E017)."""
     try:
-        re.compile(pattern)
-        return regex_hazard(pattern) is None
+        return regex_hazard(pattern) is None and re.compile(pattern) is not None
     except (re.error, TypeError):
         return False
 
@@ -219,13 +211,13 @@ def _regex(ctx: Ctx, pattern: Any, path: PathT) -> None:
     if not isinstance(pattern, str):
         ctx.err("E408", "a pattern must be a string", path, f"got {pattern!r}")
         return
+    if not check_regex_safety(ctx, pattern, path):
+        return
     try:
         re.compile(pattern)
     except re.error as exc:
         ctx.err("E408", "a regular expression does not compile", path, f"{pattern!r}: {exc}",
                 help="fix the pattern (Python re syntax); escape a literal character with a backslash")
-        return
-    check_regex_safety(ctx, pattern, path)
 
 
 def check_guards(ctx: Ctx, p: S.Prompt, base: PathT, schema: dict | None) -> None:

@@ -6,7 +6,7 @@ Python's backtracking `re` against request data, with no time limit: `(a+)+$` on
 keeps a core busy for minutes. `regex_hazard` reads a pattern with Python's own parser and
 returns why it is refused, or None. It refuses, as an over-approximation:
 
-- a pattern longer than MAX_CHARS characters;
+- a pattern longer than MAX_CHARS characters, or nesting more than MAX_DEPTH groups;
 - a nested quantifier: an unbounded repeat (`*`, `+`, `{n,}`, or `{n,m}` with m > LARGE_REPEAT)
   that contains another one (star height above 1: `(a+)+`, `(a*)*`, `(?:\\w+\\s?)*`, `(a+b?)+`),
   unless the outer one is a delimited list: its body starts or ends with one character that its
@@ -44,6 +44,7 @@ except ImportError:  # pragma: no cover - older Pythons
     import sre_parse as _stdlib_parser  # type: ignore[no-redef]
 
 MAX_CHARS = 1000  # the longest pattern a spec may hold
+MAX_DEPTH = 50  # the deepest nesting of groups (re itself overflows its stack at about 500)
 LARGE_REPEAT = 10  # a bounded repeat with a larger maximum counts as unbounded: `(.*a){20}` is n**20
 _REPEATS = (C.MAX_REPEAT, C.MIN_REPEAT)
 _POSSESSIVE = getattr(C, "POSSESSIVE_REPEAT", None)
@@ -99,12 +100,41 @@ _PARSER = _load_parser()
 
 # ------------------------------------------------------------------ the analysis
 def regex_hazard(pattern: str, flags: int = 0) -> Hazard | None:
-    """Why `pattern` can take exponential time (a Hazard), or None. Raises re.error when the pattern
-    does not parse (compile it first to report that)."""
+    """Why `pattern` can take exponential time (a Hazard), or None. None too when it does not parse:
+    re.compile reports that (ask first: a pattern nesting hundreds of groups overflows re's own stack)."""
     if len(pattern) > MAX_CHARS:
         return Hazard("", f"the pattern has {len(pattern):,} characters, more than {MAX_CHARS:,}",
                       f"shorten it to at most {MAX_CHARS:,} characters")
-    return _analyse(pattern, flags)
+    depth = _depth(pattern)
+    if depth > MAX_DEPTH:
+        return Hazard("", f"the pattern nests {depth} groups, more than {MAX_DEPTH}",
+                      f"nest at most {MAX_DEPTH} groups")
+    try:
+        return _analyse(pattern, flags)
+    except re.error:
+        return None
+
+
+def _depth(pattern: str) -> int:
+    """How deep the pattern's parentheses nest (escapes and character classes skipped)."""
+    depth = top = i = 0
+    in_class = False
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            i += 1
+        elif in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+            i += 2 if pattern[i + 1: i + 3] == "^]" else 1 if pattern[i + 1: i + 2] == "]" else 0
+        elif c == "(":
+            depth += 1
+            top = max(top, depth)
+        elif c == ")":
+            depth -= 1
+        i += 1
+    return top
 
 
 @functools.lru_cache(maxsize=512)
@@ -118,14 +148,13 @@ def compile_safe(pattern: str, where: str, flags: int = 0) -> re.Pattern:
     """re.compile for a spec's pattern: UnsafeRegex when it does not compile or can backtrack
     catastrophically. `where` names it in the message (e.g. "contract column 'carrier': regex")."""
     try:
-        compiled = re.compile(pattern, flags)
         hazard = regex_hazard(pattern, flags)
+        if hazard is None:
+            return re.compile(pattern, flags)
     except (re.error, TypeError, RecursionError) as exc:
-        raise UnsafeRegex(f"{where}: {pattern!r} is not a valid regular expression: {exc}") from None
-    if hazard is not None:
-        raise UnsafeRegex(f"{where}: the regular expression {_short(pattern)!r} is refused: {hazard} "
-                          "(recompile the spec with a safe pattern)")
-    return compiled
+        raise UnsafeRegex(f"{where} is not a valid regular expression: {exc}") from None
+    raise UnsafeRegex(f"{where}: the regular expression {_short(pattern)!r} is refused: {hazard} "
+                      "(recompile the spec with a safe pattern)")
 
 
 def schema_patterns(schema: Any, at: str = "") -> Iterator[tuple[str, str]]:

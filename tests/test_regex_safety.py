@@ -237,9 +237,16 @@ def test_the_runtime_refuses_unsafe_guardrail_and_schema_patterns():
 
 def test_compile_safe_and_schema_patterns():
     assert compile_safe("^[0-9]{5}$", "x").match("12345")
-    with pytest.raises(UnsafeRegex, match=re.escape("x: '(a' is not a valid regular expression: missing ), "
+    with pytest.raises(UnsafeRegex, match=re.escape("x is not a valid regular expression: missing ), "
                                                     "unterminated subpattern at position 0")):
         compile_safe("(a", "x")
+    assert regex_hazard("(a") is None  # re.compile says why
+    deep = "(" * 499 + "a" + ")" * 499  # 999 characters that overflow re's own stack
+    assert str(regex_hazard(deep)) == "the pattern nests 499 groups, more than 50; nest at most 50 groups"
+    with pytest.raises(UnsafeRegex, match=re.escape("x: the regular expression '((((")):
+        compile_safe(deep, "x")
+    fifty = r"[(]\((?:[^)]]|[]()])" + "(" * 50 + ")" * 50  # 50 deep: the classes and escapes are skipped
+    assert re.compile(fifty) and regex_hazard(fifty) is None
     doc = {"properties": {"pattern": {"type": "string", "pattern": "^a$"}, "b": {"enum": [{"pattern": "(a+)+"}]}},
            "patternProperties": {"^x": {"pattern": "y"}}, "items": [{"pattern": "z"}]}
     assert list(schema_patterns(doc)) == [("/properties/pattern/pattern", "^a$"), ("/patternProperties/^x", "^x"),

@@ -112,16 +112,9 @@ class GuardResult:
 
 
 def _compile(patterns: Sequence[str], where: str) -> list[re.Pattern]:
-    """The guard's patterns; ValueError when one does not compile, UnsafeRegex (a ValueError) when one can
-    backtrack catastrophically (runtime/regex_safety.py: the artefact is refused, as `aiops check` would)."""
-    out = []
-    for i, p in enumerate(patterns):
-        try:
-            re.compile(p)
-        except re.error as exc:
-            raise ValueError(f"{where}.patterns[{i}] is not a valid regular expression: {exc}") from None
-        out.append(compile_safe(p, f"{where}.patterns[{i}]"))
-    return out
+    """The guard's patterns; UnsafeRegex (a ValueError) when one does not compile or can backtrack
+    catastrophically (runtime/regex_safety.py: the artefact is refused, as `aiops check` would)."""
+    return [compile_safe(p, f"{where}.patterns[{i}]") for i, p in enumerate(patterns)]
 
 
 def _only(texts: dict[str, str], only: Sequence[str] | None) -> dict[str, str]:
@@ -344,8 +337,8 @@ def _validator(schema: Any, what: str):
     (jsonschema runs them with re on the model's output)."""
     from jsonschema.validators import validator_for
 
+    for where, pattern in schema_patterns(schema):  # first: check_schema compiles them
+        compile_safe(pattern, f"{what} at {where[1:]}")
     cls = validator_for(schema)
     cls.check_schema(schema)
-    for where, pattern in schema_patterns(schema):
-        compile_safe(pattern, f"{what} at {where[1:]}")
     return cls(schema)
