@@ -347,7 +347,8 @@ def _first1(op: Any, av: Any, flags: int) -> tuple[list, bool]:
 
 
 def _named_chars(parts: list) -> set[int]:
-    """The characters a set names (literals, the ends of ranges, small ranges whole), with their cases."""
+    """The characters a set names (literals and the ends of ranges: two ranges that overlap share the
+    larger of their starts), with their cases."""
     out: set[int] = set()
     for p in parts:
         if p[0] != "in":
@@ -356,8 +357,7 @@ def _named_chars(parts: list) -> set[int]:
             if op is C.LITERAL:
                 out.add(av)
             elif op is C.RANGE:
-                lo, hi = av
-                out |= set(range(lo, hi + 1)) if hi - lo <= 512 else {lo, hi}
+                out |= set(av)
     return out | {ord(v) for c in out for v in (chr(c).lower(), chr(c).upper()) if len(v) == 1}
 
 
