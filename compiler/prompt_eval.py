@@ -20,6 +20,7 @@ import re
 from typing import Any, Callable
 
 from aiops.runtime.evaluation import bound_text, check_bound
+from aiops.runtime.regex_safety import compile_safe
 
 from aiops.compiler.prompt_plan import PromptPlan, _hash
 
@@ -80,7 +81,7 @@ def judge(a: dict[str, Any], text: str, parsed: Any, json_ok: bool | None, schem
         ok = str(a["value"]) in text
         return ok, f"{'contains' if ok else 'does not contain'} {json.dumps(a['value'])}"
     if t == "regex":
-        ok = re.search(a["pattern"], text) is not None
+        ok = compile_safe(a["pattern"], "golden regex assertion").search(text) is not None  # refused when unsafe
         return ok, f"{'matches' if ok else 'does not match'} /{a['pattern']}/"
     if t == "json_schema":
         if not json_ok:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from aiops.compiler.context import CATEGORICAL, NUMERIC, Ctx
 from aiops.compiler.diagnostics import did_you_mean
+from aiops.runtime.regex_safety import regex_hazard
 
 ONNX_SAFE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DIRECTIVES = set("aAwdbBmyYHIpMSfzZjUWcxX%")
@@ -141,7 +142,7 @@ def check_columns(ctx: Ctx) -> None:
                 ctx.err("E207", "a string check does not fit the column's dtype", base + ("checks", k),
                         f"'{k}' applies to str or category columns, but '{name}' has dtype {col.dtype}",
                         help="remove the check, or change the dtype")
-        if ch.regex is not None:
+        if ch.regex is not None and check_regex_safety(ctx, ch.regex, base + ("checks", "regex")):
             try:
                 re.compile(ch.regex)
             except re.error as exc:
@@ -157,6 +158,20 @@ def check_columns(ctx: Ctx) -> None:
                     f"min {ch.str_length.min} is above max {ch.str_length.max}")
         if ch.isin is not None and len(ch.isin) == 0:
             ctx.err("E208", "isin lists no value", base + ("checks", "isin"), "an empty isin rejects every row")
+
+
+def check_regex_safety(ctx: Ctx, pattern: str, path: tuple, where: str = "") -> bool:
+    """E017 a regular expression that can backtrack catastrophically (ReDoS): a spec is untrusted, and
+    its patterns run on request data with no time limit. True when it is safe (or does not parse: ask
+    before re.compile, which overflows its stack on hundreds of nested groups). The one rule is
+    runtime/regex_safety.py, which the runtime applies again when it loads the pattern."""
+    hazard = regex_hazard(pattern)
+    if hazard is None:
+        return True
+    shown = pattern if len(pattern) <= 80 else pattern[:60] + "..."
+    ctx.err("E017", "a regular expression can take exponential time (ReDoS)", path,
+            f"{where}{shown!r}: {hazard.reason}", help=hazard.fix)
+    return False
 
 
 def check_split(ctx: Ctx) -> None:

@@ -14,6 +14,8 @@ from aiops.compiler import schema as S
 from aiops.compiler.context import Ctx
 from aiops.compiler.diagnostics import Diagnostic, Location, did_you_mean, fmt_choices
 from aiops.compiler.load import PathT, path_str
+from aiops.compiler.rules_data import check_regex_safety
+from aiops.runtime.regex_safety import regex_hazard, schema_patterns
 
 ENV_NAME = r"[A-Z_][A-Z0-9_]*"
 GATES = ("pass_rate", "json_valid_rate")
@@ -154,6 +156,10 @@ def _schema_file(ctx: Ctx, text: str | None, path: PathT, what: str) -> dict | N
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         ctx.err("E409", f"the {what} is not JSON", path, f"'{text}': {exc}", help="write the schema as JSON")
         return None
+    # E017 first: jsonschema runs `pattern` with re on the model's output (and compiles it to check the schema)
+    safe = [check_regex_safety(ctx, pat, path, f"'{text}' at {where[1:]}: ") for where, pat in schema_patterns(doc)]
+    if not all(safe):
+        return None
     try:
         Draft202012Validator.check_schema(doc)
     except SchemaError as exc:
@@ -193,17 +199,19 @@ def check_tools(ctx: Ctx, p: S.Prompt, base: PathT) -> None:
 
 
 def _compiles(pattern: Any) -> bool:
+    """Whether the pattern compiles and is safe to run (E408, E017)."""
     try:
-        re.compile(pattern)
+        return regex_hazard(pattern) is None and re.compile(pattern) is not None
     except (re.error, TypeError):
         return False
-    return True
 
 
 def _regex(ctx: Ctx, pattern: Any, path: PathT) -> None:
-    """E408 a pattern that does not compile."""
+    """E408 a pattern that does not compile; E017 one that can take exponential time."""
     if not isinstance(pattern, str):
         ctx.err("E408", "a pattern must be a string", path, f"got {pattern!r}")
+        return
+    if not check_regex_safety(ctx, pattern, path):
         return
     try:
         re.compile(pattern)
@@ -344,7 +352,7 @@ def _check_assertion(ctx: Ctx, f: Path, n: int, cid: str, j: int, a: Any, p: S.P
         _regex(ctx, a["pattern"], ())
         for k in range(before, len(ctx.diags)):  # re-locate at the golden line
             d = ctx.diags[k]
-            ctx.diags[k] = _file_diag("E408", f"golden case '{cid}': {d.summary}", f, n, d.notes, d.help or "",
+            ctx.diags[k] = _file_diag(d.code, f"golden case '{cid}': {d.summary}", f, n, d.notes, d.help or "",
                                       path=cid)
     if t in ("json_schema", "json_field") and (p.output is None or p.output.format != "json"):
         _golden_diag(ctx, f, n, cid, f"golden case '{cid}': a {t} assertion needs a JSON output",

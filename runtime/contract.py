@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -37,6 +36,7 @@ import numpy as np
 
 from aiops.runtime import rowchecks
 from aiops.runtime.dates import parse_many
+from aiops.runtime.regex_safety import compile_safe
 
 MISSING_CATEGORY = "__missing__"
 
@@ -113,7 +113,9 @@ class Contract:
         self.by_name = {c.name: c for c in self.columns}
         self.target = target
         self.key = key
-        self._regex = {c.name: re.compile(c.regex) for c in self.columns if c.regex}
+        # a spec's pattern runs on request data: refused when it can backtrack catastrophically (UnsafeRegex)
+        self._regex = {c.name: compile_safe(c.regex, f"contract column '{c.name}': regex") for c in self.columns
+                       if c.regex}
         self._isin = {c.name: frozenset(str(v) for v in c.isin) for c in self.columns if c.isin is not None}
 
     # ------------------------------------------------------------------ io

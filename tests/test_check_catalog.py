@@ -213,6 +213,39 @@ error[E016]: a command-line override holds characters a spec may not use
    = it holds a control character (a newline, tab or escape)
    = help: write the value on one line, with printable characters only""",
     ),
+    "E017-nested-quantifier-in-a-contract-regex": Bad(
+        spec="flight_delays",
+        edits=((SPEC, 'checks: {regex: "^[A-Z0-9]{2}$"}', 'checks: {regex: "^([A-Z0-9]+)+$"}'),),
+        at=(SPEC, '"^([A-Z0-9]+)+$"', '"^('),
+        expected="""\
+error[E017]: a regular expression can take exponential time (ReDoS)
+  --> @AT@ (data.columns.carrier.checks.regex)
+   |     carrier: {dtype: category, checks: {regex: "^([A-Z0-9]+)+$"}}
+   = '^([A-Z0-9]+)+$': the nested quantifier `([A-Z0-9]+)+` can take exponential time on a non-matching input (the repeat `[A-Z0-9]+` is repeated)
+   = help: remove the inner or the outer repeat, or stop the backtracking with a possessive quantifier or an atomic group, e.g. `([A-Z0-9]+)++`""",
+    ),
+    "E017-overlapping-alternation-in-a-guardrail": Bad(
+        spec="support_triage",
+        edits=((SPEC, "'(?i)password\\s*[:=]'", "'(?i)password\\s*[:=]', '(\\w|\\d\\d?)+$'"),),
+        at=(SPEC, "(\\w|", "'(\\w|"),
+        expected="""\
+error[E017]: a regular expression can take exponential time (ReDoS)
+  --> @AT@ (prompts.triage.guardrails.output[1].patterns[1])
+   |     - {type: deny, patterns: ['(?i)password\\s*[:=]', '(\\w|\\d\\d?)+$']}   # a leaked credential, not the word alone
+   = '(\\\\w|\\\\d\\\\d?)+$': the repeated alternation `(\\w|\\d\\d?)+` can take exponential time on a non-matching input (its branches `\\w` and `\\d\\d?` can both start with '0')
+   = help: make the branches start with different characters (single characters belong in one character class, e.g. `[ab]+` rather than `(a|b)+`), or stop the backtracking with a possessive quantifier or an atomic group, e.g. `(\\w|\\d\\d?)++`""",
+    ),
+    "E017-backreference-in-a-json-schema-pattern": Bad(
+        spec="support_triage",
+        edits=((SCH, '"pattern": "^[0-9]{5}$"', '"pattern": "^([0-9])\\\\1{4}$"'),),
+        at=(SPEC, "schema: prompts/triage.schema.json", "prompts"),
+        expected="""\
+error[E017]: a regular expression can take exponential time (ReDoS)
+  --> @AT@ (prompts.triage.output.schema)
+   |     schema: prompts/triage.schema.json
+   = 'prompts/triage.schema.json' at properties/order/pattern: '^([0-9])\\\\1{4}$': the backreference `\\1` can take exponential time and is not supported in a spec's patterns
+   = help: write the pattern without backreferences or conditional groups""",
+    ),
     # ------------------------------------------------------------------ structure
     "E100-unknown-key": Bad(
         edits=((SPEC, "seed: 42", "sed: 42"),),

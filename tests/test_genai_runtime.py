@@ -4,6 +4,7 @@ the variables through the one contract core, and the audit entry of a prompt cal
 sealed, masked: a PII canary never reaches the disk in clear)."""
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -255,7 +256,10 @@ def test_prompt_entries_are_chained_masked_and_sealed(tmp_path, encrypted):
         if p.is_file():
             data = p.read_bytes()
             assert CANARY.encode() not in data and b"canary.7f3a9" not in data, p
-    assert verify_log(tmp_path / "log", b"\x01" * 32).ok
+    rep = verify_log(tmp_path / "log", b"\x01" * 32)  # prompt calls are counted as such, sealed or not
+    assert rep.ok and (rep.entries, rep.predictions, rep.prompt_calls) == (3, 0, 2)  # and the segment event
+    assert rep.text("log").startswith("ok: log: 3 entries (2 prompt calls), the MAC chain is intact")
+    assert (rep.as_dict()["predictions"], rep.as_dict()["prompt_calls"]) == (0, 2)
     entries = list(iter_prompt_entries(tmp_path / "log", cipher, b"\x01" * 32))
     assert [e["prediction_id"] for e in entries] == ["p-1", "p-2"]
     e = entries[0]
@@ -266,6 +270,8 @@ def test_prompt_entries_are_chained_masked_and_sealed(tmp_path, encrypted):
     assert (e["kind"], e["latency_ms"], e["refused"], e["error"]) == ("prompt", 12.346, False, None)
     raw = (tmp_path / "log" / "predictions.jsonl").read_text().splitlines()
     assert ('"enc"' in raw[1]) is encrypted
+    if encrypted:  # canonical: sorted keys, the kind in clear, nothing else
+        assert list(json.loads(raw[1])) == ["enc", "kind", "prediction_id", "prev_mac", "seq", "ts", "mac"]
     with pytest.raises(ValueError, match="does not verify"):
         list(iter_prompt_entries(tmp_path / "log", cipher, b"\x09" * 32))
 

@@ -146,8 +146,8 @@ class ChainWriter:
     # ------------------------------------------------------------- the public operations
     def append(self, parts: list[tuple[str, str, tuple[str, bytes] | None]]) -> None:
         """Chain and append entries given as (text before prev_mac's value, text from `,"ts"`
-        to the end, (prediction id, plain body) to seal or None). Also repairs, rotates,
-        expires and checkpoints when due."""
+        to the end, (prediction id, plain body[, kind kept in clear]) to seal or None). Also
+        repairs, rotates, expires and checkpoints when due."""
         now = self.clock()
         with self._locked():
             self._sync(now)
@@ -282,9 +282,10 @@ class ChainWriter:
             if seal is not None:
                 if sealer is None:
                     raise ChainError("an encrypted entry needs the data key")
-                pid, plain = seal
-                pre = ('{"enc":"' + base64.b64encode(sealer.one(plain, pid)).decode() + '","prediction_id":' +
-                       _dumps(pid) + ',"prev_mac":"')
+                pid, plain, *kind = seal  # a kind (a prompt call's) stays in clear: verify counts by kind
+                pre = ('{"enc":"' + base64.b64encode(sealer.one(plain, pid)).decode() + '",' +
+                       (f'"kind":{_dumps(kind[0])},' if kind else '') + '"prediction_id":' + _dumps(pid) +
+                       ',"prev_mac":"')
             seq += 1
             body = (pre + prev + '","seq":' + str(seq) + tail).encode()
             m = mac.copy()

@@ -1,4 +1,5 @@
-"""Verifying a prediction log (`aiops audit verify`, GET /v1/audit/verify).
+"""Verifying a prediction log (`aiops audit verify`, GET /v1/audit/verify): the tabular server's
+predictions and the GenAI server's prompt calls, counted by kind.
 
 What is checked, in one pass over the segments (oldest first):
 - every line is whole and ends with its MAC, and the MAC is HMAC-SHA256 of the body under
@@ -25,6 +26,9 @@ from aiops.runtime.audit import checkpoints as cps
 from aiops.runtime.audit.chain import GENESIS, LOG_NAME, mac_of, segment_paths, split_line
 
 
+PROMPT_KIND = "prompt"  # the `kind` of a prompt call's entry (runtime/genai/logentry.py)
+
+
 class NeedKey(Exception):
     """The log is keyed and no log key was given."""
 
@@ -32,13 +36,21 @@ class NeedKey(Exception):
 @dataclass(frozen=True)
 class AuditReport:
     ok: bool
-    entries: int  # entries read (all kinds), in the retained segments
-    predictions: int
+    entries: int  # entries read (all kinds, events included), in the retained segments
+    predictions: int  # entries of a model's predictions (the tabular server's)
     reason: str
     last_mac: str
     where: str | None = None  # "file: line N" of the first problem
     checkpoint: dict[str, Any] | None = None  # the newest checkpoint the log extends
     notes: tuple[str, ...] = field(default_factory=tuple)
+    prompt_calls: int = 0  # entries of prompt calls (the GenAI server's: "kind": "prompt", in clear when sealed)
+
+    @property
+    def records(self) -> str:
+        """What the entries record, by kind: '5 predictions', '1 prompt call', '2 predictions, 3 prompt calls'."""
+        parts = [f"{n} {word}{'' if n == 1 else 's'}" for n, word in
+                 ((self.predictions, "prediction"), (self.prompt_calls, "prompt call")) if n]
+        return ", ".join(parts) or "0 predictions"
 
     def text(self, path: Path | str) -> str:
         if not self.ok:
@@ -47,17 +59,19 @@ class AuditReport:
         since = (f"checkpoint of {cp['ts']} at entry {cp['count']}" + (f" signed by {cp['public_key'][:16]}..."
                  if cp.get("sig") else " (unsigned)")) if cp else "no checkpoint yet"
         notes = "".join(f"\n  note: {n}" for n in self.notes)
-        return (f"ok: {path}: {self.entries} entries ({self.predictions} predictions), the MAC chain is intact "
+        return (f"ok: {path}: {self.entries} entries ({self.records}), the MAC chain is intact "
                 f"and extends the last {since} (last MAC {self.last_mac[:16]}...){notes}")
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "entries": self.entries, "predictions": self.predictions, "reason": self.reason,
+        return {"ok": self.ok, "entries": self.entries, "predictions": self.predictions,
+                "prompt_calls": self.prompt_calls, "reason": self.reason,
                 "where": self.where, "last_mac": self.last_mac, "checkpoint": self.checkpoint,
                 "notes": list(self.notes)}
 
 
-def _broken(where: str, reason: str, entries: int = 0, preds: int = 0, last: str = GENESIS) -> AuditReport:
-    return AuditReport(False, entries, preds, reason, last, where)
+def _broken(where: str, reason: str, entries: int = 0, preds: int = 0, calls: int = 0,
+            last: str = GENESIS) -> AuditReport:
+    return AuditReport(False, entries, preds, reason, last, where, prompt_calls=calls)
 
 
 def verify_log(path: str | Path, log_key: bytes | None, trusted: list[str] | None = None,
@@ -95,7 +109,7 @@ def verify_log(path: str | Path, log_key: bytes | None, trusted: list[str] | Non
             raise NeedKey(f"{segs[0]} is MAC-chained under a log key: give it (AIOPS_LOG_KEY or AIOPS_LOG_KEY_FILE)")
         notes.append("the log is UNKEYED (written without AIOPS_LOG_KEY): it detects accidents, not tampering")
     macs: dict[int, str] = {}
-    prev, seq, n_entries, n_preds = None, None, 0, 0
+    prev, seq, n_entries, n_preds, n_calls = None, None, 0, 0, 0
     start: tuple[int, str] | None = None
     expired_to: tuple[int, str] = (0, GENESIS)
     for seg in segs:
@@ -104,35 +118,40 @@ def verify_log(path: str | Path, log_key: bytes | None, trusted: list[str] | Non
                 where = f"{seg}: line {ln}"
                 if not line.endswith(b"\n"):
                     return _broken(where, "the line is incomplete (a torn write; the server repairs it when it starts)",
-                                   n_entries, n_preds, prev or GENESIS)
+                                   n_entries, n_preds, n_calls, prev or GENESIS)
                 parts = split_line(line[:-1])
                 if parts is None:
-                    return _broken(where, "the line does not end with its MAC", n_entries, n_preds, prev or GENESIS)
+                    return _broken(where, "the line does not end with its MAC", n_entries, n_preds, n_calls,
+                                   prev or GENESIS)
                 body, mac = parts
                 if not hmac.compare_digest(mac_of(key, body), mac):
                     return _broken(where, "the content does not match its MAC (the line was edited, or written "
-                                   "without the log key)", n_entries, n_preds, prev or GENESIS)
+                                   "without the log key)", n_entries, n_preds, n_calls, prev or GENESIS)
                 try:
                     e = json.loads(body)
                     e_seq, e_prev = e["seq"], e["prev_mac"]
                 except (ValueError, KeyError, TypeError):
                     return _broken(where, "the line is not a log entry (no seq or prev_mac)", n_entries, n_preds,
-                                   prev or GENESIS)
+                                   n_calls, prev or GENESIS)
                 if ln == 1 and e.get("event") != "segment":
                     return _broken(where, "the segment does not start with its 'segment' event", n_entries, n_preds,
-                                   prev or GENESIS)
+                                   n_calls, prev or GENESIS)
                 if prev is None:
                     start = (e_seq, e_prev)
                 elif e_prev != prev or e_seq != seq + 1:
                     return _broken(where, f"entry {e_seq} does not follow entry {seq} (prev_mac or seq differs): "
                                    "an entry was removed, inserted or reordered before this one",
-                                   n_entries, n_preds, prev)
+                                   n_entries, n_preds, n_calls, prev)
                 if e.get("event") == "expiry":
                     det = e.get("detail") or {}
                     expired_to = (int(det.get("through_seq", 0)), str(det.get("through_mac", "")))
                 prev, seq = mac, e_seq
                 n_entries += 1
-                n_preds += "event" not in e
+                if "event" not in e:  # a record: a prompt call says so, in clear even when sealed
+                    if e.get("kind") == PROMPT_KIND:
+                        n_calls += 1
+                    else:
+                        n_preds += 1
                 if seq in need:
                     macs[seq] = mac
     assert start is not None and prev is not None and seq is not None
@@ -140,7 +159,7 @@ def verify_log(path: str | Path, log_key: bytes | None, trusted: list[str] | Non
         return _broken(f"{segs[0]}: line 1", f"the log starts at entry {start[0]}, but " +
                        (f"its last expiry event ended retention at entry {expired_to[0]}" if expired_to[0]
                         else "no expiry event accounts for the entries before it") +
-                       ": entries were removed from the start", n_entries, n_preds, prev)
+                       ": entries were removed from the start", n_entries, n_preds, n_calls, prev)
     if expired_to[0]:
         notes.append(f"entries 1 to {expired_to[0]} were expired by retention (an 'expiry' event, checkpointed)")
     # ------------------------------------------------------------- the log extends every checkpoint
@@ -152,12 +171,12 @@ def verify_log(path: str | Path, log_key: bytes | None, trusted: list[str] | Non
         if c > seq:
             return _broken(str(segs[-1]), f"the log ends at entry {seq}, but the checkpoint of {cp['ts']} ({where}) "
                            f"records {c} entries: entries were removed from the end, or the log was replaced",
-                           n_entries, n_preds, prev)
+                           n_entries, n_preds, n_calls, prev)
         if macs.get(c) != cp["head"]:
             return _broken(where, f"entry {c} does not have the MAC the checkpoint of {cp['ts']} records: "
-                           "the log was rewritten", n_entries, n_preds, prev)
+                           "the log was rewritten", n_entries, n_preds, n_calls, prev)
         if newest is None or c >= newest["count"]:
             newest = cp
     if newest is not None and newest["count"] < seq:
         notes.append(f"{seq - newest['count']} entries after the last checkpoint are not yet covered by one")
-    return AuditReport(True, n_entries, n_preds, "intact", prev, None, newest, tuple(notes))
+    return AuditReport(True, n_entries, n_preds, "intact", prev, None, newest, tuple(notes), n_calls)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from aiops.runtime.masking import Masker
+from aiops.runtime.regex_safety import compile_safe, schema_patterns
 
 INPUT_GUARDS = ("pii", "deny", "allow", "length")
 OUTPUT_GUARDS = ("json_schema", "deny", "pii")
@@ -111,13 +112,9 @@ class GuardResult:
 
 
 def _compile(patterns: Sequence[str], where: str) -> list[re.Pattern]:
-    out = []
-    for i, p in enumerate(patterns):
-        try:
-            out.append(re.compile(p))
-        except re.error as exc:
-            raise ValueError(f"{where}.patterns[{i}] is not a valid regular expression: {exc}") from None
-    return out
+    """The guard's patterns; UnsafeRegex (a ValueError) when one does not compile or can backtrack
+    catastrophically (runtime/regex_safety.py: the artefact is refused, as `aiops check` would)."""
+    return [compile_safe(p, f"{where}.patterns[{i}]") for i, p in enumerate(patterns)]
 
 
 def _only(texts: dict[str, str], only: Sequence[str] | None) -> dict[str, str]:
@@ -227,8 +224,9 @@ class OutputGuards:
         self.spans = SpanMasker(masker)
         self.tools = dict(tools["allow"]) if tools else None
         self.max_steps = int(tools.get("max_steps", 1)) if tools else 0
-        self._validator = _validator(self.schema) if self.schema is not None else None
-        self._tool_validators = {n: _validator(s) for n, s in (self.tools or {}).items() if s is not None}
+        self._validator = _validator(self.schema, "output.schema") if self.schema is not None else None
+        self._tool_validators = {n: _validator(s, f"tools.allow.{n}.schema") for n, s in (self.tools or {}).items()
+                                 if s is not None}
         self._deny: dict[int, list[re.Pattern]] = {}  # plan index -> patterns
         for i, g in enumerate(self.plan):
             kind, where = g.get("type"), f"guardrails.output[{i}]"
@@ -334,9 +332,13 @@ def _mask_strings(value: Any, spans: SpanMasker) -> Any:
     return value
 
 
-def _validator(schema: Any):
+def _validator(schema: Any, what: str):
+    """A JSON Schema validator; UnsafeRegex when one of its `pattern`s can backtrack catastrophically
+    (jsonschema runs them with re on the model's output)."""
     from jsonschema.validators import validator_for
 
+    for where, pattern in schema_patterns(schema):  # first: check_schema compiles them
+        compile_safe(pattern, f"{what} at {where[1:]}")
     cls = validator_for(schema)
     cls.check_schema(schema)
     return cls(schema)

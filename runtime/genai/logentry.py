@@ -84,12 +84,13 @@ def build_entry(*, masker: Masker, pii: Sequence[str], prediction_id: str, promp
             "refused": bool(refused), "json_valid": json_valid, "error": error}
 
 
-def entry_parts(entry: Mapping[str, Any], ts: float, encrypt: bool) -> tuple[str, str, tuple[str, bytes] | None]:
-    """The (head, tail, sealed) triple ChainWriter.append takes (it adds prev_mac and seq)."""
+def entry_parts(entry: Mapping[str, Any], ts: float, encrypt: bool) -> tuple[str, str, tuple[str, bytes, str] | None]:
+    """The (head, tail, sealed) triple ChainWriter.append takes (it adds prev_mac and seq). A sealed
+    entry keeps `"kind": "prompt"` in clear, so `aiops audit verify` counts prompt calls without the data key."""
     tail = ',"ts":"' + iso_ts(ts) + '"}'
     plain = _dumps(dict(entry))[:-1]
     if encrypt:
-        return "", tail, (str(entry["prediction_id"]), (plain + tail).encode())
+        return "", tail, (str(entry["prediction_id"]), (plain + tail).encode(), KIND)
     return plain + ',"prev_mac":"', tail, None
 
 
