@@ -35,6 +35,17 @@ def artefacts(name: str, given: str | None = None) -> Path:
     return d
 
 
+def trust(art: Path) -> None:
+    """Configure this process (and the processes it starts) to trust the artefacts as their
+    deployment would: the examples signed with the repository's TEST-ONLY key are verified
+    against it; an unsigned example runs with no trusted keys configured, as `aiops score`
+    and `aiops serve` run it."""
+    if (art / "manifest.sig").is_file():
+        os.environ["AIOPS_TRUSTED_KEYS"] = str(ROOT / "tests" / "keys" / "TEST_ONLY_trusted.keys")
+    else:
+        os.environ.pop("AIOPS_TRUSTED_KEYS", None)
+
+
 def bench_env() -> dict[str, str]:
     """The environment for the processes under test: the bench's data key (credit_risk
     encrypts at rest) and audit log keys, no API keys (open mode, as a benchmark has no clients to tell apart)."""
@@ -56,12 +67,21 @@ def read_table(name: str):
     return pcsv.read_csv(p) if p.suffix == ".csv" else pq.read_table(p)
 
 
-def repeat_table(table, rows: int):
-    """`rows` rows of the real data, repeated as often as needed."""
+def repeat_table(table, rows: int, unique: list[str] = ()):
+    """`rows` rows of the real data, repeated as often as needed. `unique`: text columns the
+    contract declares unique; their values get a suffix per repetition (`-r2`, ...) so that
+    they stay unique, as in real data (else the repeats would be quarantined as duplicates)."""
     import pyarrow as pa
 
     reps = -(-rows // table.num_rows)
-    return pa.concat_tables([table] * reps).slice(0, rows).combine_chunks()
+    copies = []
+    for r in range(reps):
+        t = table
+        for c in (u for u in unique if u in table.column_names and r):
+            keys = [None if k is None else f"{k}-r{r}" for k in t.column(c).to_pylist()]
+            t = t.set_column(t.schema.get_field_index(c), c, pa.array(keys, t.schema.field(c).type))
+        copies.append(t)
+    return pa.concat_tables(copies).slice(0, rows).combine_chunks()
 
 
 def write_input(table, path: Path) -> Path:
@@ -100,7 +120,7 @@ def _fit(art: Path):
 
     from aiops.runtime.contract import Contract
     from aiops.runtime.features import FeatureStep
-    from aiops.compiler.training import labels, model_frame, read_table as read_frame, split
+    from aiops.compiler.training import labels, model_frame, read_table as read_frame, split, validate
 
     pkg = f"_bench_pipeline_{art.name}"
     spec = importlib.util.spec_from_file_location(pkg, art / "pipeline" / "__init__.py",
@@ -109,17 +129,17 @@ def _fit(art: Path):
     sys.modules[pkg] = mod
     spec.loader.exec_module(mod)
     train = importlib.import_module(f"{pkg}.train")
+    schema = importlib.import_module(f"{pkg}.schema")
     cfg = train.CONFIG
     contract = Contract.load(art / "contract.json")
     feats = json.loads((art / "features.json").read_text())
     steps = [FeatureStep.from_dict(s) for s in feats["steps"]]
-    src = ROOT / train.DATA
-    df = read_frame(src, train.DATA_FORMAT)
-    cols, errors = contract.validate_columns(
-        {c.name: df[c.name].to_numpy(dtype=object) for c in contract.request_columns if c.name in df}, len(df))
-    keep = ~errors.bad_rows
-    cols = {k: v[keep] for k, v in cols.items()}
-    y = labels(df[keep].reset_index(drop=True), cfg)
+    # read and validated as `aiops compile` does (training.read_table, then the contract core); the
+    # quarantine's PII masking needs a key, which changes nothing here (the quarantine is not kept)
+    os.environ.setdefault("AIOPS_MASK_SALT", "bench-only-mask-salt-0123456789abcdef")
+    v = validate(read_frame(ROOT / train.DATA, train.DATA_FORMAT, renames=contract.renames), schema.SCHEMA, contract)
+    cols = v.columns
+    y = labels(v.frame, cfg)
     frame, feed = model_frame(steps, cols)
     tr = split(frame, cols, y, cfg)["train"]
     pipe = train.model()

@@ -10,11 +10,14 @@ the network, so that a stage's cost is a stable figure. For each example it buil
 server's `Service` and `App` exactly as `aiops serve` does (contract, features, onnxruntime,
 answer, metrics, the MAC-chained and, for credit_risk, encrypted prediction log), then:
 
-1. times each stage of the request path on its own, on the same 200 real records the
-   HTTP benchmark sends (one record per request), in the order the server runs them;
-2. times the whole request through the ASGI app (`await app(scope, receive, send)`, the
-   event loop's share), so that "dispatch" is the whole minus the stages: routing, deadline
-   bookkeeping, the batcher's turn, the response messages;
+1. times the whole request through the ASGI app (`await app(scope, receive, send)`, the
+   event loop's share), on the same 200 real records the HTTP benchmark sends (one record
+   per request);
+2. runs the same requests again with each stage of the request path wrapped in a timer, so
+   that a stage is timed where it runs (timed on its own in a tight loop, onnxruntime costs
+   a third less: its caches stay warm); what a clock read adds is measured and taken off,
+   and "the rest" is the untimed whole less the stages: routing, the key and log checks,
+   deadline bookkeeping, the batcher, the coroutines;
 3. measures the prediction log's writer process (CPU per entry, from /proc) and its
    forwarding thread while the app runs, and times the writer's own stages (reading the
    frame, building the entry with masking, and sealing + MAC chain + append) in process;
@@ -24,9 +27,9 @@ answer, metrics, the MAC-chained and, for credit_risk, encrypted prediction log)
    with an app that answers a constant (wrk, concurrency 1), with uvicorn's protocol and
    with aiops's limited protocol: the part of a request neither endpoint can remove.
 
-Medians of the repeats (each repeat is every record once per stage, after a warm-up);
-CPU time of this thread (time.thread_time_ns), so other processes on the machine count
-only through caches and frequency. Results go to .aiops/bench/serve-costs.json.
+Medians of the repeats (after a warm-up); CPU time of this thread (time.thread_time_ns), so
+other processes on the machine count only through caches and frequency. Results go to
+bench/results/serve_costs.json.
 """
 from __future__ import annotations
 
@@ -44,7 +47,7 @@ from typing import Any, Callable
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-from _common import WORK, bench_env, fmt_table, machine, median, proc_cpu_seconds  # noqa: E402
+from _common import WORK, bench_env, fmt_table, machine, median, proc_cpu_seconds, trust, write_results  # noqa: E402
 
 N_BODIES = 200
 
@@ -113,12 +116,7 @@ def aiops_costs(name: str, repeats: int, requests: int) -> dict[str, Any]:
     ex = Example(name)
     logs = Path(tempfile.mkdtemp(prefix=f"costs-{name}-", dir=WORK))
     env = bench_env()
-    # the examples are signed with the repository's TEST-ONLY key: trust it, as a deployment trusts its own
-    # (an unsigned example is served as `aiops serve` serves it: no trusted keys configured)
-    if (ex.art / "manifest.sig").is_file():
-        os.environ["AIOPS_TRUSTED_KEYS"] = str(BENCH.parent / "tests" / "keys" / "TEST_ONLY_trusted.keys")
-    else:
-        os.environ.pop("AIOPS_TRUSTED_KEYS", None)
+    trust(ex.art)  # the TEST-ONLY key of the signed examples, as a deployment trusts its own
     app = srv.App(srv.Service(ex.art, logs / "serving", env=env, job_threads=0, insecure_dev=True))
     s, p = app.s, app.s.predictor
     bodies = ex.bodies["aiops"]
@@ -214,11 +212,22 @@ def aiops_costs(name: str, repeats: int, requests: int) -> dict[str, Any]:
         loop.close()
     finally:
         app.shutdown()
-    rows_out = [{"stage": label, "us": median([r.get(label, 0.0) for r in staged])} for label, _, _ in STAGES]
+    # what timing a call adds inside its own interval (the clock read at each end): taken off each stage
+    probe = timed("probe", lambda: None)
+    for _ in range(20000):
+        probe()
+    spent.pop("probe")
+    for _ in range(100000):
+        probe()
+    bias = spent.pop("probe") / 1e3 / 100000
+    calls = {label: 2 if attr == "answered" else 1 for label, _, attr in STAGES}  # answered + request
+    rows_out = [{"stage": label, "us": max(0.0, median([r.get(label, 0.0) for r in staged]) - calls[label] * bias)}
+                for label, _, _ in STAGES]
     out["stages"] = rows_out
+    out["timer_bias_us"] = bias
     out["instrumented_total_us"] = median([r["total"] for r in staged])
-    out["dispatch_us"] = median([r["total"] - sum(v for k, v in r.items() if k != "total") for r in staged])
     out["app_us"], out["app_runs"] = median(whole), whole
+    out["dispatch_us"] = out["app_us"] - sum(r["us"] for r in rows_out)  # the whole, untimed, less the stages
     out["writer_process_us"], out["writer_runs"] = median(wproc), wproc
     out["forwarding_thread_us"] = median(fwd)
 
@@ -416,8 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = [["aiops", r["stage"], f"{r['us']:.1f}"] for r in ai["stages"]]
         rows.append(["aiops", "the rest: routing, key and log checks, deadlines, the batcher, the coroutines",
                      f"{ai['dispatch_us']:.1f}"])
-        rows.append(["aiops", "= the whole request on the event loop (App, in process; timed stages: "
-                     f"{ai['instrumented_total_us']:.0f})", f"{ai['app_us']:.1f}"])
+        rows.append(["aiops", "= the whole request on the event loop (App, in process, untimed)", f"{ai['app_us']:.1f}"])
         rows.append(["aiops", "log forwarding thread (same process)", f"{ai['forwarding_thread_us']:.1f}"])
         rows.append(["aiops", "log writer process" + (" (encrypted at rest)" if ai["encrypted"] else ""),
                      f"{ai['writer_process_us']:.1f}"])
@@ -429,7 +437,9 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(["raw", r["stage"], f"{r['us']:.1f}"])
         rows.append(["raw", "= the whole request (app, in process)", f"{raw['app_us']:.1f}"])
         ai["server_us_without_http"] = total
-        print(f"\n{name}: µs per request of one record, medians of {a.repeats}\n")
+        print(f"\n{name}: CPU µs per request of one record, medians of {a.repeats} (each stage timed inside the "
+              f"request, less the {ai['timer_bias_us']:.2f} µs a clock read adds; 'the rest' is the untimed whole "
+              f"less the stages)\n")
         print(fmt_table(["endpoint", "stage", "µs"], rows))
     if a.http:
         import serve
@@ -441,9 +451,7 @@ def main(argv: list[str] | None = None) -> int:
                         [[k, f"{v['us']:.1f}", f"{v['rps']:,.0f}"] for k, v in results["http"].items()]))
     results["load_average"] = [load0, os.getloadavg()[0]]
     print(f"\nload average {load0:.2f} at start, {os.getloadavg()[0]:.2f} at end")
-    path = WORK / "serve-costs.json"
-    path.write_text(json.dumps(results, indent=1))
-    print(f"written: {path}")
+    print(f"written: {write_results('serve_costs', results)}")
     return 0
 
 
