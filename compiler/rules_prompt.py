@@ -87,6 +87,9 @@ def check_prompt_spec(ctx: Ctx) -> None:
         check_golden(ctx, p, base, masking)
         check_gates(ctx, p, base)
     check_prompt_masking(ctx, spec)
+    from aiops.compiler import rules_policy
+
+    rules_policy.check_security_controls(ctx)
 
 
 def check_prompt_masking(ctx: Ctx, spec: S.PromptSpec) -> None:

@@ -1590,6 +1590,16 @@ warning[W804]: masking is set for a variable that is not flagged pii
 PII spans (e-mails, phone numbers, cards, IBANs) masked
    = help: set pii: true on prompts.triage.variables.channel, or remove security.masking.channel""",
     ),
+    "E806-prompt-role-grants-nothing": Bad(  # the data-free security rules are shared with tabular specs
+        spec="support_triage",
+        edits=((PSEC, "  agent: [generate, metadata]", "  agent: []"),),
+        at=(PSEC, "agent: []", "[]"),
+        expected="""\
+error[E806]: a role grants no permission
+  --> @AT@ (security.roles.agent)
+   |     agent: []
+   = role 'agent' is empty""",
+    ),
 
 }
 
