@@ -261,6 +261,16 @@ def check_security(ctx: Ctx) -> None:
                         f"'{name}' is flagged pii and the policy does not allow it as a feature",
                         help=f"drop the feature, or set security.masking.{name}: "
                              "{method: hash, allow_as_feature: true} if the policy allows it")
+    check_security_controls(ctx)
+
+
+def check_security_controls(ctx: Ctx) -> None:
+    """The security rules that do not depend on the data, shared with prompt specs (compiler/rules_prompt.py):
+    E805 encryption without a key source, E806 an empty role, E807 a retention under a day."""
+    sec = ctx.spec.security
+    if sec is None:
+        return
+    base = ("security",)
     if sec.encryption_at_rest is not None and sec.encryption_at_rest.enabled and not sec.encryption_at_rest.key_env:
         ctx.err("E805", "encryption at rest needs a key source", base + ("encryption_at_rest", "key_env"),
                 "key_env is empty", help="name the environment variable that holds the key")

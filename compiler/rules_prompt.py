@@ -1,7 +1,8 @@
 """The rules of a prompt spec (`kind: prompt`, docs/genai.md): files stay in the spec folder,
 templates use exactly their declared variables and nothing unsafe, guardrails, assertions, regexes
 and JSON Schemas are valid, the golden set matches the variables' contract, the provider is named by
-environment variables. Offline and fast: nothing is rendered or sent.
+environment variables, `security.masking` names the variables it masks. Offline and fast: nothing is
+rendered or sent.
 """
 from __future__ import annotations
 
@@ -85,6 +86,56 @@ def check_prompt_spec(ctx: Ctx) -> None:
         check_guards(ctx, p, base, schema)
         check_golden(ctx, p, base, masking)
         check_gates(ctx, p, base)
+    check_prompt_masking(ctx, spec)
+    from aiops.compiler import rules_policy
+
+    rules_policy.check_security_controls(ctx)
+
+
+def check_prompt_masking(ctx: Ctx, spec: S.PromptSpec) -> None:
+    """The masking codes of tabular specs (compiler/rules_policy.py check_security), for variables.
+    `security.masking` is spec-wide and the runtime (runtime/masking.py masker_for, per prompt) reads
+    it by name: an entry applies to the variable of that name in every prompt that declares one.
+    E801 an entry that names no variable of any prompt (it masks nothing); W804 an entry for a variable
+    declared without pii (the runtime masks only pii variables whole, by their method: this method is not
+    applied); E802 a pii variable that no entry names (the runtime would redact it, as it would a tabular
+    PII column: the same rule, so the policy a reviewer reads names the method applied)."""
+    masking = (spec.security.masking if spec.security else None) or {}
+    declared: dict[str, list[tuple[str, S.Column]]] = {}  # variable -> [(prompt, its declaration)]
+    for pname, p in (spec.prompts or {}).items():
+        for var, col in ((p.variables or {}) if p is not None else {}).items():
+            if col is not None:
+                declared.setdefault(var, []).append((pname, col))
+    for name in masking:
+        at: PathT = ("security", "masking", name)
+        uses = declared.get(name)
+        if not uses:
+            listing = "; ".join(f"prompts.{pn}.variables: {', '.join(p.variables or {}) or 'nothing'}"
+                                for pn, p in (spec.prompts or {}).items() if p is not None) or "no prompt"
+            ctx.err("E801", "security.masking refers to an undeclared variable", at,
+                    f"'{name}' is not a variable of any prompt ({listing})",
+                    "an entry masks the variable of its name in every prompt: this one masks nothing",
+                    help=did_you_mean(name, declared) or "declare the variable in prompts.<name>.variables, "
+                                                         "or fix the name", key=True)
+            continue
+        plain = [pn for pn, col in uses if not col.pii]
+        if plain:
+            where = " and ".join(f"prompts.{pn}.variables" for pn in plain)
+            ctx.warn("W804", "masking is set for a variable that is not flagged pii", at,
+                     f"'{name}' has pii: false in {where}",
+                     "only pii variables are masked whole by their method: this method is not applied, the "
+                     "value is logged with PII spans (e-mails, phone numbers, cards, IBANs) masked", key=True,
+                     help=" and ".join(f"set pii: true on prompts.{pn}.variables.{name}" for pn in plain)
+                     + f", or remove security.masking.{name}")
+    for var, uses in declared.items():
+        pii = [pn for pn, col in uses if col.pii]
+        if pii and var not in masking:
+            where = " and ".join(f"prompts.{pn}.variables" for pn in pii)
+            ctx.err("E802", "a PII variable has no masking method", ("prompts", pii[0], "variables", var, "pii"),
+                    f"'{var}' is flagged pii in {where} but security.masking does not name it",
+                    help=f"add security.masking.{var}: {{method: redact}} (hash, redact or generalize): the "
+                         "runtime would redact it without one, but, as for a PII column, the policy must name the "
+                         "method it applies")
 
 
 def check_provider(ctx: Ctx, spec: S.PromptSpec) -> None:

@@ -47,6 +47,7 @@ TRI = "prompts/triage.j2"  # the support_triage prompt spec (kind: prompt)
 GOLD = "prompts/triage_golden.jsonl"
 SCH = "prompts/triage.schema.json"
 PGOV = "governance/limited_risk.yaml"
+PSEC = "security/internal.yaml"
 
 CASES: dict[str, Bad] = {
     # ------------------------------------------------------------------ load: folder, YAML, Hydra
@@ -1550,6 +1551,54 @@ error[E421]: the prompt spec kind does not support governance.risk_tier: high
    |     risk_tier: high
    = a high-risk system needs controls (fairness bounds, explanations, sign-off on each output) that aiops does not enforce for prompts
    = help: use risk_tier: limited (a person reviews every output) or minimal""",
+    ),
+    # security.masking of a prompt spec: the codes of tabular specs, for variables (compiler/rules_prompt.py)
+    "E801-masking-undeclared-variable": Bad(
+        spec="support_triage",
+        edits=((PSEC, "  message: {method: redact}", "  mesage: {method: hash}"),),
+        at=(PSEC, "mesage: {method: hash}", "mesage"),
+        expected="""\
+error[E801]: security.masking refers to an undeclared variable
+  --> @AT@ (security.masking.mesage)
+   |     mesage: {method: hash}
+   = 'mesage' is not a variable of any prompt (prompts.triage.variables: message, channel)
+   = an entry masks the variable of its name in every prompt: this one masks nothing
+   = help: did you mean 'message'?""",
+    ),
+    "E802-pii-variable-without-masking": Bad(
+        spec="support_triage",
+        edits=((PSEC, "masking:\n  message: {method: redact}\n", "masking: {}\n"),),
+        at=(SPEC, "message: {dtype: str, pii: true", "true"),
+        expected="""\
+error[E802]: a PII variable has no masking method
+  --> @AT@ (prompts.triage.variables.message.pii)
+   |     message: {dtype: str, pii: true, checks: {str_length: {min: 1, max: 1000}},
+   = 'message' is flagged pii in prompts.triage.variables but security.masking does not name it
+   = help: add security.masking.message: {method: redact} (hash, redact or generalize): the runtime would \
+redact it without one, but, as for a PII column, the policy must name the method it applies""",
+    ),
+    "W804-masking-non-pii-variable": Bad(
+        spec="support_triage",
+        edits=((PSEC, "  message: {method: redact}", "  message: {method: redact}\n  channel: {method: hash}"),),
+        at=(PSEC, "channel: {method: hash}", "channel"),
+        expected="""\
+warning[W804]: masking is set for a variable that is not flagged pii
+  --> @AT@ (security.masking.channel)
+   |     channel: {method: hash}
+   = 'channel' has pii: false in prompts.triage.variables
+   = only pii variables are masked whole by their method: this method is not applied, the value is logged with \
+PII spans (e-mails, phone numbers, cards, IBANs) masked
+   = help: set pii: true on prompts.triage.variables.channel, or remove security.masking.channel""",
+    ),
+    "E806-prompt-role-grants-nothing": Bad(  # the data-free security rules are shared with tabular specs
+        spec="support_triage",
+        edits=((PSEC, "  agent: [generate, metadata]", "  agent: []"),),
+        at=(PSEC, "agent: []", "[]"),
+        expected="""\
+error[E806]: a role grants no permission
+  --> @AT@ (security.roles.agent)
+   |     agent: []
+   = role 'agent' is empty""",
     ),
 
 }

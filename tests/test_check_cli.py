@@ -211,6 +211,23 @@ error[E004]: a command-line override cannot be parsed
     assert not (tmp_path / ".aiops").exists()  # no crash log either
 
 
+def test_cli_prompt_masking_key_that_names_no_variable_is_refused(spec_copy, tmp_path):
+    """A typo in security.masking of a prompt spec masks nothing: the console script refuses it (exit 2)."""
+    spec = spec_copy("support_triage")
+    spec.replace("security/internal.yaml", "  message: {method: redact}", "  mesage: {method: hash}")
+    res = aiops("check", spec.rel, cwd=tmp_path)
+    assert res.returncode == 2 and res.stdout == "" and "Traceback" not in res.stderr, (res.stdout, res.stderr)
+    assert f"""\
+error[E801]: security.masking refers to an undeclared variable
+  --> {spec.where("security/internal.yaml", "mesage:", "mesage")} (security.masking.mesage)
+   |     mesage: {{method: hash}}
+   = 'mesage' is not a variable of any prompt (prompts.triage.variables: message, channel)
+   = an entry masks the variable of its name in every prompt: this one masks nothing
+   = help: did you mean 'message'?""" in res.stderr, res.stderr
+    assert "error[E802]: a PII variable has no masking method" in res.stderr  # 'message' itself is now unnamed
+    assert res.stderr.rstrip("\n").splitlines()[-1] == "error: 2 errors; nothing was written."
+
+
 # ---------------------------------------------------------------- fuzz: mutated copies of a spec
 ORIGINAL = yaml.safe_load((REPO / "specs" / "credit_risk" / "spec.yaml").read_text(encoding="utf-8"))
 

@@ -47,6 +47,38 @@ def test_check_reports_prompt_mistakes_at_file_and_line(spec_copy):
     assert text.splitlines()[-1] == "error: 5 errors; nothing was written."
 
 
+def test_a_masking_entry_applies_to_the_variable_of_its_name_in_every_prompt(spec_copy):
+    """security.masking is spec-wide: with a second prompt that declares 'message' without pii, the entry
+    for 'message' is W804 there (its method would not be applied); with no entry, the one E802 names both
+    prompts where 'message' is pii."""
+    spec = spec_copy("support_triage")
+    second = ("  summary:\n    template: prompts/triage.j2\n    variables:\n"
+              "      message: {dtype: str, pii: false}\n      channel: {dtype: category}\n"
+              "    output: {format: json, schema: prompts/triage.schema.json}\n"
+              "    evaluation: {golden: prompts/triage_golden.jsonl, gates: {pass_rate: {min: 0.5}}}\n\nmonitoring:")
+    spec.replace(SPEC, "\nmonitoring:", "\n" + second)
+    text, ok = run_check(spec.rel, [])
+    assert ok is True, text
+    assert f"""\
+warning[W804]: masking is set for a variable that is not flagged pii
+  --> {spec.where("security/internal.yaml", "message:", "message")} (security.masking.message)
+   |     message: {{method: redact}}
+   = 'message' has pii: false in prompts.summary.variables
+""" in text
+    spec.replace(SPEC, "message: {dtype: str, pii: false}", "message: {dtype: str, pii: true}")
+    spec.replace("security/internal.yaml", "masking:\n  message: {method: redact}\n", "masking: {}\n")
+    text, ok = run_check(spec.rel, [])
+    assert ok is False
+    assert f"""\
+error[E802]: a PII variable has no masking method
+  --> {spec.where(SPEC, "message: {dtype: str, pii: true, checks", "true")} (prompts.triage.variables.message.pii)
+   |     message: {{dtype: str, pii: true, checks: {{str_length: {{min: 1, max: 1000}}}},
+   = 'message' is flagged pii in prompts.triage.variables and prompts.summary.variables but security.masking \
+does not name it
+""" in text
+    assert text.count("error[E802]") == 1 and "W804" not in text
+
+
 def _small(spec, golden: list[dict], gates: str) -> None:
     """The example with a golden set of `golden` cases and the `gates` block."""
     (spec.dir / GOLD).write_text("".join(json.dumps(c) + "\n" for c in golden), encoding="utf-8")

@@ -163,6 +163,27 @@ def test_a_guarded_call_is_answered_logged_and_measured(served, fake):
         ["message", "channel"]
 
 
+@pytest.mark.slow
+def test_two_workers_serve_the_prompt_into_one_chain_and_keep_insecure_dev(fake, tmp_path):
+    """--workers 2 (runtime/serve/launch.py, shared with tabular serving): each worker process loads the
+    prompt artefact from the environment the launcher sets, keeps --insecure-dev (recorded by every
+    worker), and appends to the one hash chain."""
+    s = Server(artefacts(), tmp_path, {"AIOPS_LLM_BASE_URL": fake.server.url}, workers=2,
+               args=("--insecure-dev",)).start()
+    try:
+        assert f"  listening on http://127.0.0.1:{s.port} with 2 worker(s)" in s.stderr
+        assert "!! INSECURE DEV MODE (--insecure-dev): NO API KEYS." in s.stderr
+        for i in range(8):
+            status, body = call(s, {"message": f"I was charged twice for order 5123{i}", "channel": "email"},
+                                headers={})
+            assert status == 200, body
+            status, meta = s.json("GET", "/v1/metadata")
+            assert meta["security"]["auth"] == "open" and meta["security"]["insecure_dev"] is True
+    finally:
+        s.stop()
+    assert len(entries(s)) == 8
+
+
 def test_keys_roles_and_bad_requests(served):
     assert call(served, {"message": "hi", "channel": "email"}, headers={})[0] == 401
     status, body = call(served, {"message": "hi", "channel": "email"}, headers={"X-API-Key": MONITOR_KEY})

@@ -366,7 +366,8 @@ def create_app() -> PromptApp:
 
 def run(args, art_dir: Path) -> int:
     """`aiops serve` for a prompt artefact (runtime/serve/cli.py dispatches here)."""
-    from aiops.runtime.serve.limits import fit_open_files, run_server, uvicorn_options
+    from aiops.runtime.serve.launch import launch
+    from aiops.runtime.serve.limits import fit_open_files
 
     try:
         service = PromptService(art_dir, args.log_dir, insecure_dev=args.insecure_dev)
@@ -378,17 +379,11 @@ def run(args, art_dir: Path) -> int:
         return 2
     limits, note = fit_open_files(service.limits)
     _banner(service, args, note)
-    common = uvicorn_options(args, limits)
-    if args.workers == 1:
-        return run_server(PromptApp(service), **common)
-    else:
-        service.pool.shutdown(wait=False)
-        os.environ[ENV_ARTEFACTS] = str(art_dir)
-        os.environ[ENV_LOG_DIR] = str(service.log_dir.resolve())
-        if args.insecure_dev:
-            os.environ[ENV_INSECURE_DEV] = "1"
-        return run_server("aiops.runtime.genai.server:create_app", factory=True, workers=args.workers, **common)
-    return 0
+    log_dir = service.log_dir.resolve()
+    loaded = [service]
+    del service  # launch takes it: with N workers, each loads its own and this process keeps none
+    return launch(args, limits, loaded, PromptApp, "aiops.runtime.genai.server:create_app", art_dir, log_dir,
+                  release=lambda s: s.pool.shutdown(wait=False))
 
 
 def _banner(service: PromptService, args, note: str | None) -> None:

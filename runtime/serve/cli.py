@@ -56,9 +56,10 @@ def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from aiops.runtime.artefacts import ArtefactError
-    from aiops.runtime.serve.limits import fit_open_files, run_server, uvicorn_options
+    from aiops.runtime.serve.launch import launch
+    from aiops.runtime.serve.limits import fit_open_files
     from aiops.runtime.policy import PolicyError
-    from aiops.runtime.serve.server import ENV_ARTEFACTS, ENV_INSECURE_DEV, ENV_JOB_THREADS, ENV_LOG_DIR, App, Service
+    from aiops.runtime.serve.server import ENV_INSECURE_DEV, ENV_JOB_THREADS, App, Service
 
     # only this flag turns insecure mode on: never a variable inherited from the caller
     os.environ.pop(ENV_INSECURE_DEV, None)
@@ -88,17 +89,9 @@ def _run(args: argparse.Namespace) -> int:
     limits, note = fit_open_files(service.limits)
     _banner(service, args, log_dir, note)
 
-    common = uvicorn_options(args, limits)
-    if args.workers == 1:
-        return run_server(App(service), **common)
-    else:
-        del service  # each worker loads its own (one onnxruntime session per worker)
-        os.environ[ENV_ARTEFACTS] = str(art_dir)
-        os.environ[ENV_LOG_DIR] = str(log_dir)
-        if args.insecure_dev:
-            os.environ[ENV_INSECURE_DEV] = "1"
-        return run_server("aiops.runtime.serve.server:create_app", factory=True, workers=args.workers, **common)
-    return 0
+    loaded = [service]
+    del service  # launch takes it: with N workers, each loads its own and this process keeps none
+    return launch(args, limits, loaded, App, "aiops.runtime.serve.server:create_app", art_dir, log_dir)
 
 
 def _banner(service, args: argparse.Namespace, log_dir, note: str | None = None) -> None:
