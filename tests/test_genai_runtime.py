@@ -290,3 +290,20 @@ def test_chat_api_and_native_tool_calls():
     out = OutputGuards([], {"format": "text"}, _masker(), {**TOOLS, "max_steps": 2}).check(g.text, g.tool_calls)
     assert out.blocked == [{"guard": "tools", "action": "block",
                             "detail": "tool call 1: 'wire_money' is not in the allow-list (lookup_order)"}]
+
+
+def test_an_abandoned_call_frees_its_thread_at_the_request_deadline():
+    """A provider that never answers in time: with the request's deadline 0.6 s away, the call
+    gives up by then (no 2 x 5 s of provider.timeout_s and retries), says why, and is not retried."""
+    import time as _t
+
+    with FakeLLM(lambda b: (200, completion("late")), delay_s=3.0) as fake:
+        t0 = _t.monotonic()
+        with pytest.raises(ProviderError) as ei:
+            _provider(fake.url, timeout_s=5, retries=1).complete("Hi", deadline=t0 + 0.6)
+        took = _t.monotonic() - t0
+    assert ei.value.code == "provider_timeout" and 0.55 < took < 1.5, took
+    assert re.fullmatch(r"the provider did not answer before the request's deadline \(serving\.timeout_s; 0\.\d+ s "
+                        r"were left for this attempt\) at AIOPS_LLM_BASE_URL POST /completions; not retried: the "
+                        r"request's deadline \(serving\.timeout_s\) is near", str(ei.value)), str(ei.value)
+    assert len(fake.requests) == 1

@@ -102,11 +102,12 @@ class Prompt:
         call.prompt_chars = len(text)
         return text
 
-    def generate(self, text: str, call: Call) -> None:
-        """Provider and output guardrails (blocking: the server runs it in a thread)."""
+    def generate(self, text: str, call: Call, deadline: float | None = None) -> None:
+        """Provider and output guardrails (blocking: the server runs it in a thread).
+        `deadline` (time.monotonic()): the request's; the provider gives up by then."""
         t0 = time.perf_counter()
         try:
-            gen = self.provider.complete(text)
+            gen = self.provider.complete(text, deadline)
         except ProviderError as exc:
             call.error, call.message = exc.code, exc.message
             return

@@ -148,8 +148,10 @@ class Provider:
         return min(int(mt), int(cap)) if cap is not None else int(mt)
 
     # ---------------------------------------------------------------- calls
-    def complete(self, prompt_text: str) -> Generation:
-        """One generation for `prompt_text`, within timeout, retries and budget."""
+    def complete(self, prompt_text: str, deadline: float | None = None) -> Generation:
+        """One generation for `prompt_text`, within timeout, retries and budget. `deadline`
+        (time.monotonic()): the request's own (serving.timeout_s); no attempt waits past it and
+        none starts after it, so a call the server has abandoned frees its thread then."""
         self.check()
         est = estimate_tokens(prompt_text)
         if self.max_input_tokens is not None and est > int(self.max_input_tokens):
@@ -170,7 +172,7 @@ class Provider:
         used = reserve
         try:
             t0 = time.perf_counter()
-            data, attempts = self._with_retries("POST", path, payload)
+            data, attempts = self._with_retries("POST", path, payload, deadline)
             latency_ms = (time.perf_counter() - t0) * 1000.0
             gen = self._generation(data, latency_ms, attempts, est)
             used = gen.input_tokens + gen.output_tokens
@@ -187,30 +189,37 @@ class Provider:
             return self.model
         return ids[0] if ids else None
 
-    def _with_retries(self, method: str, path: str, payload: bytes | None) -> tuple[dict[str, Any], int]:
+    def _with_retries(self, method: str, path: str, payload: bytes | None,
+                      deadline: float | None = None) -> tuple[dict[str, Any], int]:
         attempt = 0
         while True:
             attempt += 1
             try:
-                return self._request(method, path, payload), attempt
+                return self._request(method, path, payload, deadline), attempt
             except ProviderError as exc:
                 retryable = getattr(exc, "retryable", False)
-                if not retryable or attempt > self.retries:
+                pause = BACKOFF_S * (2 ** (attempt - 1))
+                late = deadline is not None and time.monotonic() + pause >= deadline
+                if not retryable or attempt > self.retries or late:
+                    if late and retryable and attempt <= self.retries:
+                        exc.message = f"{exc.message}; not retried: the request's deadline (serving.timeout_s) is near"
                     if attempt > 1:
                         exc.message = f"{exc.message} (after {attempt} attempts)"
-                        exc.args = (exc.message,)
+                    exc.args = (exc.message,)
                     raise
-                time.sleep(BACKOFF_S * (2 ** (attempt - 1)))
+                time.sleep(pause)
 
-    def _request(self, method: str, path: str, payload: bytes | None) -> dict[str, Any]:
+    def _request(self, method: str, path: str, payload: bytes | None, until: float | None = None) -> dict[str, Any]:
         u = urlsplit(self.base_url)
         full = u.path.rstrip("/") + path
-        deadline = time.monotonic() + self.timeout_s
+        now = time.monotonic()
+        timeout = self.timeout_s if until is None else max(0.001, min(self.timeout_s, until - now))
+        deadline = now + timeout
         if u.scheme == "https":
             conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                u.hostname, u.port, timeout=self.timeout_s, context=ssl.create_default_context())
+                u.hostname, u.port, timeout=timeout, context=ssl.create_default_context())
         else:
-            conn = http.client.HTTPConnection(u.hostname, u.port, timeout=self.timeout_s)
+            conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
         headers = {"content-type": "application/json", "accept": "application/json"}
         if self.api_key:
             headers["authorization"] = f"Bearer {self.api_key}"
@@ -222,6 +231,9 @@ class Provider:
             if time.monotonic() > deadline:
                 raise socket.timeout()
         except (socket.timeout, TimeoutError):
+            if timeout < self.timeout_s:  # cut short by the request's deadline
+                raise _retryable("provider_timeout", f"the provider did not answer before the request's deadline "
+                                 f"(serving.timeout_s; {timeout:.3g} s were left for this attempt) at {where}") from None
             raise _retryable("provider_timeout", f"the provider did not answer within {self.timeout_s:g} s "
                              f"(provider.timeout_s) at {where}") from None
         except (ConnectionError, OSError, http.client.HTTPException) as exc:

@@ -274,7 +274,9 @@ class PromptApp:
         text = await asyncio.to_thread(p.prepare, variables, call)
         if text is not None:
             work = dataclasses.replace(call)  # the thread's own copy: a late answer cannot change what is logged
-            fut = asyncio.get_running_loop().run_in_executor(s.pool, p.generate, text, work)
+            # the provider stops at the request's deadline too: an abandoned call frees its thread then
+            until = time.monotonic() + max(0.0, deadline - time.perf_counter())
+            fut = asyncio.get_running_loop().run_in_executor(s.pool, p.generate, text, work, until)
             try:
                 await asyncio.wait_for(fut, max(0.0, deadline - time.perf_counter()))
                 call = work
