@@ -254,6 +254,8 @@ def check_security(ctx: Ctx) -> None:
             ctx.err("E802", "a PII column has no masking method", ("data", "columns", name, "pii"),
                     f"'{name}' is flagged pii but security.masking does not name it",
                     help=f"add security.masking.{name}: {{method: hash}} (hash, redact or generalize)")
+        elif mk.method == "none":
+            warn_unmasked_pii(ctx, name, f"data.columns.{name}")
         if name in features_by_source:
             i = features_by_source[name]
             if mk is None or not mk.allow_as_feature or mk.method == "none":
@@ -262,6 +264,17 @@ def check_security(ctx: Ctx) -> None:
                         help=f"drop the feature, or set security.masking.{name}: "
                              "{method: hash, allow_as_feature: true} if the policy allows it")
     check_security_controls(ctx)
+
+
+def warn_unmasked_pii(ctx, name: str, declared_at: str) -> None:
+    """W816: `method: none` on a PII column or variable. The runtime never writes a PII value in
+    clear (runtime/masking.py masker_for redacts it, as with no method), so the policy would
+    claim less masking than is applied: say so, and how to make the spec say what happens."""
+    ctx.warn("W816", "a PII value's masking method is none, which is not applied",
+             ("security", "masking", name), f"'{name}' is flagged pii ({declared_at}): the runtime never writes a PII "
+             "value in clear, so it redacts it, as with no method", key=True,
+             help=f"write security.masking.{name}: {{method: redact}} (or hash, or generalize), or set pii: false on "
+                  f"{declared_at} if it is not PII")
 
 
 def check_security_controls(ctx: Ctx) -> None:

@@ -100,6 +100,8 @@ def check_prompt_masking(ctx: Ctx, spec: S.PromptSpec) -> None:
     declared without pii (the runtime masks only pii variables whole, by their method: this method is not
     applied); E802 a pii variable that no entry names (the runtime would redact it, as it would a tabular
     PII column: the same rule, so the policy a reviewer reads names the method applied)."""
+    from aiops.compiler import rules_policy
+
     masking = (spec.security.masking if spec.security else None) or {}
     declared: dict[str, list[tuple[str, S.Column]]] = {}  # variable -> [(prompt, its declaration)]
     for pname, p in (spec.prompts or {}).items():
@@ -129,6 +131,9 @@ def check_prompt_masking(ctx: Ctx, spec: S.PromptSpec) -> None:
                      + f", or remove security.masking.{name}")
     for var, uses in declared.items():
         pii = [pn for pn, col in uses if col.pii]
+        mk = masking.get(var)
+        if pii and mk is not None and getattr(mk, "method", None) == "none":
+            rules_policy.warn_unmasked_pii(ctx, var, " and ".join(f"prompts.{pn}.variables.{var}" for pn in pii))
         if pii and var not in masking:
             where = " and ".join(f"prompts.{pn}.variables" for pn in pii)
             ctx.err("E802", "a PII variable has no masking method", ("prompts", pii[0], "variables", var, "pii"),

@@ -1225,6 +1225,31 @@ warning[W804]: masking is set for a column that is not flagged pii
    = 'telephone' has pii: false in data.columns
    = help: set pii: true on data.columns.telephone""",
     ),
+    "W816-pii-column-masking-none": Bad(
+        edits=((STRICT, "personal_status_and_sex: {method: hash", "personal_status_and_sex: {method: none"),),
+        at=(STRICT, "personal_status_and_sex: {method: none", "personal_status_and_sex"),
+        expected="""\
+warning[W816]: a PII value's masking method is none, which is not applied
+  --> @AT@ (security.masking.personal_status_and_sex)
+   |     personal_status_and_sex: {method: none, allow_as_feature: false}
+   = 'personal_status_and_sex' is flagged pii (data.columns.personal_status_and_sex): the runtime never writes a \
+PII value in clear, so it redacts it, as with no method
+   = help: write security.masking.personal_status_and_sex: {method: redact} (or hash, or generalize), or set \
+pii: false on data.columns.personal_status_and_sex if it is not PII""",
+    ),
+    "W816-pii-variable-masking-none": Bad(
+        spec="support_triage",
+        edits=((PSEC, "  message: {method: redact}", "  message: {method: none}"),),
+        at=(PSEC, "message: {method: none}", "message"),
+        expected="""\
+warning[W816]: a PII value's masking method is none, which is not applied
+  --> @AT@ (security.masking.message)
+   |     message: {method: none}
+   = 'message' is flagged pii (prompts.triage.variables.message): the runtime never writes a PII value in clear, \
+so it redacts it, as with no method
+   = help: write security.masking.message: {method: redact} (or hash, or generalize), or set pii: false on \
+prompts.triage.variables.message if it is not PII""",
+    ),
     "E805-encryption-without-key": Bad(
         edits=((STRICT, "key_env: AIOPS_DATA_KEY", 'key_env: ""'),),
         at=(STRICT, "encryption_at_rest:", '""'),
