@@ -307,3 +307,16 @@ def test_an_abandoned_call_frees_its_thread_at_the_request_deadline():
                         r"were left for this attempt\) at AIOPS_LLM_BASE_URL POST /completions; not retried: the "
                         r"request's deadline \(serving\.timeout_s\) is near", str(ei.value)), str(ei.value)
     assert len(fake.requests) == 1
+
+
+def test_the_masking_a_prompt_reports_is_the_masking_its_log_applies():
+    """/v1/metadata and the banner list Prompt.masking: the method of each pii variable (redact
+    when none is named); a method set on a non-pii variable (W804) is not applied, so not listed."""
+    from aiops.runtime.genai.prompts import Prompt
+
+    root = Path(__file__).resolve().parent.parent / "generated" / "support_triage"
+    env = {"AIOPS_MASK_SALT": "k" * 32}
+    p = Prompt(root, "triage", {"masking": {"message": {"method": "hash"}, "channel": {"method": "hash"}}}, env)
+    assert p.pii == ["message"] and p.masking == {"message": "hash"}
+    assert "channel" in p.masker.methods  # the policy entry exists; the log never applies it
+    assert Prompt(root, "triage", {"masking": {}}, env).masking == {"message": "redact"}

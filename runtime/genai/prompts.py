@@ -73,6 +73,12 @@ class Prompt:
         self.output_guards = OutputGuards(guards.get("output") or [], self.output_spec, self.masker,
                                           self.spec.get("tools"))
 
+    @property
+    def masking(self) -> dict[str, str]:
+        """The method the log applies to each pii variable (redact when the policy names none);
+        a method set on another variable is not applied (aiops check: W804), so it is not listed."""
+        return {k: self.masker.methods.get(k, "redact") for k in self.pii}
+
     def known(self, variables: Any) -> dict[str, Any]:
         """The prompt's own variables of a request body (others are named in the 422, never logged)."""
         if not isinstance(variables, dict):

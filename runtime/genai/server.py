@@ -102,7 +102,7 @@ class PromptService:
                              "api": pr.api, "parameters": pr.parameters, "timeout_s": pr.timeout_s,
                              "retries": pr.retries, "budget": (p.spec["provider"].get("budget") or {}),
                              "gen_ai_system": pr.system},
-                "masking": dict(sorted(p.masker.methods.items())),
+                "masking": dict(sorted(p.masking.items())),  # what the log applies, not every policy entry
             }
         return {
             "model": {**self.model, "kind": "prompt", "blessed": art.blessed, "signed": art.trust.signed,
@@ -395,7 +395,9 @@ def _banner(service: PromptService, args, note: str | None) -> None:
     for n, p in service.prompts.items():
         pr = p.provider
         lines.append(f"  POST /v1/prompts/{n}: {pr.model} via {pr.base_url_env} ({pr.api}), version "
-                     f"{p.version[:19]}..., masking: {p.masker.describe()}")
+                     f"{p.version[:19]}..., masking: "
+                     f"{', '.join(f'{k}={m}' for k, m in sorted(p.masking.items())) or 'no pii variable'} "
+                     f"(key id {p.masker.key_id or '-'})")
     lines += [f"  prompt log: {service.log.path.resolve()}{' (encrypted at rest)' if service.cipher else ''}: "
               f"{service.audit.describe()}",
               f"  access: {service.access.source}",
