@@ -68,7 +68,6 @@ def _file_diag(code: str, summary: str, file: Path, line: int | None, notes: tup
 def check_prompt_spec(ctx: Ctx) -> None:
     spec: S.PromptSpec = ctx.spec  # type: ignore[assignment]
     check_provider(ctx, spec)
-    masking = (spec.security.masking if spec.security else None) or {}
     for name, p in (spec.prompts or {}).items():
         base: PathT = ("prompts", name)
         if not re.fullmatch(S.PROMPT_NAME_GRAMMAR, name):
@@ -84,7 +83,7 @@ def check_prompt_spec(ctx: Ctx) -> None:
         schema = check_output(ctx, p, base)
         check_tools(ctx, p, base)
         check_guards(ctx, p, base, schema)
-        check_golden(ctx, p, base, masking)
+        check_golden(ctx, p, base)
         check_gates(ctx, p, base)
     check_prompt_masking(ctx, spec)
     from aiops.compiler import rules_policy
@@ -312,7 +311,7 @@ def _golden_diag(ctx: Ctx, f: Path, line: int, case: str, summary: str, *notes: 
     ctx.diags.append(_file_diag(code, summary, f, line, tuple(notes), help, path=case))
 
 
-def check_golden(ctx: Ctx, p: S.Prompt, base: PathT, masking: dict) -> None:
+def check_golden(ctx: Ctx, p: S.Prompt, base: PathT) -> None:
     """E412 unreadable rows, E413 unknown variables, E414 missing ones, E415 values the contract refuses,
     E416 bad assertions, E408 bad assertion regexes."""
     ev = p.evaluation
