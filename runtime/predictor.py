@@ -53,17 +53,20 @@ class Predictor:
         self.pos_index = self.meta.classes.index(self.meta.positive_class) if (
             self.meta.positive_class is not None and self.meta.positive_class in self.meta.classes) else None
 
+    def lone_feed(self, feed: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+        """The feed as `run` must get it: a lone row (n == 1) as two copies of itself when
+        `lone_row_twice`. onnxruntime takes another kernel for a single row (GEMV instead of
+        GEMM), which differs in the last bit for linear models; two copies give the bits the
+        row gets inside any larger batch (HTTP and batch paths agree). Tree models do without
+        (runtime/row_kernels.py). Take the first n rows of the outputs."""
+        if n == 1 and self.lone_row_twice:
+            return {k: np.concatenate([feed[k], feed[k]]) for k in self.input_names}
+        return {k: feed[k] for k in self.input_names}
+
     def run_feed(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(feed[self.input_names[0]]) if self.input_names else 0
-        twice = n == 1 and self.lone_row_twice
-        if twice:
-            # onnxruntime takes another kernel for a single row (GEMV instead of GEMM), which
-            # differs in the last bit for linear models; two copies of the row give the same
-            # bits as the row scored inside any larger batch (HTTP and batch paths agree).
-            # Tree models do without (runtime/row_kernels.py).
-            feed = {k: np.concatenate([feed[k], feed[k]]) for k in self.input_names}
-        outs = self.run({k: feed[k] for k in self.input_names})
-        if twice:
+        outs = self.run(self.lone_feed(feed, n))
+        if n == 1 and self.lone_row_twice:
             outs = [o[:1] for o in outs]
         if not self.is_classifier:
             return {"value": np.asarray(outs[0], dtype=np.float64).reshape(-1)}

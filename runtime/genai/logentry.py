@@ -25,7 +25,7 @@ from typing import Any, Iterator, Mapping, Sequence
 from aiops.runtime.audit.chain import ChainError, ChainWriter, iso_ts, read_entries
 from aiops.runtime.audit.keys import AuditSettings
 from aiops.runtime.genai.guardrails import SpanMasker
-from aiops.runtime.masking import Masker
+from aiops.runtime.masking import REDACTED, Masker
 from aiops.runtime.policy import Cipher
 
 KIND = "prompt"
@@ -52,6 +52,16 @@ def _mask_value(value: Any, spans: SpanMasker, echoes: Sequence[tuple[str, str]]
     return value
 
 
+def pii_method(masker: Masker, name: str) -> str:
+    """The method the log applies to a pii variable: the policy's (masker_for gives every pii
+    variable of the contract one), redact for any other name listed as pii."""
+    return masker.methods.get(name, "redact")
+
+
+def _mask_pii(masker: Masker, name: str, value: Any) -> Any:
+    return masker.mask(name, value) if name in masker.methods else REDACTED
+
+
 def build_entry(*, masker: Masker, pii: Sequence[str], prediction_id: str, prompt: str, prompt_version: str,
                 model: str, variables: Mapping[str, Any], output: Any, input_chars: int, output_chars: int,
                 input_tokens: int | None, output_tokens: int | None, latency_ms: float | None,
@@ -65,14 +75,14 @@ def build_entry(*, masker: Masker, pii: Sequence[str], prediction_id: str, promp
         if raw.get(k) is None or len(str(raw[k])) < MIN_ECHO_CHARS:
             continue
         value = str(raw[k])
-        masked = str(masker.mask(k, raw[k]) if k in masker.methods else "[redacted]")
+        masked = str(_mask_pii(masker, k, raw[k]))
         echoes.append((value, masked))
-        echoes += [(w, "[redacted]") for w in set(_WORD.findall(value)) if len(w) >= MIN_ECHO_WORD]
+        echoes += [(w, REDACTED) for w in set(_WORD.findall(value)) if len(w) >= MIN_ECHO_WORD]
     echoes.sort(key=lambda e: -len(e[0]))  # the whole value first, then its long words
     masked_vars: dict[str, Any] = {}
     for k, v in raw.items():
         if k in pii:
-            masked_vars[k] = masker.mask(k, v) if k in masker.methods else "[redacted]"
+            masked_vars[k] = _mask_pii(masker, k, v)
         else:
             masked_vars[k] = _mask_value(v, spans, echoes)
     return {"kind": KIND, "prediction_id": prediction_id, "prompt": prompt, "prompt_version": prompt_version,

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 from aiops.runtime.contract import Contract
 from aiops.runtime.genai.guardrails import InputGuards, OutputGuards
+from aiops.runtime.genai.logentry import pii_method
 from aiops.runtime.genai.provider import Generation, Provider, ProviderError
 from aiops.runtime.genai.render import PromptError, compile_template, render
 from aiops.runtime.genai.variables import pii_variables, text_variables, validate
@@ -77,7 +78,7 @@ class Prompt:
     def masking(self) -> dict[str, str]:
         """The method the log applies to each pii variable (redact when the policy names none);
         a method set on another variable is not applied (aiops check: W804), so it is not listed."""
-        return {k: self.masker.methods.get(k, "redact") for k in self.pii}
+        return {k: pii_method(self.masker, k) for k in self.pii}
 
     def known(self, variables: Any) -> dict[str, Any]:
         """The prompt's own variables of a request body (others are named in the 422, never logged)."""

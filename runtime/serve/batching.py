@@ -40,10 +40,7 @@ PROBE_EVERY = 16  # while scoring at once, every this-many-th request waits for 
 
 def score_columns(p: Predictor, cols: dict[str, np.ndarray], n: int) -> Result:
     """Predictions for n rows of clean contract columns (n >= 1)."""
-    feed = derive(p.steps, cols)
-    if n == 1 and p.lone_row_twice:
-        feed = {k: np.concatenate([v, v]) for k, v in feed.items()}
-    return p.lists(p.run(feed), n)
+    return p.lists(p.run(p.lone_feed(derive(p.steps, cols), n)), n)
 
 
 class Batcher:

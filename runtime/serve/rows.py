@@ -300,13 +300,13 @@ class FeatureRows:
     A feature row is a pair (float features, string features) in the model's input order.
     `rows(records)` gives one per record, or None as soon as a record is not plainly valid
     (`RowAcceptor` decides, the contract then gives the verdict and the errors). `feed(rows)`
-    builds the feed; a single row is written `copies` times (the Predictor's: 2 when
-    `lone_row_twice`, see `Predictor.run_feed`, else 1) into buffers kept for the purpose, so a
-    one-record request allocates no input arrays. The
+    builds the feed; a single row is written into buffers kept for the purpose, twice when
+    `twice` (the Predictor's `lone_row_twice`, see `Predictor.lone_feed`), so a one-record
+    request allocates no input arrays. The
     buffers make `feed` usable from one thread only: the server's event loop.
     Tests hold every feed to `features.derive` of the contract's columns, bit for bit."""
 
-    def __init__(self, acceptor: RowAcceptor, steps: list[FeatureStep], input_names: list[str], copies: int = 2):
+    def __init__(self, acceptor: RowAcceptor, steps: list[FeatureStep], input_names: list[str], twice: bool = True):
         self.acceptor = acceptor
         at = {name: k for k, (name, *_rest) in enumerate(acceptor._cols)}
         by_name = {s.name: s for s in steps}
@@ -315,7 +315,8 @@ class FeatureRows:
         self.string_names = [s.name for s in order if s.onnx_type == "string"]
         self._float_fns = [scalar_step(s, at) for s in order if s.onnx_type == "float"]
         self._string_fns = [scalar_step(s, at) for s in order if s.onnx_type == "string"]
-        self._twice = copies == 2
+        self._twice = twice
+        copies = 2 if twice else 1
         self._fbuf = np.zeros((len(self.float_names), copies, 1), dtype=np.float32)
         self._sbuf = np.full((len(self.string_names), copies, 1), MISSING_CATEGORY, dtype=object)
         self._one = {**{n: self._fbuf[k] for k, n in enumerate(self.float_names)},
@@ -340,7 +341,7 @@ class FeatureRows:
         return out
 
     def feed(self, rows: list[tuple[list[float], list[str]]]) -> dict[str, np.ndarray]:
-        """The ONNX feed of these rows; one row comes back as `copies` identical rows."""
+        """The ONNX feed of these rows; one row comes back as two identical rows when `twice`."""
         if len(rows) == 1:
             f, s = rows[0]
             if f:

@@ -107,7 +107,7 @@ class Service:
                                   "feed the model, but encryption at rest is off: job inputs would hold them in clear "
                                   "text; enable security.encryption_at_rest in the spec, or remove 'async'")
         self.acceptor = RowAcceptor(contract)
-        self.rows = FeatureRows(self.acceptor, p.steps, p.input_names, 2 if p.lone_row_twice else 1)
+        self.rows = FeatureRows(self.acceptor, p.steps, p.input_names, p.lone_row_twice)
         self.classes = list(p.meta.classes)
         self.model = {"name": art.name, "version": art.version, "manifest_sha256": art.manifest_sha256}
         self.answers = Answers(self.model, self.classes, p.is_classifier)
