@@ -181,6 +181,21 @@ def proc_cpu_seconds(pid: int) -> float:
     return sum(int(fields[i]) for i in (11, 12, 13, 14)) / ticks
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of each thread of a process, by thread name (and id: names repeat)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        key = "event loop" if task.name == str(pid) else f"{name}[{task.name}]"
+        out[key] = (int(fields[11]) + int(fields[12])) / ticks
+    return out
+
+
 def tree_cpu_seconds(pid: int) -> float:
     """CPU seconds of a process and its live descendants (uvicorn workers)."""
     total = proc_cpu_seconds(pid)

@@ -26,23 +26,8 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 import _load  # noqa: E402
-from _common import WORK, _children, proc_cpu_seconds  # noqa: E402
+from _common import WORK, _children, proc_cpu_seconds, thread_cpu  # noqa: E402
 from serve import Example  # noqa: E402
-
-
-def thread_cpu(pid: int) -> dict[str, float]:
-    """CPU seconds of each thread of a process, by thread name (and id: names repeat)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    out = {}
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            name = (task / "comm").read_text().strip()
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        key = "event loop" if task.name == str(pid) else f"{name}[{task.name}]"
-        out[key] = (int(fields[11]) + int(fields[12])) / ticks
-    return out
 
 
 def folded(path: Path) -> list[tuple[list[str], int]]:
