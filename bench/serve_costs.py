@@ -3,6 +3,7 @@ stages: the "which part of the request costs what" table of issue 14.
 
     python bench/serve_costs.py                 # both examples, 5 repeats
     python bench/serve_costs.py --only flight_delays --repeats 9
+    python bench/serve_costs.py --lone-row-ab --repeats 9 --requests 3000   # one copy vs two, flight_delays
 
 End-to-end runs (bench/serve.py) share two cores with the load generator and move by up to
 2x from run to run on this machine; this script measures CPU time in one process, without
@@ -16,8 +17,8 @@ answer, metrics, the MAC-chained and, for credit_risk, encrypted prediction log)
 2. runs the same requests again with each stage of the request path wrapped in a timer, so
    that a stage is timed where it runs (timed on its own in a tight loop, onnxruntime costs
    a third less: its caches stay warm); what a clock read adds is measured and taken off,
-   and "the rest" is the untimed whole less the stages: routing, the key and log checks,
-   deadline bookkeeping, the batcher, the coroutines;
+   and "the rest" is that timed pass less its stages and what the timers added: routing, the
+   key and log checks, deadline bookkeeping, the batcher, the coroutines;
 3. measures the prediction log's writer process (CPU per entry, from /proc) and its
    forwarding thread while the app runs, and times the writer's own stages (reading the
    frame, building the entry with masking, and sealing + MAC chain + append) in process;
@@ -205,22 +206,33 @@ def aiops_costs(name: str, repeats: int, requests: int) -> dict[str, Any]:
         loop.close()
     finally:
         app.shutdown()
-    # what timing a call adds inside its own interval (the clock read at each end): taken off each stage
-    probe = timed("probe", lambda: None)
+    # what timing a call adds: inside its own interval (`bias`, taken off each stage) and in all
+    # (`wrap`, the clock reads and the wrapper's call), so that "the rest" comes from the same
+    # timed pass as the stages: its total less the stages less what the wrappers added
+    bare = lambda: None  # noqa: E731
+    probe = timed("probe", bare)
     for _ in range(20000):
         probe()
     spent.pop("probe")
+    t = time.thread_time_ns()
     for _ in range(100000):
         probe()
+    wrapped = time.thread_time_ns() - t
     bias = spent.pop("probe") / 1e3 / 100000
+    t = time.thread_time_ns()
+    for _ in range(100000):
+        bare()
+    wrap = (wrapped - (time.thread_time_ns() - t)) / 1e3 / 100000
     calls = {label: 2 if attr == "answered" else 1 for label, _, attr in STAGES}  # answered + request
+    n_calls = sum(calls.values())
     rows_out = [{"stage": label, "us": max(0.0, median([r.get(label, 0.0) for r in staged]) - calls[label] * bias)}
                 for label, _, _ in STAGES]
     out["stages"] = rows_out
-    out["timer_bias_us"] = bias
+    out["timer_bias_us"], out["timer_wrap_us"] = bias, wrap
     out["instrumented_total_us"] = median([r["total"] for r in staged])
+    out["dispatch_us"] = median([r["total"] - sum(v for k, v in r.items() if k != "total") - n_calls * (wrap - bias)
+                                 for r in staged])
     out["app_us"], out["app_runs"] = median(whole), whole
-    out["dispatch_us"] = out["app_us"] - sum(r["us"] for r in rows_out)  # the whole, untimed, less the stages
     out["writer_process_us"], out["writer_runs"] = median(wproc), wproc
     out["forwarding_thread_us"] = median(fwd)
 
@@ -328,6 +340,48 @@ def raw_costs(name: str, repeats: int, requests: int) -> dict[str, Any]:
     return {"stages": rows_out, "app_us": median(whole), "app_runs": whole}
 
 
+def lone_row_ab(name: str, repeats: int, requests: int) -> dict[str, Any]:
+    """The event loop's CPU per request with a lone row scored once and as two copies, on the
+    same app, interleaved (once, twice, once, ...): what runtime/row_kernels.py saves a model
+    whose graph lets it score a lone row once. Both give the same bits (tests/test_row_kernels.py)."""
+    from serve import Example
+
+    from aiops.runtime.serve import server as srv
+    from aiops.runtime.serve.rows import FeatureRows
+
+    ex = Example(name)
+    trust(ex.art)
+    logs = Path(tempfile.mkdtemp(prefix=f"ab-{name}-", dir=WORK))
+    app = srv.App(srv.Service(ex.art, logs / "serving", env=bench_env(), job_threads=0, insecure_dev=True))
+    s, p = app.s, app.s.predictor
+    reqs = [Request(b) for b in ex.bodies["aiops"]]
+    loop = _new_loop()
+    res: dict[bool, list[float]] = {False: [], True: []}
+
+    async def run(n: int) -> None:
+        for i in range(n):
+            r = reqs[i % len(reqs)]
+            await app(r.scope, r.receive, r.send)
+
+    app.startup()
+    try:
+        for _ in range(repeats):
+            for twice in (False, True):
+                p.lone_row_twice = twice
+                app.batcher.rows = s.rows = FeatureRows(s.acceptor, p.steps, p.input_names, twice)
+                loop.run_until_complete(run(300))
+                t = time.thread_time_ns()
+                loop.run_until_complete(run(requests))
+                res[twice].append((time.thread_time_ns() - t) / 1e3 / requests)
+                s.log.flush(60)
+    finally:
+        loop.close()
+        app.shutdown()
+        shutil.rmtree(logs, ignore_errors=True)
+    return {"once_us": median(res[False]), "twice_us": median(res[True]), "once_runs": res[False],
+            "twice_runs": res[True]}
+
+
 NULL_APP = r'''
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
@@ -404,8 +458,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--requests", type=int, default=4000, help="requests per repeat through the whole app")
     ap.add_argument("--http", action="store_true", help="also measure uvicorn's share (wrk, 3 s per repeat)")
+    ap.add_argument("--lone-row-ab", action="store_true",
+                    help="only the A/B of a lone row scored once against two copies (flight_delays, a tree model)")
     a = ap.parse_args(argv)
     WORK.mkdir(parents=True, exist_ok=True)
+    if a.lone_row_ab:
+        ab = lone_row_ab(a.only or "flight_delays", a.repeats, a.requests)
+        print(f"{a.only or 'flight_delays'}: the event loop's CPU per request, medians of {a.repeats} interleaved "
+              f"repeats of {a.requests}: lone row once {ab['once_us']:.1f} µs, as two copies {ab['twice_us']:.1f} µs "
+              f"(runs: {', '.join(f'{x:.0f}' for x in ab['once_runs'])} / "
+              f"{', '.join(f'{x:.0f}' for x in ab['twice_runs'])})")
+        print(f"written: {write_results('serve_lone_row_ab', ab)}")
+        return 0
     names = [a.only] if a.only else ["credit_risk", "flight_delays"]
     load0 = os.getloadavg()[0]
     results: dict[str, Any] = {"machine": machine(), "repeats": a.repeats}
@@ -431,8 +495,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(["raw", "= the whole request (app, in process)", f"{raw['app_us']:.1f}"])
         ai["server_us_without_http"] = total
         print(f"\n{name}: CPU µs per request of one record, medians of {a.repeats} (each stage timed inside the "
-              f"request, less the {ai['timer_bias_us']:.2f} µs a clock read adds; 'the rest' is the untimed whole "
-              f"less the stages)\n")
+              f"request, less the {ai['timer_bias_us']:.2f} µs a clock read adds; 'the rest' is the timed pass "
+              f"less its stages and the {ai['timer_wrap_us']:.2f} µs per timed call; the whole is an untimed pass)\n")
         print(fmt_table(["endpoint", "stage", "µs"], rows))
     if a.http:
         import serve

@@ -4,9 +4,8 @@ A row must get the same prediction however it is sent: alone over HTTP, or among
 in `aiops score`. onnxruntime does not promise that. For a linear model a one-row input
 takes another kernel (GEMV instead of GEMM), which differs in the last bit; that is why
 `Predictor.run_feed` scores a lone row as two copies of itself, which costs a second row
-of work and a copy of every input: for flight_delays 96 against 77 µs of the event loop's
-CPU per request (medians of an interleaved in-process A/B, bench/README.md; 34 against 31 µs
-for onnxruntime alone in a tight loop, where its caches stay warm).
+of work and a copy of every input: for flight_delays 64.9 against 54.2 µs of the event
+loop's CPU per request (`python bench/serve_costs.py --lone-row-ab`, medians of 9).
 
 `rows_independent(graph)` says when the copy is not needed: every node of the graph
 computes each row on its own with the same operations whatever the batch size:
